@@ -1,0 +1,1 @@
+//! Apply: writes edits inside the iteration's worktree only, refusing every escape.

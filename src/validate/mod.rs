@@ -1,0 +1,1 @@
+//! Validation: quality gates and the spec's `verify` commands, run in the worktree with timeouts.
