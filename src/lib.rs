@@ -23,6 +23,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod engine;
+pub mod process;
 pub mod response;
 pub mod spec;
 pub mod store;

@@ -1,0 +1,262 @@
+//! Running shell commands for the loop: gates, `verify` commands and the commands a model asks
+//! for. Each runs through `sh -c` in a given directory, in its own process group (so a timeout
+//! or an interrupt ends everything it started), with stdin closed and output captured up to a
+//! limit (the head and the tail are kept, the middle is cut with a visible marker).
+//!
+//! Owns: child processes. Must not decide whether a command is allowed: callers do that.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// What to run and how.
+#[derive(Debug, Clone)]
+pub struct ShellCommand<'a> {
+    /// The command line, given to `sh -c`.
+    pub command: &'a str,
+    /// The working directory.
+    pub dir: &'a Path,
+    /// Ends the whole process group after this long.
+    pub timeout: Duration,
+    /// At most this many bytes of stdout and of stderr are kept (head and tail).
+    pub max_output_bytes: usize,
+    /// Extra environment variables.
+    pub env: &'a [(String, String)],
+    /// Variables removed from the child's environment.
+    pub env_remove: &'a [String],
+}
+
+/// How a command ended.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CommandOutput {
+    /// The exit code, if the command exited normally.
+    pub exit_code: Option<i32>,
+    /// True when the command was ended because it ran too long.
+    pub timed_out: bool,
+    /// Captured stdout, trimmed to the limit.
+    pub stdout: String,
+    /// Captured stderr, trimmed to the limit.
+    pub stderr: String,
+    /// Wall-clock duration in milliseconds.
+    pub duration_ms: u64,
+}
+
+impl CommandOutput {
+    /// True when the command exited with status 0 in time.
+    pub fn success(&self) -> bool {
+        !self.timed_out && self.exit_code == Some(0)
+    }
+
+    /// Stdout and stderr together, for feedback to the model.
+    pub fn combined(&self) -> String {
+        match (self.stdout.is_empty(), self.stderr.is_empty()) {
+            (_, true) => self.stdout.clone(),
+            (true, false) => self.stderr.clone(),
+            (false, false) => format!("{}\n{}", self.stdout.trim_end(), self.stderr),
+        }
+    }
+}
+
+/// Runs a command to completion or timeout. An error means the command could not be started
+/// at all (for example, no `sh`); a failing command is an `Ok` with its exit code.
+pub fn run(cmd: &ShellCommand<'_>) -> std::io::Result<CommandOutput> {
+    let start = Instant::now();
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(cmd.command)
+        .current_dir(cmd.dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    for name in cmd.env_remove {
+        command.env_remove(name);
+    }
+    for (k, v) in cmd.env {
+        command.env(k, v);
+    }
+    let mut child = command.spawn()?;
+    let pid = child.id();
+    let limit = cmd.max_output_bytes;
+    let stdout = child.stdout.take().map(|s| spawn_reader(s, limit));
+    let stderr = child.stderr.take().map(|s| spawn_reader(s, limit));
+
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let status = child.wait();
+        let _ = tx.send(());
+        status
+    });
+    let timed_out = rx.recv_timeout(cmd.timeout).is_err();
+    if timed_out {
+        kill_group(pid);
+    }
+    // The group is dead or the child exited; waiting cannot block for long now.
+    let status = waiter
+        .join()
+        .map_err(|_| std::io::Error::other("the waiter thread panicked"))??;
+    if !timed_out {
+        // Descendants that outlive the shell would keep the pipes open: end them too.
+        kill_group(pid);
+    }
+    let stdout = stdout.map(join_reader).unwrap_or_default();
+    let stderr = stderr.map(join_reader).unwrap_or_default();
+    Ok(CommandOutput {
+        exit_code: if timed_out { None } else { status.code() },
+        timed_out,
+        stdout,
+        stderr,
+        duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+    })
+}
+
+fn kill_group(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which is ignored.
+        unsafe {
+            libc::killpg(pid, libc::SIGKILL);
+        }
+    }
+}
+
+type Reader = thread::JoinHandle<String>;
+
+fn spawn_reader(mut source: impl Read + Send + 'static, limit: usize) -> Reader {
+    thread::spawn(move || {
+        let mut kept = HeadTail::new(limit);
+        let mut buf = [0u8; 8192];
+        loop {
+            match source.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => kept.push(&buf[..n]),
+            }
+        }
+        kept.finish()
+    })
+}
+
+fn join_reader(handle: Reader) -> String {
+    handle.join().unwrap_or_default()
+}
+
+/// Keeps the first and last `limit / 2` bytes of a stream.
+struct HeadTail {
+    limit: usize,
+    head: Vec<u8>,
+    tail: std::collections::VecDeque<u8>,
+    total: usize,
+}
+
+impl HeadTail {
+    fn new(limit: usize) -> Self {
+        HeadTail {
+            limit,
+            head: Vec::new(),
+            tail: std::collections::VecDeque::new(),
+            total: 0,
+        }
+    }
+
+    fn push(&mut self, bytes: &[u8]) {
+        self.total += bytes.len();
+        let head_cap = self.limit / 2;
+        let take = head_cap.saturating_sub(self.head.len()).min(bytes.len());
+        self.head.extend_from_slice(&bytes[..take]);
+        let tail_cap = self.limit - head_cap;
+        for &b in &bytes[take..] {
+            if self.tail.len() == tail_cap {
+                self.tail.pop_front();
+            }
+            if tail_cap > 0 {
+                self.tail.push_back(b);
+            }
+        }
+    }
+
+    fn finish(self) -> String {
+        let kept = self.head.len() + self.tail.len();
+        let mut out = String::from_utf8_lossy(&self.head).into_owned();
+        if kept < self.total {
+            out.push_str(&format!("\n[… {} bytes cut by mmm …]\n", self.total - kept));
+        }
+        let tail: Vec<u8> = self.tail.into_iter().collect();
+        out.push_str(&String::from_utf8_lossy(&tail));
+        out
+    }
+}
+
+/// Shortens text to at most `max_lines` lines, keeping the first and the last lines and
+/// marking the cut, which is where compiler and test output keeps what matters.
+pub fn trim_lines(text: &str, max_lines: usize) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.len() <= max_lines || max_lines < 2 {
+        return text.to_owned();
+    }
+    let head = max_lines / 2;
+    let tail = max_lines - head;
+    let mut out = lines[..head].join("\n");
+    out.push_str(&format!(
+        "\n[… {} lines cut by mmm …]\n",
+        lines.len() - head - tail
+    ));
+    out.push_str(&lines[lines.len() - tail..].join("\n"));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(command: &str, timeout_ms: u64, limit: usize) -> CommandOutput {
+        let dir = std::env::temp_dir();
+        run(&ShellCommand {
+            command,
+            dir: &dir,
+            timeout: Duration::from_millis(timeout_ms),
+            max_output_bytes: limit,
+            env: &[],
+            env_remove: &[],
+        })
+        .expect("sh runs")
+    }
+
+    #[test]
+    fn exit_codes_and_output() {
+        let out = sh("echo out; echo err >&2; exit 3", 5000, 1000);
+        assert_eq!(out.exit_code, Some(3));
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        assert!(!out.success());
+        assert!(sh("true", 5000, 10).success());
+    }
+
+    #[test]
+    fn timeout_kills_the_group() {
+        let start = Instant::now();
+        let out = sh("sleep 30 & sleep 30; echo never", 200, 1000);
+        assert!(out.timed_out);
+        assert_eq!(out.exit_code, None);
+        assert!(start.elapsed() < Duration::from_secs(10));
+    }
+
+    #[test]
+    fn huge_output_is_cut_in_the_middle() {
+        let out = sh("yes abcdefgh | head -c 1000000; echo; echo END", 10_000, 100);
+        assert!(out.stdout.len() < 200, "{}", out.stdout.len());
+        assert!(out.stdout.contains("bytes cut by mmm"));
+        assert!(out.stdout.starts_with("abcdefgh"));
+        assert!(out.stdout.ends_with("END\n"));
+    }
+
+    #[test]
+    fn trims_lines() {
+        let text = (1..=10).map(|i| i.to_string()).collect::<Vec<_>>().join("\n");
+        assert_eq!(trim_lines(&text, 4), "1\n2\n[… 6 lines cut by mmm …]\n9\n10");
+        assert_eq!(trim_lines("a\nb", 4), "a\nb");
+    }
+}
