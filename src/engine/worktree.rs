@@ -1,0 +1,189 @@
+//! The iteration's workspace: a linked git worktree under `.git/mmm/worktrees/`, detached at the
+//! commit the iteration starts from, so that the user's checkout is never touched. It is removed
+//! when the run ends, also after an error (the guard's `Drop`); `git mmm doctor` prunes any that
+//! a killed process left.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use git2::{Oid, Repository};
+
+/// A worktree could not be made, read or removed.
+#[derive(Debug, thiserror::Error)]
+pub enum WorktreeError {
+    /// `git worktree` failed.
+    #[error("git worktree {action} failed: {stderr}")]
+    Git {
+        /// What was attempted.
+        action: &'static str,
+        /// What git said.
+        stderr: String,
+    },
+    /// `git` could not be started.
+    #[error("cannot run git: {0}")]
+    Spawn(#[from] std::io::Error),
+    /// A libgit2 operation on the worktree failed.
+    #[error("worktree {path}: {source}")]
+    Repo {
+        /// The worktree.
+        path: PathBuf,
+        /// Why.
+        source: git2::Error,
+    },
+}
+
+/// A temporary worktree; removed on drop.
+pub struct Worktree {
+    main_git_dir: PathBuf,
+    path: PathBuf,
+    repo: Repository,
+    removed: bool,
+}
+
+impl std::fmt::Debug for Worktree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worktree").field("path", &self.path).finish()
+    }
+}
+
+/// The directory that holds mmm's worktrees inside a repository's git dir.
+pub fn worktrees_dir(git_dir: &Path) -> PathBuf {
+    git_dir.join("mmm").join("worktrees")
+}
+
+impl Worktree {
+    /// Adds a detached worktree named `name` at `commit`.
+    pub fn create(main: &Repository, name: &str, commit: Oid) -> Result<Worktree, WorktreeError> {
+        let main_git_dir = main.commondir().to_path_buf();
+        let dir = worktrees_dir(&main_git_dir);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(name);
+        if path.exists() {
+            // Left by a killed run with the same name: replace it.
+            let _ = git(&main_git_dir, &["worktree", "remove", "--force"], Some(&path));
+            let _ = std::fs::remove_dir_all(&path);
+        }
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&main_git_dir)
+            .args(["worktree", "add", "--detach", "--quiet"])
+            .arg(&path)
+            .arg(commit.to_string())
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .output()?;
+        if !out.status.success() {
+            return Err(WorktreeError::Git {
+                action: "add",
+                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+            });
+        }
+        let repo = Repository::open(&path).map_err(|source| WorktreeError::Repo {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(Worktree {
+            main_git_dir,
+            path,
+            repo,
+            removed: false,
+        })
+    }
+
+    /// The worktree's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the worktree's current content (what `git add -A` would stage, so `.gitignore`d
+    /// files stay out) as a tree object and returns its id.
+    pub fn snapshot(&self) -> Result<Oid, WorktreeError> {
+        let err = |source| WorktreeError::Repo {
+            path: self.path.clone(),
+            source,
+        };
+        let mut index = self.repo.index().map_err(err)?;
+        index
+            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+            .map_err(err)?;
+        index.update_all(["*"], None).map_err(err)?;
+        index.write().map_err(err)?;
+        index.write_tree().map_err(err)
+    }
+
+    /// Makes the worktree's content exactly that of `commit` (used to roll the workspace back
+    /// to the last good iteration), removing untracked files.
+    pub fn reset_to(&self, commit: Oid) -> Result<(), WorktreeError> {
+        let err = |source| WorktreeError::Repo {
+            path: self.path.clone(),
+            source,
+        };
+        let object = self.repo.find_object(commit, None).map_err(err)?;
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force().remove_untracked(true);
+        self.repo
+            .checkout_tree(&object, Some(&mut checkout))
+            .map_err(err)?;
+        self.repo.set_head_detached(commit).map_err(err)?;
+        let mut index = self.repo.index().map_err(err)?;
+        let tree = object.peel_to_tree().map_err(err)?;
+        index.read_tree(&tree).map_err(err)?;
+        index.write().map_err(err)
+    }
+
+    /// Moves the worktree's HEAD to a newly recorded iteration commit (whose tree is what the
+    /// worktree holds), so that the next snapshot diffs against it.
+    pub fn advance(&self, commit: Oid) -> Result<(), WorktreeError> {
+        self.repo
+            .set_head_detached(commit)
+            .map_err(|source| WorktreeError::Repo {
+                path: self.path.clone(),
+                source,
+            })
+    }
+
+    /// Removes the worktree and its administrative files.
+    pub fn remove(mut self) -> Result<(), WorktreeError> {
+        self.removed = true;
+        remove(&self.main_git_dir, &self.path)
+    }
+}
+
+impl Drop for Worktree {
+    fn drop(&mut self) {
+        if !self.removed {
+            let _ = remove(&self.main_git_dir, &self.path);
+        }
+    }
+}
+
+fn remove(main_git_dir: &Path, path: &Path) -> Result<(), WorktreeError> {
+    let result = git(main_git_dir, &["worktree", "remove", "--force"], Some(path));
+    if path.exists() {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let _ = git(main_git_dir, &["worktree", "prune"], None);
+    result
+}
+
+fn git(git_dir: &Path, args: &[&str], path: Option<&Path>) -> Result<(), WorktreeError> {
+    let mut cmd = Command::new("git");
+    cmd.arg("--git-dir").arg(git_dir).args(args);
+    if let Some(p) = path {
+        cmd.arg(p);
+    }
+    let out = cmd
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(WorktreeError::Git {
+            action: "remove",
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
+    }
+}
