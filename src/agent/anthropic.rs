@@ -820,7 +820,7 @@ impl Client {
         }
         match mode {
             Mode::Count => {
-                let v: Value = resp.json().await.map_err(|e| body_error(&e))?;
+                let v = read_json(resp).await?;
                 let n = v
                     .get("input_tokens")
                     .and_then(Value::as_u64)
@@ -832,7 +832,7 @@ impl Client {
                 Ok(Success::Count(n))
             }
             Mode::Json => {
-                let v: Value = resp.json().await.map_err(|e| body_error(&e))?;
+                let v = read_json(resp).await?;
                 let mut r = message_from_json(&v).map_err(Failure::fatal)?;
                 r.request_id = request_id;
                 Ok(Success::Message(r))
@@ -842,7 +842,9 @@ impl Client {
                 let mut parser = SseParser::new();
                 let mut chunks = resp.bytes_stream();
                 'read: while let Some(chunk) = chunks.next().await {
-                    let chunk = chunk.map_err(|e| body_error(&e))?;
+                    // A broken body (cut connection, bad chunking) is transient: reqwest
+                    // reports it as a decode error, so it is not told apart here.
+                    let chunk = chunk.map_err(|e| Failure::transient(transport(&e)))?;
                     for rec in parser.push(&chunk) {
                         acc.handle(&rec, on_event)?;
                         if acc.done {
@@ -882,14 +884,17 @@ fn transport(e: &reqwest::Error) -> ApiError {
     }
 }
 
-fn body_error(e: &reqwest::Error) -> Failure {
-    if e.is_decode() {
+/// Reads a whole JSON body: a broken connection is transient, bad JSON is not.
+async fn read_json(resp: reqwest::Response) -> Result<Value, Failure> {
+    let bytes = resp
+        .bytes()
+        .await
+        .map_err(|e| Failure::transient(transport(&e)))?;
+    serde_json::from_slice(&bytes).map_err(|e| {
         Failure::fatal(ApiError::Decode {
-            message: e.to_string(),
+            message: format!("response body is not JSON: {e}"),
         })
-    } else {
-        Failure::transient(transport(e))
-    }
+    })
 }
 
 /// Maps an HTTP error response to a typed error and the retry decision.
