@@ -440,7 +440,9 @@ pub enum ApiError {
         request_id: Option<String>,
     },
     /// 403: the key may not use this model or workspace.
-    #[error("permission denied (HTTP 403): {message} (hint: the key lacks access to this model or workspace)")]
+    #[error(
+        "permission denied (HTTP 403): {message} (hint: the key lacks access to this model or workspace)"
+    )]
     Permission {
         /// The API's message.
         message: String,
@@ -448,7 +450,9 @@ pub enum ApiError {
         request_id: Option<String>,
     },
     /// 402: a billing problem on the account.
-    #[error("billing problem (HTTP 402): {message} (hint: check the plan and payment details in the Anthropic console)")]
+    #[error(
+        "billing problem (HTTP 402): {message} (hint: check the plan and payment details in the Anthropic console)"
+    )]
     Billing {
         /// The API's message.
         message: String,
@@ -456,7 +460,9 @@ pub enum ApiError {
         request_id: Option<String>,
     },
     /// 429 with a spend-limit error code: retrying cannot help, the run must stop.
-    #[error("spend limit reached ({error_code}): {message} (hint: raise the spend limit in the Anthropic console; retrying will not help)")]
+    #[error(
+        "spend limit reached ({error_code}): {message} (hint: raise the spend limit in the Anthropic console; retrying will not help)"
+    )]
     SpendLimit {
         /// `enforced_spend_limit_reached` or `contract_spend_limit_reached`.
         error_code: String,
@@ -474,7 +480,9 @@ pub enum ApiError {
         request_id: Option<String>,
     },
     /// 413: the request body is too large.
-    #[error("request too large (HTTP 413): {message} (hint: the prompt is too large; lower the context budget)")]
+    #[error(
+        "request too large (HTTP 413): {message} (hint: the prompt is too large; lower the context budget)"
+    )]
     TooLarge {
         /// The API's message.
         message: String,
@@ -500,10 +508,14 @@ pub enum ApiError {
         message: String,
     },
     /// The stream ended before `message_stop`.
-    #[error("the response stream ended before message_stop (hint: the connection was cut; it is retried)")]
+    #[error(
+        "the response stream ended before message_stop (hint: the connection was cut; it is retried)"
+    )]
     Incomplete,
     /// The connection failed or broke.
-    #[error("connection to the Messages API failed: {message} (hint: check the network and the base URL)")]
+    #[error(
+        "connection to the Messages API failed: {message} (hint: check the network and the base URL)"
+    )]
     Connection {
         /// What failed.
         message: String,
@@ -538,7 +550,9 @@ pub enum ApiError {
 
 fn status_hint(status: u16) -> &'static str {
     match status {
-        400 | 422 => " (hint: the request was rejected as invalid; this is a bug or an unsupported option)",
+        400 | 422 => {
+            " (hint: the request was rejected as invalid; this is a bug or an unsupported option)"
+        }
         429 => " (hint: rate limited; wait or lower the request rate)",
         529 => " (hint: the API is overloaded; try again later)",
         s if s >= 500 => " (hint: a server-side error; try again later)",
@@ -580,7 +594,7 @@ impl ApiError {
 struct Failure {
     error: ApiError,
     retry: bool,
-    headers: RetryHeaders,
+    headers: Box<RetryHeaders>,
 }
 
 impl Failure {
@@ -588,7 +602,7 @@ impl Failure {
         Failure {
             error,
             retry: true,
-            headers: RetryHeaders::default(),
+            headers: Box::default(),
         }
     }
 
@@ -596,7 +610,7 @@ impl Failure {
         Failure {
             error,
             retry: false,
-            headers: RetryHeaders::default(),
+            headers: Box::default(),
         }
     }
 }
@@ -608,7 +622,7 @@ enum Mode {
 }
 
 enum Success {
-    Message(Response),
+    Message(Box<Response>),
     Count(u64),
 }
 
@@ -623,7 +637,9 @@ pub struct Client {
 
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Client").field("config", &self.config).finish()
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -681,7 +697,7 @@ impl Client {
         mut on_event: impl FnMut(StreamEvent) + Send,
     ) -> Result<Response, ApiError> {
         match self.call(req, Mode::Stream, &mut on_event).await? {
-            Success::Message(r) => Ok(r),
+            Success::Message(r) => Ok(*r),
             Success::Count(_) => unreachable!("stream mode yields a message"),
         }
     }
@@ -689,7 +705,7 @@ impl Client {
     /// Sends `req` without streaming and returns the answer (with the same retries).
     pub async fn create(&self, req: &MessagesRequest) -> Result<Response, ApiError> {
         match self.call(req, Mode::Json, &mut |_| {}).await? {
-            Success::Message(r) => Ok(r),
+            Success::Message(r) => Ok(*r),
             Success::Count(_) => unreachable!("json mode yields a message"),
         }
     }
@@ -800,7 +816,10 @@ impl Client {
                 "application/json"
             },
         );
-        let resp = rb.send().await.map_err(|e| Failure::transient(transport(&e)))?;
+        let resp = rb
+            .send()
+            .await
+            .map_err(|e| Failure::transient(transport(&e)))?;
         let status = resp.status().as_u16();
         let header = |name: &str| {
             resp.headers()
@@ -835,7 +854,7 @@ impl Client {
                 let v = read_json(resp).await?;
                 let mut r = message_from_json(&v).map_err(Failure::fatal)?;
                 r.request_id = request_id;
-                Ok(Success::Message(r))
+                Ok(Success::Message(Box::new(r)))
             }
             Mode::Stream => {
                 let mut acc = Accumulator::default();
@@ -862,7 +881,7 @@ impl Client {
                 }
                 let mut r = acc.finish();
                 r.request_id = request_id;
-                Ok(Success::Message(r))
+                Ok(Success::Message(Box::new(r)))
             }
         }
     }
@@ -903,10 +922,18 @@ fn classify(status: u16, body: &str, request_id: Option<String>, headers: RetryH
     let err = v.get("error");
     let field = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str);
     let error_type = field("type").unwrap_or("unknown_error").to_string();
-    let message = field("message")
-        .map(str::to_string)
-        .unwrap_or_else(|| body.chars().take(200).collect::<String>().trim().to_string());
-    let request_id = request_id.or_else(|| v.get("request_id").and_then(Value::as_str).map(String::from));
+    let message = field("message").map(str::to_string).unwrap_or_else(|| {
+        body.chars()
+            .take(200)
+            .collect::<String>()
+            .trim()
+            .to_string()
+    });
+    let request_id = request_id.or_else(|| {
+        v.get("request_id")
+            .and_then(Value::as_str)
+            .map(String::from)
+    });
     let error_code = err
         .and_then(|e| e.get("details"))
         .and_then(|d| d.get("error_code"))
@@ -922,7 +949,7 @@ fn classify(status: u16, body: &str, request_id: Option<String>, headers: RetryH
                 request_id,
             },
             retry: false,
-            headers,
+            headers: Box::new(headers),
         };
     }
     let retry = RetryPolicy::should_retry_status(status, &headers);
@@ -955,7 +982,7 @@ fn classify(status: u16, body: &str, request_id: Option<String>, headers: RetryH
     Failure {
         error,
         retry,
-        headers,
+        headers: Box::new(headers),
     }
 }
 
@@ -1007,9 +1034,17 @@ fn text_of(content: &[ContentBlock]) -> String {
 #[derive(Debug)]
 enum BlockAcc {
     Text(String),
-    Thinking { thinking: String, signature: String },
+    Thinking {
+        thinking: String,
+        signature: String,
+    },
     Redacted(String),
-    ToolUse { id: String, name: String, json: String, input: Value },
+    ToolUse {
+        id: String,
+        name: String,
+        json: String,
+        input: Value,
+    },
     Other,
 }
 
@@ -1044,8 +1079,16 @@ impl Accumulator {
         match event {
             "message_start" => {
                 let m = v.get("message").unwrap_or(&Value::Null);
-                self.id = m.get("id").and_then(Value::as_str).unwrap_or_default().into();
-                self.model = m.get("model").and_then(Value::as_str).unwrap_or_default().into();
+                self.id = m
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into();
+                self.model = m
+                    .get("model")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .into();
                 if let Some(u) = m.get("usage") {
                     self.usage.merge(u);
                 }
@@ -1056,7 +1099,12 @@ impl Accumulator {
             }
             "content_block_start" => {
                 let b = v.get("content_block").unwrap_or(&Value::Null);
-                let str_of = |k: &str| b.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+                let str_of = |k: &str| {
+                    b.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 let acc = match b.get("type").and_then(Value::as_str) {
                     Some("text") => {
                         let t = str_of("text");
@@ -1092,7 +1140,10 @@ impl Accumulator {
             "content_block_delta" => {
                 let d = v.get("delta").unwrap_or(&Value::Null);
                 let piece = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
-                match (self.blocks.get_mut(index).and_then(Option::as_mut), d.get("type").and_then(Value::as_str)) {
+                match (
+                    self.blocks.get_mut(index).and_then(Option::as_mut),
+                    d.get("type").and_then(Value::as_str),
+                ) {
                     (Some(BlockAcc::Text(t)), Some("text_delta")) => {
                         t.push_str(piece("text"));
                         on_event(StreamEvent::TextDelta(piece("text").to_string()));
@@ -1113,17 +1164,28 @@ impl Accumulator {
             "content_block_stop" => {
                 let block = match self.blocks.get_mut(index).and_then(Option::take) {
                     Some(BlockAcc::Text(text)) => Some(ContentBlock::Text(TextBlock::new(text))),
-                    Some(BlockAcc::Thinking { thinking, signature }) => {
-                        Some(ContentBlock::Thinking { thinking, signature })
-                    }
+                    Some(BlockAcc::Thinking {
+                        thinking,
+                        signature,
+                    }) => Some(ContentBlock::Thinking {
+                        thinking,
+                        signature,
+                    }),
                     Some(BlockAcc::Redacted(data)) => Some(ContentBlock::RedactedThinking { data }),
-                    Some(BlockAcc::ToolUse { id, name, json, input }) => {
+                    Some(BlockAcc::ToolUse {
+                        id,
+                        name,
+                        json,
+                        input,
+                    }) => {
                         let input = if json.trim().is_empty() {
                             input
                         } else {
                             serde_json::from_str(&json).map_err(|e| {
                                 Failure::fatal(ApiError::Decode {
-                                    message: format!("tool_use {name} input is not JSON ({e}): {json}"),
+                                    message: format!(
+                                        "tool_use {name} input is not JSON ({e}): {json}"
+                                    ),
                                 })
                             })?
                         };
@@ -1175,7 +1237,7 @@ impl Accumulator {
                         message,
                     },
                     retry,
-                    headers: RetryHeaders::default(),
+                    headers: Box::default(),
                 });
             }
             _ => {} // unknown events pass, as SDK ≥0.136 does

@@ -67,7 +67,9 @@ pub struct PriceTable {
 #[derive(Debug, thiserror::Error)]
 pub enum PriceError {
     /// The TOML text is malformed or has an unknown or missing key.
-    #[error("{file}:{line}: invalid price table: {message} (hint: each [models.\"id\"] needs input, output, cache_write_5m, cache_write_1h and cache_read)")]
+    #[error(
+        "{file}:{line}: invalid price table: {message} (hint: each [models.\"id\"] needs input, output, cache_write_5m, cache_write_1h and cache_read)"
+    )]
     Parse {
         /// The file the text came from.
         file: String,
@@ -88,9 +90,9 @@ impl PriceTable {
     /// Parses a table in the `prices.toml` format; `file` names the source in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, PriceError> {
         toml::from_str(text).map_err(|e| {
-            let line = e
-                .span()
-                .map_or(1, |s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            let line = e.span().map_or(1, |s| {
+                text[..s.start.min(text.len())].matches('\n').count() + 1
+            });
             PriceError::Parse {
                 file: file.to_string(),
                 line,
@@ -136,7 +138,13 @@ impl PriceTable {
                 t.cache_write_1h,
                 t.cache_read,
             ),
-            _ => (p.input, p.output, p.cache_write_5m, p.cache_write_1h, p.cache_read),
+            _ => (
+                p.input,
+                p.output,
+                p.cache_write_5m,
+                p.cache_write_1h,
+                p.cache_read,
+            ),
         };
         let (writes_5m, writes_1h) = match &usage.cache_creation {
             Some(c)

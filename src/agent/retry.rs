@@ -74,7 +74,8 @@ impl RetryPolicy {
             return d;
         }
         let factor = 2f64.powi(retries_done.min(30) as i32);
-        let step = (self.initial_backoff.as_secs_f64() * factor).min(self.max_backoff.as_secs_f64());
+        let step =
+            (self.initial_backoff.as_secs_f64() * factor).min(self.max_backoff.as_secs_f64());
         let jitter = jitter.clamp(0.0, 1.0);
         Duration::from_secs_f64((step * (1.0 - 0.25 * jitter)).max(0.0))
     }
@@ -179,8 +180,14 @@ mod tests {
         for s in [400, 401, 403, 404, 413, 422] {
             assert!(!RetryPolicy::should_retry_status(s, &none), "{s}");
         }
-        assert!(RetryPolicy::should_retry_status(400, &h(Some("true"), None, None)));
-        assert!(!RetryPolicy::should_retry_status(529, &h(Some("false"), None, None)));
+        assert!(RetryPolicy::should_retry_status(
+            400,
+            &h(Some("true"), None, None)
+        ));
+        assert!(!RetryPolicy::should_retry_status(
+            529,
+            &h(Some("false"), None, None)
+        ));
     }
 
     #[test]
@@ -188,15 +195,25 @@ mod tests {
         let p = RetryPolicy::default();
         let now = UNIX_EPOCH + Duration::from_secs(784_111_777); // Sun, 06 Nov 1994 08:49:37
         let d = |n, hd: RetryHeaders, j| p.delay(n, &hd, now, j);
-        assert_eq!(d(0, h(None, Some("12.5"), Some("3")), 0.0), Duration::from_micros(12_500));
-        assert_eq!(d(0, h(None, None, Some("1.5")), 0.0), Duration::from_millis(1500));
+        assert_eq!(
+            d(0, h(None, Some("12.5"), Some("3")), 0.0),
+            Duration::from_micros(12_500)
+        );
+        assert_eq!(
+            d(0, h(None, None, Some("1.5")), 0.0),
+            Duration::from_millis(1500)
+        );
         assert_eq!(
             d(0, h(None, None, Some("Sun, 06 Nov 1994 08:49:47 GMT")), 0.0),
             Duration::from_secs(10)
         );
         // Past dates, zero, negative, garbage and too-long values fall back to backoff.
         for bad in ["Sun, 06 Nov 1994 08:49:00 GMT", "0", "-1", "soon", "3600"] {
-            assert_eq!(d(0, h(None, None, Some(bad)), 0.0), Duration::from_millis(500), "{bad}");
+            assert_eq!(
+                d(0, h(None, None, Some(bad)), 0.0),
+                Duration::from_millis(500),
+                "{bad}"
+            );
         }
         assert_eq!(d(1, RetryHeaders::default(), 0.0), Duration::from_secs(1));
         assert_eq!(d(3, RetryHeaders::default(), 0.0), Duration::from_secs(4));

@@ -35,10 +35,7 @@ impl SseParser {
         let mut out = Vec::new();
         // Lines end in \n, \r\n or a lone \r; a lone \r at the very end of the buffer may be
         // the first half of \r\n, so it waits for the next chunk.
-        loop {
-            let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') else {
-                break;
-            };
+        while let Some(pos) = self.buf.iter().position(|b| *b == b'\n' || *b == b'\r') {
             let skip = if self.buf[pos] == b'\r' {
                 match self.buf.get(pos + 1) {
                     Some(b'\n') => 2,
@@ -123,7 +120,10 @@ mod tests {
             got.extend(p.finish());
             assert_eq!(
                 got,
-                vec![rec("ping", "{\"type\":\"ping\"}"), rec("message_stop", "{}")],
+                vec![
+                    rec("ping", "{\"type\":\"ping\"}"),
+                    rec("message_stop", "{}")
+                ],
                 "split at {split}"
             );
         }

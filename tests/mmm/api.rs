@@ -33,7 +33,10 @@ fn ask(text: &str) -> MessagesRequest {
 }
 
 /// Streams `req`, returning the answer and every event seen.
-async fn stream(c: &Client, req: &MessagesRequest) -> (Result<mmm::agent::Response, ApiError>, Vec<StreamEvent>) {
+async fn stream(
+    c: &Client,
+    req: &MessagesRequest,
+) -> (Result<mmm::agent::Response, ApiError>, Vec<StreamEvent>) {
     let mut events = Vec::new();
     let r = c.stream(req, |e| events.push(e)).await;
     (r, events)
@@ -70,14 +73,21 @@ async fn streams_text_with_both_auth_styles_and_both_versions() {
         assert_eq!(r.stop_reason.as_deref(), Some("end_turn"));
         assert_eq!(r.model, MODEL);
         assert!(r.id.starts_with("msg_"));
-        assert!(r.request_id.as_deref().is_some_and(|id| id.starts_with("req_")));
+        assert!(
+            r.request_id
+                .as_deref()
+                .is_some_and(|id| id.starts_with("req_"))
+        );
         assert_eq!(r.attempts, 1);
 
         let seen = &fake.requests()[i];
         assert_eq!(seen.path, "/v1/messages");
         assert_eq!(seen.header("anthropic-version"), Some(version));
         if bearer {
-            assert_eq!(seen.header("authorization"), Some(format!("Bearer {KEY}").as_str()));
+            assert_eq!(
+                seen.header("authorization"),
+                Some(format!("Bearer {KEY}").as_str())
+            );
             assert_eq!(seen.header("x-api-key"), None);
         } else {
             assert_eq!(seen.header("x-api-key"), Some(KEY));
@@ -108,13 +118,26 @@ async fn tool_use_input_is_reassembled_from_partial_json() {
     assert_eq!(r.stop_reason.as_deref(), Some("tool_use"));
     assert_eq!(r.text, "Running it.");
     assert_eq!(r.content.len(), 2);
-    let ContentBlock::ToolUse { name, input: got, id, .. } = &r.content[1] else {
+    let ContentBlock::ToolUse {
+        name,
+        input: got,
+        id,
+        ..
+    } = &r.content[1]
+    else {
         panic!("second block is the tool call: {:?}", r.content);
     };
     assert_eq!(name, "Bash");
     assert!(id.starts_with("toolu_"));
-    assert_eq!(got, &serde_json::from_str::<serde_json::Value>(input).expect("json"));
-    assert!(events.iter().any(|e| matches!(e, StreamEvent::ToolUseStart { name, .. } if name == "Bash")));
+    assert_eq!(
+        got,
+        &serde_json::from_str::<serde_json::Value>(input).expect("json")
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, StreamEvent::ToolUseStart { name, .. } if name == "Bash"))
+    );
 }
 
 #[tokio::test]
@@ -157,8 +180,14 @@ async fn rate_limit_retry_after_ms_is_honoured() {
         let gap = pair[1].at - pair[0].at;
         assert!(gap >= Duration::from_millis(40), "waited only {gap:?}");
     }
-    let counts: Vec<_> = seen.iter().map(|s| s.header("x-mmm-retry-count").map(String::from)).collect();
-    assert_eq!(counts, vec![Some("0".into()), Some("1".into()), Some("2".into())]);
+    let counts: Vec<_> = seen
+        .iter()
+        .map(|s| s.header("x-mmm-retry-count").map(String::from))
+        .collect();
+    assert_eq!(
+        counts,
+        vec![Some("0".into()), Some("1".into()), Some("2".into())]
+    );
     let retries: Vec<_> = events
         .iter()
         .filter_map(|e| match e {
@@ -166,14 +195,22 @@ async fn rate_limit_retry_after_ms_is_honoured() {
             _ => None,
         })
         .collect();
-    assert_eq!(retries, vec![(1, Duration::from_millis(40)), (2, Duration::from_millis(40))]);
+    assert_eq!(
+        retries,
+        vec![
+            (1, Duration::from_millis(40)),
+            (2, Duration::from_millis(40))
+        ]
+    );
 }
 
 #[tokio::test]
 async fn overloaded_and_server_errors_are_retried() {
     let fake = FakeAnthropic::start(vec![
         Rule::new("a529", Reply::overloaded()).then(Reply::text("ok 529")),
-        Rule::new("a500", Reply::server_error()).then(Reply::server_error()).then(Reply::text("ok 500")),
+        Rule::new("a500", Reply::server_error())
+            .then(Reply::server_error())
+            .then(Reply::text("ok 500")),
     ]);
     let c = client(&fake);
     let r = c.stream(&ask("a529"), |_| {}).await.expect("529 retried");
@@ -197,7 +234,10 @@ async fn dropped_connections_are_retried() {
         .then(Reply::text("whole text")),
     ]);
     let c = client(&fake);
-    let r = c.stream(&ask("drop before"), |_| {}).await.expect("retried");
+    let r = c
+        .stream(&ask("drop before"), |_| {})
+        .await
+        .expect("retried");
     assert_eq!((r.text.as_str(), r.attempts), ("after a reset", 2));
     let (r, events) = stream(&c, &ask("drop midway")).await;
     let r = r.expect("retried");
@@ -234,7 +274,10 @@ async fn mid_stream_overload_error_then_success() {
             _ => None,
         })
         .collect();
-    assert_eq!(reasons, vec!["stream error (overloaded_error): Overloaded".to_string()]);
+    assert_eq!(
+        reasons,
+        vec!["stream error (overloaded_error): Overloaded".to_string()]
+    );
 }
 
 #[tokio::test]
@@ -247,15 +290,24 @@ async fn a_non_retryable_stream_error_is_returned() {
             text: "nope nope".into(),
         },
     )]);
-    let err = client(&fake).stream(&ask("bad"), |_| {}).await.expect_err("fails");
-    assert!(matches!(&err, ApiError::Stream { error_type, .. } if error_type == "invalid_request_error"), "{err}");
+    let err = client(&fake)
+        .stream(&ask("bad"), |_| {})
+        .await
+        .expect_err("fails");
+    assert!(
+        matches!(&err, ApiError::Stream { error_type, .. } if error_type == "invalid_request_error"),
+        "{err}"
+    );
     assert_eq!(fake.requests().len(), 1);
 }
 
 #[tokio::test]
 async fn exhausted_retries_report_the_last_error() {
     let fake = FakeAnthropic::start(vec![Rule::new("always", Reply::overloaded())]);
-    let err = client(&fake).stream(&ask("always busy"), |_| {}).await.expect_err("gives up");
+    let err = client(&fake)
+        .stream(&ask("always busy"), |_| {})
+        .await
+        .expect_err("gives up");
     assert_eq!(fake.requests().len(), 3, "max_retries 2 = 3 attempts");
     assert!(matches!(err, ApiError::Exhausted { attempts: 3, .. }));
     assert!(!err.is_critical());
@@ -266,20 +318,35 @@ async fn exhausted_retries_report_the_last_error() {
 #[tokio::test]
 async fn wrong_key_is_not_retried_and_is_critical() {
     let fake = FakeAnthropic::start(vec![Rule::new("hi", Reply::text("never"))]);
-    let c = Client::new(config(&fake, Auth::ApiKey("sk-ant-wrong".into()), API_VERSION_2023)).expect("client");
+    let c = Client::new(config(
+        &fake,
+        Auth::ApiKey("sk-ant-wrong".into()),
+        API_VERSION_2023,
+    ))
+    .expect("client");
     let err = c.stream(&ask("hi"), |_| {}).await.expect_err("401");
     assert_eq!(fake.requests().len(), 1);
     assert!(err.is_critical());
-    assert!(!err.to_string().contains("sk-ant-wrong"), "the key never appears");
+    assert!(
+        !err.to_string().contains("sk-ant-wrong"),
+        "the key never appears"
+    );
     insta::assert_snapshot!(err, @r#"authentication failed (HTTP 401): invalid x-api-key (hint: check ANTHROPIC_API_KEY or ANTHROPIC_AUTH_TOKEN)"#);
 }
 
 #[tokio::test]
 async fn spend_limit_is_not_retried_and_stops_the_run() {
-    let fake = FakeAnthropic::start(vec![Rule::new("spend", Reply::spend_limit()).then(Reply::text("never"))]);
-    let err = client(&fake).stream(&ask("spend"), |_| {}).await.expect_err("spend limit");
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("spend", Reply::spend_limit()).then(Reply::text("never")),
+    ]);
+    let err = client(&fake)
+        .stream(&ask("spend"), |_| {})
+        .await
+        .expect_err("spend limit");
     assert_eq!(fake.requests().len(), 1);
-    assert!(matches!(&err, ApiError::SpendLimit { error_code, .. } if error_code == "enforced_spend_limit_reached"));
+    assert!(
+        matches!(&err, ApiError::SpendLimit { error_code, .. } if error_code == "enforced_spend_limit_reached")
+    );
     assert!(err.is_critical());
     insta::assert_snapshot!(err, @r#"spend limit reached (enforced_spend_limit_reached): You have reached your spend limit (hint: raise the spend limit in the Anthropic console; retrying will not help)"#);
 }
@@ -287,13 +354,22 @@ async fn spend_limit_is_not_retried_and_stops_the_run() {
 #[tokio::test]
 async fn not_found_and_x_should_retry_false_are_not_retried() {
     let fake = FakeAnthropic::start(vec![
-        Rule::new("missing", Reply::error(404, "not_found_error", "model: claude-nope")),
-        Rule::new("nope", Reply::overloaded().with_header("x-should-retry", "false")),
+        Rule::new(
+            "missing",
+            Reply::error(404, "not_found_error", "model: claude-nope"),
+        ),
+        Rule::new(
+            "nope",
+            Reply::overloaded().with_header("x-should-retry", "false"),
+        ),
     ]);
     let c = client(&fake);
     let err = c.stream(&ask("missing"), |_| {}).await.expect_err("404");
     insta::assert_snapshot!(err, @r#"not found (HTTP 404): model: claude-nope (hint: check the model id and the base URL)"#);
-    let err = c.stream(&ask("nope"), |_| {}).await.expect_err("529 not retried");
+    let err = c
+        .stream(&ask("nope"), |_| {})
+        .await
+        .expect_err("529 not retried");
     assert!(matches!(err, ApiError::Status { status: 529, .. }), "{err}");
     assert_eq!(fake.requests().len(), 2);
 }
@@ -304,14 +380,26 @@ async fn second_request_with_the_same_prefix_reads_the_cache() {
     let c = client(&fake);
     let stable = "Project instructions and the spec. ".repeat(200);
     let mut req = ask("iteration 1: the failures");
-    req.system = vec![TextBlock::new("You write code."), TextBlock::new(&stable).cached()];
+    req.system = vec![
+        TextBlock::new("You write code."),
+        TextBlock::new(&stable).cached(),
+    ];
     let first = c.stream(&req, |_| {}).await.expect("first");
-    assert!(first.usage.cache_creation_input_tokens > 1000, "{:?}", first.usage);
+    assert!(
+        first.usage.cache_creation_input_tokens > 1000,
+        "{:?}",
+        first.usage
+    );
     assert_eq!(first.usage.cache_read_input_tokens, 0);
 
-    req.messages = vec![Message::user("iteration 2: other failures, longer than before")];
+    req.messages = vec![Message::user(
+        "iteration 2: other failures, longer than before",
+    )];
     let second = c.stream(&req, |_| {}).await.expect("second");
-    assert_eq!(second.usage.cache_read_input_tokens, first.usage.cache_creation_input_tokens);
+    assert_eq!(
+        second.usage.cache_read_input_tokens,
+        first.usage.cache_creation_input_tokens
+    );
     assert_eq!(second.usage.cache_creation_input_tokens, 0);
     assert!(second.usage.input_tokens < 100, "{:?}", second.usage);
 
@@ -319,7 +407,10 @@ async fn second_request_with_the_same_prefix_reads_the_cache() {
     req.model = "claude-sonnet-5-5".into();
     let other = c.stream(&req, |_| {}).await.expect("other model");
     assert_eq!(other.usage.cache_read_input_tokens, 0);
-    assert_eq!(other.usage.cache_creation_input_tokens, first.usage.cache_creation_input_tokens);
+    assert_eq!(
+        other.usage.cache_creation_input_tokens,
+        first.usage.cache_creation_input_tokens
+    );
 
     let t = fake.totals();
     assert_eq!(t.cache_read, second.usage.cache_read_input_tokens);
@@ -337,7 +428,13 @@ async fn base_url_path_prefix_is_kept() {
     let n = c.count_tokens(&ask("prefix")).await.expect("count");
     assert!(n > 0);
     let paths: Vec<_> = fake.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, vec!["/some/prefix/v1/messages", "/some/prefix/v1/messages/count_tokens"]);
+    assert_eq!(
+        paths,
+        vec![
+            "/some/prefix/v1/messages",
+            "/some/prefix/v1/messages/count_tokens"
+        ]
+    );
 }
 
 #[tokio::test]
@@ -352,7 +449,10 @@ async fn non_streaming_create_and_beta_header() {
     assert!(r.usage.output_tokens > 0);
     let seen = &fake.requests()[0];
     assert_eq!(seen.json().get("stream"), None);
-    assert_eq!(seen.header("anthropic-beta"), Some("one-2026-01-01,two-2026-02-02"));
+    assert_eq!(
+        seen.header("anthropic-beta"),
+        Some("one-2026-01-01,two-2026-02-02")
+    );
 }
 
 #[tokio::test]
@@ -374,9 +474,15 @@ fn prices_follow_models_md() {
     };
     let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
     // contracts §1.10: Claude Code reported these totals.
-    assert!(close(t.cost("claude-opus-5-5", &u(10, 12)).expect("opus"), 0.00028));
+    assert!(close(
+        t.cost("claude-opus-5-5", &u(10, 12)).expect("opus"),
+        0.00028
+    ));
     assert!(close(t.cost("opus", &u(10, 12)).expect("alias"), 0.00028));
-    assert!(close(t.cost("claude-haiku-5-5", &u(10, 12)).expect("haiku"), 7e-6));
+    assert!(close(
+        t.cost("claude-haiku-5-5", &u(10, 12)).expect("haiku"),
+        7e-6
+    ));
     // Cache reads and writes.
     let cached = Usage {
         input_tokens: 100,
@@ -386,7 +492,10 @@ fn prices_follow_models_md() {
         cache_creation: None,
     };
     let want = (100.0 * 2.0 + 1000.0 * 10.0 + 2000.0 * 2.5 + 10_000.0 * 0.10) / 1e6;
-    assert!(close(t.cost("claude-sonnet-5-5", &cached).expect("sonnet"), want));
+    assert!(close(
+        t.cost("claude-sonnet-5-5", &cached).expect("sonnet"),
+        want
+    ));
     // Haiku 5.5 above 100k prompt tokens: the whole request at the higher tier.
     let long = Usage {
         input_tokens: 90_000,
@@ -414,6 +523,10 @@ fn prices_follow_models_md() {
         },
     );
     let t = t.with_overrides(over);
-    assert!(close(t.cost("my-proxy-model", &u(1_000_000, 1_000_000)).expect("override"), 3.0));
+    assert!(close(
+        t.cost("my-proxy-model", &u(1_000_000, 1_000_000))
+            .expect("override"),
+        3.0
+    ));
     assert_eq!(t.max_output("my-proxy-model"), Some(4096));
 }

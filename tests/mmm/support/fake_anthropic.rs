@@ -103,9 +103,13 @@ impl Reply {
 
     /// 429 `rate_limit_error` with `retry-after-ms`.
     pub fn rate_limited_ms(ms: u64) -> Reply {
-        Reply::error(429, "rate_limit_error", "Number of requests has exceeded your rate limit")
-            .with_header("retry-after-ms", &ms.to_string())
-            .with_header("retry-after", "1")
+        Reply::error(
+            429,
+            "rate_limit_error",
+            "Number of requests has exceeded your rate limit",
+        )
+        .with_header("retry-after-ms", &ms.to_string())
+        .with_header("retry-after", "1")
     }
 
     /// 529 `overloaded_error` with a short `retry-after-ms`.
@@ -360,7 +364,15 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     let authed = rec.header("x-api-key") == Some(KEY)
         || rec.header("authorization") == Some(&format!("Bearer {KEY}"));
     if !authed {
-        return send_error(w, &rid, 401, "authentication_error", "invalid x-api-key", None, &[]);
+        return send_error(
+            w,
+            &rid,
+            401,
+            "authentication_error",
+            "invalid x-api-key",
+            None,
+            &[],
+        );
     }
     let version = rec.header("anthropic-version").unwrap_or_default();
     if !matches!(version, "2023-06-01" | "2026-10-21") {
@@ -369,7 +381,15 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     }
     let req = rec.json();
     if !req.is_object() || req.get("model").and_then(Value::as_str).is_none() {
-        return send_error(w, &rid, 400, "invalid_request_error", "model: Field required", None, &[]);
+        return send_error(
+            w,
+            &rid,
+            400,
+            "invalid_request_error",
+            "model: Field required",
+            None,
+            &[],
+        );
     }
     if version == "2026-10-21" {
         for k in ["temperature", "top_p", "top_k"] {
@@ -416,7 +436,15 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
     match reply {
         Reply::Error(e) => {
             let code = e.error_code.as_deref();
-            send_error(w, &rid, e.status, &e.error_type, &e.message, code, &e.headers)
+            send_error(
+                w,
+                &rid,
+                e.status,
+                &e.error_type,
+                &e.message,
+                code,
+                &e.headers,
+            )
         }
         Reply::DropBeforeResponse => conn.shutdown(Shutdown::Both),
         Reply::DropMidStream { after_deltas, text } if stream => {
@@ -424,7 +452,6 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             let mut sse = Sse::start(w, &rid)?;
             sse.message_start(&msg_id, &model, usage)?;
             sse.text_block(0, &text, Some(after_deltas))?;
-            drop(sse);
             conn.shutdown(Shutdown::Both)
         }
         Reply::DropMidStream { .. } => conn.shutdown(Shutdown::Both),
@@ -437,7 +464,11 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             let mut sse = Sse::start(w, &rid)?;
             sse.message_start(&msg_id, &model, usage)?;
             sse.text_block(0, &text, Some(after_deltas))?;
-            let msg = if error_type == "overloaded_error" { "Overloaded" } else { "Internal server error" };
+            let msg = if error_type == "overloaded_error" {
+                "Overloaded"
+            } else {
+                "Internal server error"
+            };
             sse.event(
                 "error",
                 &json!({"type":"error","error":{"type":error_type,"message":msg},"request_id":rid}),
@@ -447,9 +478,18 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         Reply::Text(text) | Reply::StreamError { text, .. } if !stream => {
             let (usage, out) = complete(&text, "");
             let content = json!([{"type":"text","text":text,"citations":null}]);
-            send_json(w, &rid, 200, &message_json(&msg_id, &model, content, "end_turn", usage, out))
+            send_json(
+                w,
+                &rid,
+                200,
+                &message_json(&msg_id, &model, content, "end_turn", usage, out),
+            )
         }
-        Reply::ToolUse { text, name, input_json } if !stream => {
+        Reply::ToolUse {
+            text,
+            name,
+            input_json,
+        } if !stream => {
             let (usage, out) = complete(&text, &input_json);
             let input: Value = serde_json::from_str(&input_json).unwrap_or(json!({}));
             let mut content = Vec::new();
@@ -457,7 +497,12 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
                 content.push(json!({"type":"text","text":text}));
             }
             content.push(json!({"type":"tool_use","id":format!("toolu_fake{index:06}"),"name":name,"input":input}));
-            send_json(w, &rid, 200, &message_json(&msg_id, &model, json!(content), "tool_use", usage, out))
+            send_json(
+                w,
+                &rid,
+                200,
+                &message_json(&msg_id, &model, json!(content), "tool_use", usage, out),
+            )
         }
         Reply::Text(text) | Reply::StreamError { text, .. } => {
             let (usage, out) = complete(&text, "");
@@ -466,7 +511,11 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             sse.text_block(0, &text, None)?;
             sse.finish_message("end_turn", usage, out)
         }
-        Reply::ToolUse { text, name, input_json } => {
+        Reply::ToolUse {
+            text,
+            name,
+            input_json,
+        } => {
             let (usage, out) = complete(&text, &input_json);
             let mut sse = Sse::start(w, &rid)?;
             sse.message_start(&msg_id, &model, usage)?;
@@ -481,10 +530,16 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             let chars: Vec<char> = input_json.chars().collect();
             frags.extend(chars.chunks(3).map(|c| c.iter().collect::<String>()));
             for f in frags {
-                sse.event("content_block_delta", &json!({"type":"content_block_delta","index":i,
-                    "delta":{"type":"input_json_delta","partial_json":f}}))?;
+                sse.event(
+                    "content_block_delta",
+                    &json!({"type":"content_block_delta","index":i,
+                    "delta":{"type":"input_json_delta","partial_json":f}}),
+                )?;
             }
-            sse.event("content_block_stop", &json!({"type":"content_block_stop","index":i}))?;
+            sse.event(
+                "content_block_stop",
+                &json!({"type":"content_block_stop","index":i}),
+            )?;
             sse.finish_message("tool_use", usage, out)
         }
     }
@@ -503,11 +558,19 @@ fn prompt_blocks(req: &Value) -> (Vec<(String, bool)>, ()) {
     let mut out = Vec::new();
     let mut push = |prefix: &str, b: &Value| {
         let mut b = b.clone();
-        let marked = b.as_object_mut().and_then(|o| o.remove("cache_control")).is_some();
+        let marked = b
+            .as_object_mut()
+            .and_then(|o| o.remove("cache_control"))
+            .is_some();
         // serde_json's map is sorted, so this is canonical.
         out.push((format!("{prefix}{b}"), marked));
     };
-    for t in req.get("tools").and_then(Value::as_array).into_iter().flatten() {
+    for t in req
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         push("tool:", t);
     }
     match req.get("system") {
@@ -515,7 +578,12 @@ fn prompt_blocks(req: &Value) -> (Vec<(String, bool)>, ()) {
         Some(Value::Array(a)) => a.iter().for_each(|b| push("system:", b)),
         _ => {}
     }
-    for m in req.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    for m in req
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         let role = m.get("role").and_then(Value::as_str).unwrap_or("user");
         let prefix = format!("{role}:");
         match m.get("content") {
@@ -585,7 +653,12 @@ fn request_text(req: &Value) -> String {
     if let Some(s) = req.get("system") {
         collect(s, &mut out);
     }
-    for m in req.get("messages").and_then(Value::as_array).into_iter().flatten() {
+    for m in req
+        .get("messages")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
         if let Some(c) = m.get("content") {
             collect(c, &mut out);
         }
@@ -682,16 +755,27 @@ impl<'a> Sse<'a> {
     }
 
     fn message_start(&mut self, id: &str, model: &str, u: Usage3) -> std::io::Result<()> {
-        self.event("message_start", &json!({"type":"message_start","message":{"id":id,"type":"message",
+        self.event(
+            "message_start",
+            &json!({"type":"message_start","message":{"id":id,"type":"message",
             "role":"assistant","model":model,"content":[],"stop_reason":null,"stop_sequence":null,
-            "usage":usage_json(u, 1)}}))
+            "usage":usage_json(u, 1)}}),
+        )
     }
 
     /// A text block in three or so deltas; with `stop_after`, only that many deltas and no
     /// block stop.
-    fn text_block(&mut self, i: usize, text: &str, stop_after: Option<usize>) -> std::io::Result<()> {
-        self.event("content_block_start", &json!({"type":"content_block_start","index":i,
-            "content_block":{"type":"text","text":""}}))?;
+    fn text_block(
+        &mut self,
+        i: usize,
+        text: &str,
+        stop_after: Option<usize>,
+    ) -> std::io::Result<()> {
+        self.event(
+            "content_block_start",
+            &json!({"type":"content_block_start","index":i,
+            "content_block":{"type":"text","text":""}}),
+        )?;
         self.event("ping", &json!({"type":"ping"}))?;
         let chars: Vec<char> = text.chars().collect();
         let size = chars.len().div_ceil(3).max(1);
@@ -700,25 +784,37 @@ impl<'a> Sse<'a> {
                 return Ok(());
             }
             let piece: String = piece.iter().collect();
-            self.event("content_block_delta", &json!({"type":"content_block_delta","index":i,
-                "delta":{"type":"text_delta","text":piece}}))?;
+            self.event(
+                "content_block_delta",
+                &json!({"type":"content_block_delta","index":i,
+                "delta":{"type":"text_delta","text":piece}}),
+            )?;
         }
         if stop_after.is_some() {
             return Ok(());
         }
-        self.event("content_block_stop", &json!({"type":"content_block_stop","index":i}))
+        self.event(
+            "content_block_stop",
+            &json!({"type":"content_block_stop","index":i}),
+        )
     }
 
     fn finish_message(&mut self, stop: &str, u: Usage3, out: u64) -> std::io::Result<()> {
         // Two message_delta events with cumulative usage: the client must keep the last.
         let mut first = usage_json(u, out.div_ceil(2));
         first.as_object_mut().map(|o| o.remove("cache_creation"));
-        self.event("message_delta", &json!({"type":"message_delta",
-            "delta":{"stop_reason":null,"stop_sequence":null},"usage":first}))?;
+        self.event(
+            "message_delta",
+            &json!({"type":"message_delta",
+            "delta":{"stop_reason":null,"stop_sequence":null},"usage":first}),
+        )?;
         let mut last = usage_json(u, out);
         last.as_object_mut().map(|o| o.remove("cache_creation"));
-        self.event("message_delta", &json!({"type":"message_delta",
-            "delta":{"stop_reason":stop,"stop_sequence":null},"usage":last}))?;
+        self.event(
+            "message_delta",
+            &json!({"type":"message_delta",
+            "delta":{"stop_reason":stop,"stop_sequence":null},"usage":last}),
+        )?;
         self.event("message_stop", &json!({"type":"message_stop"}))?;
         self.end()
     }
