@@ -530,3 +530,72 @@ fn prices_follow_models_md() {
     ));
     assert_eq!(t.max_output("my-proxy-model"), Some(4096));
 }
+
+#[tokio::test]
+async fn the_fake_enforces_the_documented_request_rules() {
+    let fake = FakeAnthropic::start(vec![Rule::new("hi", Reply::text("hello"))]);
+    let http = reqwest::Client::new();
+    let post = |path: &str, version: Option<&str>, body: serde_json::Value| {
+        let mut rb = http
+            .post(format!("{}{path}", fake.base_url()))
+            .header("x-api-key", KEY)
+            .json(&body);
+        if let Some(v) = version {
+            rb = rb.header("anthropic-version", v);
+        }
+        rb.send()
+    };
+    let body =
+        json!({"model": MODEL, "max_tokens": 10, "messages": [{"role": "user", "content": "hi"}]});
+
+    let r = post(
+        "/v1/messages?beta=true",
+        Some(API_VERSION_2023),
+        body.clone(),
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.headers()["request-id"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("req_")
+    );
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["content"][0]["text"], json!("hello"));
+
+    let r = post("/v1/messages", None, body.clone())
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400, "anthropic-version is required");
+
+    let mut sampled = body.clone();
+    sampled["temperature"] = json!(1.0);
+    let r = post("/v1/messages", Some(API_VERSION_2023), sampled.clone())
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 200, "2023-06-01 tolerates temperature");
+    let r = post("/v1/messages", Some(API_VERSION_2026), sampled)
+        .await
+        .expect("send");
+    assert_eq!(r.status(), 400, "2026-10-21 rejects temperature");
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["type"], json!("invalid_request_error"));
+    assert!(
+        v["request_id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with("req_"))
+    );
+
+    let r = post(
+        "/v1/messages/count_tokens?beta=true",
+        Some(API_VERSION_2023),
+        body,
+    )
+    .await
+    .expect("send");
+    assert_eq!(r.status(), 200);
+    let v: serde_json::Value = r.json().await.expect("json");
+    assert!(v["input_tokens"].as_u64().is_some_and(|n| n > 0));
+}
