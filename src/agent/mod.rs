@@ -1,9 +1,28 @@
-//! Agents: the model behind a trait. `api` calls the Anthropic Messages API; `scripted` replays
-//! recorded answers for the demo and tests.
+//! Agents: the model behind the [`Agent`] trait. Each invocation gets the prompt built by the
+//! context stage and returns the model's text with usage and cost.
+//!
+//! * [`api`]: the built-in agent over the Messages API client: [`anthropic`] (HTTP, wire
+//!   types, streaming, errors), [`sse`] (stream framing), [`retry`] (the SDKs' retry policy)
+//!   and [`pricing`] (the price table as data);
+//! * [`scripted`]: replays answers from a TOML file (the demo, tests, benchmarks).
+//!
+//! None of them reads the environment or prints: the CLI passes keys and URLs in.
 
+pub mod anthropic;
+pub mod api;
+pub mod pricing;
+pub mod retry;
 pub mod scripted;
+pub mod sse;
 pub mod turn;
 
+pub use anthropic::{
+    ApiError, Auth, CacheControl, Client, ClientConfig, ContentBlock, Message, MessagesRequest,
+    Response, Role, StreamEvent, TextBlock, Tool, Usage,
+};
+pub use api::ApiAgent;
+pub use pricing::{ModelPrice, PriceTable};
+pub use retry::{RetryPolicy, Sleeper};
 pub use scripted::ScriptedAgent;
 pub use turn::{
     Agent, AgentError, AgentEvent, AgentReply, AgentRequest, Cancel, PromptBlock, TokenUsage,

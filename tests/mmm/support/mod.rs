@@ -2,6 +2,8 @@
 //! runner for the `git-mmm` binary.
 #![allow(dead_code)]
 
+pub mod fake_anthropic;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
