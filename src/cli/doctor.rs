@@ -1,12 +1,63 @@
-//! `git mmm doctor`.
+//! `git mmm doctor`: finds and repairs what an interrupted run left behind.
 
-use super::{CliResult, Ctx};
+use std::io::Write;
+use std::time::Duration;
+
+use mmm::store::DoctorOptions;
+
+use super::common::open_store;
+use super::{CliResult, Ctx, out};
 
 /// Arguments of `git mmm doctor`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Only report; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Treat every wip ref as stale (no run is in flight anywhere).
+    #[arg(long)]
+    pub all_wip: bool,
+    /// One JSON object: `{"findings": [{"problem", "action", "done"}], "repaired": bool}`.
+    #[arg(long)]
+    pub json: bool,
+}
 
 /// Runs `git mmm doctor`.
-pub fn run(_ctx: &Ctx, _args: &Args) -> CliResult {
-    Err(anyhow::anyhow!("`git mmm doctor` is being built").into())
+pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
+    let store = open_store(ctx)?;
+    let opts = DoctorOptions {
+        repair: !args.dry_run,
+        stale_after: Duration::from_secs(6 * 3600),
+        all_wip: args.all_wip,
+    };
+    let report = store.doctor(&opts)?;
+    let mut out = out();
+    if args.json {
+        serde_json::to_writer_pretty(
+            &mut out,
+            &serde_json::json!({
+                "findings": report.findings.iter().map(|f| serde_json::json!({
+                    "problem": f.problem.to_string(),
+                    "action": f.action.as_ref().map(|a| a.to_string()),
+                    "done": f.done,
+                })).collect::<Vec<_>>(),
+                "repaired": !args.dry_run,
+            }),
+        )?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    if report.findings.is_empty() {
+        writeln!(out, "nothing to repair: mmm's refs, notes and worktrees are consistent")?;
+        return Ok(());
+    }
+    for f in &report.findings {
+        write!(out, "{}", f.problem)?;
+        match (&f.action, f.done) {
+            (Some(a), true) => writeln!(out, "\n  repaired: {a}")?,
+            (Some(a), false) => writeln!(out, "\n  would repair: {a} (run without --dry-run)")?,
+            (None, _) => writeln!(out, "\n  (reported only)")?,
+        }
+    }
+    Ok(())
 }

@@ -1,0 +1,57 @@
+//! Helpers shared by commands: opening the store, naming specs, formatting times.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use mmm::clock::{Clock, FixedClock, SystemClock, UlidGen};
+use mmm::spec::SpecId;
+use mmm::store::{Store, StoreOptions};
+
+use super::{CliError, Ctx};
+
+/// The clock: the system's, or a pinned one when `MMM_TEST_CLOCK=<unix secs>` is set (tests
+/// and reproducible demos).
+pub fn clock(ctx: &Ctx) -> Result<Arc<dyn Clock>, CliError> {
+    match ctx.var("MMM_TEST_CLOCK") {
+        Some(s) => {
+            let secs = s.parse().map_err(|_| {
+                CliError::usage(anyhow::anyhow!(
+                    "MMM_TEST_CLOCK={s} is not a number of seconds"
+                ))
+            })?;
+            Ok(Arc::new(FixedClock::new(secs, Duration::from_secs(1))))
+        }
+        None => Ok(Arc::new(SystemClock)),
+    }
+}
+
+/// Opens the store of the repository around the working directory. `MMM_KILL_AT=<step>`
+/// makes the store abort after that write step (for crash tests).
+pub fn open_store(ctx: &Ctx) -> Result<Store, CliError> {
+    let mut opts = StoreOptions::new(clock(ctx)?, Arc::new(UlidGen));
+    opts.kill_point = ctx.var("MMM_KILL_AT").map(str::to_owned);
+    Ok(Store::open(&ctx.cwd, opts)?)
+}
+
+/// Parses a spec id given on the command line.
+pub fn spec_id(s: &str) -> Result<SpecId, CliError> {
+    SpecId::new(s).map_err(|suggestion| {
+        let e = anyhow::anyhow!("`{s}` is not a valid spec id");
+        match suggestion {
+            Some(s) => CliError::with_hint(e, format!("spec ids are slugs; did you mean `{s}`?")),
+            None => CliError::usage(e),
+        }
+    })
+}
+
+/// `2026-11-24 07:18` (UTC).
+pub fn short_time(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    s.get(..16).map(|s| s.replace('T', " ")).unwrap_or(s)
+}
+
+/// The first 10 hex digits of an object id.
+pub fn short_oid(oid: git2::Oid) -> String {
+    let s = oid.to_string();
+    s[..10.min(s.len())].to_owned()
+}
