@@ -93,6 +93,9 @@ fn path_line(line: &str) -> Option<(String, bool)> {
         t = inner.trim();
     }
     let mut explicit = false;
+    if t.starts_with("**") && t[2..].to_ascii_lowercase().contains(":**") {
+        t = &t[2..];
+    }
     let lower = t.to_ascii_lowercase();
     for label in ["file:", "path:", "filename:", "file path:"] {
         if lower.starts_with(label) {
