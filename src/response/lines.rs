@@ -287,7 +287,7 @@ impl<'a> Parser<'a> {
                 continue;
             }
             if let Some(head) = t.strip_suffix('\\') {
-                pending.push_str(head);
+                pending.push_str(head.trim_end());
                 pending.push(' ');
                 continue;
             }
