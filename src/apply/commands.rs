@@ -199,7 +199,7 @@ fn kill_group(child: &mut Child) {
         // The shell's builtin `kill` takes a negative pid for a group; std has no killpg.
         let _ = Command::new("sh")
             .arg("-c")
-            .arg(format!("kill -KILL -- -{} 2>/dev/null", child.id()))
+            .arg(format!("kill -s KILL -- -{} 2>/dev/null", child.id()))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
