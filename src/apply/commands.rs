@@ -67,7 +67,9 @@ impl CommandOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
     /// `sh` could not be started in the worktree.
-    #[error("could not start `sh -c {command:?}` in {worktree}: {source}; check that the worktree exists and `sh` is on PATH")]
+    #[error(
+        "could not start `sh -c {command:?}` in {worktree}: {source}; check that the worktree exists and `sh` is on PATH"
+    )]
     Spawn {
         /// The command.
         command: String,
@@ -102,7 +104,12 @@ pub fn allowed_by<'p>(cmd: &str, allow: &'p [String]) -> Result<&'p str, String>
         .iter()
         .find(|p| pattern_matches(p, cmd))
         .map(String::as_str)
-        .ok_or_else(|| format!("`{cmd}` matches no allow-list pattern ({})", allow.join(", ")))
+        .ok_or_else(|| {
+            format!(
+                "`{cmd}` matches no allow-list pattern ({})",
+                allow.join(", ")
+            )
+        })
 }
 
 fn pattern_matches(pattern: &str, cmd: &str) -> bool {
@@ -110,7 +117,11 @@ fn pattern_matches(pattern: &str, cmd: &str) -> bool {
     for c in pattern.trim().chars() {
         if c == '*' {
             re.push_str("[^");
-            re.push_str(&regex::escape(SHELL_META).replace('\n', "\\n").replace('\r', "\\r"));
+            re.push_str(
+                &regex::escape(SHELL_META)
+                    .replace('\n', "\\n")
+                    .replace('\r', "\\r"),
+            );
             re.push_str("]*");
         } else {
             re.push_str(&regex::escape(&c.to_string()));

@@ -130,7 +130,9 @@ pub enum ApplyError {
         source: io::Error,
     },
     /// A deny-list pattern is not a valid glob.
-    #[error("deny-list pattern `{pattern}` is not a valid glob: {message}; fix it in the configuration")]
+    #[error(
+        "deny-list pattern `{pattern}` is not a valid glob: {message}; fix it in the configuration"
+    )]
     BadDenyGlob {
         /// The pattern.
         pattern: String,
@@ -141,13 +143,17 @@ pub enum ApplyError {
     #[error("the file does not exist; write it whole, or use an empty SEARCH to create it")]
     FileMissing,
     /// The SEARCH text is not in the file.
-    #[error("the SEARCH text (starting `{first_line}`) was not found; copy it exactly from the file")]
+    #[error(
+        "the SEARCH text (starting `{first_line}`) was not found; copy it exactly from the file"
+    )]
     SearchNotFound {
         /// The first non-blank line of the SEARCH text.
         first_line: String,
     },
     /// The SEARCH text occurs more than once.
-    #[error("the SEARCH text (starting `{first_line}`) occurs {count} times; include more lines so that it is unique")]
+    #[error(
+        "the SEARCH text (starting `{first_line}`) occurs {count} times; include more lines so that it is unique"
+    )]
     Ambiguous {
         /// How many times it occurs.
         count: usize,
@@ -155,10 +161,14 @@ pub enum ApplyError {
         first_line: String,
     },
     /// An empty SEARCH on a file that has content.
-    #[error("an empty SEARCH only creates a new file; this file has content, so quote the text to replace")]
+    #[error(
+        "an empty SEARCH only creates a new file; this file has content, so quote the text to replace"
+    )]
     EmptySearch,
     /// A hunk's context and removed lines were not found.
-    #[error("hunk {hunk} (at line {line}, starting `{first_line}`) does not match the file; re-read the file and send a fresh diff or a search/replace block")]
+    #[error(
+        "hunk {hunk} (at line {line}, starting `{first_line}`) does not match the file; re-read the file and send a fresh diff or a search/replace block"
+    )]
     HunkMismatch {
         /// The 1-based number of the hunk in its file.
         hunk: usize,
@@ -259,10 +269,12 @@ pub fn apply(
     edits: &[Edit],
     policy: &ApplyPolicy,
 ) -> Result<ApplyReport, ApplyError> {
-    let root = worktree.canonicalize().map_err(|source| ApplyError::Worktree {
-        path: worktree.display().to_string(),
-        source,
-    })?;
+    let root = worktree
+        .canonicalize()
+        .map_err(|source| ApplyError::Worktree {
+            path: worktree.display().to_string(),
+            source,
+        })?;
     let deny = path::Deny::new(&policy.deny)?;
     let mut report = ApplyReport::default();
     for edit in edits {
@@ -322,18 +334,26 @@ fn apply_one(root: &Path, edit: &Edit, deny: &path::Deny, policy: &ApplyPolicy) 
         }
         (Edit::Write { content, .. }, None) => (content.clone(), AppliedKind::Created),
         (Edit::Write { content, .. }, Some(_)) => (content.clone(), AppliedKind::Written),
-        (Edit::Replace { search, replace, .. }, None) => {
+        (
+            Edit::Replace {
+                search, replace, ..
+            },
+            None,
+        ) => {
             if !search.trim().is_empty() {
                 return Outcome::Failed(ApplyError::FileMissing);
             }
             (replace.clone(), AppliedKind::Created)
         }
-        (Edit::Replace { search, replace, .. }, Some(cur)) => {
-            match text::replace(cur, search, replace) {
-                Ok(c) => (c, AppliedKind::Replaced),
-                Err(e) => return Outcome::Failed(e),
-            }
-        }
+        (
+            Edit::Replace {
+                search, replace, ..
+            },
+            Some(cur),
+        ) => match text::replace(cur, search, replace) {
+            Ok(c) => (c, AppliedKind::Replaced),
+            Err(e) => return Outcome::Failed(e),
+        },
         (Edit::Patch { hunks, .. }, cur) => {
             let creates = hunks.iter().all(|h| h.old_lines().is_empty());
             if cur.is_none() && !creates {

@@ -136,7 +136,9 @@ fn escape(what: &str) -> Unresolved {
 /// Resolves the normalized relative path `rel` under the canonical worktree `root`.
 pub(super) fn resolve(root: &Path, rel: &str, deny: &Deny) -> Result<Target, Unresolved> {
     let parts: Vec<&str> = rel.split('/').collect();
-    let (last, dirs) = parts.split_last().expect("check_lexical never returns an empty path");
+    let (last, dirs) = parts
+        .split_last()
+        .expect("check_lexical never returns an empty path");
     let mut cur = root.to_path_buf();
     let mut missing = false;
     let mut walked = String::new();

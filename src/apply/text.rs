@@ -6,7 +6,11 @@ use crate::response::{Hunk, HunkLine};
 use super::ApplyError;
 
 fn excerpt(s: &str) -> String {
-    let line = s.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
+    let line = s
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim();
     let mut out: String = line.chars().take(60).collect();
     if line.chars().count() > 60 {
         out.push('…');
@@ -234,7 +238,10 @@ mod tests {
         // Indentation differs: the replacement is re-indented to the file's.
         let file = "fn f() {\n        let x = 1;   \n        x\n}\n";
         let got = replace(file, "let x = 1;\nx\n", "let x = 2;\n    // more\nx + 1\n").unwrap();
-        assert_eq!(got, "fn f() {\n        let x = 2;\n            // more\n        x + 1\n}\n");
+        assert_eq!(
+            got,
+            "fn f() {\n        let x = 2;\n            // more\n        x + 1\n}\n"
+        );
     }
 
     #[test]
@@ -251,7 +258,10 @@ mod tests {
             replace("a\n", "b\n", "c\n"),
             Err(ApplyError::SearchNotFound { .. })
         ));
-        assert!(matches!(replace("a\n", "", "c\n"), Err(ApplyError::EmptySearch)));
+        assert!(matches!(
+            replace("a\n", "", "c\n"),
+            Err(ApplyError::EmptySearch)
+        ));
     }
 
     #[test]
@@ -278,7 +288,10 @@ mod tests {
     fn patch_with_offset_and_two_hunks() {
         let file = "0\n1\n2\n3\n4\n5\n6\n7\n8\n9\n";
         // Headers are off by two lines; the context still places them.
-        let hunks = [hunk(1, &[" 2", "-3", "+three"]), hunk(6, &[" 7", "+7b", " 8"])];
+        let hunks = [
+            hunk(1, &[" 2", "-3", "+three"]),
+            hunk(6, &[" 7", "+7b", " 8"]),
+        ];
         assert_eq!(
             patch(file, &hunks).unwrap(),
             "0\n1\n2\nthree\n4\n5\n6\n7\n7b\n8\n9\n"

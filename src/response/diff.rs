@@ -123,8 +123,7 @@ pub(super) fn parse(body: &[&str], first_line: usize) -> (Vec<Edit>, Vec<Problem
                 "copy from",
                 "copy to",
             ];
-            if !l.trim().is_empty() && !meta.iter().any(|m| l.starts_with(m)) && !stray_reported
-            {
+            if !l.trim().is_empty() && !meta.iter().any(|m| l.starts_with(m)) && !stray_reported {
                 stray_reported = true;
                 problems.push(Problem {
                     kind: ProblemKind::BadDiff,

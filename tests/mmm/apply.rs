@@ -95,10 +95,7 @@ fn not_a_file() {}
 fn a_longer_fence_can_hold_a_markdown_file_with_fences() {
     let text = "docs/x.md\n````markdown\n# x\n```sh\nls\n```\n````\n";
     let p = parse(text);
-    assert_eq!(
-        p.edits,
-        vec![write("docs/x.md", "# x\n```sh\nls\n```\n")]
-    );
+    assert_eq!(p.edits, vec![write("docs/x.md", "# x\n```sh\nls\n```\n")]);
 }
 
 #[test]
@@ -224,7 +221,11 @@ cargo build \\
     assert_eq!(p.problems, vec![]);
     assert_eq!(
         p.commands,
-        vec!["cargo test --lib", "cargo build --release", "cargo fmt --check"]
+        vec![
+            "cargo test --lib",
+            "cargo build --release",
+            "cargo fmt --check"
+        ]
     );
     assert!(p.edits.is_empty());
 }
@@ -407,7 +408,10 @@ docs/guide.md
             AppliedKind::Created,
         ]
     );
-    assert_eq!(read(&repo, "src/lib.rs"), "fn a() {}\nfn b() { 1 }\nfn c() {}\n");
+    assert_eq!(
+        read(&repo, "src/lib.rs"),
+        "fn a() {}\nfn b() { 1 }\nfn c() {}\n"
+    );
     assert_eq!(read(&repo, "src/new.rs"), "one\ntwo\n");
     assert_eq!(read(&repo, "notes.txt"), "kept\n");
     assert_eq!(read(&repo, "docs/guide.md"), "# Guide\n");
@@ -614,7 +618,10 @@ fn writes_through_a_symlink_that_stays_inside() {
     repo.commit_all("links");
     let report = apply(
         &repo.path,
-        &[write("alias.rs", "via file link\n"), write("code/new.rs", "via dir link\n")],
+        &[
+            write("alias.rs", "via file link\n"),
+            write("code/new.rs", "via dir link\n"),
+        ],
         &ApplyPolicy::default(),
     )
     .expect("apply");
@@ -677,7 +684,11 @@ fn allowed_commands_run_in_the_worktree() {
 fn denied_commands_do_not_run() {
     let repo = TestRepo::new();
     let policy = cmd_policy(&["cargo test*"], 10_000, 10_000);
-    for cmd in ["touch pwned", "cargo test; touch pwned", "cargo test && touch pwned"] {
+    for cmd in [
+        "touch pwned",
+        "cargo test; touch pwned",
+        "cargo test && touch pwned",
+    ] {
         let out = run_command(&repo.path, cmd, &policy).expect("run");
         assert!(!out.allowed, "{cmd}");
         assert!(out.refusal.is_some());
