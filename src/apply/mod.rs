@@ -142,6 +142,11 @@ pub enum ApplyError {
     /// A search/replace or diff targets a file that does not exist.
     #[error("the file does not exist; write it whole, or use an empty SEARCH to create it")]
     FileMissing,
+    /// A diff creates a file that already exists.
+    #[error(
+        "the diff creates the file, but it already exists; send a diff against its current content or write it whole"
+    )]
+    FileExists,
     /// The SEARCH text is not in the file.
     #[error(
         "the SEARCH text (starting `{first_line}`) was not found; copy it exactly from the file"
@@ -358,6 +363,11 @@ fn apply_one(root: &Path, edit: &Edit, deny: &path::Deny, policy: &ApplyPolicy) 
             let creates = hunks.iter().all(|h| h.old_lines().is_empty());
             if cur.is_none() && !creates {
                 return Outcome::Failed(ApplyError::FileMissing);
+            }
+            // A diff from /dev/null must not prepend itself to a file that already exists.
+            let from_nothing = hunks.iter().all(|h| h.old_start == 0);
+            if creates && from_nothing && cur.as_deref().is_some_and(|c| !c.is_empty()) {
+                return Outcome::Failed(ApplyError::FileExists);
             }
             match text::patch(cur.as_deref().unwrap_or(""), hunks) {
                 Ok(c) => (c, AppliedKind::Patched),

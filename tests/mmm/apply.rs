@@ -657,6 +657,42 @@ fn a_bad_worktree_or_deny_glob_is_an_error() {
     ));
 }
 
+#[test]
+fn overwrites_keep_the_file_mode_and_creating_diffs_do_not_prepend() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = TestRepo::new();
+    repo.write("run.sh", "#!/bin/sh\necho old\n");
+    std::fs::set_permissions(
+        repo.path.join("run.sh"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .expect("chmod");
+    repo.commit_all("script");
+    let creating = parse("```diff\n--- /dev/null\n+++ b/run.sh\n@@ -0,0 +1 @@\n+oops\n```\n");
+    let mut edits = vec![write("run.sh", "#!/bin/sh\necho new\n")];
+    edits.extend(creating.edits);
+    let report = apply(&repo.path, &edits, &ApplyPolicy::default()).expect("apply");
+    assert_eq!(report.counts().applied, 1, "{report:?}");
+    assert!(matches!(report.failed[0].reason, ApplyError::FileExists));
+    assert_eq!(read(&repo, "run.sh"), "#!/bin/sh\necho new\n");
+    // git sees a content change only, no mode change.
+    assert_eq!(repo.git(&["diff", "--summary"]), "");
+    assert_eq!(status(&repo), " M run.sh\n");
+    assert!(!repo.path.join("notes-new.txt").exists());
+    let report = apply(
+        &repo.path,
+        &[write("notes-new.txt", "n\n")],
+        &ApplyPolicy::default(),
+    )
+    .expect("apply");
+    assert!(report.is_clean());
+    let mode = std::fs::metadata(repo.path.join("notes-new.txt"))
+        .expect("new file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o644);
+}
+
 // ---------------------------------------------------------------- commands
 
 fn cmd_policy(allow: &[&str], timeout_ms: u64, max: usize) -> CommandPolicy {
