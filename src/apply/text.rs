@@ -269,6 +269,19 @@ mod tests {
         assert_eq!(replace("a\r\nb\r\n", "a\n", "A\n").unwrap(), "A\r\nb\r\n");
     }
 
+    #[test]
+    fn line_endings_are_kept() {
+        assert_eq!(
+            patch("a\r\nb\r\n", &[hunk(1, &["-a", "+A", " b"])]).unwrap(),
+            "A\r\nb\r\n"
+        );
+        // Tolerant match on the last line of a file without a final newline.
+        assert_eq!(replace("x\n  end", "end\n", "END\n").unwrap(), "x\n  END");
+        let mut h = hunk(2, &[" a", "-b", "+c"]);
+        h.no_newline_at_end = true;
+        assert_eq!(patch("a\nb\n", &[h]).unwrap(), "a\nc");
+    }
+
     fn hunk(old_start: usize, lines: &[&str]) -> Hunk {
         Hunk {
             old_start,
