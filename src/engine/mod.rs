@@ -1,6 +1,15 @@
 //! The engine: the only place that knows the order of the loop's stages. One iteration is
-//! build context → invoke the agent → parse → apply → validate → record → decide.
+//! build context → check the budget → invoke the agent → parse → apply → validate → decide →
+//! record, in a temporary worktree, until a stop condition.
+//!
+//! Owns: the order of the stages, stop conditions, strategies, budgets and redaction. Must not
+//! print or read the environment: progress goes out as [`Event`]s.
 
 pub mod budget;
 pub mod redact;
+pub mod run;
 pub mod worktree;
+
+pub use budget::{Limits, Spent};
+pub use redact::Redactor;
+pub use run::{EngineError, Event, Job, Outcome, Services, Settings, Stage, StopReason, run_spec};

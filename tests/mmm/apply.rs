@@ -770,7 +770,7 @@ fn huge_output_is_cut_to_head_and_tail() {
     4
     5
 
-    [… 588875 bytes cut …]
+    [… 588875 bytes cut by mmm …]
     99
     100000
     ");

@@ -1,0 +1,582 @@
+//! `git mmm run [SPEC…]`: runs the loop on specs, each in its own temporary worktree, in
+//! dependency order, with live progress. Ctrl-C (or `git mmm stop SPEC`) stops after the
+//! current stage and records the iteration as interrupted; a second Ctrl-C aborts at once, and
+//! the next `run` resumes from the last recorded iteration.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::anyhow;
+use mmm::agent::{
+    Agent, ApiAgent, Auth, Cancel, ClientConfig, ModelPrice, PriceTable, RetryPolicy,
+    ScriptedAgent, TokenUsage,
+};
+use mmm::config::{AgentKind, CheckpointAfter, Config, FlagValue};
+use mmm::context::{ContextOptions, Templates, TokenBudget};
+use mmm::engine::{self, Event, Job, Outcome, Redactor, Services, Settings, Spent, StopReason};
+use mmm::spec::{Spec, SpecSet};
+use mmm::store::{IterationStatus, Store};
+use mmm::validate::{Gate, GateKind, GateOptions};
+use serde_json::Value;
+
+use super::common::{clock, open_store, spec_id};
+use super::progress::Progress;
+use super::{CliError, CliResult, Ctx, out};
+
+/// Arguments of `git mmm run`.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The specs to run (default: every spec that is not complete, in dependency order).
+    pub specs: Vec<String>,
+    /// The agent: `api` or `scripted` (overrides `[agent] kind`).
+    #[arg(long, value_name = "KIND")]
+    pub agent: Option<String>,
+    /// The model (overrides `[model] default` and the spec's `model`).
+    #[arg(long, value_name = "ID")]
+    pub model: Option<String>,
+    /// Iterations per spec revision (overrides `[loop] max_iterations`).
+    #[arg(long, value_name = "N")]
+    pub max_iterations: Option<u32>,
+    /// USD budget per spec (overrides `[budget] per_spec_usd`).
+    #[arg(long, value_name = "USD")]
+    pub budget_usd: Option<f64>,
+    /// One JSON object per line on stdout for every event (for scripts and CI).
+    #[arg(long)]
+    pub json: bool,
+    /// Show the model's streamed text.
+    #[arg(long)]
+    pub stream: bool,
+}
+
+/// Runs `git mmm run`.
+pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
+    execute(ctx, args)
+}
+
+/// Runs the loop as `git mmm run` does (the demo uses it too). Exit status: success when every
+/// spec run is complete.
+pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
+    let mut flags = Vec::new();
+    let mut flag = |key: &str, value: String, name: &str| {
+        flags.push(FlagValue {
+            key: key.into(),
+            value,
+            flag: name.into(),
+        })
+    };
+    if let Some(a) = &args.agent {
+        flag("agent.kind", a.clone(), "--agent");
+    }
+    if let Some(m) = &args.model {
+        flag("model.default", m.clone(), "--model");
+    }
+    if let Some(n) = args.max_iterations {
+        flag("loop.max_iterations", n.to_string(), "--max-iterations");
+    }
+    if let Some(b) = args.budget_usd {
+        flag("budget.per_spec_usd", b.to_string(), "--budget-usd");
+    }
+    let (root, loaded) = super::config::load(ctx, flags)?;
+    let root = root.ok_or_else(|| {
+        CliError::with_hint(
+            anyhow!("not inside a git repository"),
+            "run `git mmm run` inside the repository that holds your specs",
+        )
+    })?;
+    let config = loaded.config;
+    let store = open_store(ctx)?;
+    let specs = super::specs::discover_strict(&root, &config)?;
+    let selected = select(&store, &specs, &args.specs)?;
+    if selected.is_empty() {
+        writeln!(out(), "nothing to run: every spec is complete (see `git mmm status`)")?;
+        return Ok(());
+    }
+    let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
+        .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
+    let prices = price_table(&config);
+    let redactor = redactor(ctx, &config);
+    let cancel = Cancel::new();
+    watch_for_stop(&store, &cancel, selected.iter().map(|s| s.id.to_string()).collect());
+    let clock = clock(ctx)?;
+    let spent_today = spent_today(&store, clock.now());
+    let mut progress = Progress::new(args.json, args.stream);
+
+    let base = store
+        .repo()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| {
+            CliError::with_hint(
+                anyhow!("the repository has no commit to start from: {e}"),
+                "commit something first (`git commit`)",
+            )
+        })?
+        .id();
+
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    let mut complete: BTreeSet<String> = complete_specs(&store, &specs);
+    let mut run_spent = Spent::default();
+    for spec in &selected {
+        if cancel.is_cancelled() {
+            break;
+        }
+        let waiting: Vec<String> = spec
+            .depends_on
+            .iter()
+            .map(|d| d.to_string())
+            .filter(|d| !complete.contains(d))
+            .collect();
+        if !waiting.is_empty() {
+            progress.event(&Event::Finished {
+                spec: spec.id.to_string(),
+                reason: StopReason::Stopped,
+                detail: format!("waiting for {} to complete first", waiting.join(", ")),
+                iterations: 0,
+                cost_usd: 0.0,
+            });
+            continue;
+        }
+        let agent = build_agent(ctx, &root, &config, spec)?;
+        let settings = settings(&config, spec);
+        let job = Job {
+            spec,
+            base,
+            settings,
+            templates: &templates,
+            dependency_summaries: dependency_summaries(&store, spec),
+            completed_specs: complete.iter().cloned().collect(),
+            review_feedback: Vec::new(),
+        };
+        let services = Services {
+            store: &store,
+            agent: agent.as_ref(),
+            prices: &prices,
+            clock: clock.as_ref(),
+            redactor: &redactor,
+            cancel: &cancel,
+            spent_today: Spent {
+                daily_usd: spent_today.daily_usd + run_spent.daily_usd,
+                daily_tokens: spent_today.daily_tokens + run_spent.daily_tokens,
+                ..Spent::default()
+            },
+        };
+        let outcome = engine::run_spec(&services, &job, &mut |e| progress.event(&e))
+            .map_err(|e| {
+                let hint = e.hint();
+                let err = anyhow::Error::new(e).context(format!("spec `{}`", spec.id));
+                match hint {
+                    Some(h) => CliError::with_hint(err, h),
+                    None => CliError::from(err),
+                }
+            })?;
+        run_spent.daily_usd += outcome.cost_usd;
+        run_spent.daily_tokens += outcome.tokens.total();
+        if matches!(
+            outcome.reason,
+            StopReason::Complete | StopReason::AlreadyComplete
+        ) {
+            complete.insert(spec.id.to_string());
+        }
+        outcomes.push(outcome);
+    }
+
+    if !args.json {
+        let mut out = out();
+        let total: f64 = outcomes.iter().map(|o| o.cost_usd).sum();
+        let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
+        writeln!(
+            out,
+            "\n{} spec(s) run, {} complete, {tokens} tokens, ${total:.4}",
+            outcomes.len(),
+            outcomes
+                .iter()
+                .filter(|o| matches!(o.reason, StopReason::Complete | StopReason::AlreadyComplete))
+                .count()
+        )?;
+        for o in &outcomes {
+            writeln!(
+                out,
+                "  {:<24} {:<16} iteration {:<3} {}",
+                o.spec,
+                o.reason.as_str(),
+                o.last_iteration,
+                o.detail
+            )?;
+        }
+    }
+    let incomplete: Vec<&Outcome> = outcomes
+        .iter()
+        .filter(|o| !matches!(o.reason, StopReason::Complete | StopReason::AlreadyComplete))
+        .collect();
+    if cancel.is_cancelled() || !incomplete.is_empty() || outcomes.len() < selected.len() {
+        return Err(CliError {
+            error: anyhow!(
+                "{} of {} spec(s) did not complete",
+                selected.len() - (outcomes.len() - incomplete.len()),
+                selected.len()
+            ),
+            hints: vec![
+                "see `git mmm status` and `git mmm show SPEC`; `git mmm run` resumes where a run stopped"
+                    .into(),
+            ],
+            code: super::EXIT_FAILURE,
+        });
+    }
+    Ok(())
+}
+
+/// The specs to run: the named ones (with their order from the dependency graph), or every
+/// spec not complete at its current revision.
+fn select<'a>(store: &Store, specs: &'a SpecSet, named: &[String]) -> Result<Vec<&'a Spec>, CliError> {
+    if !named.is_empty() {
+        let mut wanted = BTreeSet::new();
+        for n in named {
+            let id = spec_id(n)?;
+            if specs.get(&id).is_none() {
+                return Err(CliError::with_hint(
+                    anyhow!("no spec `{id}`"),
+                    "`git mmm specs` lists the specs",
+                ));
+            }
+            wanted.insert(id);
+        }
+        return Ok(ordered(specs).filter(|s| wanted.contains(&s.id)).collect());
+    }
+    let states: BTreeMap<String, (Option<IterationStatus>, Option<String>)> = store
+        .status_all()
+        .map(|v| {
+            v.into_iter()
+                .map(|s| (s.spec.to_string(), (s.status, s.spec_revision)))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(ordered(specs)
+        .filter(|s| match states.get(s.id.as_str()) {
+            Some((Some(IterationStatus::Complete), Some(rev))) => *rev != s.revision,
+            _ => true,
+        })
+        .collect())
+}
+
+fn ordered(specs: &SpecSet) -> impl Iterator<Item = &Spec> {
+    specs.order().iter().filter_map(|id| specs.get(id))
+}
+
+fn complete_specs(store: &Store, specs: &SpecSet) -> BTreeSet<String> {
+    let Ok(states) = store.status_all() else {
+        return BTreeSet::new();
+    };
+    states
+        .into_iter()
+        .filter(|s| s.status == Some(IterationStatus::Complete))
+        .filter(|s| {
+            specs
+                .get(&s.spec)
+                .is_none_or(|spec| s.spec_revision.as_deref() == Some(spec.revision.as_str()))
+        })
+        .map(|s| s.spec.to_string())
+        .collect()
+}
+
+fn dependency_summaries(store: &Store, spec: &Spec) -> Vec<(String, String)> {
+    spec.depends_on
+        .iter()
+        .filter_map(|d| {
+            let history = store.history(d).ok()?;
+            let last = history.first()?;
+            Some((d.to_string(), last.summary.clone()))
+        })
+        .collect()
+}
+
+/// The agent for a spec: its front matter's `agent`, else the configuration's.
+fn build_agent(
+    ctx: &Ctx,
+    root: &Path,
+    config: &Config,
+    spec: &Spec,
+) -> Result<Box<dyn Agent>, CliError> {
+    let kind = match spec.agent.as_deref() {
+        Some(k) => k.parse::<AgentKind>().map_err(|_| {
+            CliError::with_hint(
+                anyhow!("spec `{}` asks for an unknown agent `{k}`", spec.id),
+                "agents: api, scripted",
+            )
+        })?,
+        None => config.agent.kind,
+    };
+    match kind {
+        AgentKind::Api => {
+            let auth = match (ctx.var("ANTHROPIC_API_KEY"), ctx.var("ANTHROPIC_AUTH_TOKEN")) {
+                (Some(k), _) if !k.is_empty() => Auth::ApiKey(k.to_owned()),
+                (_, Some(t)) if !t.is_empty() => Auth::Bearer(t.to_owned()),
+                _ => {
+                    return Err(CliError::with_hint(
+                        anyhow!("the `api` agent needs an API key"),
+                        "export ANTHROPIC_API_KEY (or ANTHROPIC_AUTH_TOKEN), or try `git mmm demo` which needs none",
+                    ));
+                }
+            };
+            let mut client = ClientConfig::new(auth);
+            if let Some(url) = ctx
+                .var("ANTHROPIC_BASE_URL")
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .or_else(|| config.agent.api_base_url.clone())
+            {
+                client.base_url = url;
+            }
+            client.anthropic_version = config.agent.anthropic_version.clone();
+            client.retry = RetryPolicy {
+                max_retries: u32::try_from(config.agent.max_retries).unwrap_or(u32::MAX),
+                ..RetryPolicy::default()
+            };
+            client.request_timeout = config.agent.request_timeout;
+            Ok(Box::new(ApiAgent::new(client).map_err(|e| {
+                let hint = e.hint().unwrap_or_default().to_owned();
+                CliError::with_hint(e, hint)
+            })?))
+        }
+        AgentKind::Scripted => {
+            let script = config.agent.script.as_deref().ok_or_else(|| {
+                CliError::with_hint(
+                    anyhow!("the `scripted` agent needs a script"),
+                    "set [agent] script = \"path/to/answers.toml\" in .mmm/config.toml",
+                )
+            })?;
+            let path = root.join(script);
+            Ok(Box::new(ScriptedAgent::load(&path).map_err(|e| {
+                CliError::with_hint(e, "see the format in `git mmm demo`'s .mmm/demo-script.toml")
+            })?))
+        }
+        other => Err(CliError::with_hint(
+            anyhow!("the `{other}` agent is not available in this version"),
+            "use `api` or `scripted` ([agent] kind or --agent)",
+        )),
+    }
+}
+
+/// The price table: built-in, with `[prices."model"]` overrides from the configuration.
+fn price_table(config: &Config) -> PriceTable {
+    let builtin = PriceTable::builtin();
+    let mut overrides = BTreeMap::new();
+    for (model, o) in &config.prices {
+        let base = builtin.get(model).cloned();
+        let merged = ModelPrice {
+            input: o.input.or(base.as_ref().map(|b| b.input)).unwrap_or(0.0),
+            output: o.output.or(base.as_ref().map(|b| b.output)).unwrap_or(0.0),
+            cache_write_5m: o
+                .cache_write_5m
+                .or(base.as_ref().map(|b| b.cache_write_5m))
+                .unwrap_or(0.0),
+            cache_write_1h: o
+                .cache_write_1h
+                .or(base.as_ref().map(|b| b.cache_write_1h))
+                .unwrap_or(0.0),
+            cache_read: o
+                .cache_read
+                .or(base.as_ref().map(|b| b.cache_read))
+                .unwrap_or(0.0),
+            max_output: base.as_ref().and_then(|b| b.max_output),
+            long_prompt: if o.input.is_some() || o.output.is_some() {
+                None
+            } else {
+                base.as_ref().and_then(|b| b.long_prompt.clone())
+            },
+        };
+        overrides.insert(model.clone(), merged);
+    }
+    builtin.with_overrides(overrides)
+}
+
+fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
+    // `[secrets] redact` holds variable names or literal values.
+    let (names, values): (Vec<String>, Vec<String>) = config
+        .secrets
+        .redact
+        .iter()
+        .cloned()
+        .partition(|s| ctx.env.contains_key(s));
+    Redactor::from_env(
+        ctx.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        &names,
+        &values,
+    )
+}
+
+/// The engine's settings for one spec: configuration, then the spec's front matter.
+fn settings(config: &Config, spec: &Spec) -> Settings {
+    let model = spec
+        .model
+        .clone()
+        .unwrap_or_else(|| config.model.default.clone());
+    let mut gates = Vec::new();
+    for (name, kind, cmd) in [
+        ("build", GateKind::Build, &config.validate.build),
+        ("test", GateKind::Test, &config.validate.test),
+        ("lint", GateKind::Lint, &config.validate.lint),
+        ("format", GateKind::Format, &config.validate.format),
+    ] {
+        if let Some(cmd) = cmd.as_ref().filter(|c| !c.trim().is_empty()) {
+            gates.push(Gate {
+                name: name.into(),
+                kind,
+                command: cmd.clone(),
+            });
+        }
+    }
+    for (name, cmd) in &config.validate.custom {
+        gates.push(Gate {
+            name: name.clone(),
+            kind: GateKind::Custom,
+            command: cmd.clone(),
+        });
+    }
+    let budget = &config.budget;
+    let positive = |v: f64| (v > 0.0).then_some(v);
+    Settings {
+        max_iterations: spec
+            .max_iterations
+            .unwrap_or(u32::try_from(config.r#loop.max_iterations).unwrap_or(u32::MAX)),
+        timeout: spec.timeout.unwrap_or(config.r#loop.timeout),
+        stuck_after: u32::try_from(config.r#loop.stuck_after).unwrap_or(u32::MAX),
+        model,
+        escalate_to: Some(config.model.escalate_to.clone()).filter(|m| !m.is_empty()),
+        escalate_after: u32::try_from(config.model.escalate_after).unwrap_or(u32::MAX),
+        max_tokens: u32::try_from(config.model.max_tokens).unwrap_or(u32::MAX),
+        limits: engine::Limits {
+            per_iteration_usd: positive(budget.per_iteration_usd),
+            per_spec_usd: positive(budget.per_spec_usd),
+            daily_usd: positive(budget.daily_usd),
+            per_iteration_tokens: budget.per_iteration_tokens,
+            per_spec_tokens: budget.per_spec_tokens,
+            daily_tokens: budget.daily_tokens,
+        },
+        gates,
+        gate_options: GateOptions {
+            timeout: config.validate.timeout,
+            env_remove: vec![
+                "ANTHROPIC_API_KEY".into(),
+                "ANTHROPIC_AUTH_TOKEN".into(),
+                "GITHUB_TOKEN".into(),
+                "GH_TOKEN".into(),
+            ],
+            ..GateOptions::default()
+        },
+        apply_policy: mmm::apply::ApplyPolicy {
+            deny: config.apply.deny.clone(),
+            ..mmm::apply::ApplyPolicy::default()
+        },
+        command_policy: mmm::apply::CommandPolicy {
+            allow: config.commands.allow.clone(),
+            timeout: config.commands.timeout,
+            max_output_bytes: usize::try_from(config.commands.max_output_bytes)
+                .unwrap_or(usize::MAX),
+        },
+        context: ContextOptions {
+            include: config.context.include.clone(),
+            exclude: config.context.exclude.clone(),
+            max_file_bytes: usize::try_from(config.context.max_file_bytes).unwrap_or(usize::MAX),
+            repo_map: config.context.repo_map,
+        },
+        token_budget: TokenBudget {
+            window: usize::try_from(config.model.context_window).unwrap_or(usize::MAX),
+            output_reserve: usize::try_from(config.context.output_reserve.max(config.model.max_tokens))
+                .unwrap_or(usize::MAX),
+        },
+        checkpoint_after_iteration: config
+            .checkpoints
+            .iter()
+            .any(|c| c.required && c.after == CheckpointAfter::Iteration)
+            || !config.r#loop.auto_commit,
+        checkpoint_after_complete: config
+            .checkpoints
+            .iter()
+            .any(|c| c.required && c.after == CheckpointAfter::Complete),
+        hostile_after: 2,
+    }
+}
+
+/// What was spent today (UTC) by every spec, from the metrics notes of today's iterations.
+fn spent_today(store: &Store, now: SystemTime) -> Spent {
+    let secs = now
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let midnight = UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400);
+    let mut spent = Spent::default();
+    let Ok(states) = store.status_all() else {
+        return spent;
+    };
+    for state in states.iter().filter(|s| s.time >= midnight) {
+        let Ok(history) = store.history(&state.spec) else {
+            continue;
+        };
+        for it in history.iter().take_while(|i| i.time >= midnight) {
+            let Ok(detail) = store.iteration(&state.spec, it.n) else {
+                continue;
+            };
+            for m in detail.metrics.iter().flatten().filter(|r| r.kind == "metrics") {
+                spent.daily_usd += m.data.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+                if let Some(t) = m.data.get("tokens")
+                    && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
+                {
+                    spent.daily_tokens += u.total();
+                }
+            }
+        }
+    }
+    spent
+}
+
+/// The file `git mmm stop SPEC` creates to ask a running loop to stop.
+pub fn stop_file(git_dir: &Path, spec: &str) -> PathBuf {
+    git_dir.join("mmm").join("stop").join(spec)
+}
+
+/// Sets `cancel` on the first Ctrl-C or when `git mmm stop` names a spec of this run; a second
+/// Ctrl-C ends the process at once (the next run resumes from the last recorded iteration).
+fn watch_for_stop(store: &Store, cancel: &Cancel, specs: Vec<String>) {
+    let git_dir = store.repo().commondir().to_path_buf();
+    let files: Vec<PathBuf> = specs.iter().map(|s| stop_file(&git_dir, s)).collect();
+    for f in &files {
+        // A stop request left from an earlier run does not apply to this one.
+        let _ = std::fs::remove_file(f);
+    }
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(Duration::from_millis(200));
+            if let Some(f) = files.iter().find(|f| f.exists()) {
+                let _ = std::fs::remove_file(f);
+                eprintln!("mmm: stop requested; stopping after the current stage");
+                c.cancel();
+                return;
+            }
+        }
+    });
+    let c = cancel.clone();
+    std::thread::spawn(move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                return;
+            }
+            eprintln!(
+                "\nmmm: stopping after the current stage (Ctrl-C again to abort; `git mmm run` resumes)"
+            );
+            c.cancel();
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("mmm: aborted");
+                std::process::exit(130);
+            }
+        });
+    });
+}
