@@ -91,9 +91,11 @@ pub fn run(ctx: &Ctx, cmd: Command) -> CliResult {
 fn open(ctx: &Ctx) -> Result<Store, CliError> {
     let clock: Arc<dyn Clock> = match ctx.var("MMM_TEST_CLOCK") {
         Some(s) => {
-            let secs = s
-                .parse()
-                .map_err(|_| CliError::usage(anyhow::anyhow!("MMM_TEST_CLOCK={s} is not a number of seconds")))?;
+            let secs = s.parse().map_err(|_| {
+                CliError::usage(anyhow::anyhow!(
+                    "MMM_TEST_CLOCK={s} is not a number of seconds"
+                ))
+            })?;
             Arc::new(FixedClock::new(secs, Duration::from_secs(1)))
         }
         None => Arc::new(SystemClock),
@@ -193,7 +195,11 @@ fn record(ctx: &Ctx, args: &RecordArgs) -> CliResult {
             "{} {} {}",
             rec.commit,
             rec.iteration,
-            if rec.superseded { "superseded" } else { "recorded" }
+            if rec.superseded {
+                "superseded"
+            } else {
+                "recorded"
+            }
         )?;
         stdout.flush()?;
     }

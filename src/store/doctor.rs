@@ -444,10 +444,7 @@ impl Store {
                 .find_worktree(name)
                 .map_err(StoreError::git(format!("open worktree {name}")))?;
             let path = wt.path().to_owned();
-            let locked = !matches!(
-                wt.is_locked(),
-                Ok(git2::WorktreeLockStatus::Unlocked)
-            );
+            let locked = !matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Unlocked));
             let gone = !path.exists();
             let ours = canonical(&path).starts_with(&mmm_dir);
             let reason = if locked {

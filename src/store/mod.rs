@@ -52,7 +52,7 @@ use crate::clock::{Clock, IdGen, rfc3339};
 use crate::spec::SpecId;
 
 pub use doctor::{DoctorAction, DoctorOptions, DoctorReport, Finding, Problem};
-pub use record::{IterationStatus, Record, RECORD_VERSION};
+pub use record::{IterationStatus, RECORD_VERSION, Record};
 use trailers::{Trailers, key};
 
 /// The names of the steps of the write protocol at which [`StoreOptions::kill_point`] can stop
@@ -70,7 +70,9 @@ pub const KILL_POINTS: &[&str] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// No git repository at or above the path.
-    #[error("no git repository at or above {path}; run mmm inside a git repository (or `git init` first)")]
+    #[error(
+        "no git repository at or above {path}; run mmm inside a git repository (or `git init` first)"
+    )]
     NotARepository {
         /// Where we looked.
         path: PathBuf,
@@ -88,7 +90,9 @@ pub enum StoreError {
         source: git2::Error,
     },
     /// Other writers kept the ref locked or moving.
-    #[error("gave up on {what} after {attempts} attempts because other writers kept it locked; retry later or check for a stuck `*.lock` file under .git/")]
+    #[error(
+        "gave up on {what} after {attempts} attempts because other writers kept it locked; retry later or check for a stuck `*.lock` file under .git/"
+    )]
     Contention {
         /// What we were writing.
         what: String,
@@ -96,13 +100,17 @@ pub enum StoreError {
         attempts: u32,
     },
     /// The spec has no branch yet.
-    #[error("spec `{spec}` has no iterations yet (no branch refs/heads/mmm/{spec}); run the loop on it first")]
+    #[error(
+        "spec `{spec}` has no iterations yet (no branch refs/heads/mmm/{spec}); run the loop on it first"
+    )]
     NoBranch {
         /// The spec.
         spec: SpecId,
     },
     /// The iteration does not exist on the branch.
-    #[error("spec `{spec}` has no iteration {n} (its branch has iterations {range}); see `git mmm log {spec}`")]
+    #[error(
+        "spec `{spec}` has no iteration {n} (its branch has iterations {range}); see `git mmm log {spec}`"
+    )]
     NoSuchIteration {
         /// The spec.
         spec: SpecId,
@@ -120,7 +128,9 @@ pub enum StoreError {
         n: u32,
     },
     /// A note does not hold valid JSON Lines.
-    #[error("the note {notes_ref} on commit {commit} has a bad line {line}: {message}; inspect it with `git notes --ref={notes_ref} show {commit}`")]
+    #[error(
+        "the note {notes_ref} on commit {commit} has a bad line {line}: {message}; inspect it with `git notes --ref={notes_ref} show {commit}`"
+    )]
     BadNote {
         /// The notes ref.
         notes_ref: String,
@@ -132,13 +142,17 @@ pub enum StoreError {
         message: String,
     },
     /// No rollback to undo.
-    #[error("spec `{spec}` has no rollback to undo (the archive records none, or the last one was already undone)")]
+    #[error(
+        "spec `{spec}` has no rollback to undo (the archive records none, or the last one was already undone)"
+    )]
     NothingToUndo {
         /// The spec.
         spec: SpecId,
     },
     /// The branch moved since the rollback, so undoing it would drop newer work.
-    #[error("cannot undo the last rollback of `{spec}`: the branch moved to {actual} since (the rollback left it at {expected}); roll back explicitly with `git mmm rollback {spec} --to N`")]
+    #[error(
+        "cannot undo the last rollback of `{spec}`: the branch moved to {actual} since (the rollback left it at {expected}); roll back explicitly with `git mmm rollback {spec} --to N`"
+    )]
     BranchMoved {
         /// The spec.
         spec: SpecId,
@@ -148,7 +162,9 @@ pub enum StoreError {
         actual: Oid,
     },
     /// Another writer moved the branch during a rollback.
-    #[error("another writer moved refs/heads/mmm/{spec} during the operation; the old tip is archived, nothing is lost; look at `git mmm log {spec}` and retry")]
+    #[error(
+        "another writer moved refs/heads/mmm/{spec} during the operation; the old tip is archived, nothing is lost; look at `git mmm log {spec}` and retry"
+    )]
     Raced {
         /// The spec.
         spec: SpecId,
@@ -484,8 +500,9 @@ impl Store {
 
     fn signature(&self) -> Result<Signature<'static>> {
         let now = unix_secs(self.opts.clock.now());
-        Signature::new(&self.opts.name, &self.opts.email, &git2::Time::new(now, 0))
-            .map_err(StoreError::git("make the commit signature (check the mmm name and email)"))
+        Signature::new(&self.opts.name, &self.opts.email, &git2::Time::new(now, 0)).map_err(
+            StoreError::git("make the commit signature (check the mmm name and email)"),
+        )
     }
 
     fn ref_target(&self, name: &str) -> Result<Option<Oid>> {
@@ -576,7 +593,10 @@ impl Store {
                 .find_commit(wip)
                 .map_err(StoreError::git("read the run's wip checkpoint"))?;
             let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
-            run.checkpoints = t.get(key::CHECKPOINT).and_then(|v| v.parse().ok()).unwrap_or(0);
+            run.checkpoints = t
+                .get(key::CHECKPOINT)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
         }
         Ok(run)
     }
@@ -623,7 +643,9 @@ impl Store {
             .map_err(StoreError::git("build the checkpoint tree"))?;
         tb.insert("transcript.jsonl", blob, 0o100644)
             .map_err(StoreError::git("build the checkpoint tree"))?;
-        let tree_id = tb.write().map_err(StoreError::git("write the checkpoint tree"))?;
+        let tree_id = tb
+            .write()
+            .map_err(StoreError::git("write the checkpoint tree"))?;
         let tree = self
             .repo
             .find_tree(tree_id)
@@ -692,7 +714,10 @@ impl Store {
                 None => None,
             };
             let old_tree = match &old_commit {
-                Some(c) => Some(c.tree().map_err(StoreError::git(format!("read {notes_ref}")))?),
+                Some(c) => Some(
+                    c.tree()
+                        .map_err(StoreError::git(format!("read {notes_ref}")))?,
+                ),
                 None => None,
             };
             let existing = match &old_tree {
@@ -721,7 +746,14 @@ impl Store {
             let parents: Vec<&git2::Commit<'_>> = old_commit.iter().collect();
             let notes_commit = self
                 .repo
-                .commit(None, &sig, &sig, "Notes added by 'git mmm'\n", &tree, &parents)
+                .commit(
+                    None,
+                    &sig,
+                    &sig,
+                    "Notes added by 'git mmm'\n",
+                    &tree,
+                    &parents,
+                )
                 .map_err(StoreError::git(&what))?;
             if self.cas_ref(notes_ref, old, notes_commit, &format!("mmm: note on {hex}"))? {
                 return Ok(());
@@ -744,11 +776,16 @@ impl Store {
         let parent = self
             .repo
             .find_commit(parent_id)
-            .map_err(StoreError::git(format!("read the parent commit {parent_id}")))?;
+            .map_err(StoreError::git(format!(
+                "read the parent commit {parent_id}"
+            )))?;
         let tree = self
             .repo
             .find_tree(it.tree)
-            .map_err(StoreError::git(format!("find the iteration tree {}", it.tree)))?;
+            .map_err(StoreError::git(format!(
+                "find the iteration tree {}",
+                it.tree
+            )))?;
         let mut tr = vec![
             (key::SPEC, spec.to_string()),
             (key::ITERATION, n.to_string()),
@@ -837,7 +874,9 @@ impl Store {
         let target_c = self
             .repo
             .find_commit(target)
-            .map_err(StoreError::git(format!("read the commit to archive {target}")))?;
+            .map_err(StoreError::git(format!(
+                "read the commit to archive {target}"
+            )))?;
         let mut tr = vec![
             (key::SPEC, spec.to_string()),
             (key::ARCHIVE, kind.as_str().to_owned()),
@@ -982,7 +1021,11 @@ impl Store {
         let mut out = Vec::new();
         for r in refs {
             let r = r.map_err(StoreError::git("list the mmm branches"))?;
-            let Some(name) = r.name().ok().and_then(|n| n.strip_prefix("refs/heads/mmm/")) else {
+            let Some(name) = r
+                .name()
+                .ok()
+                .and_then(|n| n.strip_prefix("refs/heads/mmm/"))
+            else {
                 continue;
             };
             let Ok(spec) = SpecId::new(name) else {

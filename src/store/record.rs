@@ -38,7 +38,8 @@ impl Record {
     /// The record as one JSON line (no trailing newline). Strings are escaped by JSON, so the
     /// line never contains a newline or a NUL byte.
     pub fn to_line(&self) -> String {
-        serde_json::to_string(self).expect("a Record of strings, numbers and JSON values serializes")
+        serde_json::to_string(self)
+            .expect("a Record of strings, numbers and JSON values serializes")
     }
 
     /// Adds a field to `data` (builder style).
@@ -87,9 +88,7 @@ pub fn parse_jsonl(text: &str) -> Result<Vec<Record>, BadLine> {
 pub fn normalize(mut records: Vec<Record>) -> Vec<Record> {
     let mut seen = HashSet::new();
     records.retain(|r| seen.insert(r.id.clone()));
-    records.sort_by(|a, b| {
-        (&a.run, a.seq, &a.ts, &a.id).cmp(&(&b.run, b.seq, &b.ts, &b.id))
-    });
+    records.sort_by(|a, b| (&a.run, a.seq, &a.ts, &a.id).cmp(&(&b.run, b.seq, &b.ts, &b.id)));
     records
 }
 
@@ -207,7 +206,8 @@ impl Serialize for IterationStatus {
 impl<'de> Deserialize<'de> for IterationStatus {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        Ok(s.parse().unwrap_or_else(|e: std::convert::Infallible| match e {}))
+        Ok(s.parse()
+            .unwrap_or_else(|e: std::convert::Infallible| match e {}))
     }
 }
 
@@ -264,7 +264,12 @@ mod tests {
     #[test]
     fn status_names() {
         for s in ["running", "needs-review", "budget-exceeded", "complete"] {
-            assert_eq!(s.parse::<IterationStatus>().expect("infallible").to_string(), s);
+            assert_eq!(
+                s.parse::<IterationStatus>()
+                    .expect("infallible")
+                    .to_string(),
+                s
+            );
         }
         assert_eq!(
             "weird".parse::<IterationStatus>().expect("infallible"),

@@ -108,6 +108,9 @@ mod tests {
         assert_eq!(t.get("mmm-spec"), Some("x"));
         assert_eq!(t.iteration(), Some(2));
         assert_eq!(t.get("Body"), None);
-        assert_eq!(Trailers::parse("Mmm-Spec: subject only"), Trailers::default());
+        assert_eq!(
+            Trailers::parse("Mmm-Spec: subject only"),
+            Trailers::default()
+        );
     }
 }

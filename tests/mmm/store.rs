@@ -50,12 +50,21 @@ fn record(store: &Store, run: &mut Run, file: Option<&str>) -> mmm::store::Recor
         }
         None => parent_tree.id(),
     };
-    let t1 = store.new_record(run, "turn").with("role", "user").with("text", "go");
+    let t1 = store
+        .new_record(run, "turn")
+        .with("role", "user")
+        .with("text", "go");
     store
         .checkpoint(run, std::slice::from_ref(&t1))
         .expect("checkpoint");
-    let t2 = store.new_record(run, "turn").with("role", "assistant").with("text", "ok");
-    let m = store.new_record(run, "gate").with("name", "test").with("ok", true);
+    let t2 = store
+        .new_record(run, "turn")
+        .with("role", "assistant")
+        .with("text", "ok");
+    let m = store
+        .new_record(run, "gate")
+        .with("name", "test")
+        .with("ok", true);
     store
         .record_iteration(
             run,
@@ -116,7 +125,12 @@ fn records_iterations_with_trailers_parents_and_notes() {
     );
     assert_eq!(repo.git(&["reflog", "show", &wip]).lines().count(), 3);
     store.finish_run(&run).expect("finish");
-    assert!(!repo.git_output(&["rev-parse", "--verify", "-q", &wip]).status.success());
+    assert!(
+        !repo
+            .git_output(&["rev-parse", "--verify", "-q", &wip])
+            .status
+            .success()
+    );
 
     let log = repo.git(&["log", "--format=%B", "mmm/login", "-1"]);
     assert_eq!(
@@ -127,8 +141,14 @@ fn records_iterations_with_trailers_parents_and_notes() {
         )
     );
     // First parents: 3 -> 2 -> 1 -> base.
-    assert_eq!(repo.git(&["rev-parse", "mmm/login~3"]).trim(), base.to_string());
-    assert_eq!(repo.git(&["rev-parse", "mmm/login~1"]).trim(), r2.commit.to_string());
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/login~3"]).trim(),
+        base.to_string()
+    );
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/login~1"]).trim(),
+        r2.commit.to_string()
+    );
     // Iteration 2 changed nothing.
     assert_eq!(
         repo.git(&["rev-parse", "mmm/login~1^{tree}"]),
@@ -140,7 +160,10 @@ fn records_iterations_with_trailers_parents_and_notes() {
         let m = assert_note(&repo, "mmm/login/metrics", &c.to_string());
         assert!(m.iter().any(|v| v["kind"] == "iteration"));
     }
-    assert_eq!(repo.git(&["reflog", "show", "mmm/login"]).lines().count(), 3);
+    assert_eq!(
+        repo.git(&["reflog", "show", "mmm/login"]).lines().count(),
+        3
+    );
     repo.assert_fsck();
 
     // Reads.
@@ -150,10 +173,7 @@ fn records_iterations_with_trailers_parents_and_notes() {
     assert_eq!(h[2].status, Some(IterationStatus::Failed));
     let d = store.iteration(&s, 2).expect("iteration 2");
     let transcript = d.transcript.expect("transcript note");
-    assert_eq!(
-        transcript.iter().map(|r| r.seq).collect::<Vec<_>>(),
-        [5, 6]
-    );
+    assert_eq!(transcript.iter().map(|r| r.seq).collect::<Vec<_>>(), [5, 6]);
     assert!(d.metrics.expect("metrics").iter().any(|r| r.kind == "gate"));
     let st = store.status_all().expect("status");
     assert_eq!(st.len(), 1);
@@ -166,7 +186,10 @@ fn records_iterations_with_trailers_parents_and_notes() {
     assert_eq!((run2.tip, run2.next_iteration), (Some(r3.commit), 4));
     let r4 = record(&store, &mut run2, None);
     assert_eq!(r4.iteration, 4);
-    assert_eq!(repo.git(&["rev-parse", "mmm/login^"]).trim(), r3.commit.to_string());
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/login^"]).trim(),
+        r3.commit.to_string()
+    );
 }
 
 #[test]
@@ -196,21 +219,40 @@ fn rollback_archives_and_undo_restores() {
     store.finish_run(&run).expect("finish");
 
     let rb = store.rollback(&s, 1).expect("rollback");
-    assert_eq!((rb.from, rb.to, rb.iteration), (r[2].commit, r[0].commit, Some(1)));
-    assert_eq!(repo.git(&["rev-parse", "mmm/feat"]).trim(), r[0].commit.to_string());
+    assert_eq!(
+        (rb.from, rb.to, rb.iteration),
+        (r[2].commit, r[0].commit, Some(1))
+    );
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/feat"]).trim(),
+        r[0].commit.to_string()
+    );
     // The old tip stays reachable from the archive, and its notes are readable.
-    assert!(is_ancestor(&repo, &r[2].commit.to_string(), "refs/mmm/feat/archive"));
+    assert!(is_ancestor(
+        &repo,
+        &r[2].commit.to_string(),
+        "refs/mmm/feat/archive"
+    ));
     assert_eq!(
         repo.git(&["rev-parse", "refs/mmm/feat/archive^1"]).trim(),
         r[2].commit.to_string()
     );
-    assert_eq!(repo.git(&["show", "-s", "--format=%T", "refs/mmm/feat/archive"]).trim(), "4b825dc642cb6eb9a060e54bf8d69288fbee4904");
+    assert_eq!(
+        repo.git(&["show", "-s", "--format=%T", "refs/mmm/feat/archive"])
+            .trim(),
+        "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+    );
     let body = repo.git(&["log", "-1", "--format=%B", "refs/mmm/feat/archive"]);
     assert!(body.contains("Mmm-Archive: rollback"), "{body}");
-    assert!(body.contains(&format!("Mmm-Rollback-From: {}", r[2].commit)), "{body}");
+    assert!(
+        body.contains(&format!("Mmm-Rollback-From: {}", r[2].commit)),
+        "{body}"
+    );
     assert_note(&repo, "mmm/feat/transcripts", &r[2].commit.to_string());
     assert_eq!(
-        repo.git(&["reflog", "show", "refs/mmm/feat/archive"]).lines().count(),
+        repo.git(&["reflog", "show", "refs/mmm/feat/archive"])
+            .lines()
+            .count(),
         1
     );
     assert_eq!(store.history(&s).expect("history").len(), 1);
@@ -219,8 +261,14 @@ fn rollback_archives_and_undo_restores() {
     assert_note(&repo, "mmm/feat/metrics", &r[1].commit.to_string());
 
     let undo = store.undo_rollback(&s).expect("undo");
-    assert_eq!((undo.from, undo.to, undo.iteration), (r[0].commit, r[2].commit, Some(3)));
-    assert_eq!(repo.git(&["rev-parse", "mmm/feat"]).trim(), r[2].commit.to_string());
+    assert_eq!(
+        (undo.from, undo.to, undo.iteration),
+        (r[0].commit, r[2].commit, Some(3))
+    );
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/feat"]).trim(),
+        r[2].commit.to_string()
+    );
     assert!(matches!(
         store.undo_rollback(&s),
         Err(mmm::store::StoreError::NothingToUndo { .. })
@@ -232,7 +280,11 @@ fn rollback_archives_and_undo_restores() {
     let r3b = record(&store, &mut run, None);
     assert_eq!(r3b.iteration, 3);
     let err = store.undo_rollback(&s).expect_err("branch moved");
-    assert!(err.to_string().starts_with("cannot undo the last rollback of `feat`"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot undo the last rollback of `feat`"),
+        "{err}"
+    );
     repo.assert_fsck();
 }
 
@@ -242,11 +294,20 @@ fn configure_is_idempotent() {
     let store = store_at(&repo.path, "a");
     assert_eq!(
         store.configure().expect("configure"),
-        ["notes.rewriteRef = refs/notes/mmm/*", "notes.displayRef = refs/notes/mmm/*"]
+        [
+            "notes.rewriteRef = refs/notes/mmm/*",
+            "notes.displayRef = refs/notes/mmm/*"
+        ]
     );
     assert!(store.configure().expect("again").is_empty());
-    assert_eq!(repo.git(&["config", "--get-all", "notes.rewriteRef"]), "refs/notes/mmm/*\n");
-    assert_eq!(repo.git(&["config", "--get-all", "notes.displayRef"]), "refs/notes/mmm/*\n");
+    assert_eq!(
+        repo.git(&["config", "--get-all", "notes.rewriteRef"]),
+        "refs/notes/mmm/*\n"
+    );
+    assert_eq!(
+        repo.git(&["config", "--get-all", "notes.displayRef"]),
+        "refs/notes/mmm/*\n"
+    );
 }
 
 /// Every acknowledged commit is on the branch or in the archive, has readable notes, and the
@@ -267,7 +328,12 @@ fn assert_nothing_lost(repo: &TestRepo, s: &str, acked: &[String]) {
         assert_note(repo, &format!("mmm/{s}/metrics"), c);
     }
     // The branch's iteration numbers count down by one along first parents.
-    let log = repo.git(&["log", "--first-parent", "--format=%(trailers:key=Mmm-Iteration,valueonly)", &branch]);
+    let log = repo.git(&[
+        "log",
+        "--first-parent",
+        "--format=%(trailers:key=Mmm-Iteration,valueonly)",
+        &branch,
+    ]);
     let ns: Vec<u32> = log
         .split_whitespace()
         .map(|n| n.parse().expect("number"))
@@ -308,7 +374,12 @@ fn concurrent_threads_lose_nothing() {
     assert_eq!(commits.iter().collect::<HashSet<_>>().len(), 20);
     assert_nothing_lost(&repo, "race", &commits);
     let on_branch = acked.iter().filter(|(_, sup)| !sup).count();
-    let branch_len = repo.git(&["rev-list", "--first-parent", "--count", &format!("{base}..mmm/race")]);
+    let branch_len = repo.git(&[
+        "rev-list",
+        "--first-parent",
+        "--count",
+        &format!("{base}..mmm/race"),
+    ]);
     assert_eq!(branch_len.trim(), on_branch.to_string());
     assert!(repo.git(&["for-each-ref", "refs/mmm/race/wip/"]).is_empty());
 }
@@ -400,7 +471,9 @@ fn kill_at_every_step_then_doctor_repairs() {
             .findings
             .iter()
             .filter_map(|f| match &f.problem {
-                Problem::MissingNote { commit, notes_ref, .. } => Some((*commit, notes_ref.clone())),
+                Problem::MissingNote {
+                    commit, notes_ref, ..
+                } => Some((*commit, notes_ref.clone())),
                 _ => None,
             })
             .collect();
@@ -415,17 +488,29 @@ fn kill_at_every_step_then_doctor_repairs() {
                     Oid::from_str(c).expect("oid"),
                     format!("refs/notes/mmm/k/{kind}"),
                 ));
-                assert!(has || reported, "{step}: {c} has no {kind} note and it was not reported");
+                assert!(
+                    has || reported,
+                    "{step}: {c} has no {kind} note and it was not reported"
+                );
             }
         }
         for c in &acked {
-            assert!(is_ancestor(&repo, c, "mmm/k"), "{step}: acknowledged {c} lost");
+            assert!(
+                is_ancestor(&repo, c, "mmm/k"),
+                "{step}: acknowledged {c} lost"
+            );
         }
         repo.assert_fsck();
         // No wip ref is left, and every note's commit is on the branch or in the archive.
-        assert!(repo.git(&["for-each-ref", "refs/mmm/k/wip/"]).is_empty(), "{step}");
+        assert!(
+            repo.git(&["for-each-ref", "refs/mmm/k/wip/"]).is_empty(),
+            "{step}"
+        );
         let again = doctor(&repo);
-        assert!(again.nothing_to_do(), "{step}: second doctor run: {again:?}");
+        assert!(
+            again.nothing_to_do(),
+            "{step}: second doctor run: {again:?}"
+        );
         assert!(
             !again
                 .findings
@@ -437,9 +522,17 @@ fn kill_at_every_step_then_doctor_repairs() {
         // And the next writer succeeds on top.
         let tip = repo.git(&["rev-parse", "mmm/k"]);
         let next = plumbing_record(&repo, None);
-        assert!(next.status.success(), "{step}: {}", String::from_utf8_lossy(&next.stderr));
+        assert!(
+            next.status.success(),
+            "{step}: {}",
+            String::from_utf8_lossy(&next.stderr)
+        );
         let new = acked_of(&next);
-        assert_eq!(repo.git(&["rev-parse", &format!("{}^", new[0])]), tip, "{step}");
+        assert_eq!(
+            repo.git(&["rev-parse", &format!("{}^", new[0])]),
+            tip,
+            "{step}"
+        );
         repo.assert_fsck();
     }
 }
@@ -456,8 +549,18 @@ fn kill_between_notes_and_branch_is_fast_forwarded() {
         .doctor(&DoctorOptions::default())
         .expect("dry run");
     assert!(dry.findings.iter().any(|f| !f.done
-        && matches!(f.problem, Problem::OrphanNote { iteration: Some(3), .. })));
-    assert_eq!(repo.git(&["rev-parse", "mmm/k"]), before, "a dry run changes nothing");
+        && matches!(
+            f.problem,
+            Problem::OrphanNote {
+                iteration: Some(3),
+                ..
+            }
+        )));
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/k"]),
+        before,
+        "a dry run changes nothing"
+    );
     doctor(&repo);
     assert_eq!(repo.git(&["rev-parse", "mmm/k^"]), before);
     let log = repo.git(&["log", "-1", "--format=%B", "mmm/k"]);
@@ -480,8 +583,12 @@ fn doctor_archives_orphans_that_cannot_fast_forward() {
         .find(|c| !is_ancestor(&repo, c, "refs/mmm/k/archive") && !is_ancestor(&repo, c, "mmm/k"))
         .expect("an orphaned note");
     let report = doctor(&repo);
-    assert!(report.findings.iter().any(|f| f.done
-        && matches!(f.action, Some(mmm::store::DoctorAction::Archive { .. }))));
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.done && matches!(f.action, Some(mmm::store::DoctorAction::Archive { .. })))
+    );
     assert!(is_ancestor(&repo, &orphan, "refs/mmm/k/archive"));
     assert!(doctor(&repo).nothing_to_do());
     repo.assert_fsck();
@@ -522,14 +629,38 @@ fn doctor_keeps_in_flight_wip_and_archives_stale_wip() {
 #[test]
 fn doctor_prunes_leftover_worktrees() {
     let repo = TestRepo::new();
-    repo.git(&["worktree", "add", "-q", "--detach", ".git/mmm/worktrees/left"]);
-    repo.git(&["worktree", "add", "-q", "--detach", ".git/mmm/worktrees/busy"]);
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        ".git/mmm/worktrees/left",
+    ]);
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        ".git/mmm/worktrees/busy",
+    ]);
     repo.git(&["worktree", "lock", ".git/mmm/worktrees/busy"]);
     let elsewhere = repo.dir.path().join("gone");
-    repo.git(&["worktree", "add", "-q", "--detach", elsewhere.to_str().expect("utf-8")]);
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        elsewhere.to_str().expect("utf-8"),
+    ]);
     std::fs::remove_dir_all(&elsewhere).expect("remove worktree dir");
     let user = repo.dir.path().join("user");
-    repo.git(&["worktree", "add", "-q", "--detach", user.to_str().expect("utf-8")]);
+    repo.git(&[
+        "worktree",
+        "add",
+        "-q",
+        "--detach",
+        user.to_str().expect("utf-8"),
+    ]);
 
     let report = doctor(&repo);
     let mut pruned: Vec<String> = report
@@ -557,8 +688,17 @@ fn notes_are_unioned_not_replaced() {
     let mut run = store.start_run(&s, head(&repo)).expect("start");
     let r = record(&store, &mut run, None);
     // Another writer (plain git) appends a line to the note; mmm never drops it.
-    let extra = r#"{"v":1,"kind":"review","id":"ext-1","run":"x","seq":1,"ts":"2026-01-01T00:00:00Z"}"#;
-    repo.git(&["notes", "--ref=mmm/u/transcripts", "append", "--no-separator", "-m", extra, &r.commit.to_string()]);
+    let extra =
+        r#"{"v":1,"kind":"review","id":"ext-1","run":"x","seq":1,"ts":"2026-01-01T00:00:00Z"}"#;
+    repo.git(&[
+        "notes",
+        "--ref=mmm/u/transcripts",
+        "append",
+        "--no-separator",
+        "-m",
+        extra,
+        &r.commit.to_string(),
+    ]);
     let d = store.iteration(&s, 1).expect("iteration");
     let t: Vec<Record> = d.transcript.expect("note");
     assert_eq!(t.len(), 3);
