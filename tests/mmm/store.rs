@@ -704,3 +704,35 @@ fn notes_are_unioned_not_replaced() {
     assert_eq!(t.len(), 3);
     assert!(t.iter().any(|r| r.id == "ext-1"));
 }
+
+#[test]
+fn status_all_reads_only_tips_and_is_fast() {
+    let repo = TestRepo::new();
+    let store = store_at(&repo.path, "a");
+    let mut run = store.start_run(&spec("s0"), head(&repo)).expect("start");
+    let tip = record(&store, &mut run, None).commit;
+    // 1,000 specs whose branches point at iteration commits (only s0's trailers match).
+    let mut stdin = String::new();
+    for i in 1..1000 {
+        stdin.push_str(&format!("create refs/heads/mmm/s{i} {tip}\n"));
+    }
+    let mut child = crate::support::git_cmd(&repo.path, &repo.home)
+        .args(["update-ref", "--stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("git update-ref");
+    std::io::Write::write_all(child.stdin.as_mut().expect("stdin"), stdin.as_bytes())
+        .expect("write refs");
+    assert!(child.wait().expect("wait").success());
+    let t = std::time::Instant::now();
+    let st = store.status_all().expect("status");
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    assert_eq!(st.len(), 1000);
+    let s0 = st.iter().find(|s| s.spec.as_str() == "s0").expect("s0");
+    assert_eq!(
+        (s0.iteration, s0.status.clone()),
+        (Some(1), Some(IterationStatus::Failed))
+    );
+    // Another spec's commit on a branch is not read as its iteration.
+    assert!(st.iter().filter(|s| s.iteration.is_some()).count() == 1);
+}
