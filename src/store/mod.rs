@@ -1,4 +1,1220 @@
 //! The git-native store: iteration commits on `refs/heads/mmm/<spec>`, transcripts and metrics
 //! as JSON Lines notes, wip checkpoints, the archive, rollback and `doctor`.
 //!
-//! Owns: every write to mmm's refs, in the crash-safe order of `git-state.md`.
+//! Owns: every write to mmm's refs, in the crash-safe order of `reference/git-state.md`.
+//! Must not touch: the terminal, the process environment, the network, work trees' files.
+//!
+//! # Layout
+//!
+//! ```text
+//! refs/heads/mmm/<spec>                 iteration commits (fast-forward only, except rollback)
+//! refs/notes/mmm/<spec>/transcripts     one JSON Lines note per iteration commit
+//! refs/notes/mmm/<spec>/metrics         one JSON Lines note per iteration commit
+//! refs/mmm/<spec>/archive               chain of empty-tree commits keeping abandoned tips
+//!                                       reachable (parents: previous archive, archived commit)
+//! refs/mmm/<spec>/wip/<run>             checkpoints of an in-flight run (`transcript.jsonl`)
+//! ```
+//!
+//! # How the loop uses it
+//!
+//! ```text
+//! let store = Store::open(repo_dir, StoreOptions::new(clock, ids))?;
+//! let mut run = store.start_run(&spec, base)?;         // resumes from the branch tip if any
+//! loop {
+//!     let rec = store.new_record(&mut run, "turn").with("text", "…");
+//!     store.checkpoint(&mut run, &transcript_so_far)?;  // survives a kill mid-iteration
+//!     let r = store.record_iteration(&mut run, NewIteration { tree, status, .. })?;
+//!     if r.superseded { /* another writer won: our commit is archived, run resynced */ }
+//! }
+//! store.finish_run(&run)?;                              // drops the wip ref
+//! ```
+//!
+//! One iteration is written as: commit object (no ref) → transcripts note → metrics note →
+//! branch compare-and-swap. Notes retry on lock contention with jittered backoff. A lost
+//! compare-and-swap archives the commit and reports [`Recorded::superseded`]; nothing that was
+//! written is ever dropped. A kill between the steps leaves at worst a note on an unreachable
+//! commit, which [`Store::doctor`] fast-forwards or archives.
+//!
+//! Reads ([`Store::history`], [`Store::iteration`], [`Store::status_all`]) return plain data;
+//! the CLI renders it.
+
+mod doctor;
+pub mod record;
+pub mod trailers;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Once};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use git2::{ErrorCode, Oid, Repository, Signature};
+
+use crate::clock::{Clock, IdGen, rfc3339};
+use crate::spec::SpecId;
+
+pub use doctor::{DoctorAction, DoctorOptions, DoctorReport, Finding, Problem};
+pub use record::{IterationStatus, RECORD_VERSION, Record};
+use trailers::{Trailers, key};
+
+/// The names of the steps of the write protocol at which [`StoreOptions::kill_point`] can stop
+/// the process.
+pub const KILL_POINTS: &[&str] = &[
+    "after-checkpoint",
+    "after-commit-object",
+    "after-transcript-note",
+    "after-metrics-note",
+    "after-branch",
+    "after-archive",
+];
+
+/// Errors of the store. Each says what the user can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No git repository at or above the path.
+    #[error(
+        "no git repository at or above {path}; run mmm inside a git repository (or `git init` first)"
+    )]
+    NotARepository {
+        /// Where we looked.
+        path: PathBuf,
+        /// Why git2 failed.
+        #[source]
+        source: git2::Error,
+    },
+    /// A git operation failed.
+    #[error("git failed to {what}; run `git mmm doctor` and `git fsck` to check the repository")]
+    Git {
+        /// What we were doing.
+        what: String,
+        /// The git2 error.
+        #[source]
+        source: git2::Error,
+    },
+    /// Other writers kept the ref locked or moving.
+    #[error(
+        "gave up on {what} after {attempts} attempts because other writers kept it locked; retry later or check for a stuck `*.lock` file under .git/"
+    )]
+    Contention {
+        /// What we were writing.
+        what: String,
+        /// How many attempts were made.
+        attempts: u32,
+    },
+    /// The spec has no branch yet.
+    #[error(
+        "spec `{spec}` has no iterations yet (no branch refs/heads/mmm/{spec}); run the loop on it first"
+    )]
+    NoBranch {
+        /// The spec.
+        spec: SpecId,
+    },
+    /// The iteration does not exist on the branch.
+    #[error(
+        "spec `{spec}` has no iteration {n} (its branch has iterations {range}); see `git mmm log {spec}`"
+    )]
+    NoSuchIteration {
+        /// The spec.
+        spec: SpecId,
+        /// The iteration asked for.
+        n: u32,
+        /// The iterations that exist, e.g. `1..=3` or `none`.
+        range: String,
+    },
+    /// The branch is already at the iteration a rollback asked for.
+    #[error("spec `{spec}` is already at iteration {n}; nothing to roll back")]
+    AlreadyAt {
+        /// The spec.
+        spec: SpecId,
+        /// The iteration.
+        n: u32,
+    },
+    /// A note does not hold valid JSON Lines.
+    #[error(
+        "the note {notes_ref} on commit {commit} has a bad line {line}: {message}; inspect it with `git notes --ref={notes_ref} show {commit}`"
+    )]
+    BadNote {
+        /// The notes ref.
+        notes_ref: String,
+        /// The annotated commit.
+        commit: Oid,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+    /// No rollback to undo.
+    #[error(
+        "spec `{spec}` has no rollback to undo (the archive records none, or the last one was already undone)"
+    )]
+    NothingToUndo {
+        /// The spec.
+        spec: SpecId,
+    },
+    /// The branch moved since the rollback, so undoing it would drop newer work.
+    #[error(
+        "cannot undo the last rollback of `{spec}`: the branch moved to {actual} since (the rollback left it at {expected}); roll back explicitly with `git mmm rollback {spec} --to N`"
+    )]
+    BranchMoved {
+        /// The spec.
+        spec: SpecId,
+        /// Where the rollback left the branch.
+        expected: Oid,
+        /// Where it is now.
+        actual: Oid,
+    },
+    /// Another writer moved the branch during a rollback.
+    #[error(
+        "another writer moved refs/heads/mmm/{spec} during the operation; the old tip is archived, nothing is lost; look at `git mmm log {spec}` and retry"
+    )]
+    Raced {
+        /// The spec.
+        spec: SpecId,
+    },
+}
+
+impl StoreError {
+    fn git(what: impl Into<String>) -> impl FnOnce(git2::Error) -> StoreError {
+        let what = what.into();
+        move |source| StoreError::Git { what, source }
+    }
+}
+
+type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Options of [`Store::open`].
+#[derive(Clone)]
+pub struct StoreOptions {
+    /// The clock for commit dates and record timestamps.
+    pub clock: Arc<dyn Clock>,
+    /// The id generator for run ids and record ids.
+    pub ids: Arc<dyn IdGen>,
+    /// A step name from [`KILL_POINTS`]: the process aborts (`std::process::abort`) right after
+    /// that step, to simulate a kill in tests. `None` in normal use.
+    pub kill_point: Option<String>,
+    /// The name on commits mmm writes.
+    pub name: String,
+    /// The email on commits mmm writes.
+    pub email: String,
+}
+
+impl StoreOptions {
+    /// Options with the given clock and ids, no kill point, and `mmm <mmm@localhost>`.
+    pub fn new(clock: Arc<dyn Clock>, ids: Arc<dyn IdGen>) -> StoreOptions {
+        StoreOptions {
+            clock,
+            ids,
+            kill_point: None,
+            name: "mmm".into(),
+            email: "mmm@localhost".into(),
+        }
+    }
+}
+
+/// An open store on one repository. Cheap to open; one per thread (git2 repositories are not
+/// `Sync`).
+pub struct Store {
+    repo: Repository,
+    opts: StoreOptions,
+}
+
+/// An in-flight run of the loop on one spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    /// The run id (a ULID in production).
+    pub id: String,
+    /// The spec.
+    pub spec: SpecId,
+    /// The commit the run started from.
+    pub base: Oid,
+    /// The branch tip the next iteration builds on (`None`: the branch does not exist yet and
+    /// the next iteration's parent is `base`).
+    pub tip: Option<Oid>,
+    /// The number of the next iteration.
+    pub next_iteration: u32,
+    /// The last record sequence number handed out.
+    pub seq: u64,
+    /// The last checkpoint commit of this run, if any.
+    pub wip: Option<Oid>,
+    /// How many checkpoints were made.
+    pub checkpoints: u32,
+}
+
+impl Run {
+    /// The commit the next iteration will have as its parent.
+    pub fn parent(&self) -> Oid {
+        self.tip.unwrap_or(self.base)
+    }
+}
+
+/// What [`Store::record_iteration`] records.
+#[derive(Debug, Clone)]
+pub struct NewIteration {
+    /// The tree of the iteration (may equal the parent's: a commit is made anyway).
+    pub tree: Oid,
+    /// The outcome.
+    pub status: IterationStatus,
+    /// One line for the commit subject.
+    pub summary: String,
+    /// Optional commit body (before the trailers).
+    pub body: String,
+    /// The blob id of the spec file, if known.
+    pub spec_revision: Option<String>,
+    /// The transcript records (the transcripts note).
+    pub transcript: Vec<Record>,
+    /// The metrics records (the metrics note; an `iteration` record is added).
+    pub metrics: Vec<Record>,
+}
+
+/// The outcome of [`Store::record_iteration`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The iteration commit (with its notes).
+    pub commit: Oid,
+    /// Its iteration number.
+    pub iteration: u32,
+    /// Another writer moved the branch first: the commit is in the archive instead, and the
+    /// run was resynced to the new branch tip.
+    pub superseded: bool,
+}
+
+/// One iteration commit, read from its trailers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iteration {
+    /// The spec.
+    pub spec: SpecId,
+    /// The iteration number.
+    pub n: u32,
+    /// The commit.
+    pub commit: Oid,
+    /// Its first parent.
+    pub parent: Option<Oid>,
+    /// Its tree.
+    pub tree: Oid,
+    /// The run that wrote it.
+    pub run: Option<String>,
+    /// Its status (`None` if the trailer is missing).
+    pub status: Option<IterationStatus>,
+    /// The spec file's blob id.
+    pub spec_revision: Option<String>,
+    /// The commit subject.
+    pub summary: String,
+    /// The commit time.
+    pub time: SystemTime,
+}
+
+/// An iteration with its notes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IterationDetail {
+    /// The iteration.
+    pub iteration: Iteration,
+    /// The full commit message.
+    pub message: String,
+    /// The transcript records, sorted by `(run, seq)` and deduped; `None` if the note is missing.
+    pub transcript: Option<Vec<Record>>,
+    /// The metrics records, likewise.
+    pub metrics: Option<Vec<Record>>,
+}
+
+/// The state of one spec, read from its branch tip's trailers only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecState {
+    /// The spec.
+    pub spec: SpecId,
+    /// The branch tip.
+    pub tip: Oid,
+    /// The last iteration number (`None` if the tip is not an mmm iteration commit).
+    pub iteration: Option<u32>,
+    /// The last status.
+    pub status: Option<IterationStatus>,
+    /// The run that wrote the tip.
+    pub run: Option<String>,
+    /// The spec revision the tip was made from.
+    pub spec_revision: Option<String>,
+    /// The tip's commit time.
+    pub time: SystemTime,
+}
+
+/// The outcome of a rollback or its undo.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollback {
+    /// The spec.
+    pub spec: SpecId,
+    /// The branch tip before.
+    pub from: Oid,
+    /// The branch tip after.
+    pub to: Oid,
+    /// The iteration number of the new tip, if it is an iteration commit.
+    pub iteration: Option<u32>,
+    /// The archive commit that recorded the operation.
+    pub archive: Oid,
+}
+
+/// The branch of a spec.
+pub fn branch_ref(spec: &SpecId) -> String {
+    format!("refs/heads/mmm/{spec}")
+}
+
+/// The transcripts notes ref of a spec.
+pub fn transcripts_ref(spec: &SpecId) -> String {
+    format!("refs/notes/mmm/{spec}/transcripts")
+}
+
+/// The metrics notes ref of a spec.
+pub fn metrics_ref(spec: &SpecId) -> String {
+    format!("refs/notes/mmm/{spec}/metrics")
+}
+
+/// The archive ref of a spec.
+pub fn archive_ref(spec: &SpecId) -> String {
+    format!("refs/mmm/{spec}/archive")
+}
+
+/// The wip ref of a run.
+pub fn wip_ref(spec: &SpecId, run: &str) -> String {
+    format!("refs/mmm/{spec}/wip/{run}")
+}
+
+static FSYNC: Once = Once::new();
+
+fn enable_fsync() {
+    FSYNC.call_once(|| {
+        // SAFETY: git_libgit2_opts is variadic; ENABLE_FSYNC_GITDIR takes exactly one int, which
+        // we pass. libgit2 is initialised by then (the caller opened a repository through git2,
+        // which runs git_libgit2_init first), and the option is a plain global flag that libgit2
+        // reads when it writes files, so setting it once before our writes is sound.
+        unsafe {
+            libgit2_sys::git_libgit2_opts(
+                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+                1 as std::ffi::c_int,
+            );
+        }
+    });
+}
+
+const MAX_ATTEMPTS: u32 = 200;
+
+fn retriable(e: &git2::Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::Locked | ErrorCode::Modified | ErrorCode::Exists
+    )
+}
+
+/// Sleeps a jittered, growing delay before attempt `attempt + 1`.
+fn backoff(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let base_ms = (1u64 << attempt.min(6)).min(50);
+    // RandomState is seeded randomly per instance: a cheap jitter source without a dependency.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % (base_ms * 1000 + 1);
+    std::thread::sleep(Duration::from_micros(base_ms * 500 + jitter));
+}
+
+fn unix_secs(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn git_time(t: git2::Time) -> SystemTime {
+    let secs = t.seconds();
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+/// Why an archive entry was made (the `Mmm-Archive` trailer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ArchiveKind {
+    Superseded,
+    Rollback,
+    Undo,
+    Orphan,
+    Wip,
+}
+
+impl ArchiveKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ArchiveKind::Superseded => "superseded",
+            ArchiveKind::Rollback => "rollback",
+            ArchiveKind::Undo => "undo-rollback",
+            ArchiveKind::Orphan => "orphan",
+            ArchiveKind::Wip => "wip",
+        }
+    }
+}
+
+impl Store {
+    /// Opens the repository at or above `path` and enables fsync of git's files for the
+    /// process.
+    pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
+        let repo = Repository::discover(path).map_err(|source| StoreError::NotARepository {
+            path: path.to_owned(),
+            source,
+        })?;
+        enable_fsync();
+        Ok(Store { repo, opts })
+    }
+
+    /// The underlying repository.
+    pub fn repo(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// One-time setup for `git mmm init`: `notes.rewriteRef` and `notes.displayRef` include
+    /// `refs/notes/mmm/*` in the repository's config. Idempotent; returns the settings it
+    /// added as `key = value`.
+    pub fn configure(&self) -> Result<Vec<String>> {
+        let mut cfg = self
+            .repo
+            .config()
+            .and_then(|c| c.open_level(git2::ConfigLevel::Local))
+            .map_err(StoreError::git("open the repository's config"))?;
+        let value = "refs/notes/mmm/*";
+        let mut changed = Vec::new();
+        for name in ["notes.rewriteRef", "notes.displayRef"] {
+            let mut present = false;
+            if let Ok(mut entries) = cfg.multivar(name, None) {
+                while let Some(Ok(e)) = entries.next() {
+                    present |= e.value_bytes() == value.as_bytes();
+                }
+            }
+            if !present {
+                cfg.set_multivar(name, "^refs/notes/mmm/\\*$", value)
+                    .map_err(StoreError::git(format!("set {name}")))?;
+                changed.push(format!("{name} = {value}"));
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Aborts the process if `step` is the configured kill point.
+    fn step(&self, step: &str) {
+        if self.opts.kill_point.as_deref() == Some(step) {
+            std::process::abort();
+        }
+    }
+
+    fn signature(&self) -> Result<Signature<'static>> {
+        let now = unix_secs(self.opts.clock.now());
+        Signature::new(&self.opts.name, &self.opts.email, &git2::Time::new(now, 0)).map_err(
+            StoreError::git("make the commit signature (check the mmm name and email)"),
+        )
+    }
+
+    fn ref_target(&self, name: &str) -> Result<Option<Oid>> {
+        match self.repo.refname_to_id(name) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(StoreError::git(format!("read {name}"))(e)),
+        }
+    }
+
+    fn ensure_log(&self, name: &str) -> Result<()> {
+        retry(&format!("create the reflog of {name}"), || {
+            self.repo.reference_ensure_log(name)
+        })
+    }
+
+    /// Moves `name` from `expected` (`None`: must not exist) to `new`. `Ok(false)` if another
+    /// writer got there first; retries while the ref is locked.
+    fn cas_ref(&self, name: &str, expected: Option<Oid>, new: Oid, msg: &str) -> Result<bool> {
+        self.ensure_log(name)?;
+        let msg = trailers::one_line(msg);
+        for attempt in 0..MAX_ATTEMPTS {
+            let res = match expected {
+                Some(old) => self.repo.reference_matching(name, new, true, old, &msg),
+                None => self.repo.reference(name, new, false, &msg),
+            };
+            match res {
+                Ok(_) => return Ok(true),
+                Err(e) if e.code() == ErrorCode::Locked => backoff(attempt),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::Modified | ErrorCode::Exists | ErrorCode::NotFound
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(StoreError::git(format!("update {name}"))(e)),
+            }
+        }
+        Err(StoreError::Contention {
+            what: name.to_owned(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// A fresh record for `run`, with the next sequence number, a new id and the current time.
+    pub fn new_record(&self, run: &mut Run, kind: &str) -> Record {
+        run.seq += 1;
+        Record {
+            v: RECORD_VERSION,
+            kind: kind.to_owned(),
+            id: self.opts.ids.next_id(),
+            run: run.id.clone(),
+            seq: run.seq,
+            ts: rfc3339(self.opts.clock.now()),
+            data: Default::default(),
+        }
+    }
+
+    /// Starts a run on `spec` from `base`. If the spec's branch exists the run continues from
+    /// its tip (the next iteration number follows the tip's); otherwise the first iteration's
+    /// parent is `base`.
+    pub fn start_run(&self, spec: &SpecId, base: Oid) -> Result<Run> {
+        self.start_run_with_id(spec, base, self.opts.ids.next_id())
+    }
+
+    /// Like [`Store::start_run`] with a given run id (to resume a run's wip ref).
+    pub fn start_run_with_id(&self, spec: &SpecId, base: Oid, id: String) -> Result<Run> {
+        self.repo
+            .find_commit(base)
+            .map_err(StoreError::git(format!("find the base commit {base}")))?;
+        let mut run = Run {
+            id,
+            spec: spec.clone(),
+            base,
+            tip: None,
+            next_iteration: 1,
+            seq: 0,
+            wip: None,
+            checkpoints: 0,
+        };
+        self.resync(&mut run)?;
+        if let Some(wip) = self.ref_target(&wip_ref(spec, &run.id))? {
+            run.wip = Some(wip);
+            let c = self
+                .repo
+                .find_commit(wip)
+                .map_err(StoreError::git("read the run's wip checkpoint"))?;
+            let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
+            run.checkpoints = t
+                .get(key::CHECKPOINT)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+        }
+        Ok(run)
+    }
+
+    /// Points the run at the branch's current tip.
+    fn resync(&self, run: &mut Run) -> Result<()> {
+        run.tip = self.ref_target(&branch_ref(&run.spec))?;
+        run.next_iteration = match run.tip {
+            Some(tip) => self.trailers_of(tip)?.1.map_or(1, |n| n + 1),
+            None => 1,
+        };
+        Ok(())
+    }
+
+    /// The trailers of a commit, and its iteration number if it is an iteration of `spec`.
+    fn trailers_of(&self, oid: Oid) -> Result<(Trailers, Option<u32>)> {
+        let c = self
+            .repo
+            .find_commit(oid)
+            .map_err(StoreError::git(format!("read commit {oid}")))?;
+        let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
+        let n = t.iteration();
+        Ok((t, n))
+    }
+
+    fn empty_tree(&self) -> Result<Oid> {
+        self.repo
+            .treebuilder(None)
+            .and_then(|b| b.write())
+            .map_err(StoreError::git("write the empty tree"))
+    }
+
+    /// Saves the transcript so far of the iteration in flight as a commit on
+    /// `refs/mmm/<spec>/wip/<run>` (tree: `transcript.jsonl`; parent: the previous checkpoint).
+    pub fn checkpoint(&self, run: &mut Run, records: &[Record]) -> Result<Oid> {
+        let name = wip_ref(&run.spec, &run.id);
+        let blob = self
+            .repo
+            .blob(record::to_jsonl(records).as_bytes())
+            .map_err(StoreError::git("write the checkpoint transcript"))?;
+        let mut tb = self
+            .repo
+            .treebuilder(None)
+            .map_err(StoreError::git("build the checkpoint tree"))?;
+        tb.insert("transcript.jsonl", blob, 0o100644)
+            .map_err(StoreError::git("build the checkpoint tree"))?;
+        let tree_id = tb
+            .write()
+            .map_err(StoreError::git("write the checkpoint tree"))?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .map_err(StoreError::git("read the checkpoint tree"))?;
+        let n = run.checkpoints + 1;
+        let msg = trailers::message(
+            &format!(
+                "mmm({}): checkpoint {n} of iteration {}",
+                run.spec, run.next_iteration
+            ),
+            "",
+            &[
+                (key::SPEC, run.spec.to_string()),
+                (key::ITERATION, run.next_iteration.to_string()),
+                (key::RUN, run.id.clone()),
+                (key::CHECKPOINT, n.to_string()),
+            ],
+        );
+        let sig = self.signature()?;
+        let prev = match run.wip {
+            Some(p) => Some(
+                self.repo
+                    .find_commit(p)
+                    .map_err(StoreError::git("read the previous checkpoint"))?,
+            ),
+            None => None,
+        };
+        let parents: Vec<&git2::Commit<'_>> = prev.iter().collect();
+        let c = self
+            .repo
+            .commit(None, &sig, &sig, &msg, &tree, &parents)
+            .map_err(StoreError::git("write the checkpoint commit"))?;
+        // A wip ref has a single writer (its run); losing the swap means it was resumed twice.
+        if !self.cas_ref(&name, run.wip, c, &format!("mmm: checkpoint {n}"))? {
+            return Err(StoreError::Contention {
+                what: name,
+                attempts: 1,
+            });
+        }
+        self.step("after-checkpoint");
+        run.wip = Some(c);
+        run.checkpoints = n;
+        Ok(c)
+    }
+
+    /// Writes `records` as the note of `commit` under `notes_ref`, as a union with any note
+    /// already there. Retries on contention.
+    ///
+    /// Not `Repository::note`: libgit2's `git_note_create` moves the notes ref with a *forced*
+    /// write (`git_reference_create(.., force = 1)`), so two concurrent writers silently drop
+    /// each other's notes. We build the notes commit ourselves and move the ref by
+    /// compare-and-swap.
+    fn write_note(&self, notes_ref: &str, commit: Oid, records: &[Record]) -> Result<()> {
+        let new = record::to_jsonl(records);
+        let sig = self.signature()?;
+        let what = format!("write the note {notes_ref} on {commit}");
+        let hex = commit.to_string();
+        for attempt in 0..MAX_ATTEMPTS {
+            let old = self.ref_target(notes_ref)?;
+            let old_commit = match old {
+                Some(o) => Some(
+                    self.repo
+                        .find_commit(o)
+                        .map_err(StoreError::git(format!("read {notes_ref}")))?,
+                ),
+                None => None,
+            };
+            let old_tree = match &old_commit {
+                Some(c) => Some(
+                    c.tree()
+                        .map_err(StoreError::git(format!("read {notes_ref}")))?,
+                ),
+                None => None,
+            };
+            let existing = match &old_tree {
+                Some(t) => find_note_blob(&self.repo, t, &hex)
+                    .map_err(StoreError::git(format!("read {notes_ref}")))?,
+                None => None,
+            };
+            let text = match existing {
+                Some(blob) => {
+                    let old_text = String::from_utf8_lossy(blob.content()).into_owned();
+                    let merged = record::union_jsonl(&old_text, &new);
+                    if merged == old_text {
+                        return Ok(());
+                    }
+                    merged
+                }
+                None => new.clone(),
+            };
+            let blob = self
+                .repo
+                .blob(text.as_bytes())
+                .map_err(StoreError::git(&what))?;
+            let tree = insert_note(&self.repo, old_tree.as_ref(), &hex, blob)
+                .map_err(StoreError::git(&what))?;
+            let tree = self.repo.find_tree(tree).map_err(StoreError::git(&what))?;
+            let parents: Vec<&git2::Commit<'_>> = old_commit.iter().collect();
+            let notes_commit = self
+                .repo
+                .commit(
+                    None,
+                    &sig,
+                    &sig,
+                    "Notes added by 'git mmm'\n",
+                    &tree,
+                    &parents,
+                )
+                .map_err(StoreError::git(&what))?;
+            if self.cas_ref(notes_ref, old, notes_commit, &format!("mmm: note on {hex}"))? {
+                return Ok(());
+            }
+            backoff(attempt);
+        }
+        Err(StoreError::Contention {
+            what,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Records one iteration: the commit object, its transcripts and metrics notes, then the
+    /// branch by compare-and-swap. If another writer moved the branch first, the commit is
+    /// archived and the run resynced to the new tip (`superseded: true`).
+    pub fn record_iteration(&self, run: &mut Run, it: NewIteration) -> Result<Recorded> {
+        let spec = run.spec.clone();
+        let n = run.next_iteration;
+        let parent_id = run.parent();
+        let parent = self
+            .repo
+            .find_commit(parent_id)
+            .map_err(StoreError::git(format!(
+                "read the parent commit {parent_id}"
+            )))?;
+        let tree = self
+            .repo
+            .find_tree(it.tree)
+            .map_err(StoreError::git(format!(
+                "find the iteration tree {}",
+                it.tree
+            )))?;
+        let mut tr = vec![
+            (key::SPEC, spec.to_string()),
+            (key::ITERATION, n.to_string()),
+            (key::RUN, run.id.clone()),
+            (key::STATUS, it.status.to_string()),
+        ];
+        if let Some(rev) = &it.spec_revision {
+            tr.push((key::SPEC_REVISION, rev.clone()));
+        }
+        let summary = trailers::one_line(&it.summary);
+        let msg = trailers::message(
+            &format!("mmm({spec}): iteration {n}: {summary}"),
+            &it.body,
+            &tr,
+        );
+        let sig = self.signature()?;
+        let commit = self
+            .repo
+            .commit(None, &sig, &sig, &msg, &tree, &[&parent])
+            .map_err(StoreError::git("write the iteration commit"))?;
+        self.step("after-commit-object");
+
+        self.write_note(&transcripts_ref(&spec), commit, &it.transcript)?;
+        self.step("after-transcript-note");
+        let mut metrics = it.metrics;
+        let rec = self
+            .new_record(run, "iteration")
+            .with("iteration", n)
+            .with("status", it.status.as_str())
+            .with("tree_changed", parent.tree_id() != it.tree);
+        metrics.push(rec);
+        self.write_note(&metrics_ref(&spec), commit, &metrics)?;
+        self.step("after-metrics-note");
+
+        let won = self.cas_ref(
+            &branch_ref(&spec),
+            run.tip,
+            commit,
+            &format!("mmm: iteration {n} (run {})", run.id),
+        )?;
+        self.step("after-branch");
+        if won {
+            run.tip = Some(commit);
+            run.next_iteration = n + 1;
+        } else {
+            self.archive(&spec, commit, ArchiveKind::Superseded, &[])?;
+            self.resync(run)?;
+        }
+        Ok(Recorded {
+            commit,
+            iteration: n,
+            superseded: !won,
+        })
+    }
+
+    /// Ends a run: deletes its wip ref (its iterations carry the transcripts).
+    pub fn finish_run(&self, run: &Run) -> Result<()> {
+        self.delete_ref(&wip_ref(&run.spec, &run.id))
+    }
+
+    fn delete_ref(&self, name: &str) -> Result<()> {
+        retry(&format!("delete {name}"), || {
+            match self.repo.find_reference(name) {
+                Ok(mut r) => r.delete(),
+                Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+
+    /// Appends `target` to the spec's archive: a commit with the empty tree and parents
+    /// `[previous archive, target]`, with `extra` trailers. Returns the archive commit.
+    pub(crate) fn archive(
+        &self,
+        spec: &SpecId,
+        target: Oid,
+        kind: ArchiveKind,
+        extra: &[(&str, String)],
+    ) -> Result<Oid> {
+        let name = archive_ref(spec);
+        let empty = self.empty_tree()?;
+        let tree = self
+            .repo
+            .find_tree(empty)
+            .map_err(StoreError::git("read the empty tree"))?;
+        let target_c = self
+            .repo
+            .find_commit(target)
+            .map_err(StoreError::git(format!(
+                "read the commit to archive {target}"
+            )))?;
+        let mut tr = vec![
+            (key::SPEC, spec.to_string()),
+            (key::ARCHIVE, kind.as_str().to_owned()),
+            (key::ARCHIVED, target.to_string()),
+        ];
+        tr.extend(extra.iter().cloned());
+        let msg = trailers::message(
+            &format!("mmm({spec}): archive {} {target}", kind.as_str()),
+            "",
+            &tr,
+        );
+        let sig = self.signature()?;
+        for attempt in 0..MAX_ATTEMPTS {
+            let prev = self.ref_target(&name)?;
+            let prev_c = match prev {
+                Some(p) => Some(
+                    self.repo
+                        .find_commit(p)
+                        .map_err(StoreError::git("read the archive tip"))?,
+                ),
+                None => None,
+            };
+            let mut parents: Vec<&git2::Commit<'_>> = prev_c.iter().collect();
+            parents.push(&target_c);
+            let c = self
+                .repo
+                .commit(None, &sig, &sig, &msg, &tree, &parents)
+                .map_err(StoreError::git("write the archive commit"))?;
+            if self.cas_ref(&name, prev, c, &format!("mmm: archive {}", kind.as_str()))? {
+                self.step("after-archive");
+                return Ok(c);
+            }
+            backoff(attempt);
+        }
+        Err(StoreError::Contention {
+            what: name,
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    fn iteration_of(&self, spec: &SpecId, c: &git2::Commit<'_>) -> Option<Iteration> {
+        let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
+        if t.get(key::SPEC) != Some(spec.as_str()) {
+            return None;
+        }
+        let n = t.iteration()?;
+        Some(Iteration {
+            spec: spec.clone(),
+            n,
+            commit: c.id(),
+            parent: c.parent_id(0).ok(),
+            tree: c.tree_id(),
+            run: t.get(key::RUN).map(str::to_owned),
+            status: t.get(key::STATUS).map(|s| {
+                s.parse()
+                    .unwrap_or_else(|e: std::convert::Infallible| match e {})
+            }),
+            spec_revision: t.get(key::SPEC_REVISION).map(str::to_owned),
+            summary: String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned(),
+            time: git_time(c.time()),
+        })
+    }
+
+    /// The iterations on the spec's branch, oldest first: a first-parent walk from the tip
+    /// that stops at the first commit without this spec's trailers (the base).
+    pub fn history(&self, spec: &SpecId) -> Result<Vec<Iteration>> {
+        let tip = self
+            .ref_target(&branch_ref(spec))?
+            .ok_or_else(|| StoreError::NoBranch { spec: spec.clone() })?;
+        let mut out = Vec::new();
+        let mut cur = Some(tip);
+        while let Some(oid) = cur {
+            let c = self
+                .repo
+                .find_commit(oid)
+                .map_err(StoreError::git(format!("read commit {oid}")))?;
+            match self.iteration_of(spec, &c) {
+                Some(it) => {
+                    cur = it.parent;
+                    out.push(it);
+                }
+                None => break,
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    /// One iteration of the spec's branch with its notes.
+    pub fn iteration(&self, spec: &SpecId, n: u32) -> Result<IterationDetail> {
+        let history = self.history(spec)?;
+        let Some(it) = history.iter().find(|i| i.n == n).cloned() else {
+            let range = match (history.first(), history.last()) {
+                (Some(a), Some(b)) => format!("{}..={}", a.n, b.n),
+                _ => "none".to_owned(),
+            };
+            return Err(StoreError::NoSuchIteration {
+                spec: spec.clone(),
+                n,
+                range,
+            });
+        };
+        let c = self
+            .repo
+            .find_commit(it.commit)
+            .map_err(StoreError::git("read the iteration commit"))?;
+        let message = String::from_utf8_lossy(c.message_bytes()).into_owned();
+        let transcript = self.read_note(&transcripts_ref(spec), it.commit)?;
+        let metrics = self.read_note(&metrics_ref(spec), it.commit)?;
+        Ok(IterationDetail {
+            iteration: it,
+            message,
+            transcript,
+            metrics,
+        })
+    }
+
+    /// The records of a note, sorted and deduped; `None` if there is no note.
+    pub fn read_note(&self, notes_ref: &str, commit: Oid) -> Result<Option<Vec<Record>>> {
+        let note = match self.repo.find_note(Some(notes_ref), commit) {
+            Ok(n) => n,
+            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
+            Err(e) => return Err(StoreError::git(format!("read the note {notes_ref}"))(e)),
+        };
+        let text = String::from_utf8_lossy(note.message_bytes());
+        let records = record::parse_jsonl(&text).map_err(|b| StoreError::BadNote {
+            notes_ref: notes_ref.to_owned(),
+            commit,
+            line: b.line,
+            message: b.message,
+        })?;
+        Ok(Some(record::normalize(records)))
+    }
+
+    /// The state of every spec that has a branch, sorted by spec id. Reads only each tip
+    /// commit (no history walk).
+    pub fn status_all(&self) -> Result<Vec<SpecState>> {
+        let refs = self
+            .repo
+            .references_glob("refs/heads/mmm/*")
+            .map_err(StoreError::git("list the mmm branches"))?;
+        let mut out = Vec::new();
+        for r in refs {
+            let r = r.map_err(StoreError::git("list the mmm branches"))?;
+            let Some(name) = r
+                .name()
+                .ok()
+                .and_then(|n| n.strip_prefix("refs/heads/mmm/"))
+            else {
+                continue;
+            };
+            let Ok(spec) = SpecId::new(name) else {
+                continue;
+            };
+            let c = r
+                .peel_to_commit()
+                .map_err(StoreError::git(format!("read the tip of mmm/{spec}")))?;
+            let it = self.iteration_of(&spec, &c);
+            out.push(SpecState {
+                tip: c.id(),
+                iteration: it.as_ref().map(|i| i.n),
+                status: it.as_ref().and_then(|i| i.status.clone()),
+                run: it.as_ref().and_then(|i| i.run.clone()),
+                spec_revision: it.and_then(|i| i.spec_revision),
+                time: git_time(c.time()),
+                spec,
+            });
+        }
+        out.sort_by(|a, b| a.spec.cmp(&b.spec));
+        Ok(out)
+    }
+
+    /// Resets the spec's branch to iteration `to`. The old tip is first appended to the
+    /// archive (with `Mmm-Rollback-From`/`-To` trailers), so it stays reachable and the
+    /// rollback can be undone.
+    pub fn rollback(&self, spec: &SpecId, to: u32) -> Result<Rollback> {
+        let history = self.history(spec)?;
+        let tip = self
+            .ref_target(&branch_ref(spec))?
+            .ok_or_else(|| StoreError::NoBranch { spec: spec.clone() })?;
+        let Some(target) = history.iter().find(|i| i.n == to) else {
+            let range = match (history.first(), history.last()) {
+                (Some(a), Some(b)) => format!("{}..={}", a.n, b.n),
+                _ => "none".to_owned(),
+            };
+            return Err(StoreError::NoSuchIteration {
+                spec: spec.clone(),
+                n: to,
+                range,
+            });
+        };
+        if target.commit == tip {
+            return Err(StoreError::AlreadyAt {
+                spec: spec.clone(),
+                n: to,
+            });
+        }
+        let archive = self.archive(
+            spec,
+            tip,
+            ArchiveKind::Rollback,
+            &[
+                (key::ROLLBACK_FROM, tip.to_string()),
+                (key::ROLLBACK_TO, target.commit.to_string()),
+                (key::ITERATION, to.to_string()),
+            ],
+        )?;
+        let msg = format!("mmm: rollback to iteration {to}");
+        if !self.cas_ref(&branch_ref(spec), Some(tip), target.commit, &msg)? {
+            return Err(StoreError::Raced { spec: spec.clone() });
+        }
+        Ok(Rollback {
+            spec: spec.clone(),
+            from: tip,
+            to: target.commit,
+            iteration: Some(to),
+            archive,
+        })
+    }
+
+    /// Undoes the last rollback: restores the tip it archived, if the branch is still where
+    /// that rollback left it.
+    pub fn undo_rollback(&self, spec: &SpecId) -> Result<Rollback> {
+        let nothing = || StoreError::NothingToUndo { spec: spec.clone() };
+        let mut cur = self.ref_target(&archive_ref(spec))?;
+        let mut found = None;
+        while let Some(oid) = cur {
+            let c = self
+                .repo
+                .find_commit(oid)
+                .map_err(StoreError::git("read the archive"))?;
+            let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
+            match t.get(key::ARCHIVE) {
+                Some(k) if k == ArchiveKind::Undo.as_str() => return Err(nothing()),
+                Some(k) if k == ArchiveKind::Rollback.as_str() => {
+                    found = Some(t);
+                    break;
+                }
+                _ => {}
+            }
+            cur = if c.parent_count() > 1 {
+                c.parent_id(0).ok()
+            } else {
+                None
+            };
+        }
+        let t = found.ok_or_else(nothing)?;
+        let parse = |k: &str| t.get(k).and_then(|v| Oid::from_str(v).ok());
+        let (Some(from), Some(to)) = (parse(key::ROLLBACK_FROM), parse(key::ROLLBACK_TO)) else {
+            return Err(nothing());
+        };
+        let actual = self
+            .ref_target(&branch_ref(spec))?
+            .ok_or_else(|| StoreError::NoBranch { spec: spec.clone() })?;
+        if actual != to {
+            return Err(StoreError::BranchMoved {
+                spec: spec.clone(),
+                expected: to,
+                actual,
+            });
+        }
+        let archive = self.archive(
+            spec,
+            to,
+            ArchiveKind::Undo,
+            &[
+                (key::ROLLBACK_FROM, to.to_string()),
+                (key::ROLLBACK_TO, from.to_string()),
+            ],
+        )?;
+        if !self.cas_ref(&branch_ref(spec), Some(to), from, "mmm: undo rollback")? {
+            return Err(StoreError::Raced { spec: spec.clone() });
+        }
+        Ok(Rollback {
+            spec: spec.clone(),
+            from: to,
+            to: from,
+            iteration: self.trailers_of(from)?.1,
+            archive,
+        })
+    }
+}
+
+/// The note blob for `hex` in a notes tree, following any fanout (`ab/cdef…`) git made.
+fn find_note_blob<'r>(
+    repo: &'r Repository,
+    tree: &git2::Tree<'_>,
+    hex: &str,
+) -> Result<Option<git2::Blob<'r>>, git2::Error> {
+    if let Some(e) = tree.get_name(hex) {
+        return repo.find_blob(e.id()).map(Some);
+    }
+    if hex.len() > 2
+        && let Some(e) = tree.get_name(&hex[..2])
+        && e.kind() == Some(git2::ObjectType::Tree)
+    {
+        let sub = repo.find_tree(e.id())?;
+        return find_note_blob(repo, &sub, &hex[2..]);
+    }
+    Ok(None)
+}
+
+/// A notes tree with `blob` as the note for `hex`: replaces an existing note where it is,
+/// follows existing fanout directories, and otherwise inserts flat (as libgit2 does).
+fn insert_note(
+    repo: &Repository,
+    tree: Option<&git2::Tree<'_>>,
+    hex: &str,
+    blob: Oid,
+) -> Result<Oid, git2::Error> {
+    let mut tb = repo.treebuilder(tree)?;
+    if let Some(t) = tree
+        && t.get_name(hex).is_none()
+        && hex.len() > 2
+        && let Some(e) = t.get_name(&hex[..2])
+        && e.kind() == Some(git2::ObjectType::Tree)
+    {
+        let sub = repo.find_tree(e.id())?;
+        let sub_id = insert_note(repo, Some(&sub), &hex[2..], blob)?;
+        tb.insert(&hex[..2], sub_id, 0o040000)?;
+        return tb.write();
+    }
+    tb.insert(hex, blob, 0o100644)?;
+    tb.write()
+}
+
+/// Runs `f` until it succeeds, retrying with jittered backoff while git reports a lock or a
+/// concurrent change.
+fn retry<T>(what: &str, mut f: impl FnMut() -> Result<T, git2::Error>) -> Result<T> {
+    for attempt in 0..MAX_ATTEMPTS {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if retriable(&e) => backoff(attempt),
+            Err(e) => return Err(StoreError::git(what)(e)),
+        }
+    }
+    Err(StoreError::Contention {
+        what: what.to_owned(),
+        attempts: MAX_ATTEMPTS,
+    })
+}

@@ -1,0 +1,493 @@
+//! `doctor`: finds and repairs what an interrupted writer left behind.
+//!
+//! Owns: the consistency rules between branches, notes, the archive, wip refs and mmm's
+//! worktrees. Must not touch: anything outside mmm's refs and `.git/mmm/worktrees/`.
+//!
+//! Rules:
+//! * a note on a commit that is neither on the branch nor in the archive (a kill between the
+//!   notes and the branch): fast-forward the branch if the commit's first parent is the tip
+//!   (or create the branch if it is missing), else archive the commit;
+//! * a wip ref is stale if its run has since recorded the checkpointed iteration, if it is
+//!   older than [`DoctorOptions::stale_after`], or always with [`DoctorOptions::all_wip`]; it is
+//!   archived (its transcript stays reachable) and then deleted;
+//! * a worktree whose directory is gone, or an unlocked one under `.git/mmm/worktrees/`, is
+//!   pruned (the loop locks the worktrees it is using);
+//! * an iteration commit on a branch without its transcripts or metrics note is reported
+//!   (there is nothing to rebuild it from).
+//!
+//! Doctor can race a live writer between its notes and its branch update: the writer then
+//! loses its compare-and-swap and archives its commit, so nothing is lost either way.
+
+use std::collections::{BTreeSet, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use git2::{ErrorCode, Oid};
+
+use super::trailers::{Trailers, key};
+use super::{
+    ArchiveKind, Result, Store, StoreError, archive_ref, branch_ref, metrics_ref, transcripts_ref,
+    unix_secs,
+};
+use crate::spec::SpecId;
+
+/// Options of [`Store::doctor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorOptions {
+    /// Repair what is found (otherwise only report what would be done).
+    pub repair: bool,
+    /// A wip ref whose last checkpoint is older than this is stale.
+    pub stale_after: Duration,
+    /// Treat every wip ref as stale (no run is in flight).
+    pub all_wip: bool,
+}
+
+impl Default for DoctorOptions {
+    fn default() -> Self {
+        DoctorOptions {
+            repair: false,
+            stale_after: Duration::from_secs(24 * 3600),
+            all_wip: false,
+        }
+    }
+}
+
+/// Something doctor found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Problem {
+    /// A note annotates a commit that is on neither the branch nor the archive.
+    OrphanNote {
+        /// The spec.
+        spec: SpecId,
+        /// The annotated commit.
+        commit: Oid,
+        /// Its iteration number, if it is an iteration commit of the spec.
+        iteration: Option<u32>,
+    },
+    /// A note annotates an object that is not in the repository.
+    NoteOnMissingObject {
+        /// The notes ref.
+        notes_ref: String,
+        /// The missing object.
+        target: Oid,
+    },
+    /// A wip ref of a run that is over.
+    StaleWip {
+        /// The spec.
+        spec: SpecId,
+        /// The run.
+        run: String,
+        /// The last checkpoint.
+        tip: Oid,
+        /// Why it is considered stale.
+        reason: String,
+    },
+    /// A worktree that should not be there any more.
+    LeftoverWorktree {
+        /// Its name in `.git/worktrees/`.
+        name: String,
+        /// Its directory.
+        path: PathBuf,
+        /// Why it is left over.
+        reason: String,
+    },
+    /// An iteration commit on the branch without one of its notes.
+    MissingNote {
+        /// The spec.
+        spec: SpecId,
+        /// The commit.
+        commit: Oid,
+        /// Its iteration number.
+        iteration: u32,
+        /// The notes ref that has no note for it.
+        notes_ref: String,
+    },
+}
+
+/// What doctor does (or would do) about a problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DoctorAction {
+    /// Move the branch forward to the commit (create it if `from` is `None`).
+    FastForward {
+        /// The spec.
+        spec: SpecId,
+        /// The old tip.
+        from: Option<Oid>,
+        /// The new tip.
+        to: Oid,
+    },
+    /// Append the commit to the spec's archive.
+    Archive {
+        /// The spec.
+        spec: SpecId,
+        /// The commit.
+        commit: Oid,
+    },
+    /// Archive the wip ref's tip, then delete the ref.
+    ArchiveWip {
+        /// The spec.
+        spec: SpecId,
+        /// The wip ref.
+        wip_ref: String,
+    },
+    /// Prune the worktree (and delete its directory if it still exists).
+    PruneWorktree {
+        /// The worktree's name.
+        name: String,
+    },
+}
+
+/// One finding: the problem, the action for it (`None`: report only), and whether the action
+/// was carried out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    /// What is wrong.
+    pub problem: Problem,
+    /// What to do about it; `None` when nothing can be done.
+    pub action: Option<DoctorAction>,
+    /// The action was carried out (only with [`DoctorOptions::repair`]).
+    pub done: bool,
+}
+
+/// What doctor found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DoctorReport {
+    /// Every finding, in the order found.
+    pub findings: Vec<Finding>,
+}
+
+impl DoctorReport {
+    /// Findings that have an action (done or to do).
+    pub fn actionable(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.action.is_some())
+    }
+
+    /// Nothing to repair (report-only findings may remain).
+    pub fn nothing_to_do(&self) -> bool {
+        self.actionable().next().is_none()
+    }
+}
+
+/// The specs that have any mmm ref.
+fn specs_with_refs(store: &Store) -> Result<BTreeSet<SpecId>> {
+    let mut out = BTreeSet::new();
+    for (glob, prefix) in [
+        ("refs/heads/mmm/*", "refs/heads/mmm/"),
+        ("refs/notes/mmm/*", "refs/notes/mmm/"),
+        ("refs/mmm/*", "refs/mmm/"),
+    ] {
+        let refs = store
+            .repo
+            .references_glob(glob)
+            .map_err(StoreError::git("list mmm refs"))?;
+        for r in refs {
+            let r = r.map_err(StoreError::git("list mmm refs"))?;
+            let Some(rest) = r.name().ok().and_then(|n| n.strip_prefix(prefix)) else {
+                continue;
+            };
+            let first = rest.split('/').next().unwrap_or(rest);
+            if let Ok(spec) = SpecId::new(first) {
+                out.insert(spec);
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl Store {
+    /// Finds (and with `opts.repair`, repairs) what interrupted writers left behind.
+    /// Idempotent: a second repair run has nothing to do.
+    pub fn doctor(&self, opts: &DoctorOptions) -> Result<DoctorReport> {
+        let mut report = DoctorReport::default();
+        for spec in specs_with_refs(self)? {
+            self.doctor_orphans(&spec, opts, &mut report)?;
+            self.doctor_wips(&spec, opts, &mut report)?;
+            self.doctor_missing_notes(&spec, &mut report)?;
+        }
+        self.doctor_worktrees(opts, &mut report)?;
+        Ok(report)
+    }
+
+    fn reachable(&self, spec: &SpecId) -> Result<HashSet<Oid>> {
+        let mut walk = self
+            .repo
+            .revwalk()
+            .map_err(StoreError::git("walk the history"))?;
+        for name in [branch_ref(spec), archive_ref(spec)] {
+            if let Some(oid) = self.ref_target(&name)? {
+                walk.push(oid)
+                    .map_err(StoreError::git(format!("walk {name}")))?;
+            }
+        }
+        let mut out = HashSet::new();
+        for oid in walk {
+            out.insert(oid.map_err(StoreError::git("walk the history"))?);
+        }
+        Ok(out)
+    }
+
+    fn doctor_orphans(
+        &self,
+        spec: &SpecId,
+        opts: &DoctorOptions,
+        report: &mut DoctorReport,
+    ) -> Result<()> {
+        let reachable = self.reachable(spec)?;
+        let mut orphans: Vec<Oid> = Vec::new();
+        for notes_ref in [transcripts_ref(spec), metrics_ref(spec)] {
+            let notes = match self.repo.notes(Some(&notes_ref)) {
+                Ok(n) => n,
+                Err(e) if e.code() == ErrorCode::NotFound => continue,
+                Err(e) => return Err(StoreError::git(format!("list the notes {notes_ref}"))(e)),
+            };
+            for n in notes {
+                let (_, target) = n.map_err(StoreError::git(format!("list {notes_ref}")))?;
+                if reachable.contains(&target) || orphans.contains(&target) {
+                    continue;
+                }
+                if self.repo.find_commit(target).is_err() {
+                    report.findings.push(Finding {
+                        problem: Problem::NoteOnMissingObject {
+                            notes_ref: notes_ref.clone(),
+                            target,
+                        },
+                        action: None,
+                        done: false,
+                    });
+                    continue;
+                }
+                orphans.push(target);
+            }
+        }
+        // Oldest first, so that a chain of orphans fast-forwards one after the other.
+        let mut keyed = Vec::new();
+        for oid in orphans {
+            let c = self
+                .repo
+                .find_commit(oid)
+                .map_err(StoreError::git(format!("read commit {oid}")))?;
+            let it = self.iteration_of(spec, &c);
+            keyed.push((it.as_ref().map_or(0, |i| i.n), c.time().seconds(), oid, it));
+        }
+        keyed.sort_by_key(|k| (k.0, k.1, k.2));
+
+        let mut tip = self.ref_target(&branch_ref(spec))?;
+        let mut remaining = keyed;
+        loop {
+            let pos = remaining.iter().position(|(_, _, _, it)| {
+                it.as_ref()
+                    .is_some_and(|it| tip.is_none() || it.parent == tip)
+            });
+            let Some(pos) = pos else { break };
+            let (_, _, oid, it) = remaining.remove(pos);
+            let mut done = false;
+            if opts.repair {
+                done = self.cas_ref(&branch_ref(spec), tip, oid, "mmm doctor: fast-forward")?;
+                if !done {
+                    return Err(StoreError::Raced { spec: spec.clone() });
+                }
+                self.step("after-branch");
+            }
+            report.findings.push(Finding {
+                problem: Problem::OrphanNote {
+                    spec: spec.clone(),
+                    commit: oid,
+                    iteration: it.map(|i| i.n),
+                },
+                action: Some(DoctorAction::FastForward {
+                    spec: spec.clone(),
+                    from: tip,
+                    to: oid,
+                }),
+                done,
+            });
+            tip = Some(oid);
+        }
+        for (_, _, oid, it) in remaining {
+            let done = if opts.repair {
+                self.archive(spec, oid, ArchiveKind::Orphan, &[])?;
+                true
+            } else {
+                false
+            };
+            report.findings.push(Finding {
+                problem: Problem::OrphanNote {
+                    spec: spec.clone(),
+                    commit: oid,
+                    iteration: it.map(|i| i.n),
+                },
+                action: Some(DoctorAction::Archive {
+                    spec: spec.clone(),
+                    commit: oid,
+                }),
+                done,
+            });
+        }
+        Ok(())
+    }
+
+    fn doctor_wips(
+        &self,
+        spec: &SpecId,
+        opts: &DoctorOptions,
+        report: &mut DoctorReport,
+    ) -> Result<()> {
+        let prefix = format!("refs/mmm/{spec}/wip/");
+        let refs = self
+            .repo
+            .references_glob(&format!("{prefix}*"))
+            .map_err(StoreError::git("list wip refs"))?;
+        let mut wips = Vec::new();
+        for r in refs {
+            let r = r.map_err(StoreError::git("list wip refs"))?;
+            let (Some(name), Some(target)) = (r.name().ok(), r.target()) else {
+                continue;
+            };
+            wips.push((name.to_owned(), target));
+        }
+        if wips.is_empty() {
+            return Ok(());
+        }
+        let history = match self.history(spec) {
+            Ok(h) => h,
+            Err(StoreError::NoBranch { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let now = unix_secs(self.opts.clock.now());
+        for (name, tip) in wips {
+            let run = name.strip_prefix(&prefix).unwrap_or(&name).to_owned();
+            let c = self
+                .repo
+                .find_commit(tip)
+                .map_err(StoreError::git(format!("read {name}")))?;
+            let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
+            let in_flight = t.iteration().unwrap_or(0);
+            let age = now.saturating_sub(c.time().seconds());
+            let recorded = history
+                .iter()
+                .rev()
+                .find(|i| i.run.as_deref() == Some(run.as_str()) && i.n >= in_flight);
+            let reason = if let Some(i) = recorded {
+                format!("its run recorded iteration {} after the checkpoint", i.n)
+            } else if opts.all_wip {
+                "every wip ref was declared stale (--all)".to_owned()
+            } else if u64::try_from(age).unwrap_or(0) > opts.stale_after.as_secs() {
+                format!(
+                    "its last checkpoint is {} old",
+                    humantime::format_duration(Duration::from_secs(age.unsigned_abs()))
+                )
+            } else {
+                continue;
+            };
+            let done = if opts.repair {
+                self.archive(spec, tip, ArchiveKind::Wip, &[(key::RUN, run.clone())])?;
+                self.delete_ref(&name)?;
+                true
+            } else {
+                false
+            };
+            report.findings.push(Finding {
+                problem: Problem::StaleWip {
+                    spec: spec.clone(),
+                    run,
+                    tip,
+                    reason,
+                },
+                action: Some(DoctorAction::ArchiveWip {
+                    spec: spec.clone(),
+                    wip_ref: name,
+                }),
+                done,
+            });
+        }
+        Ok(())
+    }
+
+    fn doctor_missing_notes(&self, spec: &SpecId, report: &mut DoctorReport) -> Result<()> {
+        let history = match self.history(spec) {
+            Ok(h) => h,
+            Err(StoreError::NoBranch { .. }) => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for it in history {
+            for notes_ref in [transcripts_ref(spec), metrics_ref(spec)] {
+                match self.repo.find_note(Some(&notes_ref), it.commit) {
+                    Ok(_) => {}
+                    Err(e) if e.code() == ErrorCode::NotFound => {
+                        report.findings.push(Finding {
+                            problem: Problem::MissingNote {
+                                spec: spec.clone(),
+                                commit: it.commit,
+                                iteration: it.n,
+                                notes_ref,
+                            },
+                            action: None,
+                            done: false,
+                        });
+                    }
+                    Err(e) => return Err(StoreError::git(format!("read {notes_ref}"))(e)),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn doctor_worktrees(&self, opts: &DoctorOptions, report: &mut DoctorReport) -> Result<()> {
+        let names = self
+            .repo
+            .worktrees()
+            .map_err(StoreError::git("list worktrees"))?;
+        let mmm_dir = canonical(&self.repo.path().join("mmm").join("worktrees"));
+        for name in names.iter().filter_map(|n| n.ok().flatten()) {
+            let wt = self
+                .repo
+                .find_worktree(name)
+                .map_err(StoreError::git(format!("open worktree {name}")))?;
+            let path = wt.path().to_owned();
+            let locked = !matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Unlocked));
+            let gone = !path.exists();
+            let ours = canonical(&path).starts_with(&mmm_dir);
+            let reason = if locked {
+                continue;
+            } else if gone {
+                "its directory is gone"
+            } else if ours {
+                "an unlocked mmm worktree (no run is using it)"
+            } else {
+                continue;
+            };
+            let done = if opts.repair {
+                let mut po = git2::WorktreePruneOptions::new();
+                po.valid(true).working_tree(ours && !gone);
+                wt.prune(Some(&mut po))
+                    .map_err(StoreError::git(format!("prune worktree {name}")))?;
+                true
+            } else {
+                false
+            };
+            report.findings.push(Finding {
+                problem: Problem::LeftoverWorktree {
+                    name: name.to_owned(),
+                    path,
+                    reason: reason.to_owned(),
+                },
+                action: Some(DoctorAction::PruneWorktree {
+                    name: name.to_owned(),
+                }),
+                done,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The canonical form of a path, or of its longest existing ancestor joined with the rest.
+fn canonical(p: &Path) -> PathBuf {
+    if let Ok(c) = p.canonicalize() {
+        return c;
+    }
+    match (p.parent(), p.file_name()) {
+        (Some(parent), Some(name)) => canonical(parent).join(name),
+        _ => p.to_owned(),
+    }
+}
