@@ -2,21 +2,20 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use git2::Oid;
 use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::agent::{
-    Agent, AgentError, AgentEvent, AgentReply, AgentRequest, Cancel, PromptBlock, TokenUsage,
+    Agent, AgentError, AgentEvent, AgentReply, AgentRequest, Cancel, PriceTable, TokenUsage,
 };
-use crate::agent::pricing::PriceTable;
 use crate::apply::{self, ApplyPolicy, CommandPolicy};
 use crate::clock::Clock;
-use crate::context::{self, ContextInput, ContextOptions, Templates, TokenBudget};
-use crate::response;
-use crate::spec::Spec;
+use crate::context::{self, ContextInput, ContextOptions, Prompt, Templates, TokenBudget};
+use crate::response::{self, Parsed};
+use crate::spec::{Spec, SpecId};
 use crate::store::{IterationStatus, NewIteration, Record, Run, Store};
 use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
@@ -24,7 +23,7 @@ use super::budget::{self, CallPrice, Limits, Spent};
 use super::redact::Redactor;
 use super::worktree::Worktree;
 
-/// Why a spec's loop stopped. Recorded in the metrics note and, for the last iteration, in the
+/// Why a spec's loop stopped. Recorded in the metrics note of the last iteration and in its
 /// `Mmm-Status` trailer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -45,12 +44,15 @@ pub enum StopReason {
     NeedsReview,
     /// A human stopped the loop (`git mmm stop`, Ctrl-C).
     Stopped,
-    /// Authentication failed, a spend limit was hit, or the model's output was hostile again.
+    /// Authentication failed, a spend limit was hit, the agent failed repeatedly, or the
+    /// model's output was refused again and again.
     Critical,
-    /// A required human checkpoint is waiting for approval.
+    /// A required human checkpoint waits for approval.
     Checkpoint,
     /// Another writer advanced the branch first; this run's work is archived.
     Superseded,
+    /// A spec it depends on is not complete yet.
+    Waiting,
 }
 
 impl StopReason {
@@ -68,6 +70,30 @@ impl StopReason {
             StopReason::Critical => "critical",
             StopReason::Checkpoint => "checkpoint",
             StopReason::Superseded => "superseded",
+            StopReason::Waiting => "waiting",
+        }
+    }
+
+    /// True for the reasons that mean the spec is done.
+    pub fn is_complete(self) -> bool {
+        matches!(self, StopReason::Complete | StopReason::AlreadyComplete)
+    }
+
+    /// The `Mmm-Status` of the last iteration of a loop that stopped for this reason.
+    fn trailer_status(self, outcome: &IterationStatus) -> IterationStatus {
+        match self {
+            StopReason::Complete => IterationStatus::Complete,
+            StopReason::NeedsReview => IterationStatus::NeedsReview,
+            StopReason::Stopped => IterationStatus::Interrupted,
+            StopReason::Stuck => IterationStatus::Stuck,
+            StopReason::Budget => IterationStatus::BudgetExceeded,
+            StopReason::Critical => IterationStatus::Error,
+            StopReason::MaxIterations | StopReason::Timeout | StopReason::Checkpoint => {
+                IterationStatus::Other(self.as_str().to_owned())
+            }
+            StopReason::AlreadyComplete | StopReason::Superseded | StopReason::Waiting => {
+                outcome.clone()
+            }
         }
     }
 }
@@ -80,13 +106,13 @@ pub struct Settings {
     pub max_iterations: u32,
     /// Wall-clock limit of the run.
     pub timeout: Duration,
-    /// The same diff or the same failures this many times in a row means stuck.
+    /// The same diff or the same failures this many times in a row means stuck (0: never).
     pub stuck_after: u32,
     /// The model to start with.
     pub model: String,
     /// The stronger model to move to after failures.
     pub escalate_to: Option<String>,
-    /// Failed iterations in a row before escalating.
+    /// Failed iterations in a row before escalating (0: never).
     pub escalate_after: u32,
     /// Maximum output tokens per call.
     pub max_tokens: u32,
@@ -108,7 +134,7 @@ pub struct Settings {
     pub checkpoint_after_iteration: bool,
     /// Pause for a human when the spec completes.
     pub checkpoint_after_complete: bool,
-    /// Refusals in a row (iterations with refused edits) that count as hostile output.
+    /// Iterations in a row with refused edits that count as hostile output (a critical stop).
     pub hostile_after: u32,
 }
 
@@ -145,7 +171,7 @@ pub struct Services<'a> {
     pub redactor: &'a Redactor,
     /// Set to stop after the current stage.
     pub cancel: &'a Cancel,
-    /// What was spent today before this run (all specs).
+    /// What was spent today before this run, by all specs.
     pub spent_today: Spent,
 }
 
@@ -165,7 +191,7 @@ pub enum Stage {
     Record,
 }
 
-/// What the loop reports while it runs.
+/// What the loop reports while it runs (`--json` prints these as they are).
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
@@ -216,7 +242,7 @@ pub enum Event {
         spec: String,
         /// The iteration.
         iteration: u32,
-        /// Its status.
+        /// Its status (the `Mmm-Status` trailer).
         status: String,
         /// The commit.
         commit: String,
@@ -279,6 +305,9 @@ pub enum EngineError {
     /// The prompt could not be built.
     #[error(transparent)]
     Context(#[from] context::ContextError),
+    /// The edits could not be applied at all (not one edit: the worktree or the policy).
+    #[error(transparent)]
+    Apply(#[from] apply::ApplyError),
     /// The model cannot be priced, so budgets cannot be kept.
     #[error("no price is known for model `{0}`, so mmm cannot keep the budget")]
     UnknownPrice(String),
@@ -294,13 +323,14 @@ impl EngineError {
             EngineError::Worktree(_) => {
                 Some("run `git mmm doctor` to clean up leftover worktrees".into())
             }
+            EngineError::Store(_) => Some("run `git mmm doctor`, then run again: the loop resumes".into()),
             _ => None,
         }
     }
 }
 
-/// What one iteration looked at and produced, kept for the next decision.
-#[derive(Debug, Clone, Default)]
+/// What earlier iterations leave for the next one.
+#[derive(Debug, Default)]
 struct Memory {
     failures: Vec<context::Failure>,
     problems: Vec<String>,
@@ -310,10 +340,12 @@ struct Memory {
     same_patch: u32,
     last_failure_key: Option<String>,
     same_failures: u32,
+    agent_failures_in_a_row: u32,
     failed_in_a_row: u32,
     hostile_in_a_row: u32,
-    /// The last iteration whose gates all passed: (commit, failing checks = 0).
-    last_good: Option<(Oid, u32)>,
+    /// The last iteration whose checks all passed.
+    last_good: Option<Oid>,
+    /// Failing checks of the previous iteration.
     last_failing: Option<usize>,
 }
 
@@ -323,203 +355,397 @@ pub fn run_spec(
     job: &Job<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, EngineError> {
-    let spec_id = job.spec.id.clone();
-    let spec_name = spec_id.to_string();
-    let settings = &job.settings;
-    let store = services.store;
-    let started = Instant::now();
+    Loop::new(services, job, events)?.run()
+}
 
-    // What earlier runs did on this branch: resume numbering, budgets, memory.
-    let history = store.history(&spec_id)?;
-    let revision = job.spec.revision.clone();
-    let same_revision: Vec<_> = history
-        .iter()
-        .filter(|i| i.spec_revision.as_deref() == Some(revision.as_str()))
-        .collect();
-    if let Some(last) = history.first()
-        && last.status == IterationStatus::Complete
-        && last.spec_revision.as_deref() == Some(revision.as_str())
-    {
-        let outcome = Outcome {
-            spec: spec_name.clone(),
-            run: last.run.clone(),
-            reason: StopReason::AlreadyComplete,
-            detail: format!(
+struct Loop<'s, 'j, 'e> {
+    s: &'s Services<'s>,
+    job: &'j Job<'j>,
+    events: &'e mut dyn FnMut(Event),
+    spec: SpecId,
+    name: String,
+    started: Instant,
+    memory: Memory,
+    spent: Spent,
+    run_cost: f64,
+    run_tokens: TokenUsage,
+    model: String,
+    iterations_this_revision: u32,
+    iterations_run: u32,
+}
+
+/// What an iteration produced, before it is recorded.
+struct Draft {
+    status: IterationStatus,
+    transcript: Vec<Record>,
+    metrics: serde_json::Map<String, Value>,
+    summary: String,
+    usage: TokenUsage,
+    cost: f64,
+    checks_passed: usize,
+    checks_total: usize,
+    decisions: Vec<String>,
+    stop: Option<(StopReason, String)>,
+}
+
+impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
+    fn new(
+        s: &'s Services<'s>,
+        job: &'j Job<'j>,
+        events: &'e mut dyn FnMut(Event),
+    ) -> Result<Self, EngineError> {
+        let spec = job.spec.id.clone();
+        Ok(Loop {
+            s,
+            job,
+            events,
+            name: spec.to_string(),
+            spec,
+            started: Instant::now(),
+            memory: Memory::default(),
+            spent: Spent::default(),
+            run_cost: 0.0,
+            run_tokens: TokenUsage::default(),
+            model: job.settings.model.clone(),
+            iterations_this_revision: 0,
+            iterations_run: 0,
+        })
+    }
+
+    fn emit(&mut self, e: Event) {
+        (self.events)(e);
+    }
+
+    fn record(&self, run: &mut Run, kind: &str, mut value: Value) -> Record {
+        self.s.redactor.redact_json(&mut value);
+        let mut r = self.s.store.new_record(run, kind);
+        match value {
+            Value::Object(map) => r.data = map,
+            other => {
+                r.data.insert("value".into(), other);
+            }
+        }
+        r
+    }
+
+    fn run(mut self) -> Result<Outcome, EngineError> {
+        let store = self.s.store;
+        let revision = self.job.spec.revision.clone();
+        let history = store.history(&self.spec)?;
+        if let Some(last) = history.last()
+            && last.status == Some(IterationStatus::Complete)
+            && last.spec_revision.as_deref() == Some(revision.as_str())
+        {
+            let detail = format!(
                 "complete at iteration {} and the spec has not changed since",
-                last.iteration
-            ),
-            iterations: 0,
-            last_iteration: last.iteration,
-            cost_usd: 0.0,
-            tokens: TokenUsage::default(),
+                last.n
+            );
+            return Ok(self.finish_without_run(
+                last.run.clone().unwrap_or_default(),
+                last.n,
+                StopReason::AlreadyComplete,
+                detail,
+            ));
+        }
+        // What earlier runs on this branch spent and learned.
+        self.spent.daily_usd = self.s.spent_today.daily_usd;
+        self.spent.daily_tokens = self.s.spent_today.daily_tokens;
+        for it in &history {
+            if it.spec_revision.as_deref() == Some(revision.as_str()) {
+                self.iterations_this_revision += 1;
+            }
+            if let Ok(detail) = store.iteration(&self.spec, it.n) {
+                let metrics = detail.metrics.unwrap_or_default();
+                let (usd, tokens) = spend_of(&metrics);
+                self.spent.spec_usd += usd;
+                self.spent.spec_tokens += tokens;
+                remember(&mut self.memory, &metrics, detail.transcript.as_deref().unwrap_or(&[]));
+            }
+        }
+
+        let mut run = store.start_run(&self.spec, self.job.base)?;
+        let start_commit = run.parent();
+        self.emit(Event::Started {
+            spec: self.name.clone(),
+            run: run.id.clone(),
+            iteration: run.next_iteration,
+            resumed: run.tip.is_some(),
+        });
+        let worktree = Worktree::create(
+            store.repo(),
+            &format!("{}-{}", self.name, run.id.to_ascii_lowercase()),
+            start_commit,
+        )?;
+        let mut previous_tree = store
+            .repo()
+            .find_commit(start_commit)
+            .map(|c| c.tree_id())
+            .ok();
+        let mut last_iteration = run.next_iteration.saturating_sub(1);
+
+        let (reason, detail) = loop {
+            if let Some(stop) = self.stop_before_call(None) {
+                break stop;
+            }
+            let n = run.next_iteration;
+            let mut draft = match self.iteration(&mut run, &worktree, previous_tree)? {
+                Ok(draft) => draft,
+                Err(stop) => break stop,
+            };
+            // Look ahead: a loop that cannot make another call stops now, so that the reason
+            // is recorded on this iteration.
+            if draft.stop.is_none() {
+                draft.stop = self.stop_before_call(Some(draft.usage.total_input()));
+            }
+            if let Some((reason, _)) = &draft.stop {
+                draft.status = reason.trailer_status(&draft.status);
+                draft
+                    .metrics
+                    .insert("stop_reason".into(), Value::from(reason.as_str()));
+            }
+            draft
+                .metrics
+                .insert("trailer_status".into(), Value::from(draft.status.as_str()));
+            self.emit(Event::Stage {
+                spec: self.name.clone(),
+                iteration: n,
+                stage: Stage::Record,
+                model: None,
+            });
+            let tree = worktree.snapshot()?;
+            let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
+            let recorded = store.record_iteration(
+                &mut run,
+                NewIteration {
+                    tree,
+                    status: draft.status.clone(),
+                    summary: draft.summary.clone(),
+                    body: String::new(),
+                    spec_revision: Some(revision.clone()),
+                    transcript: draft.transcript,
+                    metrics: vec![metrics],
+                },
+            )?;
+            worktree.advance(recorded.commit)?;
+            previous_tree = Some(tree);
+            self.iterations_run += 1;
+            self.iterations_this_revision += 1;
+            last_iteration = n;
+            self.emit(Event::Recorded {
+                spec: self.name.clone(),
+                iteration: n,
+                status: draft.status.to_string(),
+                commit: recorded.commit.to_string(),
+                tokens: draft.usage,
+                cost_usd: draft.cost,
+                checks_passed: draft.checks_passed,
+                checks_total: draft.checks_total,
+                decisions: draft.decisions.clone(),
+            });
+            if recorded.superseded {
+                break (
+                    StopReason::Superseded,
+                    "another run advanced the branch first; this iteration is kept in the archive"
+                        .into(),
+                );
+            }
+            if draft.checks_total > 0 && draft.checks_passed == draft.checks_total {
+                self.memory.last_good = Some(recorded.commit);
+            }
+            // Strategies take effect for the next iteration.
+            for d in &draft.decisions {
+                if d.starts_with("roll the workspace back")
+                    && let Some(good) = self.memory.last_good
+                {
+                    worktree.reset_to(good)?;
+                    worktree.advance(recorded.commit)?;
+                    previous_tree = store.repo().find_commit(good).map(|c| c.tree_id()).ok();
+                }
+                if d.starts_with("escalate")
+                    && let Some(stronger) = &self.job.settings.escalate_to
+                {
+                    self.model = stronger.clone();
+                }
+            }
+            if let Some(stop) = draft.stop {
+                break stop;
+            }
         };
-        events(Event::Finished {
-            spec: spec_name,
-            reason: outcome.reason,
-            detail: outcome.detail.clone(),
+        worktree.remove()?;
+        store.finish_run(&run)?;
+        self.emit(Event::Finished {
+            spec: self.name.clone(),
+            reason,
+            detail: detail.clone(),
+            iterations: self.iterations_run,
+            cost_usd: self.run_cost,
+        });
+        Ok(Outcome {
+            spec: self.name.clone(),
+            run: run.id,
+            reason,
+            detail,
+            iterations: self.iterations_run,
+            last_iteration,
+            cost_usd: self.run_cost,
+            tokens: self.run_tokens,
+        })
+    }
+
+    fn finish_without_run(
+        &mut self,
+        run: String,
+        last_iteration: u32,
+        reason: StopReason,
+        detail: String,
+    ) -> Outcome {
+        self.emit(Event::Finished {
+            spec: self.name.clone(),
+            reason,
+            detail: detail.clone(),
             iterations: 0,
             cost_usd: 0.0,
         });
-        return Ok(outcome);
-    }
-    let mut spent_spec = Spent {
-        daily_usd: services.spent_today.daily_usd,
-        daily_tokens: services.spent_today.daily_tokens,
-        ..Spent::default()
-    };
-    for it in &history {
-        let (usd, tokens) = iteration_spend(store, &spec_id, it.iteration);
-        spent_spec.spec_usd += usd;
-        spent_spec.spec_tokens += tokens;
-    }
-    let mut memory = Memory::default();
-    for it in history.iter().rev() {
-        if let Ok(detail) = store.iteration(&spec_id, it.iteration) {
-            remember_from_notes(&mut memory, &detail.metrics, &detail.transcript);
+        Outcome {
+            spec: self.name.clone(),
+            run,
+            reason,
+            detail,
+            iterations: 0,
+            last_iteration,
+            cost_usd: 0.0,
+            tokens: TokenUsage::default(),
         }
     }
 
-    let mut run = store.start_run(&spec_id, job.base)?;
-    let start_commit = run.tip.unwrap_or(job.base);
-    events(Event::Started {
-        spec: spec_name.clone(),
-        run: run.id.clone(),
-        iteration: run.next_iteration,
-        resumed: run.tip.is_some(),
-    });
-    let worktree_name = format!("{}-{}", spec_name, run.id.to_ascii_lowercase());
-    let worktree = Worktree::create(store.repo(), &worktree_name, start_commit)?;
-    let mut previous_tree = store.repo().find_commit(start_commit).and_then(|c| Ok(c.tree_id())).ok();
-
-    let deadline = started + settings.timeout;
-    let mut iterations_run = 0u32;
-    let mut run_cost = 0.0f64;
-    let mut run_tokens = TokenUsage::default();
-    let mut iterations_this_revision = same_revision.len() as u32;
-    let mut model = settings.model.clone();
-    let mut last_iteration = run.next_iteration.saturating_sub(1);
-
-    let (reason, detail) = loop {
-        let n = run.next_iteration;
-        // Stop conditions that need no call.
-        if services.cancel.is_cancelled() {
-            break (StopReason::Stopped, "stopped before the next iteration".to_owned());
+    /// A reason not to make another call: a stop request, the timeout, `max_iterations`, or
+    /// (when the next prompt's size is known or estimated) a budget.
+    fn stop_before_call(&self, next_input: Option<u64>) -> Option<(StopReason, String)> {
+        let settings = &self.job.settings;
+        if self.s.cancel.is_cancelled() {
+            return Some((StopReason::Stopped, "stopped on request".into()));
         }
-        if Instant::now() >= deadline {
-            break (
+        if self.started.elapsed() >= settings.timeout {
+            return Some((
                 StopReason::Timeout,
                 format!(
                     "the run's timeout of {} passed",
                     humantime::format_duration(settings.timeout)
                 ),
-            );
+            ));
         }
-        if iterations_this_revision >= settings.max_iterations {
-            break (
+        if self.iterations_this_revision >= settings.max_iterations {
+            return Some((
                 StopReason::MaxIterations,
                 format!(
                     "{} iterations of this spec revision (max_iterations = {})",
-                    iterations_this_revision, settings.max_iterations
+                    self.iterations_this_revision, settings.max_iterations
                 ),
-            );
+            ));
         }
+        let input = next_input?;
+        match self.budget_check(input) {
+            Ok(_) => None,
+            Err(stop) => Some(stop),
+        }
+    }
 
-        // Context.
-        let mut durations = serde_json::Map::new();
-        let t = Instant::now();
-        events(Event::Stage {
-            spec: spec_name.clone(),
-            iteration: n,
-            stage: Stage::Context,
-            model: None,
-        });
-        let input = ContextInput {
-            worktree: worktree.path().to_path_buf(),
-            spec_id: spec_name.clone(),
-            spec_content: job.spec.content.clone(),
-            criteria: job
-                .spec
-                .criteria
-                .iter()
-                .map(|c| context::CriterionView {
-                    text: c.text.clone(),
-                    verify: c.verify.clone(),
-                    last_result: None,
-                })
-                .collect(),
-            context_globs: job.spec.context.clone(),
-            iteration: n,
-            max_iterations: settings.max_iterations.max(n),
-            failures: memory.failures.clone(),
-            review_feedback: job.review_feedback.clone(),
-            problems: memory.problems.clone(),
-            touched_files: memory.touched.iter().cloned().collect(),
-            memory: memory.summaries.clone(),
-            dependency_summaries: job.dependency_summaries.clone(),
-            completed_specs: job.completed_specs.clone(),
-            budget: settings.token_budget,
-            options: settings.context.clone(),
+    fn budget_check(&self, input_tokens: u64) -> Result<u32, (StopReason, String)> {
+        let settings = &self.job.settings;
+        let Some(price) = self.s.prices.get(&self.model) else {
+            return Err((
+                StopReason::Critical,
+                format!(
+                    "no price is known for model `{}`, so the budget cannot be kept; add [prices.\"{}\"] to .mmm/config.toml",
+                    self.model, self.model
+                ),
+            ));
         };
-        let prompt = context::build(&input, job.templates)?;
-        durations.insert("context_ms".into(), ms(t.elapsed()));
-
-        // Budget, before the call.
-        let price = services
-            .prices
-            .call_price(&model, prompt.token_estimate)
-            .ok_or_else(|| EngineError::UnknownPrice(model.clone()))?;
-        let mut spent_now = spent_spec;
-        spent_now.daily_usd = services.spent_today.daily_usd + run_cost;
-        spent_now.daily_tokens = services.spent_today.daily_tokens + run_tokens.total();
-        let max_tokens = match budget::check(
+        let mut spent = self.spent;
+        spent.daily_usd = self.s.spent_today.daily_usd + self.run_cost;
+        spent.daily_tokens = self.s.spent_today.daily_tokens + self.run_tokens.total();
+        match budget::check(
             &settings.limits,
-            &spent_now,
+            &spent,
             CallPrice {
-                input: price.0,
-                output: price.1,
+                input: price.input,
+                output: price.output,
             },
-            prompt.token_estimate,
+            input_tokens,
             settings.max_tokens,
         ) {
-            budget::Check::Go { max_tokens, .. } => max_tokens,
+            budget::Check::Go { max_tokens, .. } => Ok(max_tokens),
             budget::Check::Exceeded {
                 limit,
                 left,
                 needed,
-            } => {
-                break (
-                    StopReason::Budget,
-                    format!(
-                        "the next call could exceed budget.{limit}: {left:.4} left, the smallest useful call needs up to {needed:.4}"
-                    ),
-                );
-            }
-        };
+            } => Err((
+                StopReason::Budget,
+                format!(
+                    "the next call could exceed budget.{limit}: {left:.4} left, the smallest useful call may need {needed:.4}"
+                ),
+            )),
+        }
+    }
 
-        let mut seq_records: Vec<Record> = Vec::new();
-        let mut prompt_record = json!({
-            "model": model,
-            "max_tokens": max_tokens,
-            "system": prompt.system,
-            "user": prompt.user,
-            "omitted": prompt.omitted,
-            "token_estimate": prompt.token_estimate,
-            "stable_tokens": prompt.stable_tokens,
-        });
-        services.redactor.redact_json(&mut prompt_record);
-        seq_records.push(store.record(&mut run, "prompt", prompt_record));
-        store.checkpoint(&mut run, &seq_records)?;
+    /// One iteration up to (not including) the record. `Ok(Err(stop))` means the loop stops
+    /// before anything worth recording happened.
+    fn iteration(
+        &mut self,
+        run: &mut Run,
+        worktree: &Worktree,
+        previous_tree: Option<Oid>,
+    ) -> Result<Result<Draft, (StopReason, String)>, EngineError> {
+        let n = run.next_iteration;
+        let settings = &self.job.settings;
+        let mut durations = serde_json::Map::new();
+        let mut transcript: Vec<Record> = Vec::new();
+        let mut decisions: Vec<String> = Vec::new();
 
-        // The agent.
-        events(Event::Stage {
-            spec: spec_name.clone(),
+        // Context.
+        self.emit(Event::Stage {
+            spec: self.name.clone(),
             iteration: n,
-            stage: Stage::Agent,
-            model: Some(model.clone()),
+            stage: Stage::Context,
+            model: None,
         });
         let t = Instant::now();
-        let system: Vec<PromptBlock> = prompt.system.iter().map(to_block).collect();
-        let user: Vec<PromptBlock> = prompt.user.iter().map(to_block).collect();
+        let prompt = self.build_prompt(worktree, n)?;
+        durations.insert("context_ms".into(), ms(t.elapsed()));
+
+        // Budget, before the call.
+        let max_tokens = match self.budget_check(prompt.token_estimate as u64) {
+            Ok(m) => m,
+            Err(stop) => return Ok(Err(stop)),
+        };
+        let prompt_record = self.record(
+            run,
+            "prompt",
+            json!({
+                "model": self.model,
+                "max_tokens": max_tokens,
+                "system": prompt.system,
+                "user": prompt.user,
+                "omitted": prompt.omitted,
+                "files": prompt.files,
+                "token_estimate": prompt.token_estimate,
+                "stable_tokens": prompt.stable_tokens,
+            }),
+        );
+        transcript.push(prompt_record);
+        self.s.store.checkpoint(run, &transcript)?;
+
+        // The agent.
+        self.emit(Event::Stage {
+            spec: self.name.clone(),
+            iteration: n,
+            stage: Stage::Agent,
+            model: Some(self.model.clone()),
+        });
+        let t = Instant::now();
+        let system: Vec<_> = prompt.system.clone();
+        let user: Vec<_> = prompt.user.clone();
+        let model = self.model.clone();
         let request = AgentRequest {
             system: &system,
             user: &user,
@@ -530,380 +756,130 @@ pub fn run_spec(
             budget_left_usd: settings
                 .limits
                 .per_spec_usd
-                .map(|l| (l - spent_spec.spec_usd).max(0.0)),
-            timeout: deadline.saturating_duration_since(Instant::now()),
+                .map(|l| (l - self.spent.spec_usd).max(0.0)),
+            timeout: settings.timeout.saturating_sub(self.started.elapsed()),
         };
-        let reply = {
-            let spec_name = spec_name.clone();
-            let mut forward = |e: AgentEvent| match e {
-                AgentEvent::Text(text) => events(Event::Text {
-                    spec: spec_name.clone(),
-                    text,
-                }),
-                AgentEvent::Retry {
-                    attempt,
-                    delay,
-                    reason,
-                } => events(Event::Retry {
-                    spec: spec_name.clone(),
-                    attempt,
-                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                    reason,
-                }),
-            };
-            services.agent.invoke(&request, services.cancel, &mut forward)
+        let name = self.name.clone();
+        let events = &mut self.events;
+        let mut forward = |e: AgentEvent| match e {
+            AgentEvent::Text(text) => events(Event::Text {
+                spec: name.clone(),
+                text,
+            }),
+            AgentEvent::Retry {
+                attempt,
+                delay,
+                reason,
+            } => events(Event::Retry {
+                spec: name.clone(),
+                attempt,
+                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                reason,
+            }),
         };
+        let reply = self.s.agent.invoke(&request, self.s.cancel, &mut forward);
         durations.insert("agent_ms".into(), ms(t.elapsed()));
-
-        let mut decisions: Vec<String> = Vec::new();
         let reply: AgentReply = match reply {
             Ok(reply) => reply,
-            Err(err) => {
-                // The call failed: record the iteration so the attempt and its cause are kept.
-                let (status, stop) = match &err {
-                    AgentError::Interrupted => (IterationStatus::Interrupted, Some(StopReason::Stopped)),
-                    AgentError::Critical { .. } => (IterationStatus::Failed, Some(StopReason::Critical)),
-                    AgentError::Failed { .. } => {
-                        memory.failed_in_a_row += 1;
-                        let stop = (memory.failed_in_a_row >= 2).then_some(StopReason::Critical);
-                        (IterationStatus::Failed, stop)
-                    }
-                };
-                let mut err_record = json!({
-                    "error": err.to_string(),
-                    "hint": err.hint(),
-                });
-                services.redactor.redact_json(&mut err_record);
-                seq_records.push(store.record(&mut run, "agent-error", err_record));
-                let tree = worktree.snapshot()?;
-                let metrics = json!({
-                    "model": model,
-                    "status": status.to_string(),
-                    "tokens": TokenUsage::default(),
-                    "cost_usd": 0.0,
-                    "durations": durations,
-                    "stop_reason": stop.map(StopReason::as_str),
-                    "error": err.to_string(),
-                });
-                let metrics_records = vec![store.record(&mut run, "metrics", metrics)];
-                let recorded = store.record_iteration(
-                    &mut run,
-                    NewIteration {
-                        tree,
-                        status: status.clone(),
-                        summary: format!("agent call failed: {}", first_line(&err.to_string())),
-                        spec_revision: Some(revision.clone()),
-                        transcript: seq_records,
-                        metrics: metrics_records,
-                    },
-                )?;
-                worktree.advance(recorded.commit)?;
-                iterations_run += 1;
-                iterations_this_revision += 1;
-                last_iteration = n;
-                events(Event::Recorded {
-                    spec: spec_name.clone(),
-                    iteration: n,
-                    status: status.to_string(),
-                    commit: recorded.commit.to_string(),
-                    tokens: TokenUsage::default(),
-                    cost_usd: 0.0,
-                    checks_passed: 0,
-                    checks_total: 0,
-                    decisions: Vec::new(),
-                });
-                if recorded.superseded {
-                    break (StopReason::Superseded, "another run advanced the branch first; this iteration is archived".into());
-                }
-                if let Some(stop) = stop {
-                    let mut detail = err.to_string();
-                    if let Some(h) = err.hint() {
-                        detail.push_str(&format!(" ({h})"));
-                    }
-                    break (stop, detail);
-                }
-                continue;
-            }
+            Err(err) => return Ok(Ok(self.failed_call(run, transcript, durations, err))),
         };
-        memory.failed_in_a_row = 0;
+        self.memory.agent_failures_in_a_row = 0;
         let cost = reply.cost_usd.unwrap_or_else(|| {
-            services
+            self.s
                 .prices
-                .cost(&reply.model, &reply.usage)
+                .cost(&reply.model, &(&reply.usage).into())
                 .unwrap_or(0.0)
         });
-        run_cost += cost;
-        run_tokens.add(&reply.usage);
-        spent_spec.spec_usd += cost;
-        spent_spec.spec_tokens += reply.usage.total();
-        let mut response_record = json!({
-            "model": reply.model,
-            "text": reply.text,
-            "stop_reason": reply.stop_reason,
-            "attempts": reply.attempts,
-            "agent": services.agent.kind(),
-            "records": reply.records,
-        });
-        services.redactor.redact_json(&mut response_record);
-        seq_records.push(store.record(&mut run, "response", response_record));
-        store.checkpoint(&mut run, &seq_records)?;
-        let stop_after_stage = services.cancel.is_cancelled();
+        self.run_cost += cost;
+        self.run_tokens.add(&reply.usage);
+        self.spent.spec_usd += cost;
+        self.spent.spec_tokens += reply.usage.total();
+        let response_record = self.record(
+            run,
+            "response",
+            json!({
+                "agent": self.s.agent.kind(),
+                "model": reply.model,
+                "text": reply.text,
+                "stop_reason": reply.stop_reason,
+                "attempts": reply.attempts,
+                "usage": reply.usage,
+                "records": reply.records,
+            }),
+        );
+        transcript.push(response_record);
+        self.s.store.checkpoint(run, &transcript)?;
+        let interrupted_early = self.s.cancel.is_cancelled();
 
         // Parse and apply.
-        events(Event::Stage {
-            spec: spec_name.clone(),
+        self.emit(Event::Stage {
+            spec: self.name.clone(),
             iteration: n,
             stage: Stage::Apply,
             model: None,
         });
         let t = Instant::now();
-        let parsed = response::parse(&reply.text);
-        let mut problems: Vec<String> = parsed
-            .problems
-            .iter()
-            .map(|p| p.to_string())
-            .collect();
-        let mut edits_applied = 0usize;
-        let mut edits_failed = 0usize;
-        let mut edits_refused = 0usize;
-        if !reply.edits_in_worktree && !stop_after_stage {
-            let report = apply::apply(worktree.path(), &parsed.edits, &settings.apply_policy);
-            edits_applied = report.applied.len();
-            edits_failed = report.failed.len();
-            edits_refused = report.refused.len();
-            for a in &report.applied {
-                memory.touched.insert(a.path.clone());
-            }
-            for f in &report.failed {
-                problems.push(format!("edit of {} failed: {}", f.path.display(), f.reason));
-            }
-            for r in &report.refused {
-                problems.push(format!("edit of {} refused: {}", r.path.display(), r.reason));
-            }
-            let mut edits_record = serde_json::to_value(&report).unwrap_or(Value::Null);
-            services.redactor.redact_json(&mut edits_record);
-            seq_records.push(store.record(&mut run, "edits", json!({
-                "report": edits_record,
-                "problems": problems,
-            })));
-            for command in &parsed.commands {
-                let outcome = apply::run_command(worktree.path(), command, &settings.command_policy);
-                let mut rec = serde_json::to_value(&outcome).unwrap_or(Value::Null);
-                services.redactor.redact_json(&mut rec);
-                seq_records.push(store.record(&mut run, "command", json!({
-                    "command": command,
-                    "outcome": rec,
-                })));
-                if !outcome.allowed {
-                    problems.push(format!("command `{command}` was not run: {}", outcome.reason.clone().unwrap_or_default()));
-                }
-            }
-        }
+        let parsed = if reply.edits_in_worktree {
+            // The agent edited the worktree itself; only directives are read from its text.
+            let mut p = response::parse(&reply.text);
+            p.edits.clear();
+            p.commands.clear();
+            p
+        } else {
+            response::parse(&reply.text)
+        };
+        let mut problems: Vec<String> = parsed.problems.iter().map(|p| p.to_string()).collect();
+        let (applied, failed, refused) = if interrupted_early {
+            (0, 0, 0)
+        } else {
+            self.apply(run, worktree, &parsed, &mut problems, &mut transcript)?
+        };
         durations.insert("apply_ms".into(), ms(t.elapsed()));
 
         // Validate.
-        let mut results: Vec<GateResult> = Vec::new();
         let t = Instant::now();
-        if !stop_after_stage && !services.cancel.is_cancelled() {
-            events(Event::Stage {
-                spec: spec_name.clone(),
+        let mut results: Vec<GateResult> = Vec::new();
+        if !self.s.cancel.is_cancelled() {
+            self.emit(Event::Stage {
+                spec: self.name.clone(),
                 iteration: n,
                 stage: Stage::Validate,
                 model: None,
             });
-            let mut gates = settings.gates.clone();
-            for (i, c) in job.spec.criteria.iter().enumerate() {
-                if let Some(cmd) = &c.verify {
-                    gates.push(Gate {
-                        name: format!("criterion {}", i + 1),
-                        kind: GateKind::Criterion,
-                        command: cmd.clone(),
-                    });
-                }
-            }
-            results = validate::run_gates(worktree.path(), &gates, &settings.gate_options);
+            results = validate::run_gates(
+                worktree.path(),
+                &self.gates(),
+                &self.job.settings.gate_options,
+            );
         }
         durations.insert("validate_ms".into(), ms(t.elapsed()));
-        let interrupted = stop_after_stage || services.cancel.is_cancelled();
+        let interrupted = self.s.cancel.is_cancelled();
+        for r in &results {
+            let rec = self.record(run, "gate", serde_json::to_value(r).unwrap_or(Value::Null));
+            transcript.push(rec);
+        }
 
         // Decide.
         let t = Instant::now();
         let tree = worktree.snapshot()?;
         let failing: Vec<&GateResult> = results.iter().filter(|r| !r.passed).collect();
-        let all_passed = failing.is_empty();
+        let checks_passed = results.len() - failing.len();
         let status = if interrupted {
             IterationStatus::Interrupted
         } else if parsed.directives.needs_review.is_some() {
             IterationStatus::NeedsReview
-        } else if parsed.directives.complete && all_passed && problems.is_empty() {
+        } else if parsed.directives.complete && failing.is_empty() && problems.is_empty() {
             IterationStatus::Complete
-        } else if all_passed {
+        } else if failing.is_empty() {
             IterationStatus::Passed
         } else {
             IterationStatus::Failed
         };
-
-        let patch = patch_id(store.repo(), previous_tree, tree);
-        if patch.is_some() && patch == memory.last_patch {
-            memory.same_patch += 1;
-        } else {
-            memory.same_patch = 1;
-        }
-        memory.last_patch = patch;
-        let failure_key = (!failing.is_empty()).then(|| failure_key(&failing));
-        if failure_key.is_some() && failure_key == memory.last_failure_key {
-            memory.same_failures += 1;
-        } else {
-            memory.same_failures = 1;
-        }
-        memory.last_failure_key = failure_key;
-        memory.hostile_in_a_row = if edits_refused > 0 { memory.hostile_in_a_row + 1 } else { 0 };
-
-        let mut stop: Option<(StopReason, String)> = None;
-        match status {
-            IterationStatus::Complete => {
-                if settings.checkpoint_after_complete {
-                    decisions.push("checkpoint: waiting for a human to approve the completed spec".into());
-                    stop = Some((StopReason::Checkpoint, "complete; a required checkpoint waits for approval".into()));
-                } else {
-                    stop = Some((StopReason::Complete, "the model said complete and every check passed".into()));
-                }
-            }
-            IterationStatus::NeedsReview => {
-                let why = parsed.directives.needs_review.clone().unwrap_or_default();
-                stop = Some((StopReason::NeedsReview, format!("the model asked for a human: {why}")));
-            }
-            IterationStatus::Interrupted => {
-                stop = Some((StopReason::Stopped, "stopped by request; the iteration is recorded as interrupted".into()));
-            }
-            _ => {}
-        }
-        if stop.is_none() && memory.hostile_in_a_row >= settings.hostile_after.max(1) {
-            stop = Some((
-                StopReason::Critical,
-                format!("the model's edits were refused in {} iterations in a row", memory.hostile_in_a_row),
-            ));
-        }
-        if stop.is_none() && settings.stuck_after > 0 {
-            if memory.same_patch >= settings.stuck_after {
-                stop = Some((StopReason::Stuck, format!("the same change {} times in a row", memory.same_patch)));
-            } else if memory.same_failures >= settings.stuck_after {
-                stop = Some((StopReason::Stuck, format!("the same failing checks {} times in a row", memory.same_failures)));
-            }
-        }
-        // Strategies after a failed iteration.
-        if status == IterationStatus::Failed {
-            decisions.push("feed the failures back".into());
-            if let (Some((good, _)), Some(prev)) = (memory.last_good, memory.last_failing)
-                && failing.len() > prev
-            {
-                decisions.push(format!(
-                    "roll the workspace back to the last good iteration ({}) because this one made things worse",
-                    short(good)
-                ));
-            }
-            let failed_so_far = memory.failed_in_a_row_gates + 1;
-            if let Some(stronger) = &settings.escalate_to
-                && failed_so_far >= settings.escalate_after
-                && *stronger != model
-            {
-                decisions.push(format!("escalate from {model} to {stronger}"));
-            }
-        }
-        if stop.is_none() && settings.checkpoint_after_iteration {
-            decisions.push("checkpoint: waiting for a human after this iteration".into());
-            stop = Some((StopReason::Checkpoint, "a required checkpoint after each iteration waits for approval".into()));
-        }
-        if stop.is_none() && iterations_this_revision + 1 >= settings.max_iterations {
-            // Recorded as the stop reason of the last iteration, so the trailer tells it.
-            stop = Some((
-                StopReason::MaxIterations,
-                format!("{} iterations of this spec revision (max_iterations = {})", iterations_this_revision + 1, settings.max_iterations),
-            ));
-        }
-
-        // Record.
-        events(Event::Stage {
-            spec: spec_name.clone(),
-            iteration: n,
-            stage: Stage::Record,
-            model: None,
-        });
-        for r in &results {
-            let mut rec = serde_json::to_value(r).unwrap_or(Value::Null);
-            services.redactor.redact_json(&mut rec);
-            seq_records.push(store.record(&mut run, "gate", rec));
-        }
-        let checks_passed = results.iter().filter(|r| r.passed).count();
-        let mut metrics = json!({
-            "model": reply.model,
-            "agent": services.agent.kind(),
-            "status": status.to_string(),
-            "tokens": reply.usage,
-            "cost_usd": cost,
-            "attempts": reply.attempts,
-            "durations": durations,
-            "gates": results.iter().map(|r| json!({
-                "name": r.name, "kind": r.kind, "passed": r.passed,
-                "exit_code": r.exit_code, "duration_ms": r.duration_ms, "timed_out": r.timed_out,
-            })).collect::<Vec<_>>(),
-            "checks_passed": checks_passed,
-            "checks_total": results.len(),
-            "edits": {"applied": edits_applied, "failed": edits_failed, "refused": edits_refused},
-            "problems": problems.len(),
-            "decisions": decisions,
-            "stop_reason": stop.as_ref().map(|s| s.0.as_str()),
-            "summary": parsed.directives.summary,
-        });
-        services.redactor.redact_json(&mut metrics);
-        let metrics_records = vec![store.record(&mut run, "metrics", metrics)];
-        let summary = parsed
-            .directives
-            .summary
-            .clone()
-            .map(|s| first_line(&s).to_owned())
-            .unwrap_or_else(|| format!("{status}, {checks_passed}/{} checks passed", results.len()));
-        let mut record_status = status.clone();
-        if let Some((StopReason::Stuck, _)) = &stop {
-            record_status = IterationStatus::Stuck;
-        }
-        let recorded = store.record_iteration(
-            &mut run,
-            NewIteration {
-                tree,
-                status: record_status.clone(),
-                summary,
-                spec_revision: Some(revision.clone()),
-                transcript: seq_records,
-                metrics: metrics_records,
-            },
-        )?;
-        worktree.advance(recorded.commit)?;
-        previous_tree = Some(tree);
-        iterations_run += 1;
-        iterations_this_revision += 1;
-        last_iteration = n;
-        let _ = durations.insert("record_ms".into(), ms(t.elapsed()));
-        events(Event::Recorded {
-            spec: spec_name.clone(),
-            iteration: n,
-            status: record_status.to_string(),
-            commit: recorded.commit.to_string(),
-            tokens: reply.usage,
-            cost_usd: cost,
-            checks_passed,
-            checks_total: results.len(),
-            decisions: decisions.clone(),
-        });
-        if recorded.superseded {
-            break (
-                StopReason::Superseded,
-                "another run advanced the branch first; this iteration is archived".into(),
-            );
-        }
+        let stop = self.decide(&status, &parsed, &failing, refused, previous_tree, tree, &mut decisions);
+        durations.insert("decide_ms".into(), ms(t.elapsed()));
 
         // Carry what matters into the next iteration.
-        memory.failures = failing
+        self.memory.failures = failing
             .iter()
             .map(|r| context::Failure {
                 name: r.name.clone(),
@@ -911,60 +887,381 @@ pub fn run_spec(
                 output: r.output.clone(),
             })
             .collect();
-        memory.problems = problems;
-        if let Some(s) = parsed.directives.summary.clone() {
-            memory.summaries.push(format!("iteration {n}: {s}"));
+        self.memory.problems = problems.clone();
+        if let Some(s) = &parsed.directives.summary {
+            self.memory.summaries.push(format!("iteration {n}: {s}"));
         }
-        if all_passed {
-            memory.last_good = Some((recorded.commit, 0));
-            memory.failed_in_a_row_gates = 0;
-        } else {
-            memory.failed_in_a_row_gates += 1;
-        }
-        memory.last_failing = Some(failing.len());
-        for d in &decisions {
-            if d.starts_with("roll the workspace back")
-                && let Some((good, _)) = memory.last_good
-            {
-                worktree.reset_to(good)?;
-                worktree.advance(recorded.commit)?;
-            }
-            if d.starts_with("escalate")
-                && let Some(stronger) = &settings.escalate_to
-            {
-                model = stronger.clone();
-            }
-        }
-        if let Some(stop) = stop {
-            break stop;
-        }
-    };
+        self.memory.last_failing = Some(failing.len());
 
-    worktree.remove()?;
-    store.finish_run(&run)?;
-    events(Event::Finished {
-        spec: spec_name.clone(),
-        reason,
-        detail: detail.clone(),
-        iterations: iterations_run,
-        cost_usd: run_cost,
-    });
-    Ok(Outcome {
-        spec: spec_name,
-        run: run.id.clone(),
-        reason,
-        detail,
-        iterations: iterations_run,
-        last_iteration,
-        cost_usd: run_cost,
-        tokens: run_tokens,
-    })
+        let summary = parsed
+            .directives
+            .summary
+            .as_deref()
+            .map(|s| first_line(s).to_owned())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| format!("{status}: {checks_passed}/{} checks passed", results.len()));
+        let mut metrics = serde_json::Map::new();
+        metrics.insert("iteration".into(), Value::from(n));
+        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
+        metrics.insert("model".into(), Value::from(reply.model.clone()));
+        metrics.insert("status".into(), Value::from(status.as_str()));
+        metrics.insert("tokens".into(), json!(reply.usage));
+        metrics.insert("cost_usd".into(), Value::from(cost));
+        metrics.insert("attempts".into(), Value::from(reply.attempts));
+        metrics.insert("durations".into(), Value::Object(durations));
+        metrics.insert(
+            "gates".into(),
+            Value::Array(
+                results
+                    .iter()
+                    .map(|r| {
+                        json!({
+                            "name": r.name, "kind": r.kind, "command": r.command,
+                            "passed": r.passed, "exit_code": r.exit_code,
+                            "duration_ms": r.duration_ms, "timed_out": r.timed_out,
+                        })
+                    })
+                    .collect(),
+            ),
+        );
+        metrics.insert("checks_passed".into(), Value::from(checks_passed));
+        metrics.insert("checks_total".into(), Value::from(results.len()));
+        metrics.insert(
+            "edits".into(),
+            json!({"applied": applied, "failed": failed, "refused": refused}),
+        );
+        metrics.insert("problems".into(), Value::from(problems.len()));
+        metrics.insert("decisions".into(), json!(decisions));
+        metrics.insert("complete_claimed".into(), Value::from(parsed.directives.complete));
+        if let Some(s) = &parsed.directives.summary {
+            metrics.insert("summary".into(), Value::from(s.clone()));
+        }
+        Ok(Ok(Draft {
+            status,
+            transcript,
+            metrics,
+            summary,
+            usage: reply.usage,
+            cost,
+            checks_passed,
+            checks_total: results.len(),
+            decisions,
+            stop,
+        }))
+    }
+
+    fn build_prompt(&self, worktree: &Worktree, n: u32) -> Result<Prompt, EngineError> {
+        let settings = &self.job.settings;
+        let spec = self.job.spec;
+        let input = ContextInput {
+            worktree: worktree.path().to_path_buf(),
+            spec_id: self.name.clone(),
+            spec_content: spec.content.clone(),
+            criteria: spec
+                .criteria
+                .iter()
+                .map(|c| context::CriterionView {
+                    text: c.text.clone(),
+                    verify: c.verify.clone(),
+                    last_result: None,
+                })
+                .collect(),
+            context_globs: spec.context.clone(),
+            iteration: n,
+            max_iterations: settings.max_iterations.max(n),
+            failures: self.memory.failures.clone(),
+            review_feedback: self.job.review_feedback.clone(),
+            problems: self.memory.problems.clone(),
+            touched_files: self.memory.touched.iter().cloned().collect(),
+            memory: self.memory.summaries.clone(),
+            dependency_summaries: self.job.dependency_summaries.clone(),
+            completed_specs: self.job.completed_specs.clone(),
+            budget: settings.token_budget,
+            options: settings.context.clone(),
+        };
+        Ok(context::build_prompt(&input, self.job.templates)?)
+    }
+
+    fn gates(&self) -> Vec<Gate> {
+        let mut gates = self.job.settings.gates.clone();
+        for (i, c) in self.job.spec.criteria.iter().enumerate() {
+            if let Some(cmd) = &c.verify {
+                gates.push(Gate {
+                    name: format!("criterion {}", i + 1),
+                    kind: GateKind::Criterion,
+                    command: cmd.clone(),
+                });
+            }
+        }
+        gates
+    }
+
+    /// Applies the parsed edits and runs the allowed commands; returns the counts of applied,
+    /// failed and refused edits.
+    fn apply(
+        &mut self,
+        run: &mut Run,
+        worktree: &Worktree,
+        parsed: &Parsed,
+        problems: &mut Vec<String>,
+        transcript: &mut Vec<Record>,
+    ) -> Result<(usize, usize, usize), EngineError> {
+        let settings = &self.job.settings;
+        let report = apply::apply(worktree.path(), &parsed.edits, &settings.apply_policy)?;
+        for a in &report.applied {
+            self.memory.touched.insert(a.path.clone());
+        }
+        for f in &report.failed {
+            problems.push(format!("the edit of `{}` failed: {}", f.path.display(), f.reason));
+        }
+        for r in &report.refused {
+            problems.push(format!(
+                "the edit of `{}` was refused: {}",
+                r.path.display(),
+                r.reason
+            ));
+        }
+        let rec = self.record(
+            run,
+            "edits",
+            json!({
+                "applied": report.applied.iter().map(|a| json!({"path": a.path, "kind": format!("{:?}", a.kind).to_lowercase(), "bytes": a.bytes})).collect::<Vec<_>>(),
+                "failed": report.failed.iter().map(|f| json!({"path": f.path, "reason": f.reason.to_string()})).collect::<Vec<_>>(),
+                "refused": report.refused.iter().map(|r| json!({"path": r.path, "reason": r.reason.to_string()})).collect::<Vec<_>>(),
+                "problems": parsed.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            }),
+        );
+        transcript.push(rec);
+        for command in &parsed.commands {
+            let outcome = match apply::run_command(worktree.path(), command, &settings.command_policy) {
+                Ok(o) => o,
+                Err(e) => {
+                    problems.push(format!("the command `{command}` could not run: {e}"));
+                    continue;
+                }
+            };
+            if let Some(why) = &outcome.refusal {
+                problems.push(format!("the command `{command}` was not run: {why}"));
+            } else if !outcome.succeeded() {
+                problems.push(format!(
+                    "the command `{command}` failed (exit {:?}{})",
+                    outcome.exit_code,
+                    if outcome.timed_out { ", timed out" } else { "" }
+                ));
+            }
+            let rec = self.record(
+                run,
+                "command",
+                json!({
+                    "command": outcome.command,
+                    "allowed": outcome.allowed,
+                    "refusal": outcome.refusal,
+                    "exit_code": outcome.exit_code,
+                    "timed_out": outcome.timed_out,
+                    "duration_ms": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+                    "stdout": outcome.stdout,
+                    "stderr": outcome.stderr,
+                }),
+            );
+            transcript.push(rec);
+        }
+        Ok((report.applied.len(), report.failed.len(), report.refused.len()))
+    }
+
+    /// Stop conditions and strategies after an iteration.
+    #[allow(clippy::too_many_arguments)]
+    fn decide(
+        &mut self,
+        status: &IterationStatus,
+        parsed: &Parsed,
+        failing: &[&GateResult],
+        refused: usize,
+        previous_tree: Option<Oid>,
+        tree: Oid,
+        decisions: &mut Vec<String>,
+    ) -> Option<(StopReason, String)> {
+        let settings = &self.job.settings;
+        let memory = &mut self.memory;
+        let patch = patch_id(self.s.store.repo(), previous_tree, tree);
+        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
+            memory.same_patch + 1
+        } else {
+            1
+        };
+        memory.last_patch = patch;
+        let key = (!failing.is_empty()).then(|| failure_key(failing));
+        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
+            memory.same_failures + 1
+        } else {
+            1
+        };
+        memory.last_failure_key = key;
+        memory.hostile_in_a_row = if refused > 0 {
+            memory.hostile_in_a_row + 1
+        } else {
+            0
+        };
+
+        match status {
+            IterationStatus::Complete => {
+                memory.failed_in_a_row = 0;
+                return Some(if settings.checkpoint_after_complete {
+                    decisions.push("checkpoint: wait for a human to approve the completed spec".into());
+                    (
+                        StopReason::Checkpoint,
+                        "complete; a required checkpoint waits for a human".into(),
+                    )
+                } else {
+                    (
+                        StopReason::Complete,
+                        "the model said complete and every check passed".into(),
+                    )
+                });
+            }
+            IterationStatus::NeedsReview => {
+                let why = parsed.directives.needs_review.clone().unwrap_or_default();
+                return Some((
+                    StopReason::NeedsReview,
+                    format!("the model asked for a human: {why}"),
+                ));
+            }
+            IterationStatus::Interrupted => {
+                return Some((
+                    StopReason::Stopped,
+                    "stopped on request; the iteration is recorded as interrupted".into(),
+                ));
+            }
+            _ => {}
+        }
+        if memory.hostile_in_a_row >= settings.hostile_after.max(1) {
+            return Some((
+                StopReason::Critical,
+                format!(
+                    "the model's edits were refused in {} iterations in a row (hostile or confused output)",
+                    memory.hostile_in_a_row
+                ),
+            ));
+        }
+        if settings.stuck_after > 0 {
+            if memory.same_patch >= settings.stuck_after {
+                return Some((
+                    StopReason::Stuck,
+                    format!("the same change {} times in a row", memory.same_patch),
+                ));
+            }
+            if memory.same_failures >= settings.stuck_after {
+                return Some((
+                    StopReason::Stuck,
+                    format!("the same failing checks {} times in a row", memory.same_failures),
+                ));
+            }
+        }
+        if *status == IterationStatus::Failed {
+            memory.failed_in_a_row += 1;
+            decisions.push("feed the failures back to the model".into());
+            if let (Some(good), Some(before)) = (memory.last_good, memory.last_failing)
+                && failing.len() > before
+            {
+                decisions.push(format!(
+                    "roll the workspace back to the last iteration whose checks passed ({}), because this one made things worse ({} failing checks, {} before)",
+                    short(good),
+                    failing.len(),
+                    before
+                ));
+            }
+            if let Some(stronger) = &settings.escalate_to
+                && settings.escalate_after > 0
+                && memory.failed_in_a_row >= settings.escalate_after
+                && *stronger != self.model
+            {
+                decisions.push(format!(
+                    "escalate from {} to {stronger} after {} failed iterations",
+                    self.model, memory.failed_in_a_row
+                ));
+            }
+        } else {
+            memory.failed_in_a_row = 0;
+        }
+        if settings.checkpoint_after_iteration {
+            decisions.push("checkpoint: wait for a human after this iteration".into());
+            return Some((
+                StopReason::Checkpoint,
+                "a required checkpoint after each iteration waits for a human".into(),
+            ));
+        }
+        None
+    }
+
+    /// Records nothing yet: turns a failed agent call into a draft iteration, so that the
+    /// attempt and its cause are kept.
+    fn failed_call(
+        &mut self,
+        run: &mut Run,
+        mut transcript: Vec<Record>,
+        durations: serde_json::Map<String, Value>,
+        err: AgentError,
+    ) -> Draft {
+        let (status, stop) = match &err {
+            AgentError::Interrupted => (
+                IterationStatus::Interrupted,
+                Some((StopReason::Stopped, "stopped on request during the model call".to_owned())),
+            ),
+            AgentError::Critical { .. } => (
+                IterationStatus::Error,
+                Some((StopReason::Critical, critical_detail(&err))),
+            ),
+            AgentError::Failed { .. } => {
+                self.memory.agent_failures_in_a_row += 1;
+                let stop = (self.memory.agent_failures_in_a_row >= 2).then(|| {
+                    (
+                        StopReason::Critical,
+                        format!("the agent failed twice in a row: {}", critical_detail(&err)),
+                    )
+                });
+                (IterationStatus::Failed, stop)
+            }
+        };
+        let rec = self.record(
+            run,
+            "agent-error",
+            json!({"error": err.to_string(), "hint": err.hint()}),
+        );
+        transcript.push(rec);
+        self.memory.problems = vec![format!("the previous model call failed: {err}")];
+        let mut metrics = serde_json::Map::new();
+        metrics.insert("iteration".into(), Value::from(run.next_iteration));
+        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
+        metrics.insert("model".into(), Value::from(self.model.clone()));
+        metrics.insert("status".into(), Value::from(status.as_str()));
+        metrics.insert("tokens".into(), json!(TokenUsage::default()));
+        metrics.insert("cost_usd".into(), Value::from(0.0));
+        metrics.insert("durations".into(), Value::Object(durations));
+        metrics.insert("error".into(), Value::from(err.to_string()));
+        let mut redacted = Value::Object(metrics);
+        self.s.redactor.redact_json(&mut redacted);
+        let metrics = match redacted {
+            Value::Object(m) => m,
+            _ => serde_json::Map::new(),
+        };
+        Draft {
+            summary: format!("the agent call failed: {}", first_line(&err.to_string())),
+            status,
+            transcript,
+            metrics,
+            usage: TokenUsage::default(),
+            cost: 0.0,
+            checks_passed: 0,
+            checks_total: 0,
+            decisions: Vec::new(),
+            stop,
+        }
+    }
 }
 
-fn to_block(b: &context::PromptBlock) -> PromptBlock {
-    PromptBlock {
-        text: b.text.clone(),
-        cache: b.cache,
+fn critical_detail(err: &AgentError) -> String {
+    match err.hint() {
+        Some(h) if !h.is_empty() => format!("{err} ({h})"),
+        _ => err.to_string(),
     }
 }
 
@@ -977,10 +1274,11 @@ fn first_line(s: &str) -> &str {
 }
 
 fn short(oid: Oid) -> String {
-    oid.to_string()[..10].to_owned()
+    let s = oid.to_string();
+    s[..10.min(s.len())].to_owned()
 }
 
-/// Identifies failing checks by name and output with digits removed, so timings and
+/// Identifies failing checks by name and output with digits removed, so that timings and
 /// addresses do not make two identical failures look different.
 fn failure_key(failing: &[&GateResult]) -> String {
     let mut parts: Vec<String> = failing
@@ -996,6 +1294,9 @@ fn failure_key(failing: &[&GateResult]) -> String {
 
 /// A stable id of the change between two trees (`None` when it cannot be computed).
 fn patch_id(repo: &git2::Repository, old: Option<Oid>, new: Oid) -> Option<String> {
+    if old == Some(new) {
+        return Some("empty".into());
+    }
     let old_tree = old.and_then(|o| repo.find_tree(o).ok());
     let new_tree = repo.find_tree(new).ok()?;
     let diff = repo
@@ -1007,14 +1308,11 @@ fn patch_id(repo: &git2::Repository, old: Option<Oid>, new: Oid) -> Option<Strin
     diff.patchid(None).ok().map(|id| id.to_string())
 }
 
-/// Cost and tokens of a recorded iteration, from its metrics note.
-fn iteration_spend(store: &Store, spec: &crate::spec::SpecId, n: u32) -> (f64, u64) {
-    let Ok(detail) = store.iteration(spec, n) else {
-        return (0.0, 0);
-    };
+/// Cost and tokens recorded in an iteration's metrics note.
+fn spend_of(metrics: &[Record]) -> (f64, u64) {
     let mut usd = 0.0;
     let mut tokens = 0;
-    for m in detail.metrics.iter().filter(|r| r.kind == "metrics") {
+    for m in metrics.iter().filter(|r| r.kind == "metrics") {
         usd += m.data.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
         if let Some(t) = m.data.get("tokens")
             && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
@@ -1025,27 +1323,48 @@ fn iteration_spend(store: &Store, spec: &crate::spec::SpecId, n: u32) -> (f64, u
     (usd, tokens)
 }
 
-/// Restores memory (summaries, touched files) from an earlier iteration's notes, so that a
-/// resumed run knows what came before.
-fn remember_from_notes(memory: &mut Memory, metrics: &[Record], transcript: &[Record]) {
+/// Restores memory (summaries, touched files, the last failures) from an earlier iteration's
+/// notes, so that a resumed run knows what came before.
+fn remember(memory: &mut Memory, metrics: &[Record], transcript: &[Record]) {
     for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        if let Some(s) = m.data.get("summary").and_then(Value::as_str) {
-            memory.summaries.push(s.to_owned());
+        if let (Some(s), Some(n)) = (
+            m.data.get("summary").and_then(Value::as_str),
+            m.data.get("iteration").and_then(Value::as_u64),
+        ) {
+            memory.summaries.push(format!("iteration {n}: {s}"));
         }
     }
-    for t in transcript.iter().filter(|r| r.kind == "edits") {
-        if let Some(applied) = t
-            .data
-            .get("report")
-            .and_then(|r| r.get("applied"))
-            .and_then(Value::as_array)
-        {
-            for a in applied {
-                if let Some(p) = a.get("path").and_then(Value::as_str) {
-                    memory.touched.insert(PathBuf::from(p));
+    memory.failures.clear();
+    for t in transcript {
+        match t.kind.as_str() {
+            "edits" => {
+                for a in t
+                    .data
+                    .get("applied")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(p) = a.get("path").and_then(Value::as_str) {
+                        memory.touched.insert(PathBuf::from(p));
+                    }
                 }
             }
+            "gate" if t.data.get("passed").and_then(Value::as_bool) == Some(false) => {
+                let field = |k: &str| {
+                    t.data
+                        .get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_owned()
+                };
+                memory.failures.push(context::Failure {
+                    name: field("name"),
+                    command: field("command"),
+                    output: field("output"),
+                });
+            }
+            _ => {}
         }
     }
-    let _ = SystemTime::now;
 }

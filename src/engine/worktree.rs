@@ -60,13 +60,15 @@ impl Worktree {
         let path = dir.join(name);
         if path.exists() {
             // Left by a killed run with the same name: replace it.
-            let _ = git(&main_git_dir, &["worktree", "remove", "--force"], Some(&path));
+            let _ = git(&main_git_dir, &["worktree", "remove", "--force", "--force"], Some(&path));
             let _ = std::fs::remove_dir_all(&path);
         }
         let out = Command::new("git")
             .arg("--git-dir")
             .arg(&main_git_dir)
-            .args(["worktree", "add", "--detach", "--quiet"])
+            // Locked, so that `git mmm doctor` never prunes a worktree a live run is using.
+            .args(["worktree", "add", "--detach", "--quiet", "--lock", "--reason"])
+            .arg(format!("mmm run {name}"))
             .arg(&path)
             .arg(commit.to_string())
             .env_remove("GIT_DIR")
@@ -159,7 +161,8 @@ impl Drop for Worktree {
 }
 
 fn remove(main_git_dir: &Path, path: &Path) -> Result<(), WorktreeError> {
-    let result = git(main_git_dir, &["worktree", "remove", "--force"], Some(path));
+    // Twice `--force`: the worktree is locked while in use.
+    let result = git(main_git_dir, &["worktree", "remove", "--force", "--force"], Some(path));
     if path.exists() {
         let _ = std::fs::remove_dir_all(path);
     }
