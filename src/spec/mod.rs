@@ -1,7 +1,42 @@
 //! Specs: discovery of `specs/**/*.md`, parsing (front matter, title, objective, acceptance
 //! criteria with `verify` commands, context, notes), slug validation, and the dependency graph.
 //!
-//! Owns: the [`Spec`] model and its errors. Must not touch: git refs, the network, the terminal.
+//! Owns: the [`Spec`] model, [`SpecSet`] and their errors. Must not touch: git refs, the
+//! network, the terminal.
+//!
+//! A spec file looks like this (front matter is optional; `---` YAML works too):
+//!
+//! ```markdown
+//! +++
+//! priority = "high"
+//! depends_on = ["session"]
+//! +++
+//! # Login page
+//!
+//! ## Objective
+//! Users can log in.
+//!
+//! ## Acceptance criteria
+//! - Login works, verify: `cargo test login`
+//! - Logout works
+//!   - verify: cargo test logout
+//!
+//! ## Context
+//! - `src/auth/**/*.rs`
+//! ```
+
+mod body;
+mod error;
+mod front;
+mod graph;
+mod load;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{SpecError, SpecErrorKind, SpecErrors};
+pub use graph::SpecSet;
+pub use load::{MAX_SPEC_BYTES, discover, load_file};
 
 use std::fmt;
 
@@ -36,6 +71,194 @@ impl fmt::Display for SpecId {
 impl AsRef<str> for SpecId {
     fn as_ref(&self) -> &str {
         &self.0
+    }
+}
+
+/// How urgent a spec is. Orders scheduling: `critical` first, `low` last.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Run before everything else.
+    Critical,
+    /// Run before medium and low.
+    High,
+    /// The default.
+    #[default]
+    Medium,
+    /// Run last.
+    Low,
+}
+
+impl Priority {
+    /// The lower-case name, as written in front matter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One acceptance criterion: a top-level item of the acceptance-criteria list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Criterion {
+    /// The item's text, without checkbox and without the `verify:` part.
+    pub text: String,
+    /// The command that checks it, from a nested `verify: …` item or an inline code span
+    /// after `verify:`.
+    pub verify: Option<String>,
+    /// The 1-based line of the item in the spec file.
+    pub line: usize,
+}
+
+/// A parsed spec: front matter, the known sections of the body, and the whole text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Spec {
+    /// The front-matter `id`, or the file stem.
+    pub id: SpecId,
+    /// The file, relative to the repository root.
+    pub path: PathBuf,
+    /// The git blob id (hex) of the file's bytes: a changed file is a new revision.
+    pub revision: String,
+    /// Scheduling priority (front matter `priority`, default `medium`).
+    pub priority: Priority,
+    /// Specs that must be complete before this one (front matter `depends_on`).
+    pub depends_on: Vec<SpecId>,
+    /// Per-spec iteration limit (front matter `max_iterations`); `None`: the configured one.
+    pub max_iterations: Option<u32>,
+    /// Model override (front matter `model`).
+    pub model: Option<String>,
+    /// Agent override (front matter `agent`).
+    pub agent: Option<String>,
+    /// Labels for pull requests and filtering (front matter `labels`).
+    pub labels: Vec<String>,
+    /// Wall-clock limit for a run (front matter `timeout`, e.g. `"30m"`).
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Option<Duration>,
+    /// The text of the first `# ` heading.
+    pub title: String,
+    /// The objective section's markdown.
+    pub objective: String,
+    /// The acceptance criteria, in order.
+    pub criteria: Vec<Criterion>,
+    /// Paths and globs from the context section, relative to the repository root.
+    pub context: Vec<String>,
+    /// Every other section (and text before the first section), as markdown.
+    pub notes: String,
+    /// The whole file.
+    #[serde(skip)]
+    pub content: String,
+    /// The line of `depends_on` in the front matter, for dependency errors.
+    #[serde(skip)]
+    depends_on_line: Option<usize>,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Spec {
+    /// Parses a spec from its bytes. `path` (relative to the repository root) names the file
+    /// in errors and gives the id when the front matter has none.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Spec, SpecError> {
+        let err = |line: Option<usize>, kind| SpecError::new(path, line, kind);
+        let at = |(line, kind): (usize, SpecErrorKind)| SpecError::new(path, Some(line), kind);
+        if bytes.contains(&0) {
+            return Err(err(None, SpecErrorKind::Binary));
+        }
+        let content = match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                let line = bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                return Err(err(Some(line), SpecErrorKind::NotUtf8));
+            }
+        };
+        if content.trim_start_matches('\u{feff}').trim().is_empty() {
+            return Err(err(None, SpecErrorKind::Empty));
+        }
+        let split = front::split(content).map_err(at)?;
+        let front = match &split.front {
+            Some(raw) => front::parse(raw).map_err(at)?,
+            None => front::Front::default(),
+        };
+        let body = body::parse(content, split.body_start).map_err(at)?;
+        let id = match &front.id {
+            Some((id, line)) => SpecId::new(id).map_err(|suggestion| {
+                err(
+                    Some(*line),
+                    SpecErrorKind::BadId {
+                        id: id.clone(),
+                        from_file_name: false,
+                        suggestion,
+                    },
+                )
+            })?,
+            None => {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                SpecId::new(&stem).map_err(|suggestion| {
+                    err(
+                        None,
+                        SpecErrorKind::BadId {
+                            id: stem.clone(),
+                            from_file_name: true,
+                            suggestion,
+                        },
+                    )
+                })?
+            }
+        };
+        let revision = git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
+            .map_err(|e| err(None, SpecErrorKind::Io(e.message().to_owned())))?
+            .to_string();
+        Ok(Spec {
+            id,
+            path: path.to_owned(),
+            revision,
+            priority: front.priority,
+            depends_on: front.depends_on,
+            max_iterations: front.max_iterations,
+            model: front.model,
+            agent: front.agent,
+            labels: front.labels,
+            timeout: front.timeout,
+            title: body.title,
+            objective: body.objective,
+            criteria: body.criteria,
+            context: body.context,
+            notes: body.notes,
+            content: content.to_owned(),
+            depends_on_line: front.depends_on_line,
+        })
     }
 }
 
