@@ -145,11 +145,24 @@ pub(crate) fn parse(raw: &RawFront<'_>) -> Result<Front, (usize, SpecErrorKind)>
                 front.depends_on_line = Some(line);
             }
             "max_iterations" => {
-                let n: u32 = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
-                if n == 0 {
-                    return Err(bad("must be at least 1".to_owned()));
+                let n = match &value {
+                    serde_json::Value::Number(n) => {
+                        Some(n.as_u64().and_then(|n| u32::try_from(n).ok()))
+                    }
+                    _ => None,
+                };
+                match n {
+                    Some(Some(n)) if n > 0 => front.max_iterations = Some(n),
+                    Some(_) => {
+                        return Err(bad(format!("{value} is not a whole number of at least 1")));
+                    }
+                    None => {
+                        return Err(bad(format!(
+                            "expected a whole number, found {}",
+                            describe(&value)
+                        )));
+                    }
                 }
-                front.max_iterations = Some(n);
             }
             "model" => front.model = Some(string(value).map_err(bad)?),
             "agent" => front.agent = Some(string(value).map_err(bad)?),
@@ -157,7 +170,7 @@ pub(crate) fn parse(raw: &RawFront<'_>) -> Result<Front, (usize, SpecErrorKind)>
             "timeout" => {
                 let s = string(value).map_err(bad)?;
                 let d = humantime::parse_duration(s.trim())
-                    .map_err(|e| bad(format!("`{s}` is not a duration: {e}")))?;
+                    .map_err(|_| bad(format!("`{s}` is not a duration")))?;
                 if d.is_zero() {
                     return Err(bad("must be longer than zero".to_owned()));
                 }
