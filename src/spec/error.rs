@@ -152,7 +152,7 @@ pub enum SpecErrorKind {
         missing: String,
     },
     /// The specs depend on each other in a cycle.
-    #[error("dependency cycle: {}", .0.join(" → "))]
+    #[error("dependency cycle: {} (each depends on the next)", .0.join(" → "))]
     Cycle(Vec<String>),
 }
 

@@ -82,7 +82,7 @@ pub(crate) fn split(content: &str) -> Result<Split<'_>, (usize, SpecErrorKind)> 
         _ => {
             return Ok(Split {
                 front: None,
-                body_start: 0,
+                body_start: start,
             });
         }
     };

@@ -81,7 +81,12 @@ pub fn discover(root: &Path, spec_dir: &Path) -> Result<SpecSet, SpecErrors> {
         Ok(set) if errors.is_empty() => Ok(set),
         Ok(_) => Err(SpecErrors(errors)),
         Err(SpecErrors(more)) => {
-            errors.extend(more);
+            // A dependency on a spec that failed to parse is not missing, only broken: do not
+            // report it twice.
+            let parse_failed = !errors.is_empty();
+            errors.extend(more.into_iter().filter(|e| {
+                !(parse_failed && matches!(e.kind, SpecErrorKind::MissingDependency { .. }))
+            }));
             Err(SpecErrors(errors))
         }
     }

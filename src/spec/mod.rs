@@ -313,3 +313,123 @@ mod id_tests {
         assert!(SpecId::new("").is_err());
     }
 }
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Spec, SpecError> {
+        Spec::parse(Path::new("specs/x.md"), s.as_bytes())
+    }
+
+    #[test]
+    fn byte_order_mark_is_tolerated() {
+        let s = parse("\u{feff}# Title\n").expect("bom, no front matter");
+        assert_eq!(s.title, "Title");
+        let s = parse("\u{feff}+++\npriority = \"low\"\n+++\n# Title\n").expect("bom + toml");
+        assert_eq!(s.priority, Priority::Low);
+    }
+
+    #[test]
+    fn odd_inputs_give_errors_or_specs_never_panics() {
+        let cases = [
+            "+++",
+            "---",
+            "+++\n+++",
+            "---\n---\n",
+            "+++\n+++\n# T",
+            "---\n\n---\n# T",
+            "# ",
+            "#",
+            "\u{feff}",
+            "- [",
+            "+++\n[a]\nb = 1\n+++\n# T",
+            "+++\ntimeout = 1979-05-27T07:32:00Z\n+++\n# T",
+            "+++\nmax_iterations = -1\n+++\n# T",
+            "+++\nmax_iterations = 1.5\n+++\n# T",
+            "+++\nmax_iterations = 99999999999\n+++\n# T",
+            "+++\n\"id\" = \"q\"\n+++\n# T",
+            "---\n1: x\n---\n# T",
+            "---\nid: [a\n---\n# T",
+            "---\n? [a]\n: b\n---\n# T",
+            "---\n*anchor\n---\n# T",
+            "---\nlabels: [1, 2]\n---\n# T",
+            "# T\n## Acceptance criteria\n- verify:\n  - verify:\n- `x` verify: `y`\n",
+            "# T\n## Acceptance criteria\n- a\n  - b\n    - verify: deep\n",
+            "# T\n## Acceptance criteria\n```\n- not a list\n```\n- ok\n",
+            "# T\n## Context\n- \n- ``\n- [x](/abs)\n",
+            "# T\n## Context\n- src/[\n",
+            "# T\n## Files\n1) C:\\\\x\n",
+            "## Objective\n# Title inside\ntext\n## Notes\n",
+            "# Ünïcödé title ✓\n## Context\n- `ü/**`\n",
+        ];
+        for case in cases {
+            let _ = parse(case);
+        }
+        // A deterministic soup of markdown and front-matter fragments.
+        let parts = [
+            "+++",
+            "---",
+            "\n",
+            "# ",
+            "## ",
+            "Acceptance criteria",
+            "Context",
+            "Goal",
+            "- ",
+            "  - ",
+            "verify:",
+            "`",
+            "[ ]",
+            "[x]",
+            "id = ",
+            "\"",
+            "priority: ",
+            "high",
+            "=",
+            ":",
+            "[",
+            "]",
+            "*",
+            "**",
+            "ü",
+            "\t",
+            "1. ",
+            "```",
+            "> ",
+            "|",
+            "\u{feff}",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                s.push_str(parts[(seed % parts.len() as u64) as usize]);
+            }
+            let _ = parse(&s);
+        }
+    }
+
+    #[test]
+    fn context_rejects_absolute_paths() {
+        let e = parse("# T\n## Context\n- `/etc/passwd`\n").expect_err("absolute");
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("relative to the repository root"));
+    }
+
+    #[test]
+    fn table_in_front_matter_is_an_unknown_key() {
+        let e = parse("+++\nlabels = []\n[loop]\nmax = 1\n+++\n# T").expect_err("table");
+        assert_eq!(
+            e.to_string(),
+            "specs/x.md:3: unknown front-matter key `loop`"
+        );
+    }
+}

@@ -418,11 +418,11 @@ fn missing_dependency_names_both_specs() {
 fn cycles_are_named_in_order() {
     let m = Priority::Medium;
     insta::assert_snapshot!(graph_err(vec![spec("a", m, &["a"])]), @r#"
-        specs/a.md:3: dependency cycle: a → a
+        specs/a.md:3: dependency cycle: a → a (each depends on the next)
         hint: remove one of these `depends_on` entries to break the cycle
     "#);
     insta::assert_snapshot!(graph_err(vec![spec("b", m, &["a"]), spec("a", m, &["b"])]), @r#"
-        specs/a.md:3: dependency cycle: a → b → a
+        specs/a.md:3: dependency cycle: a → b → a (each depends on the next)
         hint: remove one of these `depends_on` entries to break the cycle
     "#);
     insta::assert_snapshot!(
@@ -436,9 +436,9 @@ fn cycles_are_named_in_order() {
             spec("free", m, &[]),
         ]),
         @r#"
-            specs/a.md:3: dependency cycle: a → b → c → a
+            specs/a.md:3: dependency cycle: a → b → c → a (each depends on the next)
             hint: remove one of these `depends_on` entries to break the cycle
-            specs/x.md:3: dependency cycle: x → y → x
+            specs/x.md:3: dependency cycle: x → y → x (each depends on the next)
             hint: remove one of these `depends_on` entries to break the cycle
         "#
     );
