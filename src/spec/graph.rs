@@ -50,11 +50,14 @@ impl SpecSet {
                 }
             }
         }
-        if !errors.is_empty() {
-            return Err(SpecErrors(errors));
+        match topo_order(&map) {
+            Ok(order) if errors.is_empty() => Ok(SpecSet { specs: map, order }),
+            Ok(_) => Err(SpecErrors(errors)),
+            Err(SpecErrors(cycles)) => {
+                errors.extend(cycles);
+                Err(SpecErrors(errors))
+            }
         }
-        let order = topo_order(&map)?;
-        Ok(SpecSet { specs: map, order })
     }
 
     /// The spec with this id.
@@ -126,13 +129,19 @@ impl<'a> IntoIterator for &'a SpecSet {
     }
 }
 
-/// Kahn's algorithm with a ready set ordered by (priority, id). On a cycle, reports each
-/// distinct cycle once, starting at its smallest id.
+/// Kahn's algorithm with a ready set ordered by (priority, id), ignoring dependencies that
+/// are not in `map`. On a cycle, reports each distinct cycle once, starting at its smallest
+/// id.
 fn topo_order(map: &BTreeMap<SpecId, Spec>) -> Result<Vec<SpecId>, SpecErrors> {
     let mut missing: BTreeMap<&SpecId, usize> = BTreeMap::new();
     let mut dependents: BTreeMap<&SpecId, Vec<&SpecId>> = BTreeMap::new();
     for spec in map.values() {
-        let deps: BTreeSet<&SpecId> = spec.depends_on.iter().collect();
+        // Missing dependencies are reported separately; they cannot be part of a cycle.
+        let deps: BTreeSet<&SpecId> = spec
+            .depends_on
+            .iter()
+            .filter(|d| map.contains_key(*d))
+            .collect();
         missing.insert(&spec.id, deps.len());
         for dep in deps {
             dependents.entry(dep).or_default().push(&spec.id);

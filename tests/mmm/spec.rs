@@ -475,3 +475,25 @@ fn topological_order_breaks_ties_by_priority_then_id() {
     assert_eq!(dependents, ["omega"]);
     assert_eq!(set.get_str("zeta").map(|s| s.priority), Some(Low));
 }
+
+#[test]
+fn a_dependency_on_a_broken_spec_is_reported_once() {
+    let repo = TestRepo::new();
+    repo.write(
+        "specs/session.md",
+        "+++\nprority = \"high\"\n+++\n# Session\n",
+    );
+    repo.write(
+        "specs/login.md",
+        "+++\ndepends_on = [\"session\"]\n+++\n# Login\n",
+    );
+    repo.write("specs/a.md", "+++\ndepends_on = [\"b\"]\n+++\n# A\n");
+    repo.write("specs/b.md", "+++\ndepends_on = [\"a\"]\n+++\n# B\n");
+    let err = discover(&repo.path, Path::new("specs")).expect_err("broken");
+    insta::assert_snapshot!(render(&err), @r#"
+        specs/session.md:2: unknown front-matter key `prority` (did you mean `priority`?)
+        hint: rename the key to `priority`
+        specs/a.md:2: dependency cycle: a → b → a (each depends on the next)
+        hint: remove one of these `depends_on` entries to break the cycle
+    "#);
+}
