@@ -240,36 +240,21 @@ fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
     let pairs: Vec<(String, serde_json::Value)> = match raw.format {
         Format::Toml => {
             let table: toml::Table = toml::from_str(raw.text).map_err(|e| {
-                let line =
-                    e.span().map_or(0, |s| line_of_offset(raw.text, s.start)) + raw.first_line;
-                syntax(line, e.message().trim().to_owned())
+                let line = e.span().map_or(0, |s| line_of_offset(raw.text, s.start));
+                syntax(line + raw.first_line, e.message().trim().to_owned())
             })?;
-            let mut pairs = Vec::new();
-            for (k, v) in table {
-                let line = key_line(raw, &k);
-                let value = serde_json::to_value(&v).map_err(|e| {
-                    (
-                        line,
-                        SpecErrorKind::BadValue {
-                            key: k.clone(),
-                            message: e.to_string(),
-                        },
-                    )
-                })?;
-                pairs.push((k, value));
-            }
-            pairs
+            table
+                .into_iter()
+                .map(|(k, v)| json(raw, k, &v))
+                .collect::<Result<_, _>>()?
         }
         Format::Yaml => {
             let value: serde_yaml::Value = serde_yaml::from_str(raw.text).map_err(|e| {
-                let line = e.location().map_or(1, |l| l.line()) - 1 + raw.first_line;
+                let line = e.location().map_or(1, |l| l.line()).saturating_sub(1) + raw.first_line;
                 let message = e.to_string();
-                let message = message
-                    .split(" at line ")
-                    .next()
-                    .unwrap_or(&message)
-                    .to_owned();
-                syntax(line, message)
+                // The location is reported as the file line instead.
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                syntax(line, message.to_owned())
             })?;
             let map = match value {
                 serde_yaml::Value::Mapping(map) => map,
@@ -293,17 +278,7 @@ fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
                         format!("keys must be strings, found `{}`", yaml_inline(&k)),
                     ));
                 };
-                let line = key_line(raw, &k);
-                let value = serde_json::to_value(&v).map_err(|e| {
-                    (
-                        line,
-                        SpecErrorKind::BadValue {
-                            key: k.clone(),
-                            message: e.to_string(),
-                        },
-                    )
-                })?;
-                pairs.push((k, value));
+                pairs.push(json(raw, k, &v)?);
             }
             pairs
         }
@@ -319,6 +294,24 @@ fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
     // Report problems in the order they appear in the file.
     entries.sort_by_key(|e| e.line);
     Ok(entries)
+}
+
+/// Converts one value to JSON so that TOML and YAML are checked by the same code.
+fn json<T: serde::Serialize>(
+    raw: &RawFront<'_>,
+    key: String,
+    value: &T,
+) -> Result<(String, serde_json::Value), (usize, SpecErrorKind)> {
+    match serde_json::to_value(value) {
+        Ok(v) => Ok((key, v)),
+        Err(e) => Err((
+            key_line(raw, &key),
+            SpecErrorKind::BadValue {
+                key,
+                message: e.to_string(),
+            },
+        )),
+    }
 }
 
 fn yaml_inline(v: &serde_yaml::Value) -> String {
