@@ -1,7 +1,42 @@
 //! Specs: discovery of `specs/**/*.md`, parsing (front matter, title, objective, acceptance
 //! criteria with `verify` commands, context, notes), slug validation, and the dependency graph.
 //!
-//! Owns: the [`Spec`] model and its errors. Must not touch: git refs, the network, the terminal.
+//! Owns: the [`Spec`] model, [`SpecSet`] and their errors. Must not touch: git refs, the
+//! network, the terminal.
+//!
+//! A spec file looks like this (front matter is optional; `---` YAML works too):
+//!
+//! ```markdown
+//! +++
+//! priority = "high"
+//! depends_on = ["session"]
+//! +++
+//! # Login page
+//!
+//! ## Objective
+//! Users can log in.
+//!
+//! ## Acceptance criteria
+//! - Login works, verify: `cargo test login`
+//! - Logout works
+//!   - verify: cargo test logout
+//!
+//! ## Context
+//! - `src/auth/**/*.rs`
+//! ```
+
+mod body;
+mod error;
+mod front;
+mod graph;
+mod load;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{SpecError, SpecErrorKind, SpecErrors};
+pub use graph::SpecSet;
+pub use load::{MAX_SPEC_BYTES, discover, load_file};
 
 use std::fmt;
 
@@ -36,6 +71,194 @@ impl fmt::Display for SpecId {
 impl AsRef<str> for SpecId {
     fn as_ref(&self) -> &str {
         &self.0
+    }
+}
+
+/// How urgent a spec is. Orders scheduling: `critical` first, `low` last.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Priority {
+    /// Run before everything else.
+    Critical,
+    /// Run before medium and low.
+    High,
+    /// The default.
+    #[default]
+    Medium,
+    /// Run last.
+    Low,
+}
+
+impl Priority {
+    /// The lower-case name, as written in front matter.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::High => "high",
+            Priority::Medium => "medium",
+            Priority::Low => "low",
+        }
+    }
+}
+
+impl fmt::Display for Priority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One acceptance criterion: a top-level item of the acceptance-criteria list.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Criterion {
+    /// The item's text, without checkbox and without the `verify:` part.
+    pub text: String,
+    /// The command that checks it, from a nested `verify: …` item or an inline code span
+    /// after `verify:`.
+    pub verify: Option<String>,
+    /// The 1-based line of the item in the spec file.
+    pub line: usize,
+}
+
+/// A parsed spec: front matter, the known sections of the body, and the whole text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Spec {
+    /// The front-matter `id`, or the file stem.
+    pub id: SpecId,
+    /// The file, relative to the repository root.
+    pub path: PathBuf,
+    /// The git blob id (hex) of the file's bytes: a changed file is a new revision.
+    pub revision: String,
+    /// Scheduling priority (front matter `priority`, default `medium`).
+    pub priority: Priority,
+    /// Specs that must be complete before this one (front matter `depends_on`).
+    pub depends_on: Vec<SpecId>,
+    /// Per-spec iteration limit (front matter `max_iterations`); `None`: the configured one.
+    pub max_iterations: Option<u32>,
+    /// Model override (front matter `model`).
+    pub model: Option<String>,
+    /// Agent override (front matter `agent`).
+    pub agent: Option<String>,
+    /// Labels for pull requests and filtering (front matter `labels`).
+    pub labels: Vec<String>,
+    /// Wall-clock limit for a run (front matter `timeout`, e.g. `"30m"`).
+    #[serde(serialize_with = "ser_duration")]
+    pub timeout: Option<Duration>,
+    /// The text of the first `# ` heading.
+    pub title: String,
+    /// The objective section's markdown.
+    pub objective: String,
+    /// The acceptance criteria, in order.
+    pub criteria: Vec<Criterion>,
+    /// Paths and globs from the context section, relative to the repository root.
+    pub context: Vec<String>,
+    /// Every other section (and text before the first section), as markdown.
+    pub notes: String,
+    /// The whole file.
+    #[serde(skip)]
+    pub content: String,
+    /// The line of `depends_on` in the front matter, for dependency errors.
+    #[serde(skip)]
+    depends_on_line: Option<usize>,
+}
+
+fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_some(&humantime::format_duration(*d).to_string()),
+        None => s.serialize_none(),
+    }
+}
+
+impl Spec {
+    /// Parses a spec from its bytes. `path` (relative to the repository root) names the file
+    /// in errors and gives the id when the front matter has none.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Spec, SpecError> {
+        let err = |line: Option<usize>, kind| SpecError::new(path, line, kind);
+        let at = |(line, kind): (usize, SpecErrorKind)| SpecError::new(path, Some(line), kind);
+        if bytes.contains(&0) {
+            return Err(err(None, SpecErrorKind::Binary));
+        }
+        let content = match std::str::from_utf8(bytes) {
+            Ok(s) => s,
+            Err(e) => {
+                let line = bytes[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count()
+                    + 1;
+                return Err(err(Some(line), SpecErrorKind::NotUtf8));
+            }
+        };
+        if content.trim_start_matches('\u{feff}').trim().is_empty() {
+            return Err(err(None, SpecErrorKind::Empty));
+        }
+        let split = front::split(content).map_err(at)?;
+        let front = match &split.front {
+            Some(raw) => front::parse(raw).map_err(at)?,
+            None => front::Front::default(),
+        };
+        let body = body::parse(content, split.body_start).map_err(at)?;
+        let id = match &front.id {
+            Some((id, line)) => SpecId::new(id).map_err(|suggestion| {
+                err(
+                    Some(*line),
+                    SpecErrorKind::BadId {
+                        id: id.clone(),
+                        from_file_name: false,
+                        suggestion,
+                    },
+                )
+            })?,
+            None => {
+                let stem = path
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                SpecId::new(&stem).map_err(|suggestion| {
+                    err(
+                        None,
+                        SpecErrorKind::BadId {
+                            id: stem.clone(),
+                            from_file_name: true,
+                            suggestion,
+                        },
+                    )
+                })?
+            }
+        };
+        let revision = git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
+            .map_err(|e| err(None, SpecErrorKind::Io(e.message().to_owned())))?
+            .to_string();
+        Ok(Spec {
+            id,
+            path: path.to_owned(),
+            revision,
+            priority: front.priority,
+            depends_on: front.depends_on,
+            max_iterations: front.max_iterations,
+            model: front.model,
+            agent: front.agent,
+            labels: front.labels,
+            timeout: front.timeout,
+            title: body.title,
+            objective: body.objective,
+            criteria: body.criteria,
+            context: body.context,
+            notes: body.notes,
+            content: content.to_owned(),
+            depends_on_line: front.depends_on_line,
+        })
     }
 }
 
@@ -88,5 +311,125 @@ mod id_tests {
         assert_eq!(SpecId::new("!!!"), Err(None));
         assert!(SpecId::new("x.lock").is_err());
         assert!(SpecId::new("").is_err());
+    }
+}
+
+#[cfg(test)]
+mod parse_tests {
+    use super::*;
+
+    fn parse(s: &str) -> Result<Spec, SpecError> {
+        Spec::parse(Path::new("specs/x.md"), s.as_bytes())
+    }
+
+    #[test]
+    fn byte_order_mark_is_tolerated() {
+        let s = parse("\u{feff}# Title\n").expect("bom, no front matter");
+        assert_eq!(s.title, "Title");
+        let s = parse("\u{feff}+++\npriority = \"low\"\n+++\n# Title\n").expect("bom + toml");
+        assert_eq!(s.priority, Priority::Low);
+    }
+
+    #[test]
+    fn odd_inputs_give_errors_or_specs_never_panics() {
+        let cases = [
+            "+++",
+            "---",
+            "+++\n+++",
+            "---\n---\n",
+            "+++\n+++\n# T",
+            "---\n\n---\n# T",
+            "# ",
+            "#",
+            "\u{feff}",
+            "- [",
+            "+++\n[a]\nb = 1\n+++\n# T",
+            "+++\ntimeout = 1979-05-27T07:32:00Z\n+++\n# T",
+            "+++\nmax_iterations = -1\n+++\n# T",
+            "+++\nmax_iterations = 1.5\n+++\n# T",
+            "+++\nmax_iterations = 99999999999\n+++\n# T",
+            "+++\n\"id\" = \"q\"\n+++\n# T",
+            "---\n1: x\n---\n# T",
+            "---\nid: [a\n---\n# T",
+            "---\n? [a]\n: b\n---\n# T",
+            "---\n*anchor\n---\n# T",
+            "---\nlabels: [1, 2]\n---\n# T",
+            "# T\n## Acceptance criteria\n- verify:\n  - verify:\n- `x` verify: `y`\n",
+            "# T\n## Acceptance criteria\n- a\n  - b\n    - verify: deep\n",
+            "# T\n## Acceptance criteria\n```\n- not a list\n```\n- ok\n",
+            "# T\n## Context\n- \n- ``\n- [x](/abs)\n",
+            "# T\n## Context\n- src/[\n",
+            "# T\n## Files\n1) C:\\\\x\n",
+            "## Objective\n# Title inside\ntext\n## Notes\n",
+            "# Ünïcödé title ✓\n## Context\n- `ü/**`\n",
+        ];
+        for case in cases {
+            let _ = parse(case);
+        }
+        // A deterministic soup of markdown and front-matter fragments.
+        let parts = [
+            "+++",
+            "---",
+            "\n",
+            "# ",
+            "## ",
+            "Acceptance criteria",
+            "Context",
+            "Goal",
+            "- ",
+            "  - ",
+            "verify:",
+            "`",
+            "[ ]",
+            "[x]",
+            "id = ",
+            "\"",
+            "priority: ",
+            "high",
+            "=",
+            ":",
+            "[",
+            "]",
+            "*",
+            "**",
+            "ü",
+            "\t",
+            "1. ",
+            "```",
+            "> ",
+            "|",
+            "\u{feff}",
+        ];
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..3000 {
+            let mut s = String::new();
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 40) as usize;
+            for _ in 0..len {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                s.push_str(parts[(seed % parts.len() as u64) as usize]);
+            }
+            let _ = parse(&s);
+        }
+    }
+
+    #[test]
+    fn context_rejects_absolute_paths() {
+        let e = parse("# T\n## Context\n- `/etc/passwd`\n").expect_err("absolute");
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().contains("relative to the repository root"));
+    }
+
+    #[test]
+    fn table_in_front_matter_is_an_unknown_key() {
+        let e = parse("+++\nlabels = []\n[loop]\nmax = 1\n+++\n# T").expect_err("table");
+        assert_eq!(
+            e.to_string(),
+            "specs/x.md:3: unknown front-matter key `loop`"
+        );
     }
 }

@@ -1,0 +1,417 @@
+//! Front matter: splitting it off the top of a spec (TOML between `+++` lines, YAML between
+//! `---` lines) and checking every key and value, with the file line of each problem.
+//!
+//! Owns: the list of known keys and their types. Must not touch: the markdown body.
+
+use std::time::Duration;
+
+use super::error::SpecErrorKind;
+use super::{Priority, SpecId};
+
+/// The front-matter keys mmm knows.
+pub(crate) const KNOWN_KEYS: &[&str] = &[
+    "id",
+    "priority",
+    "depends_on",
+    "max_iterations",
+    "model",
+    "agent",
+    "labels",
+    "timeout",
+];
+
+/// The front matter of one spec, checked.
+#[derive(Debug, Default)]
+pub(crate) struct Front {
+    pub id: Option<(String, usize)>,
+    pub priority: Priority,
+    pub depends_on: Vec<SpecId>,
+    pub depends_on_line: Option<usize>,
+    pub max_iterations: Option<u32>,
+    pub model: Option<String>,
+    pub agent: Option<String>,
+    pub labels: Vec<String>,
+    pub timeout: Option<Duration>,
+}
+
+/// The front matter's text and where the body starts.
+pub(crate) struct Split<'a> {
+    /// `None` when the spec has no front matter.
+    pub front: Option<RawFront<'a>>,
+    /// Byte offset of the body in the file.
+    pub body_start: usize,
+}
+
+/// Front matter text, not yet parsed.
+pub(crate) struct RawFront<'a> {
+    pub format: Format,
+    pub text: &'a str,
+    /// The file line of the first line of `text`.
+    pub first_line: usize,
+}
+
+/// The front-matter language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    Toml,
+    Yaml,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Format::Toml => "TOML",
+            Format::Yaml => "YAML",
+        }
+    }
+}
+
+/// Splits front matter off the top of `content`. Errors carry a file line.
+pub(crate) fn split(content: &str) -> Result<Split<'_>, (usize, SpecErrorKind)> {
+    let start = if content.starts_with('\u{feff}') {
+        3
+    } else {
+        0
+    };
+    let rest = &content[start..];
+    let first_line_end = rest.find('\n').map_or(rest.len(), |i| i + 1);
+    let fence = rest[..first_line_end].trim_end();
+    let format = match fence {
+        "+++" => Format::Toml,
+        "---" => Format::Yaml,
+        _ => {
+            return Ok(Split {
+                front: None,
+                body_start: start,
+            });
+        }
+    };
+    let text_start = start + first_line_end;
+    let mut pos = text_start;
+    while pos < content.len() {
+        let end = content[pos..]
+            .find('\n')
+            .map_or(content.len(), |i| pos + i + 1);
+        if content[pos..end].trim_end() == fence {
+            return Ok(Split {
+                front: Some(RawFront {
+                    format,
+                    text: &content[text_start..pos],
+                    first_line: 2,
+                }),
+                body_start: end,
+            });
+        }
+        pos = end;
+    }
+    Err((1, SpecErrorKind::UnterminatedFrontMatter(fence.to_owned())))
+}
+
+/// One top-level key with its value and file line.
+struct Entry {
+    key: String,
+    line: usize,
+    value: serde_json::Value,
+}
+
+/// Parses and checks front matter. Errors carry a file line.
+pub(crate) fn parse(raw: &RawFront<'_>) -> Result<Front, (usize, SpecErrorKind)> {
+    let entries = entries(raw)?;
+    let mut front = Front::default();
+    for Entry { key, line, value } in entries {
+        let bad = |message: String| {
+            (
+                line,
+                SpecErrorKind::BadValue {
+                    key: key.clone(),
+                    message,
+                },
+            )
+        };
+        match key.as_str() {
+            "id" => front.id = Some((string(value).map_err(bad)?, line)),
+            "priority" => {
+                front.priority = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?
+            }
+            "depends_on" => {
+                let mut ids = Vec::new();
+                for id in strings(value).map_err(bad)? {
+                    let id = SpecId::new(&id).map_err(|suggestion| {
+                        (line, SpecErrorKind::BadDependencyId { id, suggestion })
+                    })?;
+                    ids.push(id);
+                }
+                front.depends_on = ids;
+                front.depends_on_line = Some(line);
+            }
+            "max_iterations" => {
+                let n = match &value {
+                    serde_json::Value::Number(n) => {
+                        Some(n.as_u64().and_then(|n| u32::try_from(n).ok()))
+                    }
+                    _ => None,
+                };
+                match n {
+                    Some(Some(n)) if n > 0 => front.max_iterations = Some(n),
+                    Some(_) => {
+                        return Err(bad(format!("{value} is not a whole number of at least 1")));
+                    }
+                    None => {
+                        return Err(bad(format!(
+                            "expected a whole number, found {}",
+                            describe(&value)
+                        )));
+                    }
+                }
+            }
+            "model" => front.model = Some(string(value).map_err(bad)?),
+            "agent" => front.agent = Some(string(value).map_err(bad)?),
+            "labels" => front.labels = strings(value).map_err(bad)?,
+            "timeout" => {
+                let s = string(value).map_err(bad)?;
+                let d = humantime::parse_duration(s.trim())
+                    .map_err(|_| bad(format!("`{s}` is not a duration")))?;
+                if d.is_zero() {
+                    return Err(bad("must be longer than zero".to_owned()));
+                }
+                front.timeout = Some(d);
+            }
+            _ => {
+                let suggestion = closest_key(&key).map(str::to_owned);
+                return Err((line, SpecErrorKind::UnknownKey { key, suggestion }));
+            }
+        }
+    }
+    Ok(front)
+}
+
+fn describe(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "nothing",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "a list",
+        serde_json::Value::Object(_) => "a table",
+    }
+}
+
+fn string(value: serde_json::Value) -> Result<String, String> {
+    match value {
+        serde_json::Value::String(s) => Ok(s),
+        other => Err(format!("expected a string, found {}", describe(&other))),
+    }
+}
+
+/// A list of strings; a single string is taken as a list of one.
+fn strings(value: serde_json::Value) -> Result<Vec<String>, String> {
+    match value {
+        serde_json::Value::String(s) => Ok(vec![s]),
+        serde_json::Value::Array(items) => items
+            .into_iter()
+            .map(|v| match v {
+                serde_json::Value::String(s) => Ok(s),
+                other => Err(format!(
+                    "expected a list of strings, found {} in the list",
+                    describe(&other)
+                )),
+            })
+            .collect(),
+        other => Err(format!(
+            "expected a list of strings, found {}",
+            describe(&other)
+        )),
+    }
+}
+
+fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
+    let syntax = |line: usize, message: String| {
+        (
+            line,
+            SpecErrorKind::FrontMatterSyntax {
+                format: raw.format.name(),
+                message,
+            },
+        )
+    };
+    if raw.text.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    let pairs: Vec<(String, serde_json::Value)> = match raw.format {
+        Format::Toml => {
+            let table: toml::Table = toml::from_str(raw.text).map_err(|e| {
+                let line = e.span().map_or(0, |s| line_of_offset(raw.text, s.start));
+                syntax(line + raw.first_line, e.message().trim().to_owned())
+            })?;
+            table
+                .into_iter()
+                .map(|(k, v)| json(raw, k, &v))
+                .collect::<Result<_, _>>()?
+        }
+        Format::Yaml => {
+            let value: serde_yaml::Value = serde_yaml::from_str(raw.text).map_err(|e| {
+                let line = e.location().map_or(1, |l| l.line()).saturating_sub(1) + raw.first_line;
+                let message = e.to_string();
+                // The location is reported as the file line instead.
+                let message = message.split(" at line ").next().unwrap_or(&message);
+                syntax(line, message.to_owned())
+            })?;
+            let map = match value {
+                serde_yaml::Value::Mapping(map) => map,
+                serde_yaml::Value::Null => serde_yaml::Mapping::new(),
+                other => {
+                    let found = match other {
+                        serde_yaml::Value::Sequence(_) => "a list",
+                        _ => "a single value",
+                    };
+                    return Err(syntax(
+                        raw.first_line,
+                        format!("expected `key: value` lines, found {found}"),
+                    ));
+                }
+            };
+            let mut pairs = Vec::new();
+            for (k, v) in map {
+                let serde_yaml::Value::String(k) = k else {
+                    return Err(syntax(
+                        raw.first_line,
+                        format!("keys must be strings, found `{}`", yaml_inline(&k)),
+                    ));
+                };
+                pairs.push(json(raw, k, &v)?);
+            }
+            pairs
+        }
+    };
+    let mut entries: Vec<Entry> = pairs
+        .into_iter()
+        .map(|(key, value)| Entry {
+            line: key_line(raw, &key),
+            key,
+            value,
+        })
+        .collect();
+    // Report problems in the order they appear in the file.
+    entries.sort_by_key(|e| e.line);
+    Ok(entries)
+}
+
+/// Converts one value to JSON so that TOML and YAML are checked by the same code.
+fn json<T: serde::Serialize>(
+    raw: &RawFront<'_>,
+    key: String,
+    value: &T,
+) -> Result<(String, serde_json::Value), (usize, SpecErrorKind)> {
+    match serde_json::to_value(value) {
+        Ok(v) => Ok((key, v)),
+        Err(e) => Err((
+            key_line(raw, &key),
+            SpecErrorKind::BadValue {
+                key,
+                message: e.to_string(),
+            },
+        )),
+    }
+}
+
+fn yaml_inline(v: &serde_yaml::Value) -> String {
+    serde_yaml::to_string(v)
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".to_owned())
+}
+
+/// The 0-based line of a byte offset in `text`.
+pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+}
+
+/// The file line where a top-level key is written; the first front-matter line if it cannot
+/// be found (e.g. a TOML table header such as `[key]` spelled unusually).
+fn key_line(raw: &RawFront<'_>, key: &str) -> usize {
+    for (i, line) in raw.text.lines().enumerate() {
+        // Top-level keys in YAML are not indented; TOML allows indentation.
+        if raw.format == Format::Yaml && line.starts_with([' ', '\t']) {
+            continue;
+        }
+        let t = line.trim_start();
+        let t = t.strip_prefix('[').unwrap_or(t).trim_start_matches('[');
+        let name_end;
+        let name = if let Some(q) = t.strip_prefix('"').or_else(|| t.strip_prefix('\'')) {
+            let close = q.find(['"', '\'']).unwrap_or(q.len());
+            name_end = &q[close.saturating_add(1).min(q.len())..];
+            &q[..close]
+        } else {
+            let end = t
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+                .unwrap_or(t.len());
+            name_end = &t[end..];
+            &t[..end]
+        };
+        let sep = name_end.trim_start();
+        if name == key
+            && (sep.starts_with('=')
+                || sep.starts_with(':')
+                || sep.starts_with(']')
+                || sep.starts_with('.'))
+        {
+            return raw.first_line + i;
+        }
+    }
+    raw.first_line
+}
+
+/// The known key closest to `key`, if it is close enough to be a typo.
+fn closest_key(key: &str) -> Option<&'static str> {
+    let lower = key.to_ascii_lowercase().replace('-', "_");
+    KNOWN_KEYS
+        .iter()
+        .map(|k| (levenshtein(&lower, k), *k))
+        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typo_suggestions() {
+        assert_eq!(closest_key("prority"), Some("priority"));
+        assert_eq!(closest_key("depends-on"), Some("depends_on"));
+        assert_eq!(closest_key("dependson"), Some("depends_on"));
+        assert_eq!(closest_key("label"), Some("labels"));
+        assert_eq!(closest_key("colour"), None);
+    }
+
+    #[test]
+    fn split_forms() {
+        let s = split("+++\nid = \"x\"\n+++\n# T\n").expect("toml");
+        let f = s.front.expect("front");
+        assert_eq!(f.format, Format::Toml);
+        assert_eq!(f.text, "id = \"x\"\n");
+        assert_eq!(s.body_start, 17);
+        let s = split("# T\n---\n").expect("none");
+        assert!(s.front.is_none());
+        let e = split("---\nid: x\n").err().expect("unterminated");
+        assert_eq!(e.0, 1);
+    }
+}

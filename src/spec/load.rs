@@ -1,0 +1,132 @@
+//! Finding and reading spec files: the walk of the spec directory (sorted, hidden entries
+//! skipped) and a size-limited read.
+//!
+//! Owns: which files are specs. Must not touch: git, the terminal.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use super::error::{SpecError, SpecErrorKind, SpecErrors};
+use super::{Spec, SpecSet};
+
+/// The largest spec file mmm reads (1 MiB). Larger files are refused from their metadata,
+/// without reading them.
+pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
+
+/// Reads and parses one spec file, `root/rel`. Errors name `rel`.
+pub fn load_file(root: &Path, rel: &Path) -> Result<Spec, SpecError> {
+    let io = |e: std::io::Error| SpecError::new(rel, None, SpecErrorKind::Io(e.to_string()));
+    let full = root.join(rel);
+    let size = fs::metadata(&full).map_err(io)?.len();
+    if size > MAX_SPEC_BYTES {
+        return Err(SpecError::new(
+            rel,
+            None,
+            SpecErrorKind::TooLarge {
+                size,
+                limit: MAX_SPEC_BYTES,
+            },
+        ));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    // The file may grow between the metadata call and the read: never read past the limit.
+    fs::File::open(&full)
+        .map_err(io)?
+        .take(MAX_SPEC_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() as u64 > MAX_SPEC_BYTES {
+        return Err(SpecError::new(
+            rel,
+            None,
+            SpecErrorKind::TooLarge {
+                size: bytes.len() as u64,
+                limit: MAX_SPEC_BYTES,
+            },
+        ));
+    }
+    Spec::parse(rel, &bytes)
+}
+
+/// Finds every `*.md` file under `root/spec_dir` (recursively, in sorted order, skipping
+/// hidden files and directories and symlinked directories), parses them all, and checks ids
+/// and dependencies.
+///
+/// Every broken file is reported, not just the first. `spec_dir` is relative to `root`;
+/// errors name files as `spec_dir/...`.
+pub fn discover(root: &Path, spec_dir: &Path) -> Result<SpecSet, SpecErrors> {
+    let dir = root.join(spec_dir);
+    match fs::metadata(&dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(SpecError::new(spec_dir, None, SpecErrorKind::NotADir).into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(SpecError::new(spec_dir, None, SpecErrorKind::MissingDir).into());
+        }
+        Err(e) => {
+            return Err(SpecError::new(spec_dir, None, SpecErrorKind::Io(e.to_string())).into());
+        }
+    }
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    walk(root, spec_dir, &mut files, &mut errors);
+    let mut specs = Vec::new();
+    for rel in files {
+        match load_file(root, &rel) {
+            Ok(spec) => specs.push(spec),
+            Err(e) => errors.push(e),
+        }
+    }
+    match SpecSet::new(specs) {
+        Ok(set) if errors.is_empty() => Ok(set),
+        Ok(_) => Err(SpecErrors(errors)),
+        Err(SpecErrors(more)) => {
+            // A dependency on a spec that failed to parse is not missing, only broken: do not
+            // report it twice.
+            let parse_failed = !errors.is_empty();
+            errors.extend(more.into_iter().filter(|e| {
+                !(parse_failed && matches!(e.kind, SpecErrorKind::MissingDependency { .. }))
+            }));
+            Err(SpecErrors(errors))
+        }
+    }
+}
+
+/// Collects spec files under `root/rel` into `files` (relative paths), sorted by name at
+/// each level.
+fn walk(root: &Path, rel: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<SpecError>) {
+    let read = match fs::read_dir(root.join(rel)) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(SpecError::new(rel, None, SpecErrorKind::Io(e.to_string())));
+            return;
+        }
+    };
+    let mut entries: Vec<(String, fs::FileType)> = Vec::new();
+    for entry in read {
+        match entry.and_then(|e| Ok((e.file_name(), e.file_type()?))) {
+            Ok((name, ty)) => {
+                // Non-UTF-8 names cannot be spec ids; skip them like hidden files.
+                if let Some(name) = name.to_str()
+                    && !name.starts_with('.')
+                {
+                    entries.push((name.to_owned(), ty));
+                }
+            }
+            Err(e) => errors.push(SpecError::new(rel, None, SpecErrorKind::Io(e.to_string()))),
+        }
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, ty) in entries {
+        let child = rel.join(&name);
+        if ty.is_dir() {
+            walk(root, &child, files, errors);
+        } else if name.ends_with(".md") && (ty.is_file() || is_file_symlink(&root.join(&child))) {
+            files.push(child);
+        }
+    }
+}
+
+fn is_file_symlink(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.is_file())
+}
