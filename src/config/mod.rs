@@ -424,7 +424,22 @@ mod duration_serde {
     use serde::{Deserialize, Deserializer, Serializer};
 
     pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
+        s.serialize_str(&format(*d))
+    }
+
+    /// The shortest whole unit among hours, minutes and seconds (`"24h"` rather than
+    /// humantime's `"1day"`); humantime's form for anything finer.
+    fn format(d: Duration) -> String {
+        let secs = d.as_secs();
+        if d.subsec_nanos() != 0 || secs == 0 {
+            humantime::format_duration(d).to_string()
+        } else if secs % 3600 == 0 {
+            format!("{}h", secs / 3600)
+        } else if secs % 60 == 0 {
+            format!("{}m", secs / 60)
+        } else {
+            format!("{secs}s")
+        }
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

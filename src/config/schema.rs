@@ -674,3 +674,71 @@ pub fn default_config_toml() -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_is_in_the_default_file() {
+        let text = default_config_toml();
+        for def in KEYS {
+            let set = format!("\n{} = ", def.key);
+            let commented = format!("\n# {} = ", def.key);
+            assert!(
+                text.contains(&set) || text.contains(&commented),
+                "{}.{} is missing from the default file",
+                def.section,
+                def.key
+            );
+        }
+        for (section, _) in SECTIONS {
+            assert!(
+                text.contains(&format!("\n[{section}]\n")),
+                "[{section}] missing"
+            );
+        }
+    }
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        let keys = section_keys("loop");
+        assert_eq!(
+            suggest("max_iteration", keys.iter().copied()).as_deref(),
+            Some("max_iterations")
+        );
+        assert_eq!(suggest("colour", keys.iter().copied()), None);
+        assert_eq!(
+            suggest("lop", ALL_SECTIONS.iter().copied()).as_deref(),
+            Some("loop")
+        );
+    }
+
+    #[test]
+    fn text_values_are_parsed_by_kind() {
+        assert_eq!(
+            parse_text(Kind::Count { min: 1 }, " 5 "),
+            Ok(toml::Value::Integer(5))
+        );
+        assert_eq!(parse_text(Kind::Usd, "3"), Ok(toml::Value::Float(3.0)));
+        assert_eq!(
+            parse_text(Kind::Bool, "no"),
+            Ok(toml::Value::Boolean(false))
+        );
+        assert_eq!(
+            parse_text(Kind::List, "a, b,,c"),
+            Ok(toml::Value::Array(vec!["a".into(), "b".into(), "c".into()]))
+        );
+        assert_eq!(
+            parse_text(Kind::Count { min: 1 }, "0"),
+            Err("expected an integer of at least 1, found 0".to_owned())
+        );
+        assert_eq!(
+            parse_text(Kind::Usd, "-1"),
+            Err("expected an amount greater than zero, found -1".to_owned())
+        );
+        assert!(parse_text(Kind::Duration, "soon").is_err());
+        assert!(parse_text(Kind::Duration, "0s").is_err());
+        assert!(parse_text(Kind::Url, "ftp://x").is_err());
+    }
+}
