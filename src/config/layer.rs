@@ -280,6 +280,17 @@ fn spanned<'a, 'i>(de: Option<&'a DeTable<'i>>, key: &str) -> (usize, Option<&'a
     }
 }
 
+/// The entries of a table in the order they appear in the file, so that the first error
+/// reported is the first one in the file.
+fn file_order<'a>(
+    table: &'a toml::Table,
+    de: Option<&DeTable<'_>>,
+) -> Vec<(&'a String, &'a toml::Value)> {
+    let mut entries: Vec<_> = table.iter().collect();
+    entries.sort_by_key(|(key, _)| spanned(de, key).0);
+    entries
+}
+
 struct Merger {
     table: toml::Table,
     origins: BTreeMap<String, Origin>,
@@ -333,7 +344,7 @@ impl Merger {
         let de = DeTable::parse(&file.text).map_err(syntax)?;
         let table: toml::Table = file.text.parse().map_err(syntax)?;
         let de = Some(de.get_ref());
-        for (name, value) in &table {
+        for (name, value) in file_order(&table, de) {
             let (offset, dv) = spanned(de, name);
             let sub_de = dv.and_then(DeValue::as_table);
             match name.as_str() {
@@ -380,7 +391,7 @@ impl Merger {
         table: &toml::Table,
         de: Option<&DeTable<'_>>,
     ) -> Result<(), ConfigError> {
-        for (key, value) in table {
+        for (key, value) in file_order(table, de) {
             let (offset, dv) = spanned(de, key);
             if section == "validate" && key == "custom" {
                 self.custom(cx, offset, value, dv.and_then(DeValue::as_table))?;
@@ -417,7 +428,7 @@ impl Merger {
                 ),
             ));
         };
-        for (name, command) in table {
+        for (name, command) in file_order(table, de) {
             let (offset, _) = spanned(de, name);
             let path = ["validate", "custom", name.as_str()];
             let checked =
@@ -460,7 +471,7 @@ impl Merger {
             let de_t = de_item.and_then(|s| s.get_ref().as_table());
             let mut out = toml::Table::try_from(Checkpoint::default())
                 .expect("the default checkpoint serializes to a TOML table");
-            for (key, v) in t {
+            for (key, v) in file_order(t, de_t) {
                 let (key_offset, _) = spanned(de_t, key);
                 let full = format!("{index}.{key}");
                 let Some(def) = CHECKPOINT_KEYS.iter().find(|d| d.key == key) else {
@@ -505,7 +516,7 @@ impl Merger {
                 ),
             ));
         };
-        for (model, fields) in models {
+        for (model, fields) in file_order(models, de) {
             let (model_offset, de_model) = spanned(de, model);
             let toml::Value::Table(fields) = fields else {
                 return Err(cx.bad(
@@ -518,7 +529,7 @@ impl Merger {
                 ));
             };
             let de_fields = de_model.and_then(DeValue::as_table);
-            for (field, v) in fields {
+            for (field, v) in file_order(fields, de_fields) {
                 let (field_offset, _) = spanned(de_fields, field);
                 let path = ["prices", model.as_str(), field.as_str()];
                 if !PRICE_KEYS.contains(&field.as_str()) {

@@ -590,3 +590,24 @@ fn git_mmm_config_reports_bad_files_with_a_hint() {
     let out = repo.mmm(&["config", "validate.build"]);
     assert_eq!(out.status.code(), Some(1));
 }
+
+#[test]
+fn odd_shapes_are_reported_in_file_order() {
+    let err = |text: &str| {
+        load(&Sources {
+            repo: repo_file(text),
+            ..Sources::default()
+        })
+        .expect_err("bad file")
+        .to_string()
+    };
+    // The first bad key in the file is reported, not the first in alphabetical order.
+    insta::assert_snapshot!(err("[loop]\nzzz = 1\naaa = 2\n"), @"/repo/.mmm/config.toml:2: unknown key `loop.zzz`");
+    insta::assert_snapshot!(err("loop = 3\n"), @"/repo/.mmm/config.toml:1: `loop`: expected a table ([loop]), found an integer");
+    insta::assert_snapshot!(err("verbose = true\n"), @"/repo/.mmm/config.toml:1: unknown key `verbose`");
+    insta::assert_snapshot!(err("[validate.custom]\naudit = 3\n"), @"/repo/.mmm/config.toml:2: `validate.custom.audit`: expected a string, found an integer");
+    insta::assert_snapshot!(err("checkpoints = \"always\"\n"), @"/repo/.mmm/config.toml:1: `checkpoints`: expected an array of tables ([[checkpoints]]), found a string");
+    insta::assert_snapshot!(err("[[checkpoints]]\nafter = \"complete\"\nrequierd = true\n"), @"/repo/.mmm/config.toml:3: unknown key `checkpoints[0].requierd` (did you mean `required`?)");
+    insta::assert_snapshot!(err("[github]\nlabels = [\"mmm\", 3]\n"), @"/repo/.mmm/config.toml:2: `github.labels`: expected an array of strings, found an integer at index 1");
+    insta::assert_snapshot!(err("[agent]\napi_base_url = \"localhost:8080\"\n"), @r#"/repo/.mmm/config.toml:2: `agent.api_base_url`: expected an http:// or https:// URL, found "localhost:8080""#);
+}
