@@ -30,9 +30,18 @@ pub const EXIT_USAGE: u8 = 2;
 
 /// Turns markdown specs into working code through bounded LLM loops; all state lives in git.
 #[derive(Debug, Parser)]
-#[command(name = "git-mmm", bin_name = "git mmm", version, propagate_version = true)]
-#[command(about = "Turn markdown specs into working code through bounded LLM loops, with all state in git")]
-#[command(after_help = "Exit codes: 0 success, 1 failure, 2 usage error.\nDocs: README.md and docs/ARCHITECTURE.md in the mmm repository.")]
+#[command(
+    name = "git-mmm",
+    bin_name = "git mmm",
+    version,
+    propagate_version = true
+)]
+#[command(
+    about = "Turn markdown specs into working code through bounded LLM loops, with all state in git"
+)]
+#[command(
+    after_help = "Exit codes: 0 success, 1 failure, 2 usage error.\nDocs: README.md and docs/ARCHITECTURE.md in the mmm repository."
+)]
 pub struct Cli {
     /// Run as if started in this directory (like `git -C`).
     #[arg(short = 'C', long = "directory", global = true, value_name = "DIR")]
@@ -92,7 +101,9 @@ impl Ctx {
 
     /// The user's home directory, if known.
     pub fn home(&self) -> Option<PathBuf> {
-        self.var("HOME").filter(|h| !h.is_empty()).map(PathBuf::from)
+        self.var("HOME")
+            .filter(|h| !h.is_empty())
+            .map(PathBuf::from)
     }
 }
 
@@ -157,7 +168,12 @@ pub fn main() -> ExitCode {
     init_tracing(cli.verbose, env.get("RUST_LOG").map(String::as_str));
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
-        Err(e) => return report(&CliError::with_hint(e, "run mmm from an existing directory")),
+        Err(e) => {
+            return report(&CliError::with_hint(
+                e,
+                "run mmm from an existing directory",
+            ));
+        }
     };
     let cwd = match &cli.directory {
         Some(dir) => cwd.join(dir),

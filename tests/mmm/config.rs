@@ -1,1 +1,613 @@
-//! Tests of the config area.
+//! Tests of the config area: fixtures (valid and broken) with snapshots of the error messages,
+//! the precedence of the layers, `MMM_*` variables, flags, the default file, and
+//! `git mmm config` end to end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mmm::config::{
+    AgentKind, CheckpointAfter, Config, ConfigError, FlagValue, Origin, SourceFile, Sources,
+    default_config_toml, load, repo_config_path, user_config_path,
+};
+
+use crate::support::TestRepo;
+
+const REPO_FILE: &str = "/repo/.mmm/config.toml";
+const USER_FILE: &str = "/home/u/.config/mmm/config.toml";
+
+fn fixture(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/config")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn repo_file(text: &str) -> Option<SourceFile> {
+    Some(SourceFile {
+        path: PathBuf::from(REPO_FILE),
+        text: text.to_owned(),
+    })
+}
+
+fn user_file(text: &str) -> Option<SourceFile> {
+    Some(SourceFile {
+        path: PathBuf::from(USER_FILE),
+        text: text.to_owned(),
+    })
+}
+
+/// The error message of loading a fixture as the repository file.
+fn fixture_error(name: &str) -> String {
+    let sources = Sources {
+        repo: repo_file(&fixture(name)),
+        ..Sources::default()
+    };
+    match load(&sources) {
+        Ok(_) => panic!("{name} loaded without error"),
+        Err(e) => format!("{e}\nhint: {}", e.hint()),
+    }
+}
+
+fn env(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn repo_origin(line: usize) -> Origin {
+    Origin::Repo {
+        path: PathBuf::from(REPO_FILE),
+        line,
+    }
+}
+
+#[test]
+fn valid_fixture_sets_every_section() {
+    let sources = Sources {
+        repo: repo_file(&fixture("valid.toml")),
+        ..Sources::default()
+    };
+    let loaded = load(&sources).expect("valid.toml loads");
+    let c = &loaded.config;
+    assert_eq!(c.r#loop.max_iterations, 5);
+    assert_eq!(c.r#loop.timeout, Duration::from_secs(90 * 60));
+    assert!(!c.r#loop.auto_commit);
+    assert_eq!(c.specs.dir, "docs/specs");
+    assert_eq!(c.agent.kind, AgentKind::Scripted);
+    assert_eq!(c.agent.script.as_deref(), Some("fixtures/answers.jsonl"));
+    assert_eq!(c.agent.request_timeout, Duration::from_secs(300));
+    assert_eq!(c.model.context_window, 200_000);
+    assert_eq!(c.budget.per_iteration_usd, 1.0);
+    assert_eq!(c.budget.daily_tokens, Some(2_000_000));
+    assert_eq!(c.validate.format.as_deref(), Some("cargo fmt --check"));
+    assert_eq!(c.validate.custom["docs"], "cargo doc --no-deps");
+    assert_eq!(c.commands.timeout, Duration::from_secs(30));
+    assert_eq!(c.apply.deny, vec![".github/**", "secrets/**"]);
+    assert!(!c.context.repo_map);
+    assert_eq!(c.github.reviewers, vec!["alice", "bob"]);
+    assert!(c.github.merge_on_approval);
+    assert_eq!(c.checkpoints.len(), 2);
+    assert_eq!(c.checkpoints[0].after, CheckpointAfter::Iteration);
+    assert!(!c.checkpoints[0].required);
+    assert_eq!(c.checkpoints[0].timeout, Duration::from_secs(3600));
+    // Missing fields of a checkpoint take their defaults.
+    assert_eq!(c.checkpoints[1].after, CheckpointAfter::Complete);
+    assert!(c.checkpoints[1].required);
+    assert_eq!(c.checkpoints[1].timeout, Duration::from_secs(24 * 3600));
+    assert_eq!(c.prices["claude-sonnet-5-5"].input, Some(3.0));
+    assert_eq!(c.prices["claude-sonnet-5-5"].cache_read, Some(0.3));
+    assert_eq!(c.secrets.redact, vec!["MY_TOKEN", "hunter2"]);
+
+    // Origins name the line of each key.
+    assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(85));
+    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(44));
+    assert_eq!(
+        loaded.origins["prices.claude-sonnet-5-5.output"],
+        repo_origin(79)
+    );
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(69));
+    assert_eq!(
+        loaded.origins["loop.max_iterations"].to_string(),
+        "file:/repo/.mmm/config.toml:3"
+    );
+    // Every entry of this file comes from it.
+    let entries = loaded.entries();
+    assert!(
+        entries.iter().all(|e| e.origin != Origin::Default),
+        "{entries:#?}"
+    );
+}
+
+#[test]
+fn unknown_key_is_named_with_file_and_line() {
+    insta::assert_snapshot!(fixture_error("unknown-key.toml"), @r#"
+        /repo/.mmm/config.toml:3: unknown key `loop.colour`
+        hint: remove the key or correct its name; `git mmm config` lists every key
+        "#);
+}
+
+#[test]
+fn typo_key_gets_a_suggestion() {
+    insta::assert_snapshot!(fixture_error("typo-key.toml"), @r#"
+        /repo/.mmm/config.toml:4: unknown key `loop.max_iteration` (did you mean `max_iterations`?)
+        hint: remove the key or correct its name; `git mmm config` lists every key
+        "#);
+}
+
+#[test]
+fn bad_type_names_the_expected_type() {
+    insta::assert_snapshot!(fixture_error("bad-type.toml"), @r#"
+        /repo/.mmm/config.toml:7: `budget.daily_usd`: expected a number, found a string
+        hint: correct the value; the file that `git mmm init` writes documents every key and its default
+        "#);
+}
+
+#[test]
+fn bad_duration_is_rejected() {
+    insta::assert_snapshot!(fixture_error("bad-duration.toml"), @r#"
+        /repo/.mmm/config.toml:2: `loop.timeout`: expected a duration such as "90s", "10m" or "2h", found "2 hourz" (unknown time unit "hourz", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations))
+        hint: correct the value; the file that `git mmm init` writes documents every key and its default
+        "#);
+}
+
+#[test]
+fn bad_enum_lists_the_choices() {
+    insta::assert_snapshot!(fixture_error("bad-enum.toml"), @r#"
+        /repo/.mmm/config.toml:2: `agent.kind`: expected one of "api", "claude-code", "command", "scripted", found "claude_code" (did you mean "claude-code"?)
+        hint: correct the value; the file that `git mmm init` writes documents every key and its default
+        "#);
+}
+
+#[test]
+fn unknown_section_gets_a_suggestion() {
+    insta::assert_snapshot!(fixture_error("unknown-section.toml"), @r#"
+        /repo/.mmm/config.toml:4: unknown section `[lop]` (did you mean `loop`?)
+        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, secrets, checkpoints, prices; `git mmm init` writes a file with every key documented
+        "#);
+}
+
+#[test]
+fn negative_budget_is_rejected() {
+    insta::assert_snapshot!(fixture_error("negative-budget.toml"), @r#"
+        /repo/.mmm/config.toml:2: `budget.per_spec_usd`: expected an amount greater than zero, found -5
+        hint: correct the value; the file that `git mmm init` writes documents every key and its default
+        "#);
+}
+
+#[test]
+fn zero_iterations_is_rejected() {
+    insta::assert_snapshot!(fixture_error("zero-iterations.toml"), @r#"
+        /repo/.mmm/config.toml:2: `loop.max_iterations`: expected an integer of at least 1, found 0
+        hint: correct the value; the file that `git mmm init` writes documents every key and its default
+        "#);
+}
+
+#[test]
+fn malformed_toml_names_the_line() {
+    insta::assert_snapshot!(fixture_error("malformed.toml"), @r#"
+        /repo/.mmm/config.toml:3: invalid TOML: invalid basic string, expected `"`
+        hint: fix the TOML syntax on that line (the format is described at https://toml.io)
+        "#);
+}
+
+#[test]
+fn bad_checkpoint_names_the_entry() {
+    insta::assert_snapshot!(fixture_error("bad-checkpoint.toml"), @r#"
+        /repo/.mmm/config.toml:5: `checkpoints[1].after`: expected one of "iteration", "complete", found "merge"
+        hint: correct the value; the file that `git mmm init` writes documents every key and its default
+        "#);
+}
+
+#[test]
+fn bad_price_field_gets_a_suggestion() {
+    insta::assert_snapshot!(fixture_error("bad-price.toml"), @r#"
+        /repo/.mmm/config.toml:3: unknown key `prices.claude-x.outptu` (did you mean `output`?)
+        hint: remove the key or correct its name; `git mmm config` lists every key
+        "#);
+}
+
+#[test]
+fn errors_in_the_user_file_name_the_user_file() {
+    let sources = Sources {
+        user: user_file("[model]\nmax_tokens = \"many\"\n"),
+        repo: repo_file("[model]\nmax_tokens = 100\n"),
+        ..Sources::default()
+    };
+    let err = load(&sources).expect_err("bad user file");
+    assert_eq!(
+        err.to_string(),
+        "/home/u/.config/mmm/config.toml:2: `model.max_tokens`: expected an integer, found a string"
+    );
+}
+
+#[test]
+fn default_file_parses_back_into_the_defaults() {
+    let text = default_config_toml();
+    let sources = Sources {
+        repo: repo_file(&text),
+        ..Sources::default()
+    };
+    let loaded = load(&sources).expect("the default file loads");
+    assert_eq!(loaded.config, Config::default());
+    // Every key with a default is written out (not commented) in the file.
+    for entry in loaded.entries() {
+        if entry.key == "checkpoints" {
+            assert_eq!(
+                entry.origin,
+                Origin::Default,
+                "checkpoints are commented out"
+            );
+            continue;
+        }
+        assert!(
+            matches!(entry.origin, Origin::Repo { .. }),
+            "{} is not set in the default file",
+            entry.key
+        );
+    }
+    // Uncommenting the examples still gives a valid file.
+    let uncommented: String = text
+        .lines()
+        .map(|l| match l.strip_prefix("# ") {
+            Some(rest) if is_setting(rest) => rest,
+            _ => l,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let sources = Sources {
+        repo: repo_file(&uncommented),
+        ..Sources::default()
+    };
+    let loaded = load(&sources).expect("the uncommented default file loads");
+    assert_eq!(loaded.config.checkpoints.len(), 1);
+    assert_eq!(loaded.config.validate.custom["audit"], "cargo audit");
+    assert_eq!(loaded.config.budget.daily_tokens, Some(10_000_000));
+}
+
+/// A commented-out line of the default file that is a setting or a table header.
+fn is_setting(line: &str) -> bool {
+    line.starts_with('[')
+        || line.split_once(" = ").is_some_and(|(k, _)| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        })
+}
+
+/// `loop.max_iterations` set at every layer, then the layers removed one by one.
+#[test]
+fn precedence_is_flag_env_repo_user_default() {
+    let mut sources = Sources {
+        user: user_file("[loop]\nmax_iterations = 2\n"),
+        repo: repo_file("\n[loop]\nmax_iterations = 3\n"),
+        env: env(&[("MMM_LOOP_MAX_ITERATIONS", "4")]),
+        flags: vec![FlagValue {
+            key: "loop.max_iterations".to_owned(),
+            value: "5".to_owned(),
+            flag: "--max-iterations".to_owned(),
+        }],
+    };
+    let expect = |sources: &Sources, value: u64, origin: &str| {
+        let loaded = load(sources).expect("loads");
+        assert_eq!(loaded.config.r#loop.max_iterations, value);
+        assert_eq!(loaded.origins["loop.max_iterations"].to_string(), origin);
+        let entry = loaded
+            .get("loop.max_iterations")
+            .expect("known key")
+            .expect("has a value");
+        assert_eq!(entry.value, value.to_string());
+    };
+    expect(&sources, 5, "flag:--max-iterations");
+    sources.flags.clear();
+    expect(&sources, 4, "env:MMM_LOOP_MAX_ITERATIONS");
+    sources.env.clear();
+    expect(&sources, 3, "file:/repo/.mmm/config.toml:3");
+    sources.repo = None;
+    expect(&sources, 2, "file:/home/u/.config/mmm/config.toml:2");
+    sources.user = None;
+    expect(&sources, 3, "default");
+}
+
+#[test]
+fn layers_merge_key_by_key() {
+    let sources = Sources {
+        user: user_file(
+            "[model]\ndefault = \"claude-user\"\n[github]\nreviewers = [\"alice\"]\n\
+             [prices.m]\ninput = 1.0\noutput = 2.0\n[[checkpoints]]\nafter = \"iteration\"\n\
+             [validate.custom]\naudit = \"cargo audit\"\n",
+        ),
+        repo: repo_file(
+            "[model]\nsmall = \"claude-small\"\n[prices.m]\noutput = 5.0\n\
+             [[checkpoints]]\nafter = \"complete\"\n[[checkpoints]]\nrequired = false\n\
+             [validate.custom]\ndocs = \"cargo doc\"\n",
+        ),
+        ..Sources::default()
+    };
+    let loaded = load(&sources).expect("loads");
+    let c = &loaded.config;
+    assert_eq!(c.model.default, "claude-user");
+    assert_eq!(c.model.small, "claude-small");
+    assert_eq!(c.model.escalate_to, "claude-opus-5-5");
+    assert_eq!(c.github.reviewers, vec!["alice"]);
+    // Prices merge per field, custom gates per name; checkpoints are replaced as a list.
+    assert_eq!(c.prices["m"].input, Some(1.0));
+    assert_eq!(c.prices["m"].output, Some(5.0));
+    assert_eq!(c.validate.custom.len(), 2);
+    assert_eq!(c.checkpoints.len(), 2);
+    assert_eq!(c.checkpoints[0].after, CheckpointAfter::Complete);
+    assert!(!c.checkpoints[1].required);
+    assert!(matches!(
+        loaded.origins["prices.m.input"],
+        Origin::User { line: 6, .. }
+    ));
+    assert!(matches!(
+        loaded.origins["prices.m.output"],
+        Origin::Repo { line: 4, .. }
+    ));
+    assert_eq!(loaded.origins["model.escalate_to"], Origin::Default);
+}
+
+#[test]
+fn env_variables_are_parsed_by_the_key_kind() {
+    let sources = Sources {
+        env: env(&[
+            ("MMM_BUDGET_PER_SPEC_USD", "3"),
+            ("MMM_BUDGET_DAILY_TOKENS", "1_000"),
+            ("MMM_GITHUB_LABELS", "mmm, bot ,"),
+            ("MMM_LOOP_AUTO_COMMIT", "false"),
+            ("MMM_LOOP_TIMEOUT", "30m"),
+            ("MMM_AGENT_KIND", "claude-code"),
+            ("MMM_MODEL_DEFAULT", "claude-x"),
+            // Not configuration: other sections and other variables are ignored.
+            ("MMM_KILL_POINT", "after-notes"),
+            ("MMM", "1"),
+            ("PATH", "/bin"),
+        ]),
+        ..Sources::default()
+    };
+    let loaded = load(&sources).expect("loads");
+    let c = &loaded.config;
+    assert_eq!(c.budget.per_spec_usd, 3.0);
+    assert_eq!(c.budget.daily_tokens, Some(1000));
+    assert_eq!(c.github.labels, vec!["mmm", "bot"]);
+    assert!(!c.r#loop.auto_commit);
+    assert_eq!(c.r#loop.timeout, Duration::from_secs(1800));
+    assert_eq!(c.agent.kind, AgentKind::ClaudeCode);
+    assert_eq!(c.model.default, "claude-x");
+    let entry = loaded.get("github.labels").expect("known").expect("set");
+    assert_eq!(entry.value, r#"["mmm", "bot"]"#);
+    assert_eq!(entry.origin.to_string(), "env:MMM_GITHUB_LABELS");
+}
+
+#[test]
+fn env_errors_name_the_variable() {
+    let err = |pairs: &[(&str, &str)]| -> ConfigError {
+        load(&Sources {
+            env: env(pairs),
+            ..Sources::default()
+        })
+        .expect_err("bad variable")
+    };
+    let e = err(&[("MMM_LOOP_MAX_ITERATION", "5")]);
+    insta::assert_snapshot!(format!("{e}\nhint: {}", e.hint()), @r#"
+        MMM_LOOP_MAX_ITERATION: unknown key `loop.max_iteration` (did you mean `max_iterations`?)
+        hint: unset the variable or correct its name: MMM_<SECTION>_<KEY> must name a known key; `git mmm config` lists every key
+        "#);
+    insta::assert_snapshot!(err(&[("MMM_BUDGET_DAILY_USD", "lots")]), @r#"MMM_BUDGET_DAILY_USD: `budget.daily_usd`: expected a number, found "lots""#);
+    insta::assert_snapshot!(err(&[("MMM_LOOP_AUTO_COMMIT", "maybe")]), @r#"MMM_LOOP_AUTO_COMMIT: `loop.auto_commit`: expected true or false, found "maybe""#);
+}
+
+#[test]
+fn flag_errors_name_the_flag() {
+    let flag = |key: &str, value: &str| Sources {
+        flags: vec![FlagValue {
+            key: key.to_owned(),
+            value: value.to_owned(),
+            flag: "--max-iterations".to_owned(),
+        }],
+        ..Sources::default()
+    };
+    let e = load(&flag("loop.max_iterations", "-1")).expect_err("negative");
+    insta::assert_snapshot!(e, @"--max-iterations: `loop.max_iterations`: expected an integer of at least 1, found -1");
+    let e = load(&flag("loop.max_iteration", "2")).expect_err("unknown key");
+    insta::assert_snapshot!(e, @"--max-iterations: unknown key `loop.max_iteration` (did you mean `loop.max_iterations`?)");
+}
+
+#[test]
+fn unknown_and_unset_keys_are_told_apart() {
+    let loaded = load(&Sources::default()).expect("defaults");
+    assert_eq!(loaded.get("validate.build").expect("known key"), None);
+    assert_eq!(
+        loaded.get("validate.custom.audit").expect("known key"),
+        None
+    );
+    assert_eq!(loaded.get("prices.m.input").expect("known key"), None);
+    let e = loaded.get("loop.timout").expect_err("unknown key");
+    insta::assert_snapshot!(e, @"unknown key `loop.timout` (did you mean `loop.timeout`?)");
+}
+
+#[test]
+fn config_file_paths() {
+    let home = Path::new("/home/u");
+    assert_eq!(
+        user_config_path(Some(home), None),
+        Some(PathBuf::from("/home/u/.config/mmm/config.toml"))
+    );
+    assert_eq!(
+        user_config_path(Some(home), Some(Path::new("/xdg"))),
+        Some(PathBuf::from("/xdg/mmm/config.toml"))
+    );
+    // A relative XDG_CONFIG_HOME is invalid by the XDG spec and ignored.
+    assert_eq!(
+        user_config_path(Some(home), Some(Path::new("rel"))),
+        Some(PathBuf::from("/home/u/.config/mmm/config.toml"))
+    );
+    assert_eq!(user_config_path(None, None), None);
+    assert_eq!(
+        repo_config_path(Path::new("/repo")),
+        PathBuf::from("/repo/.mmm/config.toml")
+    );
+}
+
+/// The repository, the user file (under the private HOME's XDG dir) and a variable.
+fn configured_repo() -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write(
+        ".mmm/config.toml",
+        "[loop]\nmax_iterations = 4\n\n[github]\nlabels = [\"mmm\", \"auto\"]\n",
+    );
+    let user = repo.home.join(".config/mmm/config.toml");
+    std::fs::create_dir_all(user.parent().expect("has a parent")).expect("mkdir");
+    std::fs::write(&user, "[model]\ndefault = \"claude-mine\"\n").expect("write user file");
+    repo
+}
+
+#[test]
+fn git_mmm_config_shows_origins() {
+    let repo = configured_repo();
+    let out = repo
+        .mmm_cmd()
+        .args(["config"])
+        .env("MMM_BUDGET_DAILY_USD", "7.5")
+        .output()
+        .expect("run git-mmm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).expect("utf-8");
+    let repo_file = repo.path.join(".mmm/config.toml");
+    let user_file = repo.home.join(".config/mmm/config.toml");
+    for line in [
+        format!("file:{}:2\tloop.max_iterations = 4", repo_file.display()),
+        format!(
+            "file:{}:5\tgithub.labels = [\"mmm\", \"auto\"]",
+            repo_file.display()
+        ),
+        format!(
+            "file:{}:2\tmodel.default = \"claude-mine\"",
+            user_file.display()
+        ),
+        "env:MMM_BUDGET_DAILY_USD\tbudget.daily_usd = 7.5".to_owned(),
+        "default\tloop.timeout = \"2h\"".to_owned(),
+        "default\tcheckpoints = []".to_owned(),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in:\n{text}"
+        );
+    }
+    // Sorted by key, one line per key.
+    let keys: Vec<&str> = text
+        .lines()
+        .map(|l| {
+            l.split('\t')
+                .nth(1)
+                .and_then(|kv| kv.split(" = ").next())
+                .unwrap_or("")
+        })
+        .collect();
+    let mut sorted = keys.clone();
+    sorted.sort();
+    assert_eq!(keys, sorted);
+
+    // One key: the bare value.
+    assert_eq!(repo.mmm_ok(&["config", "loop.max_iterations"]), "4\n");
+    assert_eq!(repo.mmm_ok(&["config", "model.default"]), "claude-mine\n");
+}
+
+#[test]
+fn git_mmm_config_json() {
+    let repo = configured_repo();
+    let out = repo.mmm_ok(&["config", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&out).expect("valid JSON");
+    let entries = json.as_array().expect("an array");
+    let find = |key: &str| {
+        entries
+            .iter()
+            .find(|e| e["key"] == key)
+            .unwrap_or_else(|| panic!("{key} missing"))
+    };
+    let e = find("loop.max_iterations");
+    assert_eq!(e["value"], 4);
+    assert_eq!(
+        e["origin"],
+        format!("file:{}:2", repo.path.join(".mmm/config.toml").display())
+    );
+    assert_eq!(
+        find("github.labels")["value"],
+        serde_json::json!(["mmm", "auto"])
+    );
+    assert_eq!(find("loop.timeout")["value"], "2h");
+    assert_eq!(find("loop.timeout")["origin"], "default");
+
+    let one: serde_json::Value =
+        serde_json::from_str(&repo.mmm_ok(&["config", "--json", "model.default"]))
+            .expect("valid JSON");
+    assert_eq!(one["value"], "claude-mine");
+}
+
+#[test]
+fn git_mmm_config_outside_a_repository_uses_user_env_and_defaults() {
+    let repo = configured_repo();
+    let outside = repo.dir.path().join("elsewhere");
+    std::fs::create_dir_all(&outside).expect("mkdir");
+    let out = crate::support::mmm_cmd(&outside, &repo.home)
+        .args(["config", "loop.max_iterations"])
+        .env("GIT_CEILING_DIRECTORIES", repo.dir.path())
+        .output()
+        .expect("run git-mmm");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n");
+}
+
+#[test]
+fn git_mmm_config_reports_bad_files_with_a_hint() {
+    let repo = TestRepo::new();
+    repo.write(".mmm/config.toml", "[loop]\nmax_iteration = 4\n");
+    let out = repo.mmm(&["config"]);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr).replace(
+        &repo.path.join(".mmm/config.toml").display().to_string(),
+        "<repo>/.mmm/config.toml",
+    );
+    insta::assert_snapshot!(stderr, @r#"
+        error: <repo>/.mmm/config.toml:2: unknown key `loop.max_iteration` (did you mean `max_iterations`?)
+        hint: remove the key or correct its name; `git mmm config` lists every key
+        "#);
+
+    let repo = TestRepo::new();
+    let out = repo.mmm(&["config", "loop.nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = repo.mmm(&["config", "validate.build"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+#[test]
+fn odd_shapes_are_reported_in_file_order() {
+    let err = |text: &str| {
+        load(&Sources {
+            repo: repo_file(text),
+            ..Sources::default()
+        })
+        .expect_err("bad file")
+        .to_string()
+    };
+    // The first bad key in the file is reported, not the first in alphabetical order.
+    insta::assert_snapshot!(err("[loop]\nzzz = 1\naaa = 2\n"), @"/repo/.mmm/config.toml:2: unknown key `loop.zzz`");
+    insta::assert_snapshot!(err("loop = 3\n"), @"/repo/.mmm/config.toml:1: `loop`: expected a table ([loop]), found an integer");
+    insta::assert_snapshot!(err("verbose = true\n"), @"/repo/.mmm/config.toml:1: unknown key `verbose`");
+    insta::assert_snapshot!(err("[validate.custom]\naudit = 3\n"), @"/repo/.mmm/config.toml:2: `validate.custom.audit`: expected a string, found an integer");
+    insta::assert_snapshot!(err("checkpoints = \"always\"\n"), @"/repo/.mmm/config.toml:1: `checkpoints`: expected an array of tables ([[checkpoints]]), found a string");
+    insta::assert_snapshot!(err("[[checkpoints]]\nafter = \"complete\"\nrequierd = true\n"), @"/repo/.mmm/config.toml:3: unknown key `checkpoints[0].requierd` (did you mean `required`?)");
+    insta::assert_snapshot!(err("[github]\nlabels = [\"mmm\", 3]\n"), @"/repo/.mmm/config.toml:2: `github.labels`: expected an array of strings, found an integer at index 1");
+    insta::assert_snapshot!(err("[agent]\napi_base_url = \"localhost:8080\"\n"), @r#"/repo/.mmm/config.toml:2: `agent.api_base_url`: expected an http:// or https:// URL, found "localhost:8080""#);
+}

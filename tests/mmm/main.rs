@@ -1,8 +1,8 @@
 //! The integration tests: one binary, one module per area, shared `support`.
 
-mod support;
-mod spec;
-mod config;
-mod store;
 mod api;
 mod apply;
+mod config;
+mod spec;
+mod store;
+mod support;
