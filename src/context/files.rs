@@ -143,7 +143,12 @@ pub fn match_context(tree: &Tree, entry: &str) -> Result<Vec<String>, ContextErr
         entry.to_owned()
     };
     let m = compile(&pattern, "the spec's context section")?.compile_matcher();
-    Ok(tree.files.iter().filter(|f| m.is_match(f)).cloned().collect())
+    Ok(tree
+        .files
+        .iter()
+        .filter(|f| m.is_match(f))
+        .cloned()
+        .collect())
 }
 
 /// `path:line` (rustc, gcc, eslint, go, pytest), `path(line)` (msbuild, tsc) and

@@ -49,7 +49,7 @@ pub enum ContextError {
     },
     /// A template has a `{` that is not closed on the same line.
     #[error(
-        "{}:{line}: unclosed `{{` in `{text}`; close the placeholder with `}}` on the same line, or write `{{{{` for a literal brace",
+        "{}:{line}: unclosed `{{` in the line `{text}`; close the placeholder with `}}` on the same line, or write `{{{{` for a literal brace",
         .file.display()
     )]
     TemplateUnclosed {
@@ -57,7 +57,7 @@ pub enum ContextError {
         file: PathBuf,
         /// 1-based line of the `{`.
         line: usize,
-        /// The text from the `{` to the end of the line.
+        /// The line, trimmed.
         text: String,
     },
     /// A template has a `}` without a `{`.
@@ -305,6 +305,10 @@ struct Placed {
     cut: bool,
 }
 
+/// Bytes the rendering adds around the items (section headings such as "## Failed checks",
+/// placeholder fallbacks such as "(none yet)"), counted up front so the budget holds.
+const RENDER_CHROME_BYTES: usize = 400;
+
 /// Builds the prompt of one iteration.
 pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Prompt, ContextError> {
     let exclude = files::glob_set(&input.options.exclude, "the exclude option")?;
@@ -322,7 +326,7 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
         + project.name.len()
         + project.primary_language.len()
         + project.framework.len()
-        + 16)
+        + RENDER_CHROME_BYTES)
         .div_ceil(7)
         * 2;
     let budget = input
@@ -555,7 +559,10 @@ fn pack_items(
         let (body, overhead) = match item.body {
             Body::Text(t) => (t, 0),
             Body::File(rel) => {
-                let overhead = estimate_tokens(&format!("### {rel}\n```text\n\n```\n\n"));
+                let overhead = estimate_tokens(&format!(
+                    "### {rel}\n````{} path={rel}\n\n````\n\n",
+                    fence_lang(&rel)
+                ));
                 // Cheap check before reading: a file that cannot fit is not read at all.
                 let len = std::fs::metadata(tree.root_path().join(&rel))
                     .map(|m| m.len() as usize)
@@ -593,6 +600,8 @@ fn pack_items(
                 (text, overhead)
             }
         };
+        // +1: the blank line or bullet that joins items when they are rendered.
+        let overhead = overhead + 1;
         let tokens = estimate_tokens(&body) + overhead;
         if tokens <= room {
             used += tokens;
@@ -678,7 +687,12 @@ fn render_values(
     v.insert("iteration", input.iteration.to_string());
     v.insert("max_iterations", input.max_iterations.to_string());
 
-    let find = |slot: &Slot| placed.iter().find(|p| &p.slot == slot).map(|p| p.text.clone());
+    let find = |slot: &Slot| {
+        placed
+            .iter()
+            .find(|p| &p.slot == slot)
+            .map(|p| p.text.clone())
+    };
     v.insert("spec_content", find(&Slot::Spec).unwrap_or_default());
     v.insert(
         "acceptance_criteria",
@@ -756,7 +770,9 @@ fn render_values(
                 let fence = fence_for(&p.text);
                 let lang = fence_lang(path);
                 let body = p.text.strip_suffix('\n').unwrap_or(&p.text);
-                Some(format!("### {path}\n{fence}{lang} path={path}\n{body}\n{fence}"))
+                Some(format!(
+                    "### {path}\n{fence}{lang} path={path}\n{body}\n{fence}"
+                ))
             }
             _ => None,
         })
@@ -810,11 +826,7 @@ fn bullets(items: &[String]) -> String {
 
 /// A backtick fence longer than any run of backticks in `text`.
 fn fence_for(text: &str) -> String {
-    let longest = text
-        .split(|c| c != '`')
-        .map(str::len)
-        .max()
-        .unwrap_or(0);
+    let longest = text.split(|c| c != '`').map(str::len).max().unwrap_or(0);
     "`".repeat(longest.max(2) + 1)
 }
 

@@ -120,7 +120,12 @@ mod tests {
     fn cut_keeps_whole_lines_and_marks() {
         let text: String = (0..100).map(|i| format!("line {i}\n")).collect();
         let cut = cut_to_tokens(&text, 30, 1).expect("must cut");
-        assert!(cut.text.ends_with("[… truncated by mmm: 91 more lines …]\n"), "{}", cut.text);
+        assert!(
+            cut.text
+                .ends_with("[… truncated by mmm: 91 more lines …]\n"),
+            "{}",
+            cut.text
+        );
         assert_eq!(cut.kept_lines, 9);
         assert!(estimate_tokens(&cut.text) <= 30);
         assert!(cut_to_tokens("short\n", 30, 1).is_none());

@@ -262,12 +262,16 @@ mod tests {
     #[test]
     fn requirement_names() {
         assert_eq!(requirement_name("FastAPI[all]>=0.100"), "fastapi");
-        assert_eq!(requirement_name("pytest_cov ; python_version>'3'"), "pytest-cov");
+        assert_eq!(
+            requirement_name("pytest_cov ; python_version>'3'"),
+            "pytest-cov"
+        );
     }
 
     #[test]
     fn go_major_versions() {
-        let m = go_mod("module example.com/x\n\nrequire (\n\tgithub.com/labstack/echo/v4 v4.11.0\n)\n");
+        let m =
+            go_mod("module example.com/x\n\nrequire (\n\tgithub.com/labstack/echo/v4 v4.11.0\n)\n");
         assert_eq!(m.name, "example.com/x");
         assert_eq!(m.framework, "echo");
     }

@@ -59,13 +59,15 @@ pub fn symbols(path: &str, text: &str) -> Vec<String> {
             "py" => PYTHON
                 .captures(line)
                 .map(|c| format!("{} {}", &c[1], &c[2])),
-            "js" | "jsx" | "mjs" | "cjs" | "ts" | "tsx" | "mts" | "cts" => JS.captures(line).and_then(|c| {
-                let kind = c[1].trim_end_matches('*');
-                // Plain top-level `const x = …` is noise unless exported.
-                let exported = line.starts_with("export");
-                (exported || !matches!(kind, "const" | "let" | "var"))
-                    .then(|| format!("{kind} {}", &c[2]))
-            }),
+            "js" | "jsx" | "mjs" | "cjs" | "ts" | "tsx" | "mts" | "cts" => {
+                JS.captures(line).and_then(|c| {
+                    let kind = c[1].trim_end_matches('*');
+                    // Plain top-level `const x = …` is noise unless exported.
+                    let exported = line.starts_with("export");
+                    (exported || !matches!(kind, "const" | "let" | "var"))
+                        .then(|| format!("{kind} {}", &c[2]))
+                })
+            }
             "go" => GO.captures(line).map(|c| match c.get(2) {
                 Some(recv) => format!("{} ({}) {}", &c[1], recv.as_str(), &c[3]),
                 None => format!("{} {}", &c[1], &c[3]),
@@ -92,9 +94,13 @@ mod tests {
 
     #[test]
     fn js_and_go_symbols() {
-        let js = "export default function App() {}\nconst x = 1;\nexport const y = 2;\nclass K {}\n";
+        let js =
+            "export default function App() {}\nconst x = 1;\nexport const y = 2;\nclass K {}\n";
         assert_eq!(symbols("a.tsx", js), ["function App", "const y", "class K"]);
         let go = "func main() {}\nfunc (s *S) Run() error {\ntype S struct {\n";
-        assert_eq!(symbols("m.go", go), ["func main", "func (s *S) Run", "type S"]);
+        assert_eq!(
+            symbols("m.go", go),
+            ["func main", "func (s *S) Run", "type S"]
+        );
     }
 }

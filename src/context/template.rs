@@ -86,7 +86,7 @@ impl Template {
                         return Err(ContextError::TemplateUnclosed {
                             file: source.to_path_buf(),
                             line,
-                            text: format!("{{{name}"),
+                            text: text.lines().nth(line - 1).unwrap_or("").trim().to_owned(),
                         });
                     }
                     let Some(known) = PLACEHOLDERS.iter().find(|p| **p == name.trim()) else {

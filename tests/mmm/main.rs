@@ -6,3 +6,4 @@ mod config;
 mod store;
 mod api;
 mod apply;
+mod context;
