@@ -413,7 +413,7 @@ fn select(
             Priority::Critical,
             Slot::Failure,
             format!(
-                "### {} failed: `{}`\n{fence}\n{}\n{fence}",
+                "#### {} failed: `{}`\n{fence}\n{}\n{fence}",
                 f.name,
                 f.command,
                 trim_output(&f.output)
@@ -732,25 +732,25 @@ fn render_values(
         .collect();
     if !failures.is_empty() {
         fb.push(format!(
-            "## Failed checks (run by mmm)\n\n{}",
+            "### Failed checks (run by mmm)\n\n{}",
             failures.join("\n\n")
         ));
     }
     if let Some(t) = find(&Slot::CriteriaStatus) {
-        fb.push(format!("## Acceptance criteria as last checked\n\n{t}"));
+        fb.push(format!("### Acceptance criteria as last checked\n\n{t}"));
     }
     if let Some(t) = find(&Slot::Review) {
-        fb.push(format!("## Review feedback (act on it)\n\n{t}"));
+        fb.push(format!("### Review feedback (act on it)\n\n{t}"));
     }
     if let Some(t) = find(&Slot::Problems) {
-        fb.push(format!("## Problems with your last answer\n\n{t}"));
+        fb.push(format!("### Problems with your last answer\n\n{t}"));
     }
     let memory: Vec<String> = (0..input.memory.len())
         .filter_map(|i| find(&Slot::Memory(i)))
         .collect();
     if !memory.is_empty() {
         fb.push(format!(
-            "## Summaries of earlier iterations\n\n{}",
+            "### Summaries of earlier iterations\n\n{}",
             memory.join("\n")
         ));
     }
@@ -810,7 +810,7 @@ fn render_criteria_status(criteria: &[CriterionView]) -> String {
                 (None, Some(_)) => "not checked yet",
                 (None, None) => "no check command; judged by review",
             };
-            format!("{}. {s}", i + 1)
+            format!("{}. {s}: {}", i + 1, c.text.trim())
         })
         .collect::<Vec<_>>()
         .join("\n")

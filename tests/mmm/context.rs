@@ -175,7 +175,7 @@ fn long_failure_output_is_trimmed() {
         output: (0..500).map(|i| format!("out {i}\n")).collect(),
     }];
     let text = full_text(&build_prompt(&inp, &Templates::builtin()).expect("build"));
-    assert!(text.contains("### build failed: `cargo build`"));
+    assert!(text.contains("#### build failed: `cargo build`"));
     assert!(text.contains("out 0\n"));
     assert!(text.contains("out 499"));
     assert!(text.contains("[… 460 lines cut …]"));
@@ -486,7 +486,10 @@ fn stable_prefix_is_identical_across_iterations() {
     assert!(user.contains("- Use argon2."));
     assert!(user.contains("- SEARCH block did not match src/login.rs"));
     assert!(user.contains("- Wrote the handler."));
-    assert!(user.contains("1. FAILED\n2. no check command; judged by review"));
+    assert!(user.contains(
+        "1. FAILED: login accepts the right password\n\
+         2. no check command; judged by review: wrong passwords are refused"
+    ));
     assert!(user.contains("### src/db.rs\n```rust path=src/db.rs"));
     assert!(b.token_estimate > b.stable_tokens);
 }
@@ -589,4 +592,67 @@ fn volatile_placeholder_in_system_template_is_a_load_error() {
 fn template_parse_names_the_file() {
     let err = Template::parse(Path::new(".mmm/templates/x.md"), "a } b").expect_err("fails");
     insta::assert_snapshot!(err.to_string(), @".mmm/templates/x.md:1: unmatched `}`; write `}}` for a literal brace");
+}
+
+/// The whole prompt of a small project, as the model sees it.
+#[test]
+fn rendered_prompt_snapshot() {
+    let repo = TestRepo::new();
+    repo.write(
+        "Cargo.toml",
+        "[package]\nname = \"shop\"\n[dependencies]\naxum = \"0.8\"\n",
+    );
+    repo.write("src/login.rs", "pub fn login() -> bool {\n    false\n}\n");
+    repo.commit_all("code");
+    let mut inp = input(&repo.path);
+    inp.iteration = 2;
+    inp.failures = vec![Failure {
+        name: "test".to_owned(),
+        command: "cargo test login_ok".to_owned(),
+        output: "thread 'login_ok' panicked at src/login.rs:2:5\n".to_owned(),
+    }];
+    inp.memory = vec!["Added a stub login.".to_owned()];
+    inp.criteria[0].last_result = Some(false);
+    let p = build_prompt(&inp, &Templates::builtin()).expect("build");
+    insta::assert_snapshot!(p.user[0].text, @r#"
+    # Iteration 2 of 3
+
+    ## Feedback from earlier iterations
+
+    ### Failed checks (run by mmm)
+
+    #### test failed: `cargo test login_ok`
+    ```
+    thread 'login_ok' panicked at src/login.rs:2:5
+    ```
+
+    ### Acceptance criteria as last checked
+
+    1. FAILED: login accepts the right password
+    2. no check command; judged by review: wrong passwords are refused
+
+    ### Summaries of earlier iterations
+
+    - Added a stub login.
+
+    ## Relevant code
+
+    ### src/login.rs
+    ```rust path=src/login.rs
+    pub fn login() -> bool {
+        false
+    }
+    ```
+
+    ### Cargo.toml
+    ```toml path=Cargo.toml
+    [package]
+    name = "shop"
+    [dependencies]
+    axum = "0.8"
+    ```
+
+    Make the next changes towards the acceptance criteria with the edit formats above, fix what
+    failed, and end with `@mmm:summary`. Say `@mmm:complete` only when every criterion is met.
+    "#);
 }
