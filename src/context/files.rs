@@ -1,0 +1,179 @@
+//! The worktree's files as the context builder may see them: not ignored by `.gitignore`, never
+//! under `.git`, text only (no NUL in the first 8 KiB, valid UTF-8).
+//!
+//! Owns: walking and reading the worktree, glob matching, paths named in command output.
+//! Must not touch: anything outside the worktree; it never writes.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use regex::Regex;
+
+use super::ContextError;
+
+/// How many bytes at the start of a file are checked for NUL.
+const BINARY_SNIFF: usize = 8 * 1024;
+
+/// The files of a worktree, as sorted relative paths with `/` separators.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    root: PathBuf,
+    /// Every visible file (not ignored, not under `.git`), sorted.
+    pub files: BTreeSet<String>,
+}
+
+impl Tree {
+    /// Walks `root` honouring `.gitignore`, `.git/info/exclude` and `.ignore` files of the
+    /// worktree itself (not the user's global excludes, which would make the prompt depend on
+    /// the machine), and skipping `.git` whatever it is (a directory or a worktree's file).
+    pub fn walk(root: &Path, exclude: &GlobSet) -> Result<Tree, ContextError> {
+        let mut files = BTreeSet::new();
+        let walker = ignore::WalkBuilder::new(root)
+            .hidden(false)
+            .parents(false)
+            .git_ignore(true)
+            .git_exclude(true)
+            .git_global(false)
+            .require_git(false)
+            .follow_links(false)
+            .filter_entry(|e| e.file_name() != ".git")
+            .build();
+        for entry in walker {
+            let entry = entry.map_err(|e| ContextError::Walk {
+                path: root.to_path_buf(),
+                message: e.to_string(),
+            })?;
+            if !entry.file_type().is_some_and(|t| t.is_file()) {
+                continue;
+            }
+            let Ok(rel) = entry.path().strip_prefix(root) else {
+                continue;
+            };
+            let rel = rel_string(rel);
+            if !exclude.is_match(&rel) {
+                files.insert(rel);
+            }
+        }
+        Ok(Tree {
+            root: root.to_path_buf(),
+            files,
+        })
+    }
+
+    /// The worktree's root.
+    pub fn root_path(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether `rel` is a visible file.
+    pub fn contains(&self, rel: &str) -> bool {
+        self.files.contains(rel)
+    }
+
+    /// Normalises a path given by the engine or found in output (absolute inside the worktree,
+    /// `./`-prefixed, or relative) to the tree's form, if it names a visible file.
+    pub fn resolve(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).unwrap_or(path);
+        let rel = rel_string(rel);
+        let rel = rel.trim_start_matches("./");
+        self.files.get(rel).cloned()
+    }
+
+    /// Reads a visible file as text. `Ok(None)` means binary (NUL in the first 8 KiB or not
+    /// UTF-8).
+    pub fn read_text(&self, rel: &str) -> Result<Option<String>, ContextError> {
+        let path = self.root.join(rel);
+        let bytes = std::fs::read(&path).map_err(|source| ContextError::Io { path, source })?;
+        if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
+            return Ok(None);
+        }
+        Ok(String::from_utf8(bytes).ok())
+    }
+
+    /// Whether `rel` is a directory inside the worktree.
+    pub fn is_dir(&self, rel: &str) -> bool {
+        !rel.is_empty() && self.root.join(rel).is_dir()
+    }
+}
+
+fn rel_string(rel: &Path) -> String {
+    rel.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Compiles globs into a set; a bad glob is an error naming it and `what` it came from.
+pub fn glob_set(globs: &[String], what: &str) -> Result<GlobSet, ContextError> {
+    let mut b = GlobSetBuilder::new();
+    for g in globs {
+        b.add(compile(g, what)?);
+    }
+    b.build().map_err(|e| ContextError::BadGlob {
+        glob: globs.join(", "),
+        what: what.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn compile(g: &str, what: &str) -> Result<Glob, ContextError> {
+    globset::GlobBuilder::new(g)
+        .literal_separator(true)
+        .build()
+        .map_err(|e| ContextError::BadGlob {
+            glob: g.to_owned(),
+            what: what.to_owned(),
+            message: e.kind().to_string(),
+        })
+}
+
+/// The files a context entry of a spec names: a glob (`src/**/*.rs`), a file, or a directory
+/// (everything under it). Sorted.
+pub fn match_context(tree: &Tree, entry: &str) -> Result<Vec<String>, ContextError> {
+    let entry = entry.trim().trim_start_matches("./");
+    let trimmed = entry.trim_end_matches('/');
+    if tree.contains(trimmed) {
+        return Ok(vec![trimmed.to_owned()]);
+    }
+    let pattern = if tree.is_dir(trimmed) || entry.ends_with('/') {
+        format!("{trimmed}/**")
+    } else {
+        entry.to_owned()
+    };
+    let m = compile(&pattern, "the spec's context section")?.compile_matcher();
+    Ok(tree
+        .files
+        .iter()
+        .filter(|f| m.is_match(f))
+        .cloned()
+        .collect())
+}
+
+/// `path:line` (rustc, gcc, eslint, go, pytest), `path(line)` (msbuild, tsc) and
+/// `File "path", line N` (Python tracebacks).
+static PATH_IN_OUTPUT: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(
+        r#"(?:File "([^"\n]+)", line \d+)|((?:[A-Za-z]:)?[A-Za-z0-9_./\\-]*[A-Za-z0-9_-]\.[A-Za-z0-9]+)(?::\d+|\(\d+)"#,
+    )
+    .expect("a valid literal regex")
+});
+
+/// Files of the tree named in command output, in order of first mention.
+pub fn paths_in_output(tree: &Tree, output: &str) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for cap in PATH_IN_OUTPUT.captures_iter(output) {
+        let Some(m) = cap.get(1).or_else(|| cap.get(2)) else {
+            continue;
+        };
+        let raw = m.as_str().replace('\\', "/");
+        if let Some(rel) = tree.resolve(Path::new(&raw))
+            && seen.insert(rel.clone())
+        {
+            out.push(rel);
+        }
+    }
+    out
+}
