@@ -34,7 +34,11 @@ fn main() {
             .current_dir(repo)
             .output()
             .expect("run git-mmm status");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
     let (git_median, _) = measure(runs, || {
         let out = Command::new("git")

@@ -246,7 +246,11 @@ mod tests {
 
     #[test]
     fn huge_output_is_cut_in_the_middle() {
-        let out = sh("yes abcdefgh | head -c 1000000; echo; echo END", 10_000, 100);
+        let out = sh(
+            "yes abcdefgh | head -c 1000000; echo; echo END",
+            10_000,
+            100,
+        );
         assert!(out.stdout.len() < 200, "{}", out.stdout.len());
         assert!(out.stdout.contains("bytes cut by mmm"));
         assert!(out.stdout.starts_with("abcdefgh"));
@@ -255,8 +259,14 @@ mod tests {
 
     #[test]
     fn trims_lines() {
-        let text = (1..=10).map(|i| i.to_string()).collect::<Vec<_>>().join("\n");
-        assert_eq!(trim_lines(&text, 4), "1\n2\n[… 6 lines cut by mmm …]\n9\n10");
+        let text = (1..=10)
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            trim_lines(&text, 4),
+            "1\n2\n[… 6 lines cut by mmm …]\n9\n10"
+        );
         assert_eq!(trim_lines("a\nb", 4), "a\nb");
     }
 }

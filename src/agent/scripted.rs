@@ -118,9 +118,10 @@ impl ScriptedAgent {
 
     fn pick(&self, prompt: &str) -> Option<Answer> {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        let matching = self.answers.iter().enumerate().position(|(i, a)| {
-            !used[i] && a.when.as_deref().is_some_and(|w| prompt.contains(w))
-        });
+        let matching =
+            self.answers.iter().enumerate().position(|(i, a)| {
+                !used[i] && a.when.as_deref().is_some_and(|w| prompt.contains(w))
+            });
         let index = matching.or_else(|| {
             self.answers
                 .iter()
@@ -204,14 +205,21 @@ mod tests {
         .expect("valid script");
         assert_eq!(ask(&agent, "go").expect("answer").text, "first");
         assert_eq!(ask(&agent, "test FAILED").expect("answer").text, "fix");
-        assert!(matches!(ask(&agent, "again"), Err(AgentError::Failed { .. })));
+        assert!(matches!(
+            ask(&agent, "again"),
+            Err(AgentError::Failed { .. })
+        ));
     }
 
     #[test]
     fn bad_scripts_name_the_line() {
         let err = ScriptedAgent::parse(Path::new("s.toml"), "[[answer]]\ntxt = 'x'\n")
             .expect_err("unknown key");
-        assert!(err.to_string().starts_with("s.toml:2: invalid agent script"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("s.toml:2: invalid agent script"),
+            "{err}"
+        );
         let err = ScriptedAgent::parse(Path::new("s.toml"), "").expect_err("empty");
         assert!(err.to_string().contains("no [[answer]]"), "{err}");
     }

@@ -8,15 +8,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-/// A block of prompt text; `cache` marks the end of the stable prefix (a `cache_control`
-/// breakpoint for the Messages API).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct PromptBlock {
-    /// The text.
-    pub text: String,
-    /// True on the last block of the stable prefix.
-    pub cache: bool,
-}
+/// A block of prompt text, as the context stage builds it.
+pub use crate::context::PromptBlock;
 
 /// What the engine asks of an agent for one iteration.
 #[derive(Debug, Clone)]

@@ -15,8 +15,14 @@ const FILES: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("../../fixtures/demo/Cargo.toml")),
     (".gitignore", include_str!("../../fixtures/demo/.gitignore")),
     ("src/lib.rs", include_str!("../../fixtures/demo/src/lib.rs")),
-    ("specs/slugify.md", include_str!("../../fixtures/demo/specs/slugify.md")),
-    (".mmm/config.toml", include_str!("../../fixtures/demo/.mmm/config.toml")),
+    (
+        "specs/slugify.md",
+        include_str!("../../fixtures/demo/specs/slugify.md"),
+    ),
+    (
+        ".mmm/config.toml",
+        include_str!("../../fixtures/demo/.mmm/config.toml"),
+    ),
     (
         ".mmm/demo-script.toml",
         include_str!("../../fixtures/demo/.mmm/demo-script.toml"),

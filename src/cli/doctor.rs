@@ -48,7 +48,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         return Ok(());
     }
     if report.findings.is_empty() {
-        writeln!(out, "nothing to repair: mmm's refs, notes and worktrees are consistent")?;
+        writeln!(
+            out,
+            "nothing to repair: mmm's refs, notes and worktrees are consistent"
+        )?;
         return Ok(());
     }
     for f in &report.findings {

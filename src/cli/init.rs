@@ -39,7 +39,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     }
     if args.templates {
         for (name, text) in mmm::context::builtin_templates() {
-            let path = root.join(".mmm").join("templates").join(format!("{name}.md"));
+            let path = root
+                .join(".mmm")
+                .join("templates")
+                .join(format!("{name}.md"));
             if write_new(&path, text)? {
                 writeln!(out, "wrote {}", rel(&root, &path))?;
             } else {

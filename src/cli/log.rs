@@ -48,7 +48,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             out,
             "{:>4}  {:<12}  {}  {}  {}",
             i.n,
-            i.status.as_ref().map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+            i.status
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "?".into()),
             short_oid(i.commit),
             short_time(i.time),
             i.summary

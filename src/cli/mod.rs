@@ -10,16 +10,21 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod common;
 mod completions;
 mod config;
+mod demo;
 mod doctor;
 mod init;
 mod log;
 mod plumbing;
+mod progress;
 mod rollback;
+mod run;
 mod show;
 mod specs;
 mod status;
+mod stop;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -59,6 +64,12 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the loop on specs until each is complete or a limit is reached.
+    Run(run::Args),
+    /// Ask a running loop to stop after its current stage.
+    Stop(stop::Args),
+    /// Run the offline demo: a sample project, the real loop, the scripted agent.
+    Demo(demo::Args),
     /// Set up mmm in this repository: `.mmm/config.toml` and git notes settings (idempotent).
     Init(init::Args),
     /// List the specs under the spec directory, in dependency order.
@@ -89,8 +100,6 @@ pub struct Ctx {
     pub cwd: PathBuf,
     /// The process environment.
     pub env: BTreeMap<String, String>,
-    /// The `-v` count.
-    pub verbose: u8,
 }
 
 impl Ctx {
@@ -179,11 +188,7 @@ pub fn main() -> ExitCode {
         Some(dir) => cwd.join(dir),
         None => cwd,
     };
-    let ctx = Ctx {
-        cwd,
-        env,
-        verbose: cli.verbose,
-    };
+    let ctx = Ctx { cwd, env };
     match dispatch(&ctx, cli.command) {
         Ok(()) => ExitCode::from(EXIT_OK),
         Err(e) => report(&e),
@@ -192,6 +197,9 @@ pub fn main() -> ExitCode {
 
 fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
     match command {
+        Command::Run(args) => run::run(ctx, &args),
+        Command::Stop(args) => stop::run(ctx, &args),
+        Command::Demo(args) => demo::run(ctx, &args),
         Command::Init(args) => init::run(ctx, &args),
         Command::Specs(args) => specs::run(ctx, &args),
         Command::Status(args) => status::run(ctx, &args),

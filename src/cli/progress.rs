@@ -83,7 +83,10 @@ impl Progress {
                         ..
                     } => {
                         if let Some(pb) = bar {
-                            let model = model.as_deref().map(|m| format!(" ({m})")).unwrap_or_default();
+                            let model = model
+                                .as_deref()
+                                .map(|m| format!(" ({m})"))
+                                .unwrap_or_default();
                             pb.set_message(format!(
                                 "iteration {iteration}: {}{model} · {tokens} tokens · ${cost:.4}",
                                 stage_name(*stage)
@@ -143,14 +146,21 @@ fn line_for(event: &Event, stream_text: bool) -> Option<String> {
             resumed,
         } => Some(format!(
             "{spec}: {} run {run} at iteration {iteration}",
-            if *resumed { "resuming with" } else { "starting" }
+            if *resumed {
+                "resuming with"
+            } else {
+                "starting"
+            }
         )),
         Event::Stage {
             spec,
             iteration,
             stage,
             ..
-        } => Some(format!("{spec}: iteration {iteration}: {}", stage_name(*stage))),
+        } => Some(format!(
+            "{spec}: iteration {iteration}: {}",
+            stage_name(*stage)
+        )),
         Event::Text { text, .. } => stream_text.then(|| text.clone()),
         Event::Retry {
             spec,

@@ -12,7 +12,12 @@ pub struct Args {
     pub spec: String,
     /// Reset the branch to this iteration; the old tip stays reachable from
     /// `refs/mmm/SPEC/archive`.
-    #[arg(long, value_name = "N", required_unless_present = "undo", conflicts_with = "undo")]
+    #[arg(
+        long,
+        value_name = "N",
+        required_unless_present = "undo",
+        conflicts_with = "undo"
+    )]
     pub to: Option<u32>,
     /// Undo the last rollback (if the branch has not moved since).
     #[arg(long)]

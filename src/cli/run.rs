@@ -90,7 +90,10 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     let specs = super::specs::discover_strict(&root, &config)?;
     let selected = select(&store, &specs, &args.specs)?;
     if selected.is_empty() {
-        writeln!(out(), "nothing to run: every spec is complete (see `git mmm status`)")?;
+        writeln!(
+            out(),
+            "nothing to run: every spec is complete (see `git mmm status`)"
+        )?;
         return Ok(());
     }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
@@ -98,7 +101,11 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     let prices = price_table(&config);
     let redactor = redactor(ctx, &config);
     let cancel = Cancel::new();
-    watch_for_stop(&store, &cancel, selected.iter().map(|s| s.id.to_string()).collect());
+    watch_for_stop(
+        &store,
+        &cancel,
+        selected.iter().map(|s| s.id.to_string()).collect(),
+    );
     let clock = clock(ctx)?;
     let spent_today = spent_today(&store, clock.now());
     let mut progress = Progress::new(args.json, args.stream);
@@ -162,8 +169,8 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
                 ..Spent::default()
             },
         };
-        let outcome = engine::run_spec(&services, &job, &mut |e| progress.event(&e))
-            .map_err(|e| {
+        let outcome =
+            engine::run_spec(&services, &job, &mut |e| progress.event(&e)).map_err(|e| {
                 let hint = e.hint();
                 let err = anyhow::Error::new(e).context(format!("spec `{}`", spec.id));
                 match hint {
@@ -229,7 +236,11 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
 
 /// The specs to run: the named ones (with their order from the dependency graph), or every
 /// spec not complete at its current revision.
-fn select<'a>(store: &Store, specs: &'a SpecSet, named: &[String]) -> Result<Vec<&'a Spec>, CliError> {
+fn select<'a>(
+    store: &Store,
+    specs: &'a SpecSet,
+    named: &[String],
+) -> Result<Vec<&'a Spec>, CliError> {
     if !named.is_empty() {
         let mut wanted = BTreeSet::new();
         for n in named {
@@ -309,7 +320,10 @@ fn build_agent(
     };
     match kind {
         AgentKind::Api => {
-            let auth = match (ctx.var("ANTHROPIC_API_KEY"), ctx.var("ANTHROPIC_AUTH_TOKEN")) {
+            let auth = match (
+                ctx.var("ANTHROPIC_API_KEY"),
+                ctx.var("ANTHROPIC_AUTH_TOKEN"),
+            ) {
                 (Some(k), _) if !k.is_empty() => Auth::ApiKey(k.to_owned()),
                 (_, Some(t)) if !t.is_empty() => Auth::Bearer(t.to_owned()),
                 _ => {
@@ -348,7 +362,10 @@ fn build_agent(
             })?;
             let path = root.join(script);
             Ok(Box::new(ScriptedAgent::load(&path).map_err(|e| {
-                CliError::with_hint(e, "see the format in `git mmm demo`'s .mmm/demo-script.toml")
+                CliError::with_hint(
+                    e,
+                    "see the format in `git mmm demo`'s .mmm/demo-script.toml",
+                )
             })?))
         }
         other => Err(CliError::with_hint(
@@ -483,8 +500,10 @@ fn settings(config: &Config, spec: &Spec) -> Settings {
         },
         token_budget: TokenBudget {
             window: usize::try_from(config.model.context_window).unwrap_or(usize::MAX),
-            output_reserve: usize::try_from(config.context.output_reserve.max(config.model.max_tokens))
-                .unwrap_or(usize::MAX),
+            output_reserve: usize::try_from(
+                config.context.output_reserve.max(config.model.max_tokens),
+            )
+            .unwrap_or(usize::MAX),
         },
         checkpoint_after_iteration: config
             .checkpoints
@@ -518,8 +537,17 @@ fn spent_today(store: &Store, now: SystemTime) -> Spent {
             let Ok(detail) = store.iteration(&state.spec, it.n) else {
                 continue;
             };
-            for m in detail.metrics.iter().flatten().filter(|r| r.kind == "metrics") {
-                spent.daily_usd += m.data.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+            for m in detail
+                .metrics
+                .iter()
+                .flatten()
+                .filter(|r| r.kind == "metrics")
+            {
+                spent.daily_usd += m
+                    .data
+                    .get("cost_usd")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
                 if let Some(t) = m.data.get("tokens")
                     && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
                 {

@@ -44,18 +44,36 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         )?;
         return Ok(());
     }
-    let width = ordered.iter().map(|s| s.id.as_str().len()).max().unwrap_or(2).max(2);
-    writeln!(out, "{:<width$}  {:<8}  {:>8}  {:<20}  TITLE", "ID", "PRIORITY", "CRITERIA", "DEPENDS ON")?;
+    let width = ordered
+        .iter()
+        .map(|s| s.id.as_str().len())
+        .max()
+        .unwrap_or(2)
+        .max(2);
+    writeln!(
+        out,
+        "{:<width$}  {:<8}  {:>8}  {:<20}  TITLE",
+        "ID", "PRIORITY", "CRITERIA", "DEPENDS ON"
+    )?;
     for s in ordered {
         let verifiable = s.criteria.iter().filter(|c| c.verify.is_some()).count();
-        let deps = s.depends_on.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(",");
+        let deps = s
+            .depends_on
+            .iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(",");
         writeln!(
             out,
             "{:<width$}  {:<8}  {:>8}  {:<20}  {}",
             s.id,
             s.priority.as_str(),
             format!("{}/{}", verifiable, s.criteria.len()),
-            if deps.is_empty() { "-".to_owned() } else { deps },
+            if deps.is_empty() {
+                "-".to_owned()
+            } else {
+                deps
+            },
             s.title
         )?;
     }

@@ -119,6 +119,40 @@ pub enum AgentKind {
     Scripted,
 }
 
+impl AgentKind {
+    /// The name used in configuration (`api`, `claude-code`, `command`, `scripted`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AgentKind::Api => "api",
+            AgentKind::ClaudeCode => "claude-code",
+            AgentKind::Command => "command",
+            AgentKind::Scripted => "scripted",
+        }
+    }
+}
+
+impl std::fmt::Display for AgentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for AgentKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            AgentKind::Api,
+            AgentKind::ClaudeCode,
+            AgentKind::Command,
+            AgentKind::Scripted,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown agent `{s}` (api, claude-code, command, scripted)"))
+    }
+}
+
 /// `[agent]`: which agent answers and how it is reached.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

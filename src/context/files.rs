@@ -27,7 +27,8 @@ pub struct Tree {
 impl Tree {
     /// Walks `root` honouring `.gitignore`, `.git/info/exclude` and `.ignore` files of the
     /// worktree itself (not the user's global excludes, which would make the prompt depend on
-    /// the machine), and skipping `.git` whatever it is (a directory or a worktree's file).
+    /// the machine), and skipping `.git` whatever it is (a directory or a worktree's file) and
+    /// mmm's own `.mmm/` directory (configuration, templates and scripts are not the project).
     pub fn walk(root: &Path, exclude: &GlobSet) -> Result<Tree, ContextError> {
         let mut files = BTreeSet::new();
         let walker = ignore::WalkBuilder::new(root)
@@ -38,7 +39,9 @@ impl Tree {
             .git_global(false)
             .require_git(false)
             .follow_links(false)
-            .filter_entry(|e| e.file_name() != ".git")
+            .filter_entry(|e| {
+                e.file_name() != ".git" && !(e.depth() == 1 && e.file_name() == ".mmm")
+            })
             .build();
         for entry in walker {
             let entry = entry.map_err(|e| ContextError::Walk {

@@ -27,7 +27,7 @@ use serde::Serialize;
 pub use pack::{Priority, cut_to_tokens, estimate_tokens, trim_output, truncation_marker};
 pub use project::ProjectMeta;
 pub use repomap::symbols;
-pub use template::{PLACEHOLDERS, Template, Templates, VOLATILE_PLACEHOLDERS};
+pub use template::{PLACEHOLDERS, Template, Templates, VOLATILE_PLACEHOLDERS, builtin_templates};
 
 /// Errors of context building and template loading.
 #[derive(Debug, thiserror::Error)]

@@ -159,6 +159,11 @@ impl Template {
     }
 }
 
+/// The built-in templates as `(name, text)`, for `git mmm init --templates`.
+pub fn builtin_templates() -> [(&'static str, &'static str); 2] {
+    [("system", BUILTIN_SYSTEM), ("iteration", BUILTIN_ITERATION)]
+}
+
 /// The two templates of a prompt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Templates {

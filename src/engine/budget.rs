@@ -79,7 +79,10 @@ pub fn check(
 ) -> Check {
     let mut max_out = u64::from(max_tokens);
     let usd_caps = [
-        ("per_iteration_usd", limits.per_iteration_usd.map(|l| l.max(0.0))),
+        (
+            "per_iteration_usd",
+            limits.per_iteration_usd.map(|l| l.max(0.0)),
+        ),
         (
             "per_spec_usd",
             limits.per_spec_usd.map(|l| (l - spent.spec_usd).max(0.0)),

@@ -39,7 +39,10 @@ impl Redactor {
             let named_secret = ["_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_PAT"]
                 .iter()
                 .any(|s| upper.ends_with(s))
-                || matches!(upper.as_str(), "ANTHROPIC_API_KEY" | "GITHUB_TOKEN" | "GH_TOKEN")
+                || matches!(
+                    upper.as_str(),
+                    "ANTHROPIC_API_KEY" | "GITHUB_TOKEN" | "GH_TOKEN"
+                )
                 || extra_names.iter().any(|n| n == name);
             if named_secret {
                 secrets.push((name.to_owned(), value.to_owned()));

@@ -323,7 +323,9 @@ impl EngineError {
             EngineError::Worktree(_) => {
                 Some("run `git mmm doctor` to clean up leftover worktrees".into())
             }
-            EngineError::Store(_) => Some("run `git mmm doctor`, then run again: the loop resumes".into()),
+            EngineError::Store(_) => {
+                Some("run `git mmm doctor`, then run again: the loop resumes".into())
+            }
             _ => None,
         }
     }
@@ -431,7 +433,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     fn run(mut self) -> Result<Outcome, EngineError> {
         let store = self.s.store;
         let revision = self.job.spec.revision.clone();
-        let history = store.history(&self.spec)?;
+        let history = match store.history(&self.spec) {
+            Ok(h) => h,
+            Err(crate::store::StoreError::NoBranch { .. }) => Vec::new(),
+            Err(e) => return Err(e.into()),
+        };
         if let Some(last) = history.last()
             && last.status == Some(IterationStatus::Complete)
             && last.spec_revision.as_deref() == Some(revision.as_str())
@@ -459,7 +465,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 let (usd, tokens) = spend_of(&metrics);
                 self.spent.spec_usd += usd;
                 self.spent.spec_tokens += tokens;
-                remember(&mut self.memory, &metrics, detail.transcript.as_deref().unwrap_or(&[]));
+                remember(
+                    &mut self.memory,
+                    &metrics,
+                    detail.transcript.as_deref().unwrap_or(&[]),
+                );
             }
         }
 
@@ -875,7 +885,15 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         } else {
             IterationStatus::Failed
         };
-        let stop = self.decide(&status, &parsed, &failing, refused, previous_tree, tree, &mut decisions);
+        let stop = self.decide(
+            &status,
+            &parsed,
+            &failing,
+            refused,
+            previous_tree,
+            tree,
+            &mut decisions,
+        );
         durations.insert("decide_ms".into(), ms(t.elapsed()));
 
         // Carry what matters into the next iteration.
@@ -899,7 +917,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             .as_deref()
             .map(|s| first_line(s).to_owned())
             .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| format!("{status}: {checks_passed}/{} checks passed", results.len()));
+            .unwrap_or_else(|| {
+                format!("{status}: {checks_passed}/{} checks passed", results.len())
+            });
         let mut metrics = serde_json::Map::new();
         metrics.insert("iteration".into(), Value::from(n));
         metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
@@ -932,7 +952,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         );
         metrics.insert("problems".into(), Value::from(problems.len()));
         metrics.insert("decisions".into(), json!(decisions));
-        metrics.insert("complete_claimed".into(), Value::from(parsed.directives.complete));
+        metrics.insert(
+            "complete_claimed".into(),
+            Value::from(parsed.directives.complete),
+        );
         if let Some(s) = &parsed.directives.summary {
             metrics.insert("summary".into(), Value::from(s.clone()));
         }
@@ -1009,16 +1032,15 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         let settings = &self.job.settings;
         let report = apply::apply(worktree.path(), &parsed.edits, &settings.apply_policy)?;
         for a in &report.applied {
-            self.memory.touched.insert(a.path.clone());
+            self.memory.touched.insert(PathBuf::from(&a.path));
         }
         for f in &report.failed {
-            problems.push(format!("the edit of `{}` failed: {}", f.path.display(), f.reason));
+            problems.push(format!("the edit of `{}` failed: {}", f.path, f.reason));
         }
         for r in &report.refused {
             problems.push(format!(
                 "the edit of `{}` was refused: {}",
-                r.path.display(),
-                r.reason
+                r.path, r.reason
             ));
         }
         let rec = self.record(
@@ -1033,13 +1055,14 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         );
         transcript.push(rec);
         for command in &parsed.commands {
-            let outcome = match apply::run_command(worktree.path(), command, &settings.command_policy) {
-                Ok(o) => o,
-                Err(e) => {
-                    problems.push(format!("the command `{command}` could not run: {e}"));
-                    continue;
-                }
-            };
+            let outcome =
+                match apply::run_command(worktree.path(), command, &settings.command_policy) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        problems.push(format!("the command `{command}` could not run: {e}"));
+                        continue;
+                    }
+                };
             if let Some(why) = &outcome.refusal {
                 problems.push(format!("the command `{command}` was not run: {why}"));
             } else if !outcome.succeeded() {
@@ -1065,7 +1088,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             );
             transcript.push(rec);
         }
-        Ok((report.applied.len(), report.failed.len(), report.refused.len()))
+        Ok((
+            report.applied.len(),
+            report.failed.len(),
+            report.refused.len(),
+        ))
     }
 
     /// Stop conditions and strategies after an iteration.
@@ -1106,7 +1133,8 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             IterationStatus::Complete => {
                 memory.failed_in_a_row = 0;
                 return Some(if settings.checkpoint_after_complete {
-                    decisions.push("checkpoint: wait for a human to approve the completed spec".into());
+                    decisions
+                        .push("checkpoint: wait for a human to approve the completed spec".into());
                     (
                         StopReason::Checkpoint,
                         "complete; a required checkpoint waits for a human".into(),
@@ -1152,7 +1180,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             if memory.same_failures >= settings.stuck_after {
                 return Some((
                     StopReason::Stuck,
-                    format!("the same failing checks {} times in a row", memory.same_failures),
+                    format!(
+                        "the same failing checks {} times in a row",
+                        memory.same_failures
+                    ),
                 ));
             }
         }
@@ -1204,7 +1235,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         let (status, stop) = match &err {
             AgentError::Interrupted => (
                 IterationStatus::Interrupted,
-                Some((StopReason::Stopped, "stopped on request during the model call".to_owned())),
+                Some((
+                    StopReason::Stopped,
+                    "stopped on request during the model call".to_owned(),
+                )),
             ),
             AgentError::Critical { .. } => (
                 IterationStatus::Error,
@@ -1313,7 +1347,11 @@ fn spend_of(metrics: &[Record]) -> (f64, u64) {
     let mut usd = 0.0;
     let mut tokens = 0;
     for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        usd += m.data.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0);
+        usd += m
+            .data
+            .get("cost_usd")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0);
         if let Some(t) = m.data.get("tokens")
             && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
         {

@@ -42,7 +42,9 @@ pub struct Worktree {
 
 impl std::fmt::Debug for Worktree {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Worktree").field("path", &self.path).finish()
+        f.debug_struct("Worktree")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -60,14 +62,20 @@ impl Worktree {
         let path = dir.join(name);
         if path.exists() {
             // Left by a killed run with the same name: replace it.
-            let _ = git(&main_git_dir, &["worktree", "remove", "--force", "--force"], Some(&path));
+            let _ = git(
+                &main_git_dir,
+                &["worktree", "remove", "--force", "--force"],
+                Some(&path),
+            );
             let _ = std::fs::remove_dir_all(&path);
         }
         let out = Command::new("git")
             .arg("--git-dir")
             .arg(&main_git_dir)
             // Locked, so that `git mmm doctor` never prunes a worktree a live run is using.
-            .args(["worktree", "add", "--detach", "--quiet", "--lock", "--reason"])
+            .args([
+                "worktree", "add", "--detach", "--quiet", "--lock", "--reason",
+            ])
             .arg(format!("mmm run {name}"))
             .arg(&path)
             .arg(commit.to_string())
@@ -162,7 +170,11 @@ impl Drop for Worktree {
 
 fn remove(main_git_dir: &Path, path: &Path) -> Result<(), WorktreeError> {
     // Twice `--force`: the worktree is locked while in use.
-    let result = git(main_git_dir, &["worktree", "remove", "--force", "--force"], Some(path));
+    let result = git(
+        main_git_dir,
+        &["worktree", "remove", "--force", "--force"],
+        Some(path),
+    );
     if path.exists() {
         let _ = std::fs::remove_dir_all(path);
     }

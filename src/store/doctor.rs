@@ -491,3 +491,93 @@ fn canonical(p: &Path) -> PathBuf {
         _ => p.to_owned(),
     }
 }
+
+fn short(oid: &Oid) -> String {
+    let s = oid.to_string();
+    s[..10.min(s.len())].to_owned()
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::OrphanNote {
+                spec,
+                commit,
+                iteration,
+            } => {
+                write!(
+                    f,
+                    "{spec}: commit {} has notes but is on neither the branch nor the archive",
+                    short(commit)
+                )?;
+                if let Some(n) = iteration {
+                    write!(
+                        f,
+                        " (iteration {n}, probably interrupted while being recorded)"
+                    )?;
+                }
+                Ok(())
+            }
+            Problem::NoteOnMissingObject { notes_ref, target } => {
+                write!(
+                    f,
+                    "{notes_ref}: a note annotates {}, which is not in the repository",
+                    short(target)
+                )
+            }
+            Problem::StaleWip {
+                spec,
+                run,
+                tip,
+                reason,
+            } => write!(
+                f,
+                "{spec}: checkpoint ref of run {run} ({}) is stale: {reason}",
+                short(tip)
+            ),
+            Problem::LeftoverWorktree { name, path, reason } => {
+                write!(
+                    f,
+                    "worktree {name} at {} is left over: {reason}",
+                    path.display()
+                )
+            }
+            Problem::MissingNote {
+                spec,
+                commit,
+                iteration,
+                notes_ref,
+            } => write!(
+                f,
+                "{spec}: iteration {iteration} ({}) has no note in {notes_ref}",
+                short(commit)
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for DoctorAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DoctorAction::FastForward { spec, from, to } => match from {
+                Some(from) => write!(
+                    f,
+                    "fast-forward mmm/{spec} from {} to {}",
+                    short(from),
+                    short(to)
+                ),
+                None => write!(f, "create mmm/{spec} at {}", short(to)),
+            },
+            DoctorAction::Archive { spec, commit } => {
+                write!(f, "keep {} in refs/mmm/{spec}/archive", short(commit))
+            }
+            DoctorAction::ArchiveWip { spec, wip_ref } => {
+                write!(
+                    f,
+                    "keep {wip_ref} in refs/mmm/{spec}/archive, then delete the ref"
+                )
+            }
+            DoctorAction::PruneWorktree { name } => write!(f, "prune worktree {name}"),
+        }
+    }
+}
