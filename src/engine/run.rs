@@ -654,10 +654,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             ));
         }
         let input = next_input?;
-        match self.budget_check(input) {
-            Ok(_) => None,
-            Err(stop) => Some(stop),
-        }
+        self.budget_check(input).err()
     }
 
     fn budget_check(&self, input_tokens: u64) -> Result<u32, (StopReason, String)> {

@@ -4,7 +4,9 @@ mod support;
 
 mod api;
 mod apply;
+mod cli;
 mod config;
 mod context;
+mod run;
 mod spec;
 mod store;
