@@ -107,12 +107,8 @@ fn rust_symbol(line: &str) -> Option<String> {
         } else if let Some(r) = rest.strip_prefix("extern ") {
             // `extern "C" fn`; `extern crate x;` is not a symbol worth mapping.
             let r = r.trim_start();
-            rest = if r.starts_with('"') {
-                let close = r[1..].find('"')? + 2;
-                &r[close..]
-            } else {
-                return None;
-            };
+            let abi = r.strip_prefix('"')?;
+            rest = &abi[abi.find('"')? + 1..];
         } else {
             break;
         }
