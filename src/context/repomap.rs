@@ -8,16 +8,6 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-static RUST: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(
-        r"^(?:pub(?:\([^)]*\))?\s+)?(?:(?:const|async|unsafe|extern\s+\S+)\s+)*(fn|struct|enum|trait|mod|union|type)\s+([A-Za-z_][A-Za-z0-9_]*)",
-    )
-    .expect("a valid literal regex")
-});
-static RUST_IMPL: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^(?:unsafe\s+)?impl\b(?:\s*<[^{]*?>)?\s+([^{;]+?)\s*(?:\{|where\b|$)")
-        .expect("a valid literal regex")
-});
 static PYTHON: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^(?:async\s+)?(def|class)\s+([A-Za-z_][A-Za-z0-9_]*)")
         .expect("a valid literal regex")
@@ -52,10 +42,28 @@ pub fn symbols(path: &str, text: &str) -> Vec<String> {
             continue;
         }
         let sym = match ext {
-            "rs" => RUST_IMPL
-                .captures(line)
-                .map(|c| format!("impl {}", &c[1]))
-                .or_else(|| RUST.captures(line).map(|c| format!("{} {}", &c[1], &c[2]))),
+            "rs" => rust_symbol(line),
+            // A cheap prefix check first: the regexes are the slow part of a large map.
+            "py" if !starts_with_any(line, &["def", "class", "async"]) => None,
+            "js" | "jsx" | "mjs" | "cjs" | "ts" | "tsx" | "mts" | "cts"
+                if !starts_with_any(
+                    line,
+                    &[
+                        "export",
+                        "function",
+                        "class",
+                        "interface",
+                        "type",
+                        "enum",
+                        "declare",
+                        "abstract",
+                        "async",
+                    ],
+                ) =>
+            {
+                None
+            }
+            "go" if !starts_with_any(line, &["func", "type"]) => None,
             "py" => PYTHON
                 .captures(line)
                 .map(|c| format!("{} {}", &c[1], &c[2])),
@@ -79,16 +87,88 @@ pub fn symbols(path: &str, text: &str) -> Vec<String> {
     out
 }
 
+fn starts_with_any(line: &str, prefixes: &[&str]) -> bool {
+    prefixes.iter().any(|p| line.starts_with(p))
+}
+
+/// A top-level Rust item, parsed by hand (modifiers, then the keyword, then the name): this
+/// runs on every line of every Rust file of the repository map, where regexes cost too much.
+fn rust_symbol(line: &str) -> Option<String> {
+    let mut rest = line;
+    loop {
+        rest = rest.trim_start();
+        if let Some(r) = rest.strip_prefix("pub(") {
+            rest = &r[r.find(')')? + 1..];
+        } else if let Some(r) = ["pub ", "const ", "async ", "unsafe ", "default "]
+            .iter()
+            .find_map(|m| rest.strip_prefix(m))
+        {
+            rest = r;
+        } else if let Some(r) = rest.strip_prefix("extern ") {
+            // `extern "C" fn`; `extern crate x;` is not a symbol worth mapping.
+            let r = r.trim_start();
+            let abi = r.strip_prefix('"')?;
+            rest = &abi[abi.find('"')? + 1..];
+        } else {
+            break;
+        }
+    }
+    let (kind, after) = rest.split_once(|c: char| c.is_whitespace() || c == '<')?;
+    match kind {
+        "impl" => {
+            let mut after = after;
+            if rest.as_bytes().get(4) == Some(&b'<') {
+                // Skip the impl's generic parameters, balancing the angle brackets.
+                let mut depth = 1;
+                let end = after.char_indices().find_map(|(i, c)| {
+                    match c {
+                        '<' => depth += 1,
+                        '>' => depth -= 1,
+                        _ => {}
+                    }
+                    (depth == 0).then_some(i)
+                })?;
+                after = &after[end + 1..];
+            }
+            let end = [after.find('{'), after.find(" where"), after.find(';')]
+                .into_iter()
+                .flatten()
+                .min()
+                .unwrap_or(after.len());
+            let target = after[..end].trim();
+            (!target.is_empty()).then(|| format!("impl {target}"))
+        }
+        "fn" | "struct" | "enum" | "trait" | "mod" | "union" | "type" => {
+            let after = after.trim_start();
+            let end = after
+                .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .unwrap_or(after.len());
+            (end > 0).then(|| format!("{kind} {}", &after[..end]))
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn rust_symbols() {
-        let src = "pub struct A;\nimpl<T: X> Display for A {\n    fn inner() {}\n}\npub(crate) async fn go() {}\nmod m;\n";
+        let src = "pub struct A;\nimpl<T: X<u8>> Display for A<T> where T: Y {\n    fn inner() {}\n}\n\
+                   pub(crate) async fn go() {}\nmod m;\npub extern \"C\" fn ffi() {}\n\
+                   unsafe impl Send for A {}\nextern crate alloc;\nuse x::y;\nstruct G<T>(T);\n";
         assert_eq!(
             symbols("a.rs", src),
-            ["struct A", "impl Display for A", "fn go", "mod m"]
+            [
+                "struct A",
+                "impl Display for A<T>",
+                "fn go",
+                "mod m",
+                "fn ffi",
+                "impl Send for A",
+                "struct G"
+            ]
         );
     }
 
