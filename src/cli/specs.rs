@@ -66,7 +66,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         writeln!(
             out,
             "{:<width$}  {:<8}  {:>8}  {:<20}  {}",
-            s.id,
+            s.id.as_str(),
             s.priority.as_str(),
             format!("{}/{}", verifiable, s.criteria.len()),
             if deps.is_empty() {
