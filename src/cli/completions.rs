@@ -61,6 +61,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         Target::Powershell => clap_complete::Shell::PowerShell,
         Target::Elvish => clap_complete::Shell::Elvish,
     };
-    clap_complete::generate(shell, &mut cmd, "git-mmm", &mut out);
+    // clap_complete panics when its writer fails (e.g. `| head`); render to memory first.
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "git-mmm", &mut buf);
+    out.write_all(&buf)?;
     Ok(())
 }
