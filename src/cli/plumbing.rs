@@ -63,6 +63,9 @@ pub struct RecordArgs {
     /// Keep the parent's tree (an iteration that changed nothing).
     #[arg(long)]
     pub same_tree: bool,
+    /// The spec revision (git blob id) to record in every iteration's `Mmm-Spec-Revision`.
+    #[arg(long, value_name = "HEX")]
+    pub spec_revision: Option<String>,
     /// Keep the wip ref at the end (do not finish the run).
     #[arg(long)]
     pub keep_wip: bool,
@@ -185,7 +188,7 @@ fn record(ctx: &Ctx, args: &RecordArgs) -> CliResult {
                 status: status.clone(),
                 summary: args.summary.clone(),
                 body: String::new(),
-                spec_revision: None,
+                spec_revision: args.spec_revision.clone(),
                 transcript: vec![prompt, answer],
                 metrics: vec![usage],
             },
