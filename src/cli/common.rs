@@ -33,14 +33,16 @@ pub fn open_store(ctx: &Ctx) -> Result<Store, CliError> {
     Ok(Store::open(&ctx.cwd, opts)?)
 }
 
-/// Parses a spec id given on the command line.
+/// Parses a spec id given on the command line; a bad one is a usage error (exit 2), with a
+/// suggestion when there is one.
 pub fn spec_id(s: &str) -> Result<SpecId, CliError> {
     SpecId::new(s).map_err(|suggestion| {
-        let e = anyhow::anyhow!("`{s}` is not a valid spec id");
-        match suggestion {
-            Some(s) => CliError::with_hint(e, format!("spec ids are slugs; did you mean `{s}`?")),
-            None => CliError::usage(e),
-        }
+        let mut e = CliError::usage(anyhow::anyhow!("`{s}` is not a valid spec id"));
+        e.hints.push(match suggestion {
+            Some(s) => format!("spec ids are slugs; did you mean `{s}`?"),
+            None => "spec ids are slugs: lowercase letters and digits, then also `.`, `_` or `-`".to_owned(),
+        });
+        e
     })
 }
 
