@@ -88,6 +88,10 @@ impl StopReason {
             StopReason::Stuck => IterationStatus::Stuck,
             StopReason::Budget => IterationStatus::BudgetExceeded,
             StopReason::Critical => IterationStatus::Error,
+            // A completed spec waiting for approval stays complete; the metrics say it waits.
+            StopReason::Checkpoint if *outcome == IterationStatus::Complete => {
+                IterationStatus::Complete
+            }
             StopReason::MaxIterations | StopReason::Timeout | StopReason::Checkpoint => {
                 IterationStatus::Other(self.as_str().to_owned())
             }
