@@ -22,7 +22,9 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     let spec = spec_id(&args.spec)?;
     let store = open_store(ctx)?;
-    let history = store.history(&spec)?;
+    // The store reads oldest first; like `git log`, show the newest first.
+    let mut history = store.history(&spec)?;
+    history.reverse();
     let mut out = out();
     if args.json {
         let items: Vec<_> = history

@@ -32,7 +32,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         Some(n) => n,
         None => store
             .history(&spec)?
-            .first()
+            .last()
             .map(|i| i.n)
             .ok_or(mmm::store::StoreError::NoBranch { spec: spec.clone() })?,
     };

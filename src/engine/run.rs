@@ -1344,7 +1344,7 @@ fn patch_id(repo: &git2::Repository, old: Option<Oid>, new: Oid) -> Option<Strin
 }
 
 /// Cost and tokens recorded in an iteration's metrics note.
-fn spend_of(metrics: &[Record]) -> (f64, u64) {
+pub fn spend_of(metrics: &[Record]) -> (f64, u64) {
     let mut usd = 0.0;
     let mut tokens = 0;
     for m in metrics.iter().filter(|r| r.kind == "metrics") {
