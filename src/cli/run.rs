@@ -423,10 +423,14 @@ fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
 
 /// The engine's settings for one spec: configuration, then the spec's front matter.
 fn settings(config: &Config, spec: &Spec) -> Settings {
-    let model = spec
-        .model
-        .clone()
-        .unwrap_or_else(|| config.model.default.clone());
+    // A spec may name a model, or one of the configured roles: `default`, `small` (cheap,
+    // for easy specs) or `escalate` (the strong one).
+    let model = match spec.model.as_deref() {
+        None | Some("default") => config.model.default.clone(),
+        Some("small") => config.model.small.clone(),
+        Some("escalate") => config.model.escalate_to.clone(),
+        Some(m) => m.to_owned(),
+    };
     let mut gates = Vec::new();
     for (name, kind, cmd) in [
         ("build", GateKind::Build, &config.validate.build),
