@@ -346,7 +346,6 @@ struct Memory {
     same_patch: u32,
     last_failure_key: Option<String>,
     same_failures: u32,
-    agent_failures_in_a_row: u32,
     failed_in_a_row: u32,
     hostile_in_a_row: u32,
     /// The last iteration whose checks all passed.
@@ -794,7 +793,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             Ok(reply) => reply,
             Err(err) => return Ok(Ok(self.failed_call(run, transcript, durations, err))),
         };
-        self.memory.agent_failures_in_a_row = 0;
         let cost = reply.cost_usd.unwrap_or_else(|| {
             self.s
                 .prices
@@ -1245,16 +1243,12 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 IterationStatus::Error,
                 Some((StopReason::Critical, critical_detail(&err))),
             ),
-            AgentError::Failed { .. } => {
-                self.memory.agent_failures_in_a_row += 1;
-                let stop = (self.memory.agent_failures_in_a_row >= 2).then(|| {
-                    (
-                        StopReason::Critical,
-                        format!("the agent failed twice in a row: {}", critical_detail(&err)),
-                    )
-                });
-                (IterationStatus::Failed, stop)
-            }
+            // The agent already retried (the API client with backoff); another iteration
+            // would only burn the budget of iterations. The next `git mmm run` resumes here.
+            AgentError::Failed { .. } => (
+                IterationStatus::Error,
+                Some((StopReason::Critical, critical_detail(&err))),
+            ),
         };
         let rec = self.record(
             run,
@@ -1294,9 +1288,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
 }
 
 fn critical_detail(err: &AgentError) -> String {
+    let message = err.to_string();
     match err.hint() {
-        Some(h) if !h.is_empty() => format!("{err} ({h})"),
-        _ => err.to_string(),
+        // API errors carry their own hint in the message.
+        Some(h) if !h.is_empty() && !message.contains("hint:") => format!("{message} ({h})"),
+        _ => message,
     }
 }
 
