@@ -335,6 +335,9 @@ impl EngineError {
     }
 }
 
+/// The fields every note record has; payloads must not repeat them.
+const RESERVED: &[&str] = &["v", "kind", "id", "run", "seq", "ts"];
+
 /// What earlier iterations leave for the next one.
 #[derive(Debug, Default)]
 struct Memory {
@@ -425,7 +428,18 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         self.s.redactor.redact_json(&mut value);
         let mut r = self.s.store.new_record(run, kind);
         match value {
-            Value::Object(map) => r.data = map,
+            Value::Object(map) => {
+                for (k, v) in map {
+                    // The record's own fields come first; a payload field of the same name
+                    // (a gate's `kind`) is kept under a prefixed name, never as a duplicate key.
+                    let k = if RESERVED.contains(&k.as_str()) {
+                        format!("{kind}_{k}")
+                    } else {
+                        k
+                    };
+                    r.data.insert(k, v);
+                }
+            }
             other => {
                 r.data.insert("value".into(), other);
             }
