@@ -27,4 +27,5 @@ pub mod process;
 pub mod response;
 pub mod spec;
 pub mod store;
+pub mod text;
 pub mod validate;

@@ -90,9 +90,7 @@ impl PriceTable {
     /// Parses a table in the `prices.toml` format; `file` names the source in errors.
     pub fn parse(text: &str, file: &str) -> Result<Self, PriceError> {
         toml::from_str(text).map_err(|e| {
-            let line = e.span().map_or(1, |s| {
-                text[..s.start.min(text.len())].matches('\n').count() + 1
-            });
+            let line = e.span().map_or(1, |s| crate::text::line_at(text, s.start));
             PriceError::Parse {
                 file: file.to_string(),
                 line,

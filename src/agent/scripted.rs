@@ -93,7 +93,7 @@ impl ScriptedAgent {
             path: path.to_owned(),
             line: e
                 .span()
-                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1)
+                .map(|s| crate::text::line_at(text, s.start))
                 .unwrap_or(1),
             message: e.message().to_owned(),
         })?;

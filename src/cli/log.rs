@@ -22,7 +22,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     let spec = spec_id(&args.spec)?;
     let store = open_store(ctx)?;
-    // The store gives history oldest first; show it newest first, like `git log`.
+    // The store reads oldest first; like `git log`, show the newest first.
     let mut history = store.history(&spec)?;
     history.reverse();
     let mut out = out();

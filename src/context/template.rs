@@ -231,7 +231,7 @@ fn line_of_placeholder(t: &Template, name: &str) -> usize {
 fn did_you_mean(name: &str) -> String {
     let best = PLACEHOLDERS
         .iter()
-        .map(|p| (levenshtein(name, p), *p))
+        .map(|p| (crate::text::edit_distance(name, p), *p))
         .min()
         .filter(|(d, p)| *d <= 3.max(p.len() / 3));
     let known = PLACEHOLDERS
@@ -243,20 +243,6 @@ fn did_you_mean(name: &str) -> String {
         Some((_, p)) => format!("did you mean `{{{p}}}`? Known placeholders: {known}"),
         None => format!("known placeholders: {known}"),
     }
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
@@ -276,11 +262,5 @@ mod tests {
         let mut v = BTreeMap::new();
         v.insert("iteration", "2".to_owned());
         assert_eq!(t.render(&v), "a {x} 2\n");
-    }
-
-    #[test]
-    fn levenshtein_works() {
-        assert_eq!(levenshtein("itration", "iteration"), 1);
-        assert_eq!(levenshtein("", "abc"), 3);
     }
 }

@@ -12,4 +12,6 @@ pub mod worktree;
 
 pub use budget::{Limits, Spent};
 pub use redact::Redactor;
-pub use run::{EngineError, Event, Job, Outcome, Services, Settings, Stage, StopReason, run_spec};
+pub use run::{
+    EngineError, Event, Job, Outcome, Services, Settings, Stage, StopReason, run_spec, spend_of,
+};

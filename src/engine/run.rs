@@ -88,6 +88,10 @@ impl StopReason {
             StopReason::Stuck => IterationStatus::Stuck,
             StopReason::Budget => IterationStatus::BudgetExceeded,
             StopReason::Critical => IterationStatus::Error,
+            // A completed spec waiting for approval stays complete; the metrics say it waits.
+            StopReason::Checkpoint if *outcome == IterationStatus::Complete => {
+                IterationStatus::Complete
+            }
             StopReason::MaxIterations | StopReason::Timeout | StopReason::Checkpoint => {
                 IterationStatus::Other(self.as_str().to_owned())
             }
@@ -331,6 +335,9 @@ impl EngineError {
     }
 }
 
+/// The fields every note record has; payloads must not repeat them.
+const RESERVED: &[&str] = &["v", "kind", "id", "run", "seq", "ts"];
+
 /// What earlier iterations leave for the next one.
 #[derive(Debug, Default)]
 struct Memory {
@@ -342,7 +349,6 @@ struct Memory {
     same_patch: u32,
     last_failure_key: Option<String>,
     same_failures: u32,
-    agent_failures_in_a_row: u32,
     failed_in_a_row: u32,
     hostile_in_a_row: u32,
     /// The last iteration whose checks all passed.
@@ -422,7 +428,18 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         self.s.redactor.redact_json(&mut value);
         let mut r = self.s.store.new_record(run, kind);
         match value {
-            Value::Object(map) => r.data = map,
+            Value::Object(map) => {
+                for (k, v) in map {
+                    // The record's own fields come first; a payload field of the same name
+                    // (a gate's `kind`) is kept under a prefixed name, never as a duplicate key.
+                    let k = if RESERVED.contains(&k.as_str()) {
+                        format!("{kind}_{k}")
+                    } else {
+                        k
+                    };
+                    r.data.insert(k, v);
+                }
+            }
             other => {
                 r.data.insert("value".into(), other);
             }
@@ -790,7 +807,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             Ok(reply) => reply,
             Err(err) => return Ok(Ok(self.failed_call(run, transcript, durations, err))),
         };
-        self.memory.agent_failures_in_a_row = 0;
         let cost = reply.cost_usd.unwrap_or_else(|| {
             self.s
                 .prices
@@ -1241,16 +1257,12 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 IterationStatus::Error,
                 Some((StopReason::Critical, critical_detail(&err))),
             ),
-            AgentError::Failed { .. } => {
-                self.memory.agent_failures_in_a_row += 1;
-                let stop = (self.memory.agent_failures_in_a_row >= 2).then(|| {
-                    (
-                        StopReason::Critical,
-                        format!("the agent failed twice in a row: {}", critical_detail(&err)),
-                    )
-                });
-                (IterationStatus::Failed, stop)
-            }
+            // The agent already retried (the API client with backoff); another iteration
+            // would only burn the budget of iterations. The next `git mmm run` resumes here.
+            AgentError::Failed { .. } => (
+                IterationStatus::Error,
+                Some((StopReason::Critical, critical_detail(&err))),
+            ),
         };
         let rec = self.record(
             run,
@@ -1290,9 +1302,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
 }
 
 fn critical_detail(err: &AgentError) -> String {
+    let message = err.to_string();
     match err.hint() {
-        Some(h) if !h.is_empty() => format!("{err} ({h})"),
-        _ => err.to_string(),
+        // API errors carry their own hint in the message.
+        Some(h) if !h.is_empty() && !message.contains("hint:") => format!("{message} ({h})"),
+        _ => message,
     }
 }
 
@@ -1340,7 +1354,7 @@ fn patch_id(repo: &git2::Repository, old: Option<Oid>, new: Oid) -> Option<Strin
 }
 
 /// Cost and tokens recorded in an iteration's metrics note.
-fn spend_of(metrics: &[Record]) -> (f64, u64) {
+pub fn spend_of(metrics: &[Record]) -> (f64, u64) {
     let mut usd = 0.0;
     let mut tokens = 0;
     for m in metrics.iter().filter(|r| r.kind == "metrics") {

@@ -322,11 +322,7 @@ fn yaml_inline(v: &serde_yaml::Value) -> String {
 
 /// The 0-based line of a byte offset in `text`.
 pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
-    let offset = offset.min(text.len());
-    text.as_bytes()[..offset]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
+    crate::text::line_at(text, offset) - 1
 }
 
 /// The file line where a top-level key is written; the first front-matter line if it cannot
@@ -369,24 +365,10 @@ fn closest_key(key: &str) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase().replace('-', "_");
     KNOWN_KEYS
         .iter()
-        .map(|k| (levenshtein(&lower, k), *k))
+        .map(|k| (crate::text::edit_distance(&lower, k), *k))
         .filter(|(d, k)| *d <= (k.len() / 3).max(1))
         .min_by_key(|(d, _)| *d)
         .map(|(_, k)| k)
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }
 
 #[cfg(test)]
