@@ -40,7 +40,8 @@ pub fn spec_id(s: &str) -> Result<SpecId, CliError> {
         let mut e = CliError::usage(anyhow::anyhow!("`{s}` is not a valid spec id"));
         e.hints.push(match suggestion {
             Some(s) => format!("spec ids are slugs; did you mean `{s}`?"),
-            None => "spec ids are slugs: lowercase letters and digits, then also `.`, `_` or `-`".to_owned(),
+            None => "spec ids are slugs: lowercase letters and digits, then also `.`, `_` or `-`"
+                .to_owned(),
         });
         e
     })

@@ -135,7 +135,10 @@ fn init_writes_config_sets_notes_refs_and_is_idempotent() {
     std::fs::write(&path, &edited).expect("edit config");
     let git_config_before = std::fs::read_to_string(repo.path.join(".git/config")).expect("read");
     let second = repo.mmm_ok(&["init"]);
-    assert!(second.contains("kept .mmm/config.toml (it exists)"), "{second}");
+    assert!(
+        second.contains("kept .mmm/config.toml (it exists)"),
+        "{second}"
+    );
     assert!(
         second.contains("git notes settings already in place"),
         "{second}"
@@ -187,7 +190,11 @@ fn init_templates_are_written_kept_and_loaded_by_run() {
     // An edited template survives a second init, and `run` loads it: an unknown placeholder
     // on line 3 stops the run before any agent is called, naming the file and the line.
     let iteration = repo.path.join(".mmm/templates/iteration.md");
-    std::fs::write(&iteration, "# Iteration\n\nWork on {no_such_placeholder}.\n").expect("edit");
+    std::fs::write(
+        &iteration,
+        "# Iteration\n\nWork on {no_such_placeholder}.\n",
+    )
+    .expect("edit");
     let again = repo.mmm_ok(&["init", "--templates"]);
     assert!(
         again.contains("kept .mmm/templates/iteration.md (it exists)"),
@@ -282,7 +289,10 @@ fn status_shows_iterations_changes_unrun_and_orphaned_branches() {
     record(&repo, "beta", 1, Some(beta_rev.trim()));
     record(&repo, "zeta", 2, None);
     // alpha's spec changes after its run; zeta has a branch but no spec file.
-    repo.write("specs/alpha.md", &ALPHA.replace("Do alpha.", "Do alpha, better."));
+    repo.write(
+        "specs/alpha.md",
+        &ALPHA.replace("Do alpha.", "Do alpha, better."),
+    );
 
     let table = mmm_at_ok(&repo, &["status"]);
     insta::assert_snapshot!(table, @r"
@@ -313,8 +323,13 @@ fn status_shows_iterations_changes_unrun_and_orphaned_branches() {
     assert_eq!(alpha["status"], "passed");
     assert_eq!(
         alpha["run"].as_str().expect("run"),
-        repo.git(&["log", "-1", "--format=%(trailers:key=Mmm-Run,valueonly)", "mmm/alpha"])
-            .trim()
+        repo.git(&[
+            "log",
+            "-1",
+            "--format=%(trailers:key=Mmm-Run,valueonly)",
+            "mmm/alpha"
+        ])
+        .trim()
     );
 
     assert_eq!(beta["iterations"], 1);
@@ -356,9 +371,15 @@ fn log_is_newest_first_like_git_log() {
     let text = mmm_at_ok(&repo, &["log", "alpha"]);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 3, "{text}");
-    for (line, (n, commit)) in lines.iter().zip([(3, &commits[0]), (2, &commits[1]), (1, &commits[2])])
+    for (line, (n, commit)) in
+        lines
+            .iter()
+            .zip([(3, &commits[0]), (2, &commits[1]), (1, &commits[2])])
     {
-        assert!(line.trim_start().starts_with(&format!("{n}  passed")), "{line}");
+        assert!(
+            line.trim_start().starts_with(&format!("{n}  passed")),
+            "{line}"
+        );
         assert!(line.contains(&commit[..10]), "{line} vs {commit}");
         assert!(
             line.ends_with(&format!("mmm(alpha): iteration {n}: synthetic iteration")),
@@ -380,7 +401,12 @@ fn log_is_newest_first_like_git_log() {
         .collect();
     assert_eq!(json_commits, commits);
     assert_eq!(items[0]["status"], "passed");
-    assert!(items[0]["time"].as_str().expect("time").starts_with("2026-01-01T"));
+    assert!(
+        items[0]["time"]
+            .as_str()
+            .expect("time")
+            .starts_with("2026-01-01T")
+    );
 }
 
 #[test]
@@ -409,7 +435,10 @@ fn show_prints_commit_trailers_metrics_and_transcript() {
 
     // Default: the last iteration.
     let text = mmm_at_ok(&repo, &["show", "alpha"]);
-    assert!(text.starts_with(&format!("commit {}", tip.trim())), "{text}");
+    assert!(
+        text.starts_with(&format!("commit {}", tip.trim())),
+        "{text}"
+    );
     assert!(text.contains("    Mmm-Spec: alpha\n"), "{text}");
     assert!(text.contains("    Mmm-Iteration: 2\n"), "{text}");
     assert!(text.contains("    Mmm-Status: passed\n"), "{text}");
@@ -420,7 +449,10 @@ fn show_prints_commit_trailers_metrics_and_transcript() {
 
     // An explicit iteration; --metrics leaves the transcript out.
     let text = mmm_at_ok(&repo, &["show", "alpha", "1", "--metrics"]);
-    assert!(text.starts_with(&format!("commit {}", first.trim())), "{text}");
+    assert!(
+        text.starts_with(&format!("commit {}", first.trim())),
+        "{text}"
+    );
     assert!(text.contains("    Mmm-Iteration: 1\n"), "{text}");
     assert!(text.contains("== metrics"), "{text}");
     assert!(!text.contains("transcript"), "{text}");
@@ -432,18 +464,31 @@ fn show_prints_commit_trailers_metrics_and_transcript() {
     assert_eq!(shown["status"], "passed");
     assert_eq!(
         shown["message"],
-        repo.git(&["log", "-1", "--format=%B", "mmm/alpha"]).trim_end_matches('\n').to_owned()
+        repo.git(&["log", "-1", "--format=%B", "mmm/alpha"])
+            .trim_end_matches('\n')
+            .to_owned()
             + "\n"
     );
     // The notes as JSON are the records git holds.
     let transcript = repo.git(&["notes", "--ref=mmm/alpha/transcripts", "show", "mmm/alpha"]);
     let records = shown["transcript"].as_array().expect("transcript records");
     assert_eq!(records.len(), transcript.lines().count());
-    assert!(records.iter().any(|r| r["text"] == "work on alpha, iteration 2"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r["text"] == "work on alpha, iteration 2")
+    );
     let metrics = shown["metrics"].as_array().expect("metrics records");
-    assert!(metrics.iter().any(|r| r["kind"] == "usage" && r["input_tokens"] == 100));
+    assert!(
+        metrics
+            .iter()
+            .any(|r| r["kind"] == "usage" && r["input_tokens"] == 100)
+    );
 
-    let only = json(&mmm_at_ok(&repo, &["show", "alpha", "1", "--json", "--metrics"]));
+    let only = json(&mmm_at_ok(
+        &repo,
+        &["show", "alpha", "1", "--json", "--metrics"],
+    ));
     assert_eq!(only["iteration"], 1);
     assert_eq!(only["transcript"], serde_json::Value::Null);
     assert!(only["metrics"].is_array());
@@ -469,10 +514,21 @@ fn rollback_moves_the_branch_keeps_the_old_tip_and_undo_restores_it() {
 
     let out = mmm_at_ok(&repo, &["rollback", "alpha", "--to", "1"]);
     assert!(out.contains("rolled back: mmm/alpha moved from"), "{out}");
-    assert!(out.contains("undo with: git mmm rollback alpha --undo"), "{out}");
+    assert!(
+        out.contains("undo with: git mmm rollback alpha --undo"),
+        "{out}"
+    );
     assert_eq!(repo.git(&["rev-parse", "mmm/alpha"]).trim(), first);
-    let ancestor = repo.git_output(&["merge-base", "--is-ancestor", &tip, "refs/mmm/alpha/archive"]);
-    assert!(ancestor.status.success(), "the old tip is kept in the archive");
+    let ancestor = repo.git_output(&[
+        "merge-base",
+        "--is-ancestor",
+        &tip,
+        "refs/mmm/alpha/archive",
+    ]);
+    assert!(
+        ancestor.status.success(),
+        "the old tip is kept in the archive"
+    );
     // The notes of the abandoned iterations are still readable.
     let note = repo.git(&["notes", "--ref=mmm/alpha/transcripts", "show", &tip]);
     assert!(note.contains("iteration 3"), "{note}");
@@ -524,13 +580,20 @@ fn doctor_repairs_what_a_killed_writer_left_and_dry_run_changes_nothing() {
         .args(["plumbing", "record", "kk", "--iterations", "2"])
         .output()
         .expect("run git-mmm");
-    assert!(killed.status.code().is_none(), "killed: {:?}", killed.status);
+    assert!(
+        killed.status.code().is_none(),
+        "killed: {:?}",
+        killed.status
+    );
     assert!(repo.git(&["for-each-ref", "refs/heads/mmm/"]).is_empty());
     let refs_before = repo.git(&["for-each-ref"]);
 
     // --dry-run reports and changes nothing.
     let dry = mmm_at_ok(&repo, &["doctor", "--dry-run"]);
-    assert!(dry.contains("has notes but is on neither the branch nor the archive"), "{dry}");
+    assert!(
+        dry.contains("has notes but is on neither the branch nor the archive"),
+        "{dry}"
+    );
     assert!(dry.contains("would repair: create mmm/kk at"), "{dry}");
     assert_eq!(repo.git(&["for-each-ref"]), refs_before);
     let report = json(&mmm_at_ok(&repo, &["doctor", "--dry-run", "--json"]));
@@ -581,17 +644,20 @@ fn help_and_version_exit_zero_and_an_unknown_flag_exits_two() {
     for flag in ["-h", "--help"] {
         let out = repo.mmm_ok(&[flag]);
         assert!(out.contains("Usage: git mmm"), "{out}");
-        assert!(out.contains("Exit codes: 0 success, 1 failure, 2 usage error."), "{out}");
+        assert!(
+            out.contains("Exit codes: 0 success, 1 failure, 2 usage error."),
+            "{out}"
+        );
     }
     for cmd in SUBCOMMANDS {
         let out = repo.mmm_ok(&[cmd, "-h"]);
-        assert!(out.contains(&format!("Usage: git mmm {cmd}")), "{cmd}: {out}");
+        assert!(
+            out.contains(&format!("Usage: git mmm {cmd}")),
+            "{cmd}: {out}"
+        );
     }
     let version = repo.mmm_ok(&["--version"]);
-    assert_eq!(
-        version,
-        format!("git-mmm {}\n", env!("CARGO_PKG_VERSION"))
-    );
+    assert_eq!(version, format!("git-mmm {}\n", env!("CARGO_PKG_VERSION")));
     let out = repo.mmm(&["status", "--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -610,7 +676,10 @@ fn completions_for_every_shell_and_the_man_page() {
         assert!(out.contains("rollback"), "{shell} completes subcommands");
     }
     let man = repo.mmm_ok(&["completions", "man"]);
-    assert!(man.starts_with(".ie") || man.contains(".TH git-mmm 1"), "{man}");
+    assert!(
+        man.starts_with(".ie") || man.contains(".TH git-mmm 1"),
+        "{man}"
+    );
     assert!(man.contains(".TH git-mmm 1"), "{man}");
     assert!(man.contains(".SH SYNOPSIS"), "{man}");
 
@@ -719,4 +788,16 @@ fn a_closed_stdout_is_not_an_error() {
         assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).is_empty(), "{args:?}: {}", stderr(&out));
     }
+}
+
+#[test]
+fn directory_flag_runs_as_if_started_there() {
+    let repo = three_specs();
+    let parent = repo.path.parent().expect("the repo has a parent");
+    let out = crate::support::mmm_cmd(parent, &repo.home)
+        .args(["-C", "repo", "specs", "--json"])
+        .output()
+        .expect("run git-mmm");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&stdout(&out)).as_array().map(Vec::len), Some(3));
 }
