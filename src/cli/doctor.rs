@@ -17,7 +17,8 @@ pub struct Args {
     /// Treat every wip ref as stale (no run is in flight anywhere).
     #[arg(long)]
     pub all_wip: bool,
-    /// One JSON object: `{"findings": [{"problem", "action", "done"}], "repaired": bool}`.
+    /// One JSON object: `{"findings": [{"problem", "action", "done"}], "repaired": bool}`
+    /// (`repaired`: at least one action was carried out).
     #[arg(long)]
     pub json: bool,
 }
@@ -41,7 +42,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
                     "action": f.action.as_ref().map(|a| a.to_string()),
                     "done": f.done,
                 })).collect::<Vec<_>>(),
-                "repaired": !args.dry_run,
+                "repaired": report.findings.iter().any(|f| f.done),
             }),
         )?;
         writeln!(out)?;

@@ -19,7 +19,8 @@ pub struct Args {
     #[arg(long)]
     pub metrics: bool,
     /// One JSON object: `{"spec", "iteration", "commit", "message", "status", "run",
-    /// "metrics": [records], "transcript": [records]}`.
+    /// "metrics": [records], "transcript": [records]}` (no `transcript` with `--metrics`; a
+    /// missing note is `null`).
     #[arg(long)]
     pub json: bool,
 }
@@ -40,19 +41,19 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     let it = &detail.iteration;
     let mut out = out();
     if args.json {
-        serde_json::to_writer_pretty(
-            &mut out,
-            &json!({
-                "spec": spec,
-                "iteration": it.n,
-                "commit": it.commit.to_string(),
-                "message": detail.message,
-                "status": it.status.as_ref().map(|s| s.to_string()),
-                "run": it.run,
-                "metrics": detail.metrics,
-                "transcript": if args.metrics { None } else { detail.transcript.as_ref() },
-            }),
-        )?;
+        let mut value = json!({
+            "spec": spec,
+            "iteration": it.n,
+            "commit": it.commit.to_string(),
+            "message": detail.message,
+            "status": it.status.as_ref().map(|s| s.to_string()),
+            "run": it.run,
+            "metrics": detail.metrics,
+        });
+        if !args.metrics {
+            value["transcript"] = json!(detail.transcript);
+        }
+        serde_json::to_writer_pretty(&mut out, &value)?;
         writeln!(out)?;
         return Ok(());
     }
