@@ -422,7 +422,19 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         self.s.redactor.redact_json(&mut value);
         let mut r = self.s.store.new_record(run, kind);
         match value {
-            Value::Object(map) => r.data = map,
+            // A key that names one of the record's own fields (a gate result's `kind`) would
+            // be written twice and make the whole note unreadable: it gets the record's kind
+            // as a prefix (`gate_kind`).
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let k = if RESERVED_FIELDS.contains(&k.as_str()) {
+                        format!("{kind}_{k}")
+                    } else {
+                        k
+                    };
+                    r.data.insert(k, v);
+                }
+            }
             other => {
                 r.data.insert("value".into(), other);
             }
@@ -1288,6 +1300,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         }
     }
 }
+
+/// The fields of a [`Record`] itself, which its `data` must not repeat.
+const RESERVED_FIELDS: [&str; 6] = ["v", "kind", "id", "run", "seq", "ts"];
 
 fn critical_detail(err: &AgentError) -> String {
     match err.hint() {
