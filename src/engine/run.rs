@@ -506,7 +506,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         let mut last_iteration = run.next_iteration.saturating_sub(1);
 
         let (reason, detail) = loop {
-            if let Some(stop) = self.stop_before_call(None) {
+            if let Some(stop) = self.stop_before_call(None, 0) {
                 break stop;
             }
             let n = run.next_iteration;
@@ -517,7 +517,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             // Look ahead: a loop that cannot make another call stops now, so that the reason
             // is recorded on this iteration.
             if draft.stop.is_none() {
-                draft.stop = self.stop_before_call(Some(draft.usage.total_input()));
+                draft.stop = self.stop_before_call(Some(draft.usage.total_input()), 1);
             }
             if let Some((reason, _)) = &draft.stop {
                 draft.status = reason.trailer_status(&draft.status);
@@ -641,8 +641,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     }
 
     /// A reason not to make another call: a stop request, the timeout, `max_iterations`, or
-    /// (when the next prompt's size is known or estimated) a budget.
-    fn stop_before_call(&self, next_input: Option<u64>) -> Option<(StopReason, String)> {
+    /// (when the next prompt's size is known or estimated) a budget. `pending` counts the
+    /// iterations about to be recorded but not yet counted (1 when looking ahead from a draft).
+    fn stop_before_call(
+        &self,
+        next_input: Option<u64>,
+        pending: u32,
+    ) -> Option<(StopReason, String)> {
         let settings = &self.job.settings;
         if self.s.cancel.is_cancelled() {
             return Some((StopReason::Stopped, "stopped on request".into()));
@@ -656,12 +661,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 ),
             ));
         }
-        if self.iterations_this_revision >= settings.max_iterations {
+        let iterations = self.iterations_this_revision + pending;
+        if iterations >= settings.max_iterations {
             return Some((
                 StopReason::MaxIterations,
                 format!(
-                    "{} iterations of this spec revision (max_iterations = {})",
-                    self.iterations_this_revision, settings.max_iterations
+                    "{iterations} iterations of this spec revision (max_iterations = {})",
+                    settings.max_iterations
                 ),
             ));
         }
