@@ -14,7 +14,8 @@ pub struct Args {
     /// Only report; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Treat every wip ref as stale (no run is in flight anywhere).
+    /// Treat every wip ref and every locked mmm worktree as stale (no run is in flight
+    /// anywhere; use it after a run was killed).
     #[arg(long)]
     pub all_wip: bool,
     /// One JSON object: `{"findings": [{"problem", "action", "done"}], "repaired": bool}`.
