@@ -541,7 +541,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 NewIteration {
                     tree,
                     status: draft.status.clone(),
-                    summary: draft.summary.clone(),
+                    // The summary becomes the commit message: a secret the model echoed in
+                    // its `@mmm:summary` must not land there either.
+                    summary: self.s.redactor.redact(&draft.summary).into_owned(),
                     body: String::new(),
                     spec_revision: Some(revision.clone()),
                     transcript: draft.transcript,
