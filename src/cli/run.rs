@@ -295,8 +295,9 @@ fn dependency_summaries(store: &Store, spec: &Spec) -> Vec<(String, String)> {
     spec.depends_on
         .iter()
         .filter_map(|d| {
+            // History is oldest first: the latest summary is the last.
             let history = store.history(d).ok()?;
-            let last = history.first()?;
+            let last = history.last()?;
             Some((d.to_string(), last.summary.clone()))
         })
         .collect()
