@@ -534,7 +534,8 @@ fn spent_today(store: &Store, now: SystemTime) -> Spent {
         let Ok(history) = store.history(&state.spec) else {
             continue;
         };
-        for it in history.iter().take_while(|i| i.time >= midnight) {
+        // History is oldest first: walk back from the tip while the iterations are today's.
+        for it in history.iter().rev().take_while(|i| i.time >= midnight) {
             let Ok(detail) = store.iteration(&state.spec, it.n) else {
                 continue;
             };
