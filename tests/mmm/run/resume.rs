@@ -35,7 +35,8 @@ fn resume_and_check(repo: &TestRepo, fake: &FakeAnthropic, tip_before: &str) {
     assert_eq!(its[0].commit, tip_before, "iteration 1 is kept as it was");
     assert_eq!(its[1].status(), "complete");
     assert_eq!(
-        repo.git(&["rev-parse", &format!("{}^", its[1].commit)]).trim(),
+        repo.git(&["rev-parse", &format!("{}^", its[1].commit)])
+            .trim(),
         its[0].commit,
         "first parent of iteration 2 is iteration 1"
     );
@@ -54,13 +55,21 @@ fn resume_and_check(repo: &TestRepo, fake: &FakeAnthropic, tip_before: &str) {
 #[test]
 fn resume_after_the_store_is_killed_after_the_branch_update() {
     let fake = fake();
-    let repo = project(&config(""), &[("s", &spec("s", ""))], &[("check.sh", CHECK)]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
     let out = api_cmd(&repo, &fake)
         .env("MMM_KILL_AT", "after-branch")
         .args(["run", "s"])
         .output()
         .expect("run");
-    assert!(!out.status.success(), "the kill point aborts: {}", show(&out));
+    assert!(
+        !out.status.success(),
+        "the kill point aborts: {}",
+        show(&out)
+    );
     let its = iterations(&repo, "s");
     assert_eq!(its.len(), 1, "iteration 1 reached the branch");
     assert_eq!(its[0].status(), "failed");
@@ -72,7 +81,11 @@ fn resume_after_sigkill_once_iteration_1_is_recorded() {
     let fake = fake();
     // A slow gate, so that the kill lands while iteration 2 is in flight.
     let check = format!("sleep 1\n{CHECK}");
-    let repo = project(&config(""), &[("s", &spec("s", ""))], &[("check.sh", &check)]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", &check)],
+    );
     let mut child = api_cmd(&repo, &fake)
         .args(["run", "s", "--json"])
         .stdout(Stdio::piped())
@@ -94,6 +107,10 @@ fn resume_after_sigkill_once_iteration_1_is_recorded() {
     let status = child.wait().expect("wait");
     assert!(!status.success());
     let its = iterations(&repo, "s");
-    assert_eq!(its.len(), 1, "only iteration 1 was recorded before the kill");
+    assert_eq!(
+        its.len(),
+        1,
+        "only iteration 1 was recorded before the kill"
+    );
     resume_and_check(&repo, &fake, &its[0].commit);
 }

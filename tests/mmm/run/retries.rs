@@ -8,8 +8,17 @@ use crate::support::project::{
 
 /// One run whose first call fails with `failure` and whose retry succeeds.
 fn completes_after(failure: Reply) {
-    let fake = FakeAnthropic::start(vec![Rule::fail_then(NEEDLE, 1, failure, Reply::Text(done()))]);
-    let repo = project(&config(""), &[("s", &spec("s", ""))], &[("check.sh", CHECK)]);
+    let fake = FakeAnthropic::start(vec![Rule::fail_then(
+        NEEDLE,
+        1,
+        failure,
+        Reply::Text(done()),
+    )]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
     let out = run_api(&repo, &fake, &["run", "s", "--json"]);
     assert!(out.status.success(), "{}", show(&out));
     assert_eq!(fake.requests().len(), 2);
@@ -19,7 +28,10 @@ fn completes_after(failure: Reply) {
     let m = metrics(&repo, "s", &its[0].commit);
     assert_eq!(m["attempts"], 2, "{m}");
     let t = transcript(&repo, "s", &its[0].commit);
-    let response = t.iter().find(|r| r["kind"] == "response").expect("response");
+    let response = t
+        .iter()
+        .find(|r| r["kind"] == "response")
+        .expect("response");
     assert_eq!(response["attempts"], 2);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains(r#""event":"retry""#), "{stdout}");
@@ -34,8 +46,12 @@ fn rate_limited_with_retry_after_ms() {
 #[test]
 fn rate_limited_with_retry_after_seconds() {
     completes_after(
-        Reply::error(429, "rate_limit_error", "Number of requests has exceeded your rate limit")
-            .with_header("retry-after", "1"),
+        Reply::error(
+            429,
+            "rate_limit_error",
+            "Number of requests has exceeded your rate limit",
+        )
+        .with_header("retry-after", "1"),
     );
 }
 

@@ -15,7 +15,11 @@ fn failures_are_fed_back_to_the_next_iteration() {
         Rule::new("GATE-42-NO", Reply::Text(done())),
         Rule::new(NEEDLE, Reply::text("Let me look around first.\n")),
     ]);
-    let repo = project(&config(""), &[("s", &spec("s", ""))], &[("check.sh", CHECK)]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
     let out = run_api(&repo, &fake, &["run", "s"]);
     assert!(out.status.success(), "{}", show(&out));
     let requests = fake.requests();
@@ -34,7 +38,10 @@ fn failures_are_fed_back_to_the_next_iteration() {
             .as_array()
             .expect("decisions")
             .iter()
-            .any(|d| d.as_str().unwrap_or_default().starts_with("feed the failures back")),
+            .any(|d| d
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("feed the failures back")),
         "{first}"
     );
     assert_readable(&repo, "s");
@@ -81,10 +88,14 @@ fn an_iteration_that_makes_things_worse_is_rolled_back() {
     );
     // Nothing is lost: the broken iteration stays on the first-parent chain.
     assert_eq!(
-        repo.git(&["rev-parse", &format!("{}^", its[2].commit)]).trim(),
+        repo.git(&["rev-parse", &format!("{}^", its[2].commit)])
+            .trim(),
         its[1].commit
     );
-    assert_eq!(repo.git(&["show", &format!("{}:broken.txt", its[1].commit)]), "bad\n");
+    assert_eq!(
+        repo.git(&["show", &format!("{}:broken.txt", its[1].commit)]),
+        "bad\n"
+    );
     assert_clean(&repo);
 }
 

@@ -7,13 +7,14 @@ use std::time::{Duration, Instant};
 
 use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
 use crate::support::project::{
-    api_cmd, assert_clean, assert_readable, iterations, metrics, project, run_api, show, spec, transcript,
-    write_file,
+    api_cmd, assert_clean, assert_readable, iterations, metrics, project, run_api, show, spec,
+    transcript, write_file,
 };
 
 /// The gate: passes once `done.txt` exists; its failure output is computed, so that the
 /// marker only reaches the prompt through the gate's output.
-pub const CHECK: &str = "test -e done.txt && exit 0\necho \"GATE-$((6*7))-NO: done.txt is missing\"\nexit 1\n";
+pub const CHECK: &str =
+    "test -e done.txt && exit 0\necho \"GATE-$((6*7))-NO: done.txt is missing\"\nexit 1\n";
 
 /// A config for the `api` agent with a shell gate, plus `extra` sections.
 pub fn config(extra: &str) -> String {
@@ -43,7 +44,11 @@ fn stop_reason(repo: &crate::support::TestRepo, commit: &str) -> String {
 #[test]
 fn complete_when_the_model_says_so_and_the_gate_passes() {
     let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
-    let repo = project(&config(""), &[("s", &spec("s", ""))], &[("check.sh", CHECK)]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
     let out = run_api(&repo, &fake, &["run", "s"]);
     assert!(out.status.success(), "{}", show(&out));
     let its = iterations(&repo, "s");
@@ -135,7 +140,9 @@ fn budget_stops_before_a_call_that_could_exceed_it() {
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
     let requests = fake.requests();
     assert_eq!(requests.len(), 1, "no request beyond the budget");
-    let max_tokens = requests[0].json()["max_tokens"].as_u64().expect("max_tokens");
+    let max_tokens = requests[0].json()["max_tokens"]
+        .as_u64()
+        .expect("max_tokens");
     assert!(
         max_tokens <= 600,
         "max_tokens is lowered to what the budget allows: {max_tokens}"
@@ -257,7 +264,11 @@ fn needs_review_directive_stops_for_a_human() {
 fn wait_for(path: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !path.exists() {
-        assert!(Instant::now() < deadline, "{} never appeared", path.display());
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

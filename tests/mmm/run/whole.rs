@@ -36,7 +36,10 @@ fn the_prompt_cache_serves_the_stable_prefix_from_iteration_2_on() {
         })
         .collect();
     assert_eq!(read[0], 0, "nothing cached before the first call");
-    assert!(read[1] > 0 && read[2] > 0, "cache reads from iteration 2 on: {read:?}");
+    assert!(
+        read[1] > 0 && read[2] > 0,
+        "cache reads from iteration 2 on: {read:?}"
+    );
     // The share of input served from the cache from iteration 2 on.
     for i in &its[1..] {
         let t = &metrics(&repo, "s", &i.commit)["tokens"];
@@ -53,7 +56,10 @@ fn the_prompt_cache_serves_the_stable_prefix_from_iteration_2_on() {
     assert_eq!(totals.cache_read, read.iter().sum::<u64>());
     // The prompts carry a cache breakpoint in the system prompt.
     let body = fake.requests()[0].json();
-    assert!(body["system"].to_string().contains("cache_control"), "{body}");
+    assert!(
+        body["system"].to_string().contains("cache_control"),
+        "{body}"
+    );
 }
 
 #[test]
@@ -83,10 +89,16 @@ fn secrets_never_reach_git() {
     let notes = all_notes(&repo);
     assert!(!notes.is_empty());
     assert!(!notes.contains(SECRET), "a note holds the secret");
-    assert!(notes.contains("[redacted:MY_SERVICE_TOKEN]"), "{notes:.2000}");
+    assert!(
+        notes.contains("[redacted:MY_SERVICE_TOKEN]"),
+        "{notes:.2000}"
+    );
     assert!(!notes.contains(crate::support::fake_anthropic::KEY));
     let log = repo.git(&["log", "--format=%B", "mmm/s"]);
-    assert!(!log.contains(SECRET), "a commit message holds the secret:\n{log}");
+    assert!(
+        !log.contains(SECRET),
+        "a commit message holds the secret:\n{log}"
+    );
     let refs = repo.git(&["for-each-ref", "--format=%(refname)"]);
     for r in refs.lines().filter(|r| r.contains("mmm")) {
         let msgs = repo.git(&["log", "--format=%B", r]);
@@ -98,7 +110,11 @@ fn secrets_never_reach_git() {
 #[test]
 fn json_prints_one_event_object_per_line() {
     let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
-    let repo = project(&config(""), &[("s", &spec("s", ""))], &[("check.sh", CHECK)]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
     let out = run_api(&repo, &fake, &["run", "s", "--json"]);
     assert!(out.status.success(), "{}", show(&out));
     let events = events(&out);
@@ -109,8 +125,14 @@ fn json_prints_one_event_object_per_line() {
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
     assert_eq!(kinds.first(), Some(&"started"));
     assert_eq!(kinds.last(), Some(&"finished"));
-    assert!(kinds.contains(&"stage") && kinds.contains(&"recorded"), "{kinds:?}");
-    let recorded = events.iter().find(|e| e["event"] == "recorded").expect("recorded");
+    assert!(
+        kinds.contains(&"stage") && kinds.contains(&"recorded"),
+        "{kinds:?}"
+    );
+    let recorded = events
+        .iter()
+        .find(|e| e["event"] == "recorded")
+        .expect("recorded");
     let its = iterations(&repo, "s");
     assert_eq!(recorded["commit"], its[0].commit.as_str());
     assert_eq!(recorded["status"], "complete");

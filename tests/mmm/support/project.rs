@@ -47,7 +47,10 @@ pub fn api_cmd(repo: &TestRepo, fake: &FakeAnthropic) -> Command {
 
 /// Runs `git-mmm ARGS` against the fake and returns the output.
 pub fn run_api(repo: &TestRepo, fake: &FakeAnthropic, args: &[&str]) -> Output {
-    api_cmd(repo, fake).args(args).output().expect("run git-mmm")
+    api_cmd(repo, fake)
+        .args(args)
+        .output()
+        .expect("run git-mmm")
 }
 
 /// stdout and stderr of an output, for assertion messages.
@@ -176,6 +179,11 @@ pub fn write_file(path: &str, content: &str) -> String {
 pub fn assert_readable(repo: &TestRepo, spec: &str) {
     for it in iterations(repo, spec) {
         let out = repo.mmm(&["show", spec, &it.n().to_string()]);
-        assert!(out.status.success(), "show {spec} {}: {}", it.n(), show(&out));
+        assert!(
+            out.status.success(),
+            "show {spec} {}: {}",
+            it.n(),
+            show(&out)
+        );
     }
 }
