@@ -14,8 +14,7 @@ pub struct Args {
     /// Only report; change nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Treat every wip ref and every locked mmm worktree as stale (no run is in flight
-    /// anywhere; use it after a run was killed).
+    /// Treat every wip ref as stale (no run is in flight anywhere).
     #[arg(long)]
     pub all_wip: bool,
     /// One JSON object: `{"findings": [{"problem", "action", "done"}], "repaired": bool}`.

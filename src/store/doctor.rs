@@ -11,8 +11,7 @@
 //!   older than [`DoctorOptions::stale_after`], or always with [`DoctorOptions::all_wip`]; it is
 //!   archived (its transcript stays reachable) and then deleted;
 //! * a worktree whose directory is gone, or an unlocked one under `.git/mmm/worktrees/`, is
-//!   pruned (the loop locks the worktrees it is using); with [`DoctorOptions::all_wip`] a
-//!   locked one under `.git/mmm/worktrees/` is pruned too (a killed run leaves its lock);
+//!   pruned (the loop locks the worktrees it is using);
 //! * an iteration commit on a branch without its transcripts or metrics note is reported
 //!   (there is nothing to rebuild it from).
 //!
@@ -39,7 +38,7 @@ pub struct DoctorOptions {
     pub repair: bool,
     /// A wip ref whose last checkpoint is older than this is stale.
     pub stale_after: Duration,
-    /// Treat every wip ref and every locked mmm worktree as stale (no run is in flight).
+    /// Treat every wip ref as stale (no run is in flight).
     pub all_wip: bool,
 }
 
@@ -448,10 +447,8 @@ impl Store {
             let locked = !matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Unlocked));
             let gone = !path.exists();
             let ours = canonical(&path).starts_with(&mmm_dir);
-            let reason = if locked && !(ours && opts.all_wip) {
+            let reason = if locked {
                 continue;
-            } else if locked {
-                "a locked mmm worktree, and no run is in flight (--all-wip)"
             } else if gone {
                 "its directory is gone"
             } else if ours {
@@ -461,7 +458,7 @@ impl Store {
             };
             let done = if opts.repair {
                 let mut po = git2::WorktreePruneOptions::new();
-                po.valid(true).locked(locked).working_tree(ours && !gone);
+                po.valid(true).working_tree(ours && !gone);
                 wt.prune(Some(&mut po))
                     .map_err(StoreError::git(format!("prune worktree {name}")))?;
                 true
