@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
 use mmm::agent::{
-    Agent, ApiAgent, Auth, Cancel, ClientConfig, ModelPrice, PriceTable, RetryPolicy, ScriptedAgent,
+    Agent, ApiAgent, Auth, Cancel, ClientConfig, ModelPrice, PriceTable, RetryPolicy,
+    ScriptedAgent, TokenUsage,
 };
 use mmm::config::{AgentKind, CheckpointAfter, Config, FlagValue};
 use mmm::context::{ContextOptions, Templates, TokenBudget};
@@ -18,6 +19,7 @@ use mmm::engine::{self, Event, Job, Outcome, Redactor, Services, Settings, Spent
 use mmm::spec::{Spec, SpecSet};
 use mmm::store::{IterationStatus, Store};
 use mmm::validate::{Gate, GateKind, GateOptions};
+use serde_json::Value;
 
 use super::common::{clock, open_store, spec_id};
 use super::progress::Progress;
@@ -293,6 +295,7 @@ fn dependency_summaries(store: &Store, spec: &Spec) -> Vec<(String, String)> {
     spec.depends_on
         .iter()
         .filter_map(|d| {
+            // History is oldest first: the latest summary is the last.
             let history = store.history(d).ok()?;
             let last = history.last()?;
             Some((d.to_string(), last.summary.clone()))
@@ -423,14 +426,10 @@ fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
 
 /// The engine's settings for one spec: configuration, then the spec's front matter.
 fn settings(config: &Config, spec: &Spec) -> Settings {
-    // A spec may name a model, or one of the configured roles: `default`, `small` (cheap,
-    // for easy specs) or `escalate` (the strong one).
-    let model = match spec.model.as_deref() {
-        None | Some("default") => config.model.default.clone(),
-        Some("small") => config.model.small.clone(),
-        Some("escalate") => config.model.escalate_to.clone(),
-        Some(m) => m.to_owned(),
-    };
+    let model = spec
+        .model
+        .clone()
+        .unwrap_or_else(|| config.model.default.clone());
     let mut gates = Vec::new();
     for (name, kind, cmd) in [
         ("build", GateKind::Build, &config.validate.build),
@@ -535,14 +534,28 @@ fn spent_today(store: &Store, now: SystemTime) -> Spent {
         let Ok(history) = store.history(&state.spec) else {
             continue;
         };
-        // History is oldest first: today's iterations are at the end.
+        // History is oldest first: walk back from the tip while the iterations are today's.
         for it in history.iter().rev().take_while(|i| i.time >= midnight) {
             let Ok(detail) = store.iteration(&state.spec, it.n) else {
                 continue;
             };
-            let (usd, tokens) = engine::spend_of(detail.metrics.as_deref().unwrap_or(&[]));
-            spent.daily_usd += usd;
-            spent.daily_tokens += tokens;
+            for m in detail
+                .metrics
+                .iter()
+                .flatten()
+                .filter(|r| r.kind == "metrics")
+            {
+                spent.daily_usd += m
+                    .data
+                    .get("cost_usd")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(0.0);
+                if let Some(t) = m.data.get("tokens")
+                    && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
+                {
+                    spent.daily_tokens += u.total();
+                }
+            }
         }
     }
     spent

@@ -335,9 +335,6 @@ impl EngineError {
     }
 }
 
-/// The fields every note record has; payloads must not repeat them.
-const RESERVED: &[&str] = &["v", "kind", "id", "run", "seq", "ts"];
-
 /// What earlier iterations leave for the next one.
 #[derive(Debug, Default)]
 struct Memory {
@@ -428,11 +425,12 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         self.s.redactor.redact_json(&mut value);
         let mut r = self.s.store.new_record(run, kind);
         match value {
+            // A key that names one of the record's own fields (a gate result's `kind`) would
+            // be written twice and make the whole note unreadable: it gets the record's kind
+            // as a prefix (`gate_kind`).
             Value::Object(map) => {
                 for (k, v) in map {
-                    // The record's own fields come first; a payload field of the same name
-                    // (a gate's `kind`) is kept under a prefixed name, never as a duplicate key.
-                    let k = if RESERVED.contains(&k.as_str()) {
+                    let k = if RESERVED_FIELDS.contains(&k.as_str()) {
                         format!("{kind}_{k}")
                     } else {
                         k
@@ -511,7 +509,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         let mut last_iteration = run.next_iteration.saturating_sub(1);
 
         let (reason, detail) = loop {
-            if let Some(stop) = self.stop_before_call(None) {
+            if let Some(stop) = self.stop_before_call(None, 0) {
                 break stop;
             }
             let n = run.next_iteration;
@@ -522,7 +520,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             // Look ahead: a loop that cannot make another call stops now, so that the reason
             // is recorded on this iteration.
             if draft.stop.is_none() {
-                draft.stop = self.stop_before_call(Some(draft.usage.total_input()));
+                draft.stop = self.stop_before_call(Some(draft.usage.total_input()), 1);
             }
             if let Some((reason, _)) = &draft.stop {
                 draft.status = reason.trailer_status(&draft.status);
@@ -546,7 +544,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 NewIteration {
                     tree,
                     status: draft.status.clone(),
-                    summary: draft.summary.clone(),
+                    // The summary becomes the commit message: a secret the model echoed in
+                    // its `@mmm:summary` must not land there either.
+                    summary: self.s.redactor.redact(&draft.summary).into_owned(),
                     body: String::new(),
                     spec_revision: Some(revision.clone()),
                     transcript: draft.transcript,
@@ -646,8 +646,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     }
 
     /// A reason not to make another call: a stop request, the timeout, `max_iterations`, or
-    /// (when the next prompt's size is known or estimated) a budget.
-    fn stop_before_call(&self, next_input: Option<u64>) -> Option<(StopReason, String)> {
+    /// (when the next prompt's size is known or estimated) a budget. `pending` counts the
+    /// iterations about to be recorded but not yet counted (1 when looking ahead from a draft).
+    fn stop_before_call(
+        &self,
+        next_input: Option<u64>,
+        pending: u32,
+    ) -> Option<(StopReason, String)> {
         let settings = &self.job.settings;
         if self.s.cancel.is_cancelled() {
             return Some((StopReason::Stopped, "stopped on request".into()));
@@ -661,12 +666,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 ),
             ));
         }
-        if self.iterations_this_revision >= settings.max_iterations {
+        let iterations = self.iterations_this_revision + pending;
+        if iterations >= settings.max_iterations {
             return Some((
                 StopReason::MaxIterations,
                 format!(
-                    "{} iterations of this spec revision (max_iterations = {})",
-                    self.iterations_this_revision, settings.max_iterations
+                    "{iterations} iterations of this spec revision (max_iterations = {})",
+                    settings.max_iterations
                 ),
             ));
         }
@@ -1300,6 +1306,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         }
     }
 }
+
+/// The fields of a [`Record`] itself, which its `data` must not repeat.
+const RESERVED_FIELDS: [&str; 6] = ["v", "kind", "id", "run", "seq", "ts"];
 
 fn critical_detail(err: &AgentError) -> String {
     let message = err.to_string();

@@ -76,7 +76,8 @@ impl Worktree {
             .args([
                 "worktree", "add", "--detach", "--quiet", "--lock", "--reason",
             ])
-            .arg(format!("mmm run {name}"))
+            // The pid lets `git mmm doctor` tell a killed run's worktree from a live one.
+            .arg(format!("mmm run {name} pid {}", std::process::id()))
             .arg(&path)
             .arg(commit.to_string())
             .env_remove("GIT_DIR")

@@ -11,7 +11,8 @@
 //!   older than [`DoctorOptions::stale_after`], or always with [`DoctorOptions::all_wip`]; it is
 //!   archived (its transcript stays reachable) and then deleted;
 //! * a worktree whose directory is gone, or an unlocked one under `.git/mmm/worktrees/`, is
-//!   pruned (the loop locks the worktrees it is using);
+//!   pruned (the loop locks the worktrees it is using); so is a locked one whose lock reason
+//!   names a process (`… pid N`) that no longer runs, where `/proc` can tell;
 //! * an iteration commit on a branch without its transcripts or metrics note is reported
 //!   (there is nothing to rebuild it from).
 //!
@@ -444,11 +445,18 @@ impl Store {
                 .find_worktree(name)
                 .map_err(StoreError::git(format!("open worktree {name}")))?;
             let path = wt.path().to_owned();
-            let locked = !matches!(wt.is_locked(), Ok(git2::WorktreeLockStatus::Unlocked));
+            let lock = wt.is_locked();
+            let locked = !matches!(lock, Ok(git2::WorktreeLockStatus::Unlocked));
             let gone = !path.exists();
             let ours = canonical(&path).starts_with(&mmm_dir);
-            let reason = if locked {
+            let dead_owner = match &lock {
+                Ok(git2::WorktreeLockStatus::Locked(Some(why))) => owner_is_dead(why),
+                _ => false,
+            };
+            let reason = if locked && !(ours && dead_owner) {
                 continue;
+            } else if locked {
+                "locked by a run that no longer runs (killed)"
             } else if gone {
                 "its directory is gone"
             } else if ours {
@@ -458,7 +466,7 @@ impl Store {
             };
             let done = if opts.repair {
                 let mut po = git2::WorktreePruneOptions::new();
-                po.valid(true).working_tree(ours && !gone);
+                po.valid(true).locked(locked).working_tree(ours && !gone);
                 wt.prune(Some(&mut po))
                     .map_err(StoreError::git(format!("prune worktree {name}")))?;
                 true
@@ -580,4 +588,17 @@ impl std::fmt::Display for DoctorAction {
             DoctorAction::PruneWorktree { name } => write!(f, "prune worktree {name}"),
         }
     }
+}
+
+/// True when a lock reason names a process (`… pid N`) that is known not to run. Without
+/// `/proc` nothing is known, and the lock is respected.
+fn owner_is_dead(reason: &str) -> bool {
+    let Some(pid) = reason
+        .rsplit_once(" pid ")
+        .and_then(|(_, p)| p.trim().parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let proc = std::path::Path::new("/proc");
+    proc.join("self").exists() && !proc.join(pid.to_string()).exists()
 }

@@ -1,0 +1,138 @@
+//! What the loop does after a failed iteration: feed the failures back, roll the workspace
+//! back when an iteration made things worse, escalate to a stronger model.
+
+use super::termination::{CHECK, NEEDLE, config, done};
+use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
+use crate::support::project::{
+    assert_clean, assert_readable, iterations, metrics, project, run_api, show, spec, write_file,
+};
+
+#[test]
+fn failures_are_fed_back_to_the_next_iteration() {
+    // The gate prints GATE-42-NO (computed, so check.sh itself never contains it). The rule
+    // that finishes the spec answers only a prompt that carries that output.
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("GATE-42-NO", Reply::Text(done())),
+        Rule::new(NEEDLE, Reply::text("Let me look around first.\n")),
+    ]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(!requests[0].body.contains("GATE-42-NO"));
+    assert!(
+        requests[1].body.contains("GATE-42-NO: done.txt is missing"),
+        "the second request carries the first failure's output"
+    );
+    let its = iterations(&repo, "s");
+    let statuses: Vec<String> = its.iter().map(|i| i.status()).collect();
+    assert_eq!(statuses, ["failed", "complete"]);
+    let first = metrics(&repo, "s", &its[0].commit);
+    assert!(
+        first["decisions"]
+            .as_array()
+            .expect("decisions")
+            .iter()
+            .any(|d| d
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("feed the failures back")),
+        "{first}"
+    );
+    assert_readable(&repo, "s");
+    assert_clean(&repo);
+}
+
+#[test]
+fn an_iteration_that_makes_things_worse_is_rolled_back() {
+    let check = "test ! -e broken.txt || { echo \"broken-$((1+1))\"; exit 1; }\necho fine\n";
+    let rule = Rule::new(NEEDLE, Reply::Text(write_file("good.txt", "good")))
+        .then(Reply::Text(write_file("broken.txt", "bad")))
+        .then(Reply::text("Nothing more to change.\n"));
+    let fake = FakeAnthropic::start(vec![rule]);
+    let repo = project(
+        &config("[loop]\nmax_iterations = 3\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", check)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let its = iterations(&repo, "s");
+    let statuses: Vec<String> = its.iter().map(|i| i.status()).collect();
+    assert_eq!(statuses, ["passed", "failed", "max-iterations"]);
+    let second = metrics(&repo, "s", &its[1].commit);
+    let decisions: Vec<&str> = second["decisions"]
+        .as_array()
+        .expect("decisions")
+        .iter()
+        .filter_map(|d| d.as_str())
+        .collect();
+    assert!(
+        decisions
+            .iter()
+            .any(|d| d.starts_with("roll the workspace back") && d.contains(&its[0].commit[..10])),
+        "{decisions:?}"
+    );
+    // The third iteration starts from the first one's tree: broken.txt is gone again.
+    let tree = |c: &str| repo.git(&["rev-parse", &format!("{c}^{{tree}}")]);
+    assert_eq!(tree(&its[2].commit), tree(&its[0].commit));
+    assert!(
+        !repo
+            .git(&["ls-tree", "--name-only", &its[2].commit])
+            .contains("broken.txt")
+    );
+    // Nothing is lost: the broken iteration stays on the first-parent chain.
+    assert_eq!(
+        repo.git(&["rev-parse", &format!("{}^", its[2].commit)])
+            .trim(),
+        its[1].commit
+    );
+    assert_eq!(
+        repo.git(&["show", &format!("{}:broken.txt", its[1].commit)]),
+        "bad\n"
+    );
+    assert_clean(&repo);
+}
+
+#[test]
+fn escalates_to_the_stronger_model_after_failures() {
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::text("Trying.\n"))]);
+    let repo = project(
+        &config(
+            "[loop]\nmax_iterations = 2\nstuck_after = 5\n\n[model]\ndefault = \"claude-sonnet-5-5\"\nescalate_to = \"claude-opus-5-5\"\nescalate_after = 1\n",
+        ),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let models: Vec<String> = fake
+        .requests()
+        .iter()
+        .map(|r| r.json()["model"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(models, ["claude-sonnet-5-5", "claude-opus-5-5"]);
+    let its = iterations(&repo, "s");
+    assert_eq!(its.len(), 2);
+    let first = metrics(&repo, "s", &its[0].commit);
+    let second = metrics(&repo, "s", &its[1].commit);
+    assert_eq!(first["model"], "claude-sonnet-5-5");
+    assert_eq!(second["model"], "claude-opus-5-5");
+    assert!(
+        first["decisions"]
+            .as_array()
+            .expect("decisions")
+            .iter()
+            .any(|d| d
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("escalate from claude-sonnet-5-5 to claude-opus-5-5")),
+        "{first}"
+    );
+    assert_clean(&repo);
+}

@@ -1,0 +1,214 @@
+//! Properties of a whole run: the prompt cache from the second iteration on, secrets kept out
+//! of git, `--json` events, and the offline demo.
+
+use super::termination::{CHECK, NEEDLE, config, done};
+use crate::support::TestRepo;
+use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
+use crate::support::project::{
+    all_notes, api_cmd, assert_clean, assert_readable, events, iterations, metrics, project,
+    run_api, show, spec, write_file,
+};
+
+#[test]
+fn the_prompt_cache_serves_the_stable_prefix_from_iteration_2_on() {
+    // The edits change an existing file: the repository map (part of the cached prefix) stays
+    // the same. (A new file changes the map, and with it the whole prefix.)
+    let rule = Rule::new(NEEDLE, Reply::Text(write_file("a.txt", "1")))
+        .then(Reply::Text(write_file("a.txt", "2")))
+        .then(Reply::Text(write_file("a.txt", "3")));
+    let fake = FakeAnthropic::start(vec![rule]);
+    fake.set_min_cache_tokens(1);
+    let repo = project(
+        &config("[loop]\nmax_iterations = 3\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", "exit 0\n"), ("a.txt", "0\n")],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let its = iterations(&repo, "s");
+    assert_eq!(its.len(), 3);
+    let read: Vec<u64> = its
+        .iter()
+        .map(|i| {
+            metrics(&repo, "s", &i.commit)["tokens"]["cache_read_input_tokens"]
+                .as_u64()
+                .expect("cache read tokens")
+        })
+        .collect();
+    assert_eq!(read[0], 0, "nothing cached before the first call");
+    assert!(
+        read[1] > 0 && read[2] > 0,
+        "cache reads from iteration 2 on: {read:?}"
+    );
+    // The share of input served from the cache from iteration 2 on.
+    for i in &its[1..] {
+        let t = &metrics(&repo, "s", &i.commit)["tokens"];
+        let n = |k: &str| t[k].as_u64().unwrap_or(0) as f64;
+        let share = n("cache_read_input_tokens")
+            / (n("cache_read_input_tokens") + n("cache_creation_input_tokens") + n("input_tokens"));
+        assert!(share >= 0.5, "cache share {share:.2} in {t}");
+    }
+    let first_write = metrics(&repo, "s", &its[0].commit)["tokens"]["cache_creation_input_tokens"]
+        .as_u64()
+        .expect("cache write tokens");
+    assert!(first_write > 0);
+    let totals = fake.totals();
+    assert_eq!(totals.cache_read, read.iter().sum::<u64>());
+    // The prompts carry a cache breakpoint in the system prompt.
+    let body = fake.requests()[0].json();
+    assert!(
+        body["system"].to_string().contains("cache_control"),
+        "{body}"
+    );
+}
+
+#[test]
+fn secrets_never_reach_git() {
+    const SECRET: &str = "tok-4242-very-secret-value";
+    let answer = format!(
+        "The token is {SECRET}.\n\n{}\n@mmm:summary used {SECRET}\n",
+        write_file("a.txt", "1")
+    );
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(answer))]);
+    let repo = project(
+        &config("[loop]\nmax_iterations = 2\nstuck_after = 5\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", "echo \"token=$MY_SERVICE_TOKEN\"\nexit 1\n")],
+    );
+    let out = api_cmd(&repo, &fake)
+        .env("MY_SERVICE_TOKEN", SECRET)
+        .args(["run", "s"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    // The gate did print it (so the redaction had something to do).
+    assert!(
+        fake.requests()[1].body.contains(SECRET),
+        "the gate output reached the second prompt"
+    );
+    let notes = all_notes(&repo);
+    assert!(!notes.is_empty());
+    assert!(!notes.contains(SECRET), "a note holds the secret");
+    assert!(
+        notes.contains("[redacted:MY_SERVICE_TOKEN]"),
+        "{notes:.2000}"
+    );
+    assert!(!notes.contains(crate::support::fake_anthropic::KEY));
+    let log = repo.git(&["log", "--format=%B", "mmm/s"]);
+    assert!(
+        !log.contains(SECRET),
+        "a commit message holds the secret:\n{log}"
+    );
+    let refs = repo.git(&["for-each-ref", "--format=%(refname)"]);
+    for r in refs.lines().filter(|r| r.contains("mmm")) {
+        let msgs = repo.git(&["log", "--format=%B", r]);
+        assert!(!msgs.contains(SECRET), "{r} holds the secret");
+    }
+    assert_clean(&repo);
+}
+
+#[test]
+fn json_prints_one_event_object_per_line() {
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let events = events(&out);
+    assert!(!events.is_empty());
+    for e in &events {
+        assert!(e.is_object() && e["event"].is_string(), "{e}");
+    }
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
+    assert_eq!(kinds.first(), Some(&"started"));
+    assert_eq!(kinds.last(), Some(&"finished"));
+    assert!(
+        kinds.contains(&"stage") && kinds.contains(&"recorded"),
+        "{kinds:?}"
+    );
+    let recorded = events
+        .iter()
+        .find(|e| e["event"] == "recorded")
+        .expect("recorded");
+    let its = iterations(&repo, "s");
+    assert_eq!(recorded["commit"], its[0].commit.as_str());
+    assert_eq!(recorded["status"], "complete");
+    let finished = events.last().expect("finished");
+    assert_eq!(finished["reason"], "complete");
+    assert_eq!(finished["spec"], "s");
+}
+
+#[test]
+fn scripted_agent_runs_without_network() {
+    let script = format!(
+        "[[answer]]\ntext = '''\n{}'''\n\n[[answer]]\nwhen = \"GATE-42-NO\"\ntext = '''\n{}'''\n",
+        "Nothing yet.\n",
+        done()
+    );
+    let repo = project(
+        "[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n[validate]\ntest = \"sh check.sh\"\n",
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK), (".mmm/answers.toml", &script)],
+    );
+    let out = repo.mmm(&["run"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let its = iterations(&repo, "s");
+    let statuses: Vec<String> = its.iter().map(|i| i.status()).collect();
+    assert_eq!(statuses, ["failed", "complete"]);
+    assert_eq!(metrics(&repo, "s", &its[1].commit)["agent"], "scripted");
+    // A second run has nothing to do.
+    let again = repo.mmm_ok(&["run"]);
+    assert!(again.contains("nothing to run"), "{again}");
+    assert_readable(&repo, "s");
+    assert_clean(&repo);
+}
+
+#[test]
+fn the_demo_leaves_a_failed_and_a_complete_iteration() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("home");
+    let mut cmd = crate::support::mmm_cmd(dir.path(), &home);
+    // The demo builds a small crate with cargo: keep the toolchain reachable.
+    let real_home = std::env::var_os("HOME").map(std::path::PathBuf::from);
+    for (var, default) in [("CARGO_HOME", ".cargo"), ("RUSTUP_HOME", ".rustup")] {
+        match (std::env::var_os(var), &real_home) {
+            (Some(v), _) => {
+                cmd.env(var, v);
+            }
+            (None, Some(h)) => {
+                cmd.env(var, h.join(default));
+            }
+            (None, None) => {}
+        }
+    }
+    if let Some(t) = std::env::var_os("RUSTUP_TOOLCHAIN") {
+        cmd.env("RUSTUP_TOOLCHAIN", t);
+    }
+    let out = cmd.args(["demo", "d"]).output().expect("demo");
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("git mmm log slugify"), "{stdout}");
+    let demo = TestRepo {
+        path: dir.path().join("d"),
+        home: home.clone(),
+        dir,
+    };
+    let its = iterations(&demo, "slugify");
+    let statuses: Vec<String> = its.iter().map(|i| i.status()).collect();
+    assert_eq!(statuses, ["failed", "complete"]);
+    let first = metrics(&demo, "slugify", &its[0].commit);
+    assert!(first["checks_passed"].as_u64() < first["checks_total"].as_u64());
+    let second = metrics(&demo, "slugify", &its[1].commit);
+    assert_eq!(second["stop_reason"], "complete");
+    assert_eq!(second["checks_passed"], second["checks_total"]);
+    let log = demo.mmm_ok(&["log", "slugify"]);
+    assert!(log.contains("complete"), "{log}");
+    let shown = demo.mmm_ok(&["show", "slugify", "1"]);
+    assert!(shown.contains("failed"), "{shown}");
+    demo.mmm_ok(&["show", "slugify"]);
+    assert_clean(&demo);
+}
