@@ -138,7 +138,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         if !waiting.is_empty() {
             progress.event(&Event::Finished {
                 spec: spec.id.to_string(),
-                reason: StopReason::Stopped,
+                reason: StopReason::Waiting,
                 detail: format!("waiting for {} to complete first", waiting.join(", ")),
                 iterations: 0,
                 cost_usd: 0.0,

@@ -2,6 +2,7 @@
 //! with shell gates and the fake Messages API (or the scripted agent). Every test reads back
 //! what the loop recorded with plain git.
 
+mod more;
 mod resume;
 mod retries;
 mod strategies;

@@ -1,0 +1,170 @@
+//! Checkpoints, several specs with `depends_on`, commands the model asks for, and token
+//! budgets, through `git mmm run`.
+
+use super::termination::{CHECK, NEEDLE, config, done};
+use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
+use crate::support::project::{
+    assert_clean, iterations, metrics, project, run_api, show, spec, transcript,
+};
+
+#[test]
+fn a_checkpoint_after_each_iteration_pauses_and_the_next_run_continues() {
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::text("Looking.\n"))]);
+    let repo = project(
+        &config("[loop]\nstuck_after = 9\n\n[[checkpoints]]\nafter = \"iteration\"\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let its = iterations(&repo, "s");
+    assert_eq!(its.len(), 1, "the loop paused after one iteration");
+    assert_eq!(its[0].status(), "checkpoint");
+    let m = metrics(&repo, "s", &its[0].commit);
+    assert_eq!(m["stop_reason"], "checkpoint");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("checkpoint"),
+        "run reports the checkpoint: {}",
+        show(&out)
+    );
+    // Running again is the approval: the loop continues at iteration 2.
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let its = iterations(&repo, "s");
+    assert_eq!(its.len(), 2);
+    assert_eq!(its[1].n(), 2);
+    assert_clean(&repo);
+}
+
+#[test]
+fn a_checkpoint_after_completion_keeps_the_spec_complete() {
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
+    let repo = project(
+        &config("[[checkpoints]]\nafter = \"complete\"\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "waiting for a human is not done: {}",
+        show(&out)
+    );
+    let its = iterations(&repo, "s");
+    assert_eq!(its.len(), 1);
+    assert_eq!(its[0].status(), "complete");
+    let m = metrics(&repo, "s", &its[0].commit);
+    assert_eq!(m["stop_reason"], "checkpoint");
+    assert!(m["decisions"].to_string().contains("checkpoint"), "{m}");
+}
+
+#[test]
+fn specs_run_in_dependency_order_and_wait_for_their_dependencies() {
+    // `app` depends on `lib`. The model completes `lib` only.
+    let lib = "+++\ndepends_on = []\n+++\n\n# lib\n\n## Objective\n\nBuild the lib part.\n\n## Acceptance criteria\n\n- done.txt exists. verify: `test -e done.txt`\n";
+    let app = "+++\ndepends_on = [\"lib\"]\n+++\n\n# app\n\n## Objective\n\nBuild the app part.\n\n## Acceptance criteria\n\n- app.txt exists. verify: `test -e app.txt`\n";
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("Build the lib part", Reply::Text(done())),
+        Rule::new("Build the app part", Reply::text("Not yet.\n")),
+    ]);
+    let repo = project(
+        "[agent]\nkind = \"api\"\n\n[loop]\nmax_iterations = 1\n",
+        &[("app", app), ("lib", lib)],
+        &[],
+    );
+    let out = run_api(&repo, &fake, &["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let bodies: Vec<String> = fake.requests().iter().map(|r| r.body.clone()).collect();
+    assert!(bodies[0].contains("Build the lib part"), "lib runs first");
+    assert!(bodies[1].contains("Build the app part"), "then app");
+    assert_eq!(iterations(&repo, "lib")[0].status(), "complete");
+    // The app's prompt names the completed dependency.
+    assert!(
+        bodies[1].contains("lib"),
+        "the dependency is in the app's context"
+    );
+
+    // With `lib` incomplete, `app` waits and makes no call.
+    let fake = FakeAnthropic::start(vec![Rule::new("Build", Reply::text("Not yet.\n"))]);
+    let repo = project(
+        "[agent]\nkind = \"api\"\n\n[loop]\nmax_iterations = 1\n",
+        &[("app", app), ("lib", lib)],
+        &[],
+    );
+    let out = run_api(&repo, &fake, &["run"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "only lib was asked: {}",
+        show(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("waiting for lib"),
+        "{}",
+        show(&out)
+    );
+    assert!(
+        repo.git_output(&["rev-parse", "--verify", "mmm/app"])
+            .status
+            .code()
+            != Some(0)
+    );
+    assert_clean(&repo);
+}
+
+#[test]
+fn allowed_commands_run_and_others_are_refused() {
+    let answer = "Checking.\n@mmm:run echo hello-from-command\n@mmm:run rm -rf check.sh\n";
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::text(answer))]);
+    let repo = project(
+        &config("[loop]\nmax_iterations = 1\n\n[commands]\nallow = [\"echo *\"]\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let its = iterations(&repo, "s");
+    let commands: Vec<_> = transcript(&repo, "s", &its[0].commit)
+        .into_iter()
+        .filter(|r| r["kind"] == "command")
+        .collect();
+    assert_eq!(commands.len(), 2, "{commands:?}");
+    assert_eq!(commands[0]["allowed"], true);
+    assert_eq!(commands[0]["stdout"], "hello-from-command\n");
+    assert_eq!(commands[1]["allowed"], false);
+    assert!(
+        commands[1]["refusal"]
+            .as_str()
+            .unwrap_or("")
+            .contains("allow")
+    );
+    // The refused command did not run.
+    assert!(
+        repo.git(&["ls-tree", "--name-only", "mmm/s"])
+            .contains("check.sh")
+    );
+}
+
+#[test]
+fn a_token_budget_stops_before_the_call() {
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::text("Hi.\n"))]);
+    let repo = project(
+        &config("[budget]\nper_spec_tokens = 100\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(
+        fake.requests().len(),
+        0,
+        "no call may break the token budget"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("per_spec_tokens"),
+        "{}",
+        show(&out)
+    );
+}
