@@ -10,7 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
 use mmm::agent::{
-    Agent, ApiAgent, Auth, Cancel, ClientConfig, ModelPrice, PriceTable, RetryPolicy, ScriptedAgent,
+    Agent, ApiAgent, Auth, Cancel, ClaudeCodeAgent, ClaudeCodeConfig, ClientConfig, CommandAgent,
+    CommandConfig, ModelPrice, PriceTable, RetryPolicy, ScriptedAgent,
 };
 use mmm::config::{AgentKind, CheckpointAfter, Config, FlagValue};
 use mmm::context::{ContextOptions, Templates, TokenBudget};
@@ -28,7 +29,7 @@ use super::{CliError, CliResult, Ctx, out};
 pub struct Args {
     /// The specs to run (default: every spec that is not complete, in dependency order).
     pub specs: Vec<String>,
-    /// The agent: `api` or `scripted` (overrides `[agent] kind`).
+    /// The agent: `api`, `claude-code`, `command` or `scripted` (overrides `[agent] kind`).
     #[arg(long, value_name = "KIND")]
     pub agent: Option<String>,
     /// The model (overrides `[model] default` and the spec's `model`).
@@ -311,7 +312,7 @@ fn build_agent(
         Some(k) => k.parse::<AgentKind>().map_err(|_| {
             CliError::with_hint(
                 anyhow!("spec `{}` asks for an unknown agent `{k}`", spec.id),
-                "agents: api, scripted",
+                "agents: api, claude-code, command, scripted",
             )
         })?,
         None => config.agent.kind,
@@ -366,10 +367,35 @@ fn build_agent(
                 )
             })?))
         }
-        other => Err(CliError::with_hint(
-            anyhow!("the `{other}` agent is not available in this version"),
-            "use `api` or `scripted` ([agent] kind or --agent)",
-        )),
+        AgentKind::ClaudeCode => {
+            let a = &config.agent;
+            let mut cc = ClaudeCodeConfig::new(a.claude_path.as_deref().unwrap_or("claude"));
+            cc.max_turns = a.max_turns.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            cc.permission_mode = a.permission_mode.clone();
+            cc.allowed_tools = a.allowed_tools.clone();
+            cc.disallowed_tools = a.disallowed_tools.clone();
+            Ok(Box::new(ClaudeCodeAgent::new(cc)))
+        }
+        AgentKind::Command => {
+            let a = &config.agent;
+            let command = a.command.clone().ok_or_else(|| {
+                CliError::with_hint(
+                    anyhow!("the `command` agent needs a command line"),
+                    "set [agent] command = \"my-agent --prompt {prompt_file}\" in .mmm/config.toml (see docs/AGENTS.md)",
+                )
+            })?;
+            let agent = CommandAgent::new(CommandConfig {
+                command,
+                cost_regex: a.cost_regex.clone(),
+                tokens_regex: a.tokens_regex.clone(),
+                cost_json_field: a.cost_json_field.clone(),
+                tokens_json_field: a.tokens_json_field.clone(),
+                env: Vec::new(),
+                env_remove: Vec::new(),
+            })
+            .map_err(|e| CliError::with_hint(e, "fix [agent] in .mmm/config.toml"))?;
+            Ok(Box::new(agent))
+        }
     }
 }
 

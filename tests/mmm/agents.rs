@@ -1,0 +1,1 @@
+//! Tests of the claude-code and command agents.
