@@ -22,8 +22,9 @@ const MAX_PROMPT_ARG: usize = 100_000;
 
 /// The instructions appended to Claude Code's system prompt.
 pub const MMM_INSTRUCTIONS: &str = "You are driven by mmm, which runs you once per iteration \
-in a disposable git worktree. Edit the files of the working directory to meet the spec's \
-acceptance criteria. Do NOT commit, branch or push: mmm commits every iteration itself and runs \
+in a disposable git worktree. Edit the files of the working directory with your own tools \
+(Write, Edit) to meet the spec's acceptance criteria; the edit formats described above are not \
+needed, your changes are read from the worktree. Do NOT commit, branch or push: mmm commits every iteration itself and runs \
 the quality gates after you finish. When you believe every acceptance criterion is met, end \
 your final message with the line `@mmm:complete`. You may add one line `@mmm:summary <one \
 line>` saying what you did. If you need a human decision, end with `@mmm:needs-review \

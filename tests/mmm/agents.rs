@@ -1,1 +1,314 @@
-//! Tests of the claude-code and command agents.
+//! Tests of the claude-code and command agents: `git mmm run` end to end against a fake
+//! `claude` (shaped like Claude Code 2.1.330's stream-json output) and a shell-script agent,
+//! and against the real Claude Code CLI pointed at the fake Messages API. Everything is read
+//! back with plain git.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::{Value, json};
+
+use crate::support::{TestRepo, fake_claude};
+
+const CLOCK: &str = "1767225600";
+
+const SPEC: &str = "# Hello file
+
+## Objective
+Write hello.txt saying hello (marker: HELLO-SPEC-MARKER).
+
+## Acceptance criteria
+- hello.txt says hello. verify: `grep -q hello hello.txt`
+";
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A repository with the `hello` spec and an `[agent]` section.
+fn repo_with(agent_toml: &str) -> TestRepo {
+    let repo = TestRepo::new();
+    repo.write("specs/hello.md", SPEC);
+    repo.write(
+        ".mmm/config.toml",
+        &format!("[loop]\nmax_iterations = 3\n\n[agent]\n{agent_toml}\n"),
+    );
+    repo.commit_all("spec");
+    repo
+}
+
+/// A fake `claude` with a plan; returns the repository and the plan's path.
+fn claude_repo(steps: Value) -> (TestRepo, PathBuf, PathBuf) {
+    let tools = tempfile::tempdir().expect("tempdir").keep();
+    let claude = fake_claude(&tools);
+    let plan = tools.join("plan.json");
+    std::fs::write(&plan, json!({ "steps": steps }).to_string()).expect("plan");
+    let repo = repo_with(&format!(
+        "kind = \"claude-code\"\nclaude_path = \"{}\"\nmax_turns = 7\nallowed_tools = [\"Read\", \"Bash(cargo test *)\"]\ndisallowed_tools = [\"WebFetch\"]\n",
+        claude.display()
+    ));
+    (repo, plan, tools)
+}
+
+fn run(repo: &TestRepo, plan: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["run", "hello", "--json"];
+    args.extend(extra);
+    repo.mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .env("FAKE_CLAUDE_PLAN", plan)
+        .env("CLAUDECODE", "1")
+        .args(&args)
+        .output()
+        .expect("run git-mmm")
+}
+
+fn calls(plan: &Path) -> Vec<Value> {
+    let text = std::fs::read_to_string(plan.with_extension("json.calls")).unwrap_or_default();
+    text.lines()
+        .map(|l| serde_json::from_str(l).expect("call json"))
+        .collect()
+}
+
+/// The JSON-lines note of `kind` (`metrics` or `transcripts`) on a commit.
+fn note(repo: &TestRepo, kind: &str, commit: &str) -> Vec<Value> {
+    repo.git(&["notes", &format!("--ref=mmm/hello/{kind}"), "show", commit])
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("note line is JSON"))
+        .collect()
+}
+
+/// The iteration commits of the spec, oldest first.
+fn iterations(repo: &TestRepo) -> Vec<String> {
+    let out = repo.git_output(&["rev-list", "--reverse", "mmm/hello", "^main"]);
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The metrics record (the one with the cost) of an iteration commit.
+fn metrics(repo: &TestRepo, commit: &str) -> Value {
+    note(repo, "metrics", commit)
+        .into_iter()
+        .find(|r| r.get("cost_usd").is_some())
+        .expect("a metrics record")
+}
+
+/// The agent's response record of an iteration commit.
+fn response(repo: &TestRepo, commit: &str) -> Value {
+    note(repo, "transcripts", commit)
+        .into_iter()
+        .find(|r| r["kind"] == "response")
+        .expect("a response record")
+}
+
+fn finished(out: &Output) -> Value {
+    stdout(out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .rfind(|e| e["event"] == "finished" || e["type"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event:\n{}\n{}", stdout(out), stderr(out)))
+}
+
+
+fn arg_after<'a>(argv: &'a [Value], flag: &str) -> &'a str {
+    let i = argv
+        .iter()
+        .position(|a| a == flag)
+        .unwrap_or_else(|| panic!("{flag} not passed: {argv:?}"));
+    argv[i + 1].as_str().expect("a string argument")
+}
+
+#[test]
+fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
+    let (repo, plan, _tools) = claude_repo(json!([{
+        "writes": {"hello.txt": "hello\n"},
+        "deny": true,
+        "cost": 0.0123,
+        "text": "Wrote hello.txt.\n@mmm:summary wrote hello.txt\n@mmm:complete",
+    }]));
+    let out = run(&repo, &plan, &[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let done = finished(&out);
+    assert_eq!(done["reason"], "complete");
+    assert_eq!(done["cost_usd"], json!(0.0123));
+
+    // One iteration commit holding the file Claude Code wrote.
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 1, "{its:?}");
+    assert_eq!(repo.git(&["show", "mmm/hello:hello.txt"]), "hello\n");
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%s", "mmm/hello"]).trim(),
+        "mmm(hello): iteration 1: wrote hello.txt"
+    );
+    assert_eq!(repo.git(&["rev-parse", "mmm/hello^"]), repo.git(&["rev-parse", "main"]));
+
+    let m = metrics(&repo, &its[0]);
+    assert_eq!(m["agent"], "claude-code");
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["cost_usd"], json!(0.0123));
+    assert_eq!(m["model"], "claude-opus-5-5");
+    assert_eq!(m["tokens"]["input_tokens"], 60);
+    assert_eq!(m["tokens"]["output_tokens"], 72);
+
+    // The transcript keeps the stream, parsed by type, and mmm's summary of it.
+    let r = response(&repo, &its[0]);
+    let records = r["records"].as_array().expect("records");
+    let types: Vec<&str> = records.iter().filter_map(|x| x["type"].as_str()).collect();
+    for t in ["system", "assistant", "user", "result", "rate_limit_event", "mmm_summary"] {
+        assert!(types.contains(&t), "{t} missing from {types:?}");
+    }
+    let summary = records.last().expect("summary");
+    assert_eq!(summary["type"], "mmm_summary");
+    assert_eq!(summary["num_turns"], 3);
+    assert_eq!(summary["duration_ms"], 233);
+    assert_eq!(summary["folded_commits"], 0);
+    assert_eq!(summary["permission_denials"][0]["tool_name"], "Bash");
+    assert!(r["text"].as_str().expect("text").ends_with("@mmm:complete"));
+
+    // How Claude Code was started.
+    let calls = calls(&plan);
+    assert_eq!(calls.len(), 1);
+    let call = &calls[0];
+    let argv = call["argv"].as_array().expect("argv");
+    assert_eq!(argv[0], "-p");
+    assert_eq!(arg_after(argv, "--output-format"), "stream-json");
+    assert!(argv.iter().any(|a| a == "--verbose"));
+    assert_eq!(arg_after(argv, "--model"), "claude-sonnet-5-5");
+    assert_eq!(arg_after(argv, "--permission-mode"), "acceptEdits");
+    assert_eq!(arg_after(argv, "--max-turns"), "7");
+    assert_eq!(arg_after(argv, "--allowedTools"), "Read,Bash(cargo test *)");
+    assert_eq!(arg_after(argv, "--disallowedTools"), "WebFetch");
+    let system = arg_after(argv, "--append-system-prompt");
+    assert!(system.contains("Do NOT commit"), "{system}");
+    assert!(system.contains("HELLO-SPEC-MARKER"), "the spec is in the prompt");
+    assert!(system.contains("@mmm:complete"));
+    // The default per-spec budget, nothing spent yet.
+    let budget: f64 = arg_after(argv, "--max-budget-usd").parse().expect("a number");
+    assert!(budget > 0.0, "{budget}");
+    assert_eq!(call["claudecode"], false, "CLAUDECODE is removed");
+    assert_eq!(call["stdin"], "", "stdin is empty");
+    assert!(
+        call["cwd"]
+            .as_str()
+            .expect("cwd")
+            .contains("/.git/mmm/worktrees/"),
+        "{call}"
+    );
+    repo.assert_fsck();
+}
+
+#[test]
+fn claude_code_commits_are_folded_into_one_iteration() {
+    let (repo, plan, _tools) = claude_repo(json!([{
+        "writes": {"hello.txt": "hello\n", "src/extra.txt": "x\n"},
+        "commit": "claude's own commit",
+        "text": "@mmm:complete",
+    }]));
+    let out = run(&repo, &plan, &["--budget-usd", "2.5"]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 1, "{its:?}");
+    let log = repo.git(&["log", "--format=%s", "mmm/hello"]);
+    assert!(!log.contains("claude's own commit"), "{log}");
+    assert_eq!(repo.git(&["rev-parse", "mmm/hello^"]), repo.git(&["rev-parse", "main"]));
+    assert_eq!(
+        repo.git(&["diff", "--name-only", "main", "mmm/hello"]),
+        "hello.txt\nsrc/extra.txt\n"
+    );
+    let r = response(&repo, &its[0]);
+    let summary = r["records"].as_array().and_then(|a| a.last()).expect("summary");
+    assert_eq!(summary["folded_commits"], 1);
+    let calls = calls(&plan);
+    let argv = calls[0]["argv"].as_array().expect("argv");
+    assert_eq!(arg_after(argv, "--max-budget-usd"), "2.5000");
+    repo.assert_fsck();
+}
+
+#[test]
+fn claude_code_cost_is_summed_across_iterations() {
+    let (repo, plan, _tools) = claude_repo(json!([
+        {"writes": {"hello.txt": "nope\n"}, "cost": 0.25, "text": "@mmm:complete"},
+        {"writes": {"hello.txt": "hello\n"}, "cost": 0.5, "text": "@mmm:complete"},
+    ]));
+    let out = run(&repo, &plan, &[]);
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let done = finished(&out);
+    assert_eq!(done["reason"], "complete");
+    assert_eq!(done["iterations"], 2);
+    assert_eq!(done["cost_usd"], json!(0.75));
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 2);
+    assert_eq!(metrics(&repo, &its[0])["status"], "failed");
+    assert_eq!(metrics(&repo, &its[0])["cost_usd"], json!(0.25));
+    assert_eq!(metrics(&repo, &its[1])["cost_usd"], json!(0.5));
+    assert_eq!(calls(&plan).len(), 2);
+}
+
+/// Runs a failing plan and returns (exit code, finished event, the iteration's metrics,
+/// stderr). `loop_extra` is added to the `[loop]` section.
+fn failing(step: Value, loop_extra: &str) -> (Option<i32>, Value, Value, String) {
+    let (repo, plan, _tools) = claude_repo(json!([step]));
+    if !loop_extra.is_empty() {
+        let path = repo.path.join(".mmm/config.toml");
+        let text = std::fs::read_to_string(&path).expect("config");
+        let text = text.replacen("[loop]\n", &format!("[loop]\n{loop_extra}\n"), 1);
+        std::fs::write(&path, text).expect("config");
+        repo.commit_all("config");
+    }
+    let started = std::time::Instant::now();
+    let out = run(&repo, &plan, &[]);
+    assert!(started.elapsed() < std::time::Duration::from_secs(60));
+    let done = finished(&out);
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 1, "one iteration recorded: {its:?}");
+    let m = metrics(&repo, &its[0]);
+    assert_eq!(m["status"], "error");
+    // Nothing the failed call touched reaches the commit.
+    (out.status.code(), done, m, stderr(&out))
+}
+
+#[test]
+fn claude_code_failures_are_reported_by_their_cause() {
+    let cases = [
+        (json!({"fail": "max_turns"}), "maximum number of turns: Reached maximum number of turns (1)", "raise [agent] max_turns"),
+        (json!({"fail": "429"}), "API error: rate limited (429)", "resumes"),
+        (json!({"fail": "529"}), "API error: overloaded (529)", "resumes"),
+        (json!({"fail": "not_logged_in"}), "not authenticated: Not logged in", "/login"),
+        (json!({"fail": "root_bypass"}), "refused the permission mode as root", "IS_SANDBOX=1"),
+        (json!({"fail": "crash"}), "exited with code 139 without a result: panic: fake claude crashed (segmentation fault)", "by hand"),
+    ];
+    for (step, message, hint) in cases {
+        let (code, done, m, err) = failing(step.clone(), "");
+        assert_eq!(code, Some(1), "{step}: {err}");
+        assert_eq!(done["reason"], "critical", "{step}: {done}");
+        let detail = done["detail"].as_str().expect("detail");
+        assert!(detail.contains(message), "{step}: {detail}");
+        assert!(detail.contains(hint), "{step}: {detail}");
+        assert!(m["error"].as_str().expect("error").contains(message), "{m}");
+    }
+}
+
+#[test]
+fn claude_code_hang_is_ended_at_the_timeout() {
+    let started = std::time::Instant::now();
+    let (code, done, m, err) = failing(json!({"fail": "hang"}), "timeout = \"2s\"");
+    // The fake left a `sleep 300` holding the pipes: only ending the group returns this soon.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, Some(1), "{err}");
+    let detail = done["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("Claude Code did not finish within the run's remaining time"),
+        "{detail}"
+    );
+    assert!(m["error"].as_str().expect("error").contains("process group was ended"));
+}
