@@ -312,3 +312,117 @@ fn claude_code_hang_is_ended_at_the_timeout() {
     );
     assert!(m["error"].as_str().expect("error").contains("process group was ended"));
 }
+
+/// A repository whose `command` agent is a shell script in a temp dir.
+fn command_repo(script: &str, agent_extra: &str) -> (TestRepo, tempfile::TempDir) {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tools = tempfile::tempdir().expect("tempdir");
+    let path = tools.path().join("agent.sh");
+    std::fs::write(&path, script).expect("script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let repo = repo_with(&format!(
+        "kind = \"command\"\ncommand = \"{} {{prompt_file}} {{worktree}} {{model}}\"\n{agent_extra}",
+        path.display()
+    ));
+    (repo, tools)
+}
+
+#[test]
+fn command_agent_edits_the_worktree_and_reports_cost_from_a_regex() {
+    let script = r#"#!/bin/sh
+set -e
+prompt="$1"; worktree="$2"; model="$3"
+grep -q HELLO-SPEC-MARKER "$prompt"
+[ "$(pwd)" = "$worktree" ]
+echo hello > hello.txt
+echo "model $model"
+echo "Tokens: 1.5k sent, 250 received. Cost: \$0.02 message, \$0.04 session." >&2
+echo "@mmm:summary wrote hello.txt with a script"
+echo "@mmm:complete"
+"#;
+    let (repo, _tools) = command_repo(
+        script,
+        "cost_regex = 'Cost: \\$[0-9.]+ message, \\$([0-9.]+) session'\ntokens_regex = 'Tokens: (?P<input>[0-9.,k]+) sent, (?P<output>[0-9.,k]+) received'\n",
+    );
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    assert_eq!(finished(&out)["reason"], "complete");
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 1);
+    assert_eq!(repo.git(&["show", "mmm/hello:hello.txt"]), "hello\n");
+    assert_eq!(
+        repo.git(&["log", "-1", "--format=%s", "mmm/hello"]).trim(),
+        "mmm(hello): iteration 1: wrote hello.txt with a script"
+    );
+    let m = metrics(&repo, &its[0]);
+    assert_eq!(m["agent"], "command");
+    assert_eq!(m["cost_usd"], json!(0.04));
+    assert_eq!(m["tokens"]["input_tokens"], 1500);
+    assert_eq!(m["tokens"]["output_tokens"], 250);
+    let r = response(&repo, &its[0]);
+    let rec = &r["records"][0];
+    assert_eq!(rec["exit_code"], 0);
+    assert!(rec["stdout"].as_str().expect("stdout").contains("model claude-sonnet-5-5"), "{rec}");
+    assert!(rec["stderr"].as_str().expect("stderr").contains("Cost: $0.02"), "{rec}");
+}
+
+#[test]
+fn command_agent_reads_the_prompt_on_stdin_and_cost_from_json() {
+    let script = r#"#!/bin/sh
+grep -q HELLO-SPEC-MARKER || exit 9
+echo hello > hello.txt
+echo "@mmm:complete"
+echo '{"total_cost_usd": 0.125, "usage": {"input_tokens": 11, "output_tokens": 22}}'
+"#;
+    let (repo, tools) = command_repo(
+        script,
+        "cost_json_field = \"total_cost_usd\"\ntokens_json_field = \"usage\"\n",
+    );
+    // No {prompt_file}: the prompt goes to stdin.
+    let path = repo.path.join(".mmm/config.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(
+        &path,
+        text.replace(" {prompt_file} {worktree} {model}", ""),
+    )
+    .expect("config");
+    repo.commit_all("stdin");
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello", "--json"])
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let its = iterations(&repo);
+    let m = metrics(&repo, &its[0]);
+    assert_eq!(m["cost_usd"], json!(0.125));
+    assert_eq!(m["tokens"]["output_tokens"], 22);
+    drop(tools);
+}
+
+#[test]
+fn command_agent_failure_is_its_exit_code() {
+    let script = "#!/bin/sh\necho partial > hello.txt\necho 'agent: model unavailable' >&2\nexit 3\n";
+    let (repo, _tools) = command_repo(script, "");
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello", "--json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let done = finished(&out);
+    let detail = done["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("the agent command exited with code 3: agent: model unavailable"),
+        "{detail}"
+    );
+    let m = metrics(&repo, &iterations(&repo)[0]);
+    assert_eq!(m["status"], "error");
+}
