@@ -100,10 +100,10 @@ impl CommandAgent {
     }
 
     fn cost(&self, stdout: &str, all: &str) -> Option<f64> {
-        if let Some(path) = &self.config.cost_json_field {
-            if let Some(v) = last_json(stdout).and_then(|j| lookup(&j, path).cloned()) {
-                return v.as_f64().or_else(|| v.as_str()?.trim().parse().ok());
-            }
+        if let Some(path) = &self.config.cost_json_field
+            && let Some(v) = last_json(stdout).and_then(|j| lookup(&j, path).cloned())
+        {
+            return v.as_f64().or_else(|| v.as_str()?.trim().parse().ok());
         }
         let re = self.cost_regex.as_ref()?;
         re.captures_iter(all)
@@ -315,7 +315,8 @@ mod tests {
             ..CommandConfig::default()
         })
         .expect("valid");
-        let out = "hello\n{\"total_cost_usd\":0.25,\"usage\":{\"input_tokens\":7,\"output_tokens\":9}}\n";
+        let out =
+            "hello\n{\"total_cost_usd\":0.25,\"usage\":{\"input_tokens\":7,\"output_tokens\":9}}\n";
         assert_eq!(agent.cost(out, out), Some(0.25));
         assert_eq!(agent.usage(out, out).output_tokens, 9);
 
@@ -325,6 +326,9 @@ mod tests {
             ..CommandConfig::default()
         })
         .expect_err("bad regex");
-        assert!(err.to_string().starts_with("`agent.cost_regex` is not a valid regex"));
+        assert!(
+            err.to_string()
+                .starts_with("`agent.cost_regex` is not a valid regex")
+        );
     }
 }

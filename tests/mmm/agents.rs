@@ -115,7 +115,6 @@ fn finished(out: &Output) -> Value {
         .unwrap_or_else(|| panic!("no finished event:\n{}\n{}", stdout(out), stderr(out)))
 }
 
-
 fn arg_after<'a>(argv: &'a [Value], flag: &str) -> &'a str {
     let i = argv
         .iter()
@@ -146,7 +145,10 @@ fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
         repo.git(&["log", "-1", "--format=%s", "mmm/hello"]).trim(),
         "mmm(hello): iteration 1: wrote hello.txt"
     );
-    assert_eq!(repo.git(&["rev-parse", "mmm/hello^"]), repo.git(&["rev-parse", "main"]));
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/hello^"]),
+        repo.git(&["rev-parse", "main"])
+    );
 
     let m = metrics(&repo, &its[0]);
     assert_eq!(m["agent"], "claude-code");
@@ -160,7 +162,14 @@ fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
     let r = response(&repo, &its[0]);
     let records = r["records"].as_array().expect("records");
     let types: Vec<&str> = records.iter().filter_map(|x| x["type"].as_str()).collect();
-    for t in ["system", "assistant", "user", "result", "rate_limit_event", "mmm_summary"] {
+    for t in [
+        "system",
+        "assistant",
+        "user",
+        "result",
+        "rate_limit_event",
+        "mmm_summary",
+    ] {
         assert!(types.contains(&t), "{t} missing from {types:?}");
     }
     let summary = records.last().expect("summary");
@@ -186,10 +195,15 @@ fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
     assert_eq!(arg_after(argv, "--disallowedTools"), "WebFetch");
     let system = arg_after(argv, "--append-system-prompt");
     assert!(system.contains("Do NOT commit"), "{system}");
-    assert!(system.contains("HELLO-SPEC-MARKER"), "the spec is in the prompt");
+    assert!(
+        system.contains("HELLO-SPEC-MARKER"),
+        "the spec is in the prompt"
+    );
     assert!(system.contains("@mmm:complete"));
     // The default per-spec budget, nothing spent yet.
-    let budget: f64 = arg_after(argv, "--max-budget-usd").parse().expect("a number");
+    let budget: f64 = arg_after(argv, "--max-budget-usd")
+        .parse()
+        .expect("a number");
     assert!(budget > 0.0, "{budget}");
     assert_eq!(call["claudecode"], false, "CLAUDECODE is removed");
     assert_eq!(call["stdin"], "", "stdin is empty");
@@ -216,13 +230,19 @@ fn claude_code_commits_are_folded_into_one_iteration() {
     assert_eq!(its.len(), 1, "{its:?}");
     let log = repo.git(&["log", "--format=%s", "mmm/hello"]);
     assert!(!log.contains("claude's own commit"), "{log}");
-    assert_eq!(repo.git(&["rev-parse", "mmm/hello^"]), repo.git(&["rev-parse", "main"]));
+    assert_eq!(
+        repo.git(&["rev-parse", "mmm/hello^"]),
+        repo.git(&["rev-parse", "main"])
+    );
     assert_eq!(
         repo.git(&["diff", "--name-only", "main", "mmm/hello"]),
         "hello.txt\nsrc/extra.txt\n"
     );
     let r = response(&repo, &its[0]);
-    let summary = r["records"].as_array().and_then(|a| a.last()).expect("summary");
+    let summary = r["records"]
+        .as_array()
+        .and_then(|a| a.last())
+        .expect("summary");
     assert_eq!(summary["folded_commits"], 1);
     let calls = calls(&plan);
     let argv = calls[0]["argv"].as_array().expect("argv");
@@ -276,12 +296,36 @@ fn failing(step: Value, loop_extra: &str) -> (Option<i32>, Value, Value, String)
 #[test]
 fn claude_code_failures_are_reported_by_their_cause() {
     let cases = [
-        (json!({"fail": "max_turns"}), "maximum number of turns: Reached maximum number of turns (1)", "raise [agent] max_turns"),
-        (json!({"fail": "429"}), "API error: rate limited (429)", "resumes"),
-        (json!({"fail": "529"}), "API error: overloaded (529)", "resumes"),
-        (json!({"fail": "not_logged_in"}), "not authenticated: Not logged in", "/login"),
-        (json!({"fail": "root_bypass"}), "refused the permission mode as root", "IS_SANDBOX=1"),
-        (json!({"fail": "crash"}), "exited with code 139 without a result: panic: fake claude crashed (segmentation fault)", "by hand"),
+        (
+            json!({"fail": "max_turns"}),
+            "maximum number of turns: Reached maximum number of turns (1)",
+            "raise [agent] max_turns",
+        ),
+        (
+            json!({"fail": "429"}),
+            "API error: rate limited (429)",
+            "resumes",
+        ),
+        (
+            json!({"fail": "529"}),
+            "API error: overloaded (529)",
+            "resumes",
+        ),
+        (
+            json!({"fail": "not_logged_in"}),
+            "not authenticated: Not logged in",
+            "/login",
+        ),
+        (
+            json!({"fail": "root_bypass"}),
+            "refused the permission mode as root",
+            "IS_SANDBOX=1",
+        ),
+        (
+            json!({"fail": "crash"}),
+            "exited with code 139 without a result: panic: fake claude crashed (segmentation fault)",
+            "by hand",
+        ),
     ];
     for (step, message, hint) in cases {
         let (code, done, m, err) = failing(step.clone(), "");
@@ -310,7 +354,12 @@ fn claude_code_hang_is_ended_at_the_timeout() {
         detail.contains("Claude Code did not finish within the run's remaining time"),
         "{detail}"
     );
-    assert!(m["error"].as_str().expect("error").contains("process group was ended"));
+    assert!(
+        m["error"]
+            .as_str()
+            .expect("error")
+            .contains("process group was ended")
+    );
 }
 
 /// A repository whose `command` agent is a shell script in a temp dir.
@@ -367,8 +416,20 @@ echo "@mmm:complete"
     let r = response(&repo, &its[0]);
     let rec = &r["records"][0];
     assert_eq!(rec["exit_code"], 0);
-    assert!(rec["stdout"].as_str().expect("stdout").contains("model claude-sonnet-5-5"), "{rec}");
-    assert!(rec["stderr"].as_str().expect("stderr").contains("Cost: $0.02"), "{rec}");
+    assert!(
+        rec["stdout"]
+            .as_str()
+            .expect("stdout")
+            .contains("model claude-sonnet-5-5"),
+        "{rec}"
+    );
+    assert!(
+        rec["stderr"]
+            .as_str()
+            .expect("stderr")
+            .contains("Cost: $0.02"),
+        "{rec}"
+    );
 }
 
 #[test]
@@ -386,11 +447,7 @@ echo '{"total_cost_usd": 0.125, "usage": {"input_tokens": 11, "output_tokens": 2
     // No {prompt_file}: the prompt goes to stdin.
     let path = repo.path.join(".mmm/config.toml");
     let text = std::fs::read_to_string(&path).expect("config");
-    std::fs::write(
-        &path,
-        text.replace(" {prompt_file} {worktree} {model}", ""),
-    )
-    .expect("config");
+    std::fs::write(&path, text.replace(" {prompt_file} {worktree} {model}", "")).expect("config");
     repo.commit_all("stdin");
     let out = repo
         .mmm_cmd()
@@ -408,7 +465,8 @@ echo '{"total_cost_usd": 0.125, "usage": {"input_tokens": 11, "output_tokens": 2
 
 #[test]
 fn command_agent_failure_is_its_exit_code() {
-    let script = "#!/bin/sh\necho partial > hello.txt\necho 'agent: model unavailable' >&2\nexit 3\n";
+    let script =
+        "#!/bin/sh\necho partial > hello.txt\necho 'agent: model unavailable' >&2\nexit 3\n";
     let (repo, _tools) = command_repo(script, "");
     let out = repo
         .mmm_cmd()
@@ -425,4 +483,100 @@ fn command_agent_failure_is_its_exit_code() {
     );
     let m = metrics(&repo, &iterations(&repo)[0]);
     assert_eq!(m["status"], "error");
+}
+
+/// The real Claude Code binary: `MMM_CLAUDE_BIN`, else where scripts/install-claude-code.sh
+/// puts it.
+fn real_claude() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("MMM_CLAUDE_BIN").filter(|p| !p.is_empty()) {
+        return Some(PathBuf::from(p));
+    }
+    let tools = std::env::var_os("MMM_TOOLS_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/mmm-tools")))?;
+    let bin =
+        tools.join("claude-code-2.1.330/node_modules/@anthropic-ai/claude-code/bin/claude.exe");
+    bin.is_file().then_some(bin)
+}
+
+#[test]
+fn real_claude_code_implements_the_spec_against_the_fake_api() {
+    use crate::support::fake_anthropic::{FakeAnthropic, KEY, Reply, Rule};
+    let Some(claude) = real_claude() else {
+        assert!(
+            std::env::var("CI").ok().as_deref() != Some("true"),
+            "the real Claude Code CLI is missing: run scripts/install-claude-code.sh and set \
+             MMM_CLAUDE_BIN (CI must run this test)"
+        );
+        eprintln!(
+            "SKIP real_claude_code_implements_the_spec_against_the_fake_api: no Claude Code \
+             (run scripts/install-claude-code.sh)"
+        );
+        return;
+    };
+    let fake = FakeAnthropic::start(vec![
+        // After the Write tool ran, Claude Code sends its result back: then finish.
+        Rule::new(
+            "File created successfully",
+            Reply::text("I wrote hello.txt.\n@mmm:summary wrote hello.txt\n@mmm:complete"),
+        ),
+        Rule::new(
+            "HELLO-SPEC-MARKER",
+            Reply::ToolUse {
+                text: "I will write the file.".into(),
+                name: "Write".into(),
+                input_json: json!({"file_path": "hello.txt", "content": "hello\n"}).to_string(),
+            },
+        ),
+    ]);
+    // The worktree lives under `.git/mmm/worktrees/`, which Claude Code 2.1.330 treats as
+    // sensitive: under `acceptEdits` every Write there is refused. Bypass mode (the worktree is
+    // disposable and gated) edits; as root it needs IS_SANDBOX=1.
+    let repo = repo_with(&format!(
+        "kind = \"claude-code\"\nclaude_path = \"{}\"\nmax_turns = 5\npermission_mode = \"bypassPermissions\"\n",
+        claude.display()
+    ));
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .env("ANTHROPIC_BASE_URL", fake.base_url())
+        .env("ANTHROPIC_API_KEY", KEY)
+        .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+        .env("CLAUDE_CODE_MAX_RETRIES", "0")
+        .env("IS_SANDBOX", "1")
+        .args(["run", "hello", "--json"])
+        .output()
+        .expect("run");
+    let requests = fake.requests();
+    assert!(
+        out.status.success(),
+        "{}\n{}\nrequests: {:#?}",
+        stdout(&out),
+        stderr(&out),
+        requests.iter().map(|r| r.json()).collect::<Vec<_>>().last()
+    );
+    assert_eq!(finished(&out)["reason"], "complete");
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 1);
+    assert_eq!(repo.git(&["show", "mmm/hello:hello.txt"]), "hello\n");
+    let m = metrics(&repo, &its[0]);
+    assert_eq!(m["agent"], "claude-code");
+    assert_eq!(m["status"], "complete");
+    assert_eq!(m["checks_passed"], 1);
+    assert!(
+        m["tokens"]["output_tokens"].as_u64().expect("tokens") > 0,
+        "{m}"
+    );
+    let r = response(&repo, &its[0]);
+    let summary = r["records"]
+        .as_array()
+        .and_then(|a| a.last())
+        .expect("summary");
+    assert_eq!(summary["subtype"], "success");
+    assert!(
+        summary["num_turns"].as_u64().expect("turns") >= 2,
+        "{summary}"
+    );
+    assert!(requests.len() >= 2, "{}", requests.len());
+    repo.assert_fsck();
 }
