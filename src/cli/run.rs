@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
 use mmm::agent::{
-    Agent, ApiAgent, Auth, Cancel, ClientConfig, ModelPrice, PriceTable, RetryPolicy,
-    ScriptedAgent, TokenUsage,
+    Agent, ApiAgent, Auth, Cancel, ClaudeCodeAgent, ClaudeCodeConfig, ClientConfig, CommandAgent,
+    CommandConfig, ModelPrice, PriceTable, RetryPolicy, ScriptedAgent,
 };
 use mmm::config::{AgentKind, CheckpointAfter, Config, FlagValue};
 use mmm::context::{ContextOptions, Templates, TokenBudget};
@@ -19,7 +19,6 @@ use mmm::engine::{self, Event, Job, Outcome, Redactor, Services, Settings, Spent
 use mmm::spec::{Spec, SpecSet};
 use mmm::store::{IterationStatus, Store};
 use mmm::validate::{Gate, GateKind, GateOptions};
-use serde_json::Value;
 
 use super::common::{clock, open_store, spec_id};
 use super::progress::Progress;
@@ -30,7 +29,7 @@ use super::{CliError, CliResult, Ctx, out};
 pub struct Args {
     /// The specs to run (default: every spec that is not complete, in dependency order).
     pub specs: Vec<String>,
-    /// The agent: `api` or `scripted` (overrides `[agent] kind`).
+    /// The agent: `api`, `claude-code`, `command` or `scripted` (overrides `[agent] kind`).
     #[arg(long, value_name = "KIND")]
     pub agent: Option<String>,
     /// The model (overrides `[model] default` and the spec's `model`).
@@ -314,7 +313,7 @@ fn build_agent(
         Some(k) => k.parse::<AgentKind>().map_err(|_| {
             CliError::with_hint(
                 anyhow!("spec `{}` asks for an unknown agent `{k}`", spec.id),
-                "agents: api, scripted",
+                "agents: api, claude-code, command, scripted",
             )
         })?,
         None => config.agent.kind,
@@ -369,10 +368,35 @@ fn build_agent(
                 )
             })?))
         }
-        other => Err(CliError::with_hint(
-            anyhow!("the `{other}` agent is not available in this version"),
-            "use `api` or `scripted` ([agent] kind or --agent)",
-        )),
+        AgentKind::ClaudeCode => {
+            let a = &config.agent;
+            let mut cc = ClaudeCodeConfig::new(a.claude_path.as_deref().unwrap_or("claude"));
+            cc.max_turns = a.max_turns.map(|n| u32::try_from(n).unwrap_or(u32::MAX));
+            cc.permission_mode = a.permission_mode.clone();
+            cc.allowed_tools = a.allowed_tools.clone();
+            cc.disallowed_tools = a.disallowed_tools.clone();
+            Ok(Box::new(ClaudeCodeAgent::new(cc)))
+        }
+        AgentKind::Command => {
+            let a = &config.agent;
+            let command = a.command.clone().ok_or_else(|| {
+                CliError::with_hint(
+                    anyhow!("the `command` agent needs a command line"),
+                    "set [agent] command = \"my-agent --prompt {prompt_file}\" in .mmm/config.toml (see docs/AGENTS.md)",
+                )
+            })?;
+            let agent = CommandAgent::new(CommandConfig {
+                command,
+                cost_regex: a.cost_regex.clone(),
+                tokens_regex: a.tokens_regex.clone(),
+                cost_json_field: a.cost_json_field.clone(),
+                tokens_json_field: a.tokens_json_field.clone(),
+                env: Vec::new(),
+                env_remove: Vec::new(),
+            })
+            .map_err(|e| CliError::with_hint(e, "fix [agent] in .mmm/config.toml"))?;
+            Ok(Box::new(agent))
+        }
     }
 }
 
@@ -426,10 +450,14 @@ fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
 
 /// The engine's settings for one spec: configuration, then the spec's front matter.
 fn settings(config: &Config, spec: &Spec) -> Settings {
-    let model = spec
-        .model
-        .clone()
-        .unwrap_or_else(|| config.model.default.clone());
+    // A spec may name a model, or one of the configured roles: `default`, `small` (cheap,
+    // for easy specs) or `escalate` (the strong one).
+    let model = match spec.model.as_deref() {
+        None | Some("default") => config.model.default.clone(),
+        Some("small") => config.model.small.clone(),
+        Some("escalate") => config.model.escalate_to.clone(),
+        Some(m) => m.to_owned(),
+    };
     let mut gates = Vec::new();
     for (name, kind, cmd) in [
         ("build", GateKind::Build, &config.validate.build),
@@ -539,23 +567,9 @@ fn spent_today(store: &Store, now: SystemTime) -> Spent {
             let Ok(detail) = store.iteration(&state.spec, it.n) else {
                 continue;
             };
-            for m in detail
-                .metrics
-                .iter()
-                .flatten()
-                .filter(|r| r.kind == "metrics")
-            {
-                spent.daily_usd += m
-                    .data
-                    .get("cost_usd")
-                    .and_then(Value::as_f64)
-                    .unwrap_or(0.0);
-                if let Some(t) = m.data.get("tokens")
-                    && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
-                {
-                    spent.daily_tokens += u.total();
-                }
-            }
+            let (usd, tokens) = engine::spend_of(detail.metrics.as_deref().unwrap_or(&[]));
+            spent.daily_usd += usd;
+            spent.daily_tokens += tokens;
         }
     }
     spent

@@ -174,6 +174,34 @@ pub struct AgentConfig {
     /// Time limit of one request, streaming included. Default `"10m"`.
     #[serde(with = "duration_serde")]
     pub request_timeout: Duration,
+    /// The `claude` executable for `kind = "claude-code"`. Default: none, `claude` on `PATH`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claude_path: Option<String>,
+    /// Claude Code's `--max-turns`. Default: none (Claude Code's own limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_turns: Option<u64>,
+    /// Claude Code's `--permission-mode`. Default `"acceptEdits"`.
+    pub permission_mode: String,
+    /// Claude Code's `--allowedTools` entries. Default: none.
+    pub allowed_tools: Vec<String>,
+    /// Claude Code's `--disallowedTools` entries. Default: none.
+    pub disallowed_tools: Vec<String>,
+    /// The command line of `kind = "command"`, with `{prompt_file}`, `{worktree}` and
+    /// `{model}` placeholders. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
+    /// A regex whose first group is the cost in USD, over the command's output. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_regex: Option<String>,
+    /// A regex with named groups `input` and `output` (token counts). Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_regex: Option<String>,
+    /// A dotted path to the cost in the last JSON line of the command's stdout. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_json_field: Option<String>,
+    /// A dotted path to a usage object in the last JSON line of stdout. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens_json_field: Option<String>,
 }
 
 impl Default for AgentConfig {
@@ -185,6 +213,16 @@ impl Default for AgentConfig {
             anthropic_version: "2023-06-01".to_owned(),
             max_retries: 2,
             request_timeout: Duration::from_secs(600),
+            claude_path: None,
+            max_turns: None,
+            permission_mode: "acceptEdits".to_owned(),
+            allowed_tools: Vec::new(),
+            disallowed_tools: Vec::new(),
+            command: None,
+            cost_regex: None,
+            tokens_regex: None,
+            cost_json_field: None,
+            tokens_json_field: None,
         }
     }
 }

@@ -69,6 +69,16 @@ const fn opt(
 
 /// The agent kinds, as written in the file.
 pub(crate) const AGENT_KINDS: &[&str] = &["api", "claude-code", "command", "scripted"];
+/// Claude Code's permission modes.
+pub(crate) const PERMISSION_MODES: &[&str] = &[
+    "acceptEdits",
+    "auto",
+    "bypassPermissions",
+    "manual",
+    "dontAsk",
+    "plan",
+    "default",
+];
 /// The checkpoint positions, as written in the file.
 pub(crate) const CHECKPOINT_AFTER: &[&str] = &["iteration", "complete"];
 
@@ -191,6 +201,73 @@ pub(crate) const KEYS: &[KeyDef] = &[
         "request_timeout",
         Kind::Duration,
         "Time limit of one request, streaming included.",
+    ),
+    opt(
+        "agent",
+        "claude_path",
+        Kind::Str,
+        "The `claude` executable for kind = \"claude-code\" (default: `claude` on PATH).",
+        "\"/usr/local/bin/claude\"",
+    ),
+    opt(
+        "agent",
+        "max_turns",
+        Kind::Count { min: 1 },
+        "Claude Code's --max-turns (default: Claude Code's own limit).",
+        "40",
+    ),
+    k(
+        "agent",
+        "permission_mode",
+        Kind::Enum(PERMISSION_MODES),
+        "Claude Code's --permission-mode (the worktree is disposable and every change is gated).",
+    ),
+    k(
+        "agent",
+        "allowed_tools",
+        Kind::List,
+        "Claude Code's --allowedTools, e.g. \"Bash(cargo test *)\".",
+    ),
+    k(
+        "agent",
+        "disallowed_tools",
+        Kind::List,
+        "Claude Code's --disallowedTools, e.g. \"WebFetch\".",
+    ),
+    opt(
+        "agent",
+        "command",
+        Kind::Str,
+        "Command line of kind = \"command\"; placeholders {prompt_file} (else the prompt is on stdin), {worktree}, {model}.",
+        "\"aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}\"",
+    ),
+    opt(
+        "agent",
+        "cost_regex",
+        Kind::Str,
+        "Regex over the command's output whose first group is the cost in USD (last match wins).",
+        "\"Cost: \\\\$[0-9.]+ message, \\\\$([0-9.]+) session\"",
+    ),
+    opt(
+        "agent",
+        "tokens_regex",
+        Kind::Str,
+        "Regex over the command's output with named groups `input` and `output` (token counts).",
+        "\"Tokens: (?P<input>[0-9.,k]+) sent, (?P<output>[0-9.,k]+) received\"",
+    ),
+    opt(
+        "agent",
+        "cost_json_field",
+        Kind::Str,
+        "Dotted path to the cost in USD in the last JSON line of the command's stdout.",
+        "\"total_cost_usd\"",
+    ),
+    opt(
+        "agent",
+        "tokens_json_field",
+        Kind::Str,
+        "Dotted path to an object with input_tokens/output_tokens in that JSON line.",
+        "\"usage\"",
     ),
     k(
         "model",

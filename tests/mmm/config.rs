@@ -77,6 +77,10 @@ fn valid_fixture_sets_every_section() {
     assert_eq!(c.specs.dir, "docs/specs");
     assert_eq!(c.agent.kind, AgentKind::Scripted);
     assert_eq!(c.agent.script.as_deref(), Some("fixtures/answers.jsonl"));
+    assert_eq!(c.agent.max_turns, Some(12));
+    assert_eq!(c.agent.permission_mode, "bypassPermissions");
+    assert_eq!(c.agent.allowed_tools, vec!["Read", "Bash(cargo test *)"]);
+    assert_eq!(c.agent.cost_regex.as_deref(), Some(r"Cost: \$([0-9.]+)"));
     assert_eq!(c.agent.request_timeout, Duration::from_secs(300));
     assert_eq!(c.model.context_window, 200_000);
     assert_eq!(c.budget.per_iteration_usd, 1.0);
@@ -102,13 +106,13 @@ fn valid_fixture_sets_every_section() {
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(85));
-    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(44));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(95));
+    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(54));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(79)
+        repo_origin(89)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(69));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(79));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"

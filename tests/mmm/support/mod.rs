@@ -139,3 +139,13 @@ pub fn mmm_cmd(cwd: &Path, home: &Path) -> Command {
     }
     cmd
 }
+
+/// Writes the fake `claude` executable (a Python script shaped like Claude Code 2.1.330's
+/// stream-json output; see `fake_claude.py`) into `dir` and returns its path.
+pub fn fake_claude(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let path = dir.join("claude");
+    std::fs::write(&path, include_str!("fake_claude.py")).expect("write fake claude");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}

@@ -1,0 +1,334 @@
+//! The `command` agent: any agent CLI (aider, codex, a script) run once per iteration in the
+//! worktree, from a configured command line with placeholders:
+//!
+//! * `{prompt_file}`: a file holding the whole prompt (without it, the prompt goes to stdin);
+//! * `{worktree}`: the iteration's worktree (also the working directory);
+//! * `{model}`: the model id.
+//!
+//! Placeholders are replaced by shell-quoted values and the line runs through `sh -c`. The
+//! command edits the worktree itself; its stdout is the model's text (directives such as
+//! `@mmm:complete` are read from it), stdout and stderr are the transcript, and the exit code
+//! decides failure. Cost and tokens come from an optional regex or JSON field of the output.
+//!
+//! Owns: the command line and the reading of its output. Must not decide completion.
+
+use std::ffi::OsString;
+
+use regex::Regex;
+use serde_json::{Value, json};
+
+use super::child::{self, ChildSpec};
+use super::turn::{Agent, AgentError, AgentEvent, AgentReply, AgentRequest, Cancel, TokenUsage};
+
+/// A command agent that cannot be built from its configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandAgentError {
+    /// The command line is empty.
+    #[error("the `command` agent has no command line")]
+    NoCommand,
+    /// A regex does not compile.
+    #[error("`agent.{key}` is not a valid regex: {message}")]
+    BadRegex {
+        /// The configuration key.
+        key: &'static str,
+        /// The compiler's message.
+        message: String,
+    },
+}
+
+/// How to run the command and read what it spent.
+#[derive(Debug, Clone, Default)]
+pub struct CommandConfig {
+    /// The command line with placeholders.
+    pub command: String,
+    /// A regex over stdout and stderr whose first capture group is the cost in USD (the last
+    /// match wins).
+    pub cost_regex: Option<String>,
+    /// A regex with named groups `input` and/or `output` (token counts; the last match wins).
+    pub tokens_regex: Option<String>,
+    /// A dotted path into the last JSON object line of stdout giving the cost in USD
+    /// (e.g. `total_cost_usd`).
+    pub cost_json_field: Option<String>,
+    /// A dotted path into the last JSON object line of stdout giving an object with
+    /// `input_tokens` and `output_tokens` (e.g. `usage`).
+    pub tokens_json_field: Option<String>,
+    /// Extra environment variables.
+    pub env: Vec<(String, String)>,
+    /// Variables removed from the child's environment.
+    pub env_remove: Vec<String>,
+}
+
+/// The command agent.
+#[derive(Debug)]
+pub struct CommandAgent {
+    config: CommandConfig,
+    cost_regex: Option<Regex>,
+    tokens_regex: Option<Regex>,
+}
+
+impl CommandAgent {
+    /// Checks the configuration and builds the agent.
+    pub fn new(config: CommandConfig) -> Result<Self, CommandAgentError> {
+        if config.command.trim().is_empty() {
+            return Err(CommandAgentError::NoCommand);
+        }
+        let compile = |key: &'static str, re: &Option<String>| {
+            re.as_deref()
+                .map(Regex::new)
+                .transpose()
+                .map_err(|e| CommandAgentError::BadRegex {
+                    key,
+                    message: e.to_string(),
+                })
+        };
+        let cost_regex = compile("cost_regex", &config.cost_regex)?;
+        let tokens_regex = compile("tokens_regex", &config.tokens_regex)?;
+        Ok(CommandAgent {
+            config,
+            cost_regex,
+            tokens_regex,
+        })
+    }
+
+    /// The command line with its placeholders replaced (shell-quoted).
+    pub fn expand(&self, prompt_file: &str, worktree: &str, model: &str) -> String {
+        self.config
+            .command
+            .replace("{prompt_file}", &shell_quote(prompt_file))
+            .replace("{worktree}", &shell_quote(worktree))
+            .replace("{model}", &shell_quote(model))
+    }
+
+    fn cost(&self, stdout: &str, all: &str) -> Option<f64> {
+        if let Some(path) = &self.config.cost_json_field
+            && let Some(v) = last_json(stdout).and_then(|j| lookup(&j, path).cloned())
+        {
+            return v.as_f64().or_else(|| v.as_str()?.trim().parse().ok());
+        }
+        let re = self.cost_regex.as_ref()?;
+        re.captures_iter(all)
+            .last()
+            .and_then(|c| c.get(1))
+            .and_then(|m| m.as_str().replace(',', "").parse().ok())
+    }
+
+    fn usage(&self, stdout: &str, all: &str) -> TokenUsage {
+        let mut usage = TokenUsage::default();
+        if let Some(path) = &self.config.tokens_json_field
+            && let Some(u) = last_json(stdout).and_then(|j| lookup(&j, path).cloned())
+        {
+            let n = |k: &str| u.get(k).and_then(Value::as_u64).unwrap_or(0);
+            usage.input_tokens = n("input_tokens");
+            usage.output_tokens = n("output_tokens");
+            usage.cache_creation_input_tokens = n("cache_creation_input_tokens");
+            usage.cache_read_input_tokens = n("cache_read_input_tokens");
+            return usage;
+        }
+        if let Some(c) = self
+            .tokens_regex
+            .as_ref()
+            .and_then(|re| re.captures_iter(all).last())
+        {
+            let n = |name: &str| {
+                c.name(name)
+                    .and_then(|m| parse_count(m.as_str()))
+                    .unwrap_or(0)
+            };
+            usage.input_tokens = n("input");
+            usage.output_tokens = n("output");
+        }
+        usage
+    }
+}
+
+/// Parses `12,345`, `12.3k` or `1.2M` as a token count.
+fn parse_count(s: &str) -> Option<u64> {
+    let s = s.trim().replace(',', "");
+    let (num, mult) = match s.chars().last()? {
+        'k' | 'K' => (&s[..s.len() - 1], 1_000.0),
+        'm' | 'M' => (&s[..s.len() - 1], 1_000_000.0),
+        _ => (s.as_str(), 1.0),
+    };
+    let v: f64 = num.parse().ok()?;
+    // Token counts are far below 2^53: the conversion is exact enough.
+    Some((v * mult).round() as u64)
+}
+
+/// The last line of `text` that is a JSON object.
+fn last_json(text: &str) -> Option<Value> {
+    text.lines()
+        .rev()
+        .filter(|l| l.trim_start().starts_with('{'))
+        .find_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+}
+
+fn lookup<'v>(v: &'v Value, dotted: &str) -> Option<&'v Value> {
+    dotted.split('.').try_fold(v, |v, k| v.get(k))
+}
+
+/// Quotes a value for `sh`: single quotes, with embedded ones escaped.
+pub fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Agent for CommandAgent {
+    fn kind(&self) -> &'static str {
+        "command"
+    }
+
+    fn invoke(
+        &self,
+        request: &AgentRequest<'_>,
+        cancel: &Cancel,
+        events: &mut dyn FnMut(AgentEvent),
+    ) -> Result<AgentReply, AgentError> {
+        if cancel.is_cancelled() {
+            return Err(AgentError::Interrupted);
+        }
+        let prompt = request.full_text();
+        let io_err = |e: std::io::Error| AgentError::Failed {
+            message: format!("cannot write the prompt file: {e}"),
+            hint: "check the temporary directory (TMPDIR)".into(),
+        };
+        // The prompt file lives outside the worktree, so it is never committed.
+        let dir = tempfile::tempdir().map_err(io_err)?;
+        let prompt_file = dir.path().join("mmm-prompt.md");
+        std::fs::write(&prompt_file, &prompt).map_err(io_err)?;
+        let uses_file = self.config.command.contains("{prompt_file}");
+        let line = self.expand(
+            &prompt_file.to_string_lossy(),
+            &request.worktree.to_string_lossy(),
+            request.model,
+        );
+        let program: OsString = "sh".into();
+        let args: Vec<OsString> = vec!["-c".into(), line.clone().into()];
+        let mut stdout = String::new();
+        let outcome = child::run(
+            &ChildSpec {
+                program: &program,
+                args: &args,
+                dir: request.worktree,
+                stdin: (!uses_file).then(|| prompt.clone().into_bytes()),
+                env: &self.config.env,
+                env_remove: &self.config.env_remove,
+                timeout: request.timeout,
+            },
+            cancel,
+            &mut |l| {
+                stdout.push_str(l);
+                stdout.push('\n');
+                events(AgentEvent::Text(format!("{l}\n")));
+            },
+        )
+        .map_err(|e| AgentError::Critical {
+            message: format!("cannot run the agent command `{line}`: {e}"),
+            hint: "check [agent] command".into(),
+        })?;
+        drop(dir);
+        if outcome.cancelled {
+            return Err(AgentError::Interrupted);
+        }
+        if outcome.timed_out {
+            return Err(AgentError::Failed {
+                message: format!(
+                    "the agent command did not finish within the run's remaining time ({}); its \
+                     process group was ended",
+                    humantime::format_duration(request.timeout)
+                ),
+                hint: "raise [loop] timeout or the spec's `timeout`".into(),
+            });
+        }
+        if outcome.exit_code != Some(0) {
+            let how = match outcome.exit_code {
+                Some(c) => format!("exited with code {c}"),
+                None => "was killed by a signal".to_owned(),
+            };
+            let tail = child::tail_lines(
+                if outcome.stderr.trim().is_empty() {
+                    &stdout
+                } else {
+                    &outcome.stderr
+                },
+                5,
+            );
+            return Err(AgentError::Failed {
+                message: format!("the agent command {how}: {tail}"),
+                hint: "run [agent] command by hand in the repository to see why".into(),
+            });
+        }
+        let all = format!("{stdout}\n{}", outcome.stderr);
+        let cost_usd = self.cost(&stdout, &all);
+        let usage = self.usage(&stdout, &all);
+        Ok(AgentReply {
+            model: request.model.to_owned(),
+            usage,
+            // No cost found: report zero rather than let the engine price tokens of a CLI
+            // whose model and prices it does not know.
+            cost_usd: Some(cost_usd.unwrap_or(0.0)),
+            stop_reason: None,
+            attempts: 1,
+            edits_in_worktree: true,
+            records: vec![json!({
+                "command": line,
+                "exit_code": outcome.exit_code,
+                "duration_ms": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
+                "stdout": stdout,
+                "stderr": outcome.stderr,
+                "cost_usd": cost_usd,
+            })],
+            text: stdout,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_and_counts() {
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(parse_count("12,345"), Some(12_345));
+        assert_eq!(parse_count("1.5k"), Some(1_500));
+        assert_eq!(parse_count("x"), None);
+    }
+
+    #[test]
+    fn cost_and_tokens_from_regex_or_json() {
+        let agent = CommandAgent::new(CommandConfig {
+            command: "true".into(),
+            cost_regex: Some(r"Cost: \$([0-9.]+)".into()),
+            tokens_regex: Some(r"Tokens: (?P<input>[0-9.,k]+) sent, (?P<output>[0-9.,k]+)".into()),
+            ..CommandConfig::default()
+        })
+        .expect("valid");
+        let out = "Tokens: 1.2k sent, 300 received. Cost: $0.01 message, $0.05 session.\n";
+        assert_eq!(agent.cost(out, out), Some(0.01));
+        let u = agent.usage(out, out);
+        assert_eq!((u.input_tokens, u.output_tokens), (1_200, 300));
+
+        let agent = CommandAgent::new(CommandConfig {
+            command: "true".into(),
+            cost_json_field: Some("total_cost_usd".into()),
+            tokens_json_field: Some("usage".into()),
+            ..CommandConfig::default()
+        })
+        .expect("valid");
+        let out =
+            "hello\n{\"total_cost_usd\":0.25,\"usage\":{\"input_tokens\":7,\"output_tokens\":9}}\n";
+        assert_eq!(agent.cost(out, out), Some(0.25));
+        assert_eq!(agent.usage(out, out).output_tokens, 9);
+
+        let err = CommandAgent::new(CommandConfig {
+            command: "true".into(),
+            cost_regex: Some("(".into()),
+            ..CommandConfig::default()
+        })
+        .expect_err("bad regex");
+        assert!(
+            err.to_string()
+                .starts_with("`agent.cost_regex` is not a valid regex")
+        );
+    }
+}
