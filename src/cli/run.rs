@@ -144,8 +144,10 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             });
             continue;
         }
-        let agent = build_agent(ctx, &root, &config, spec)?;
-        let settings = settings(&config, spec);
+        let kind = agent_kind(&config, spec)?;
+        let agent = build_agent(ctx, &root, &config, kind)?;
+        let mut settings = settings(&config, spec);
+        settings.worktree_root = worktree_root(ctx, kind, &store);
         let job = Job {
             spec,
             base,
@@ -302,22 +304,44 @@ fn dependency_summaries(store: &Store, spec: &Spec) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The agent for a spec: its front matter's `agent`, else the configuration's.
-fn build_agent(
-    ctx: &Ctx,
-    root: &Path,
-    config: &Config,
-    spec: &Spec,
-) -> Result<Box<dyn Agent>, CliError> {
-    let kind = match spec.agent.as_deref() {
+/// The agent kind for a spec: its front matter's `agent`, else the configuration's.
+fn agent_kind(config: &Config, spec: &Spec) -> Result<AgentKind, CliError> {
+    match spec.agent.as_deref() {
         Some(k) => k.parse::<AgentKind>().map_err(|_| {
             CliError::with_hint(
                 anyhow!("spec `{}` asks for an unknown agent `{k}`", spec.id),
                 "agents: api, claude-code, command, scripted",
             )
-        })?,
-        None => config.agent.kind,
-    };
+        }),
+        None => Ok(config.agent.kind),
+    }
+}
+
+/// Where a run's worktree goes. Claude Code refuses to edit files below a `.git` directory,
+/// so its worktrees live in the temporary directory instead of `.git/mmm/worktrees/`.
+fn worktree_root(ctx: &Ctx, kind: AgentKind, store: &Store) -> Option<PathBuf> {
+    (kind == AgentKind::ClaudeCode).then(|| {
+        let tmp = ctx
+            .var("TMPDIR")
+            .filter(|t| !t.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir);
+        let git_dir = store.repo().commondir();
+        let id =
+            git2::Oid::hash_object(git2::ObjectType::Blob, git_dir.to_string_lossy().as_bytes())
+                .map(|o| o.to_string()[..12].to_owned())
+                .unwrap_or_default();
+        tmp.join("mmm-worktrees").join(id)
+    })
+}
+
+/// The agent for a spec.
+fn build_agent(
+    ctx: &Ctx,
+    root: &Path,
+    config: &Config,
+    kind: AgentKind,
+) -> Result<Box<dyn Agent>, CliError> {
     match kind {
         AgentKind::Api => {
             let auth = match (
@@ -544,6 +568,7 @@ fn settings(config: &Config, spec: &Spec) -> Settings {
             .iter()
             .any(|c| c.required && c.after == CheckpointAfter::Complete),
         hostile_after: 2,
+        worktree_root: None,
     }
 }
 

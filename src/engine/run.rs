@@ -140,6 +140,9 @@ pub struct Settings {
     pub checkpoint_after_complete: bool,
     /// Iterations in a row with refused edits that count as hostile output (a critical stop).
     pub hostile_after: u32,
+    /// Where the run's worktree goes (`None`: `.git/mmm/worktrees/`). Claude Code refuses to
+    /// edit files below a `.git` directory, so its runs use a directory outside.
+    pub worktree_root: Option<PathBuf>,
 }
 
 /// One spec to run.
@@ -498,6 +501,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         });
         let worktree = Worktree::create(
             store.repo(),
+            self.job.settings.worktree_root.as_deref(),
             &format!("{}-{}", self.name, run.id.to_ascii_lowercase()),
             start_commit,
         )?;

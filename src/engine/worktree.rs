@@ -54,10 +54,15 @@ pub fn worktrees_dir(git_dir: &Path) -> PathBuf {
 }
 
 impl Worktree {
-    /// Adds a detached worktree named `name` at `commit`.
-    pub fn create(main: &Repository, name: &str, commit: Oid) -> Result<Worktree, WorktreeError> {
+    /// Adds a detached worktree named `name` at `commit`, in `root` (default: `.git/mmm/worktrees/`).
+    pub fn create(
+        main: &Repository,
+        root: Option<&Path>,
+        name: &str,
+        commit: Oid,
+    ) -> Result<Worktree, WorktreeError> {
         let main_git_dir = main.commondir().to_path_buf();
-        let dir = worktrees_dir(&main_git_dir);
+        let dir = root.map_or_else(|| worktrees_dir(&main_git_dir), Path::to_path_buf);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(name);
         if path.exists() {
@@ -77,7 +82,11 @@ impl Worktree {
                 "worktree", "add", "--detach", "--quiet", "--lock", "--reason",
             ])
             // The pid lets `git mmm doctor` tell a killed run's worktree from a live one.
-            .arg(format!("mmm run {name} pid {}", std::process::id()))
+            .arg(format!(
+                "{}{name} pid {}",
+                crate::store::MMM_LOCK_PREFIX,
+                std::process::id()
+            ))
             .arg(&path)
             .arg(commit.to_string())
             .env_remove("GIT_DIR")

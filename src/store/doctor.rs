@@ -448,11 +448,15 @@ impl Store {
             let lock = wt.is_locked();
             let locked = !matches!(lock, Ok(git2::WorktreeLockStatus::Unlocked));
             let gone = !path.exists();
-            let ours = canonical(&path).starts_with(&mmm_dir);
-            let dead_owner = match &lock {
-                Ok(git2::WorktreeLockStatus::Locked(Some(why))) => owner_is_dead(why),
-                _ => false,
+            let lock_reason = match &lock {
+                Ok(git2::WorktreeLockStatus::Locked(Some(why))) => Some(why.as_str()),
+                _ => None,
             };
+            // mmm's worktrees live under `.git/mmm/worktrees/`, or (for agents that refuse to
+            // edit below `.git/`) elsewhere, locked with the reason `mmm run …`.
+            let ours = canonical(&path).starts_with(&mmm_dir)
+                || lock_reason.is_some_and(|r| r.starts_with(MMM_LOCK_PREFIX));
+            let dead_owner = lock_reason.is_some_and(owner_is_dead);
             let reason = if locked && !(ours && dead_owner) {
                 continue;
             } else if locked {
@@ -589,6 +593,9 @@ impl std::fmt::Display for DoctorAction {
         }
     }
 }
+
+/// How the loop's worktree locks begin (`mmm run <name> pid <pid>`).
+pub const MMM_LOCK_PREFIX: &str = "mmm run ";
 
 /// True when a lock reason names a process (`… pid N`) that is known not to run. Without
 /// `/proc` nothing is known, and the lock is respected.

@@ -51,7 +51,7 @@ use git2::{ErrorCode, Oid, Repository, Signature};
 use crate::clock::{Clock, IdGen, rfc3339};
 use crate::spec::SpecId;
 
-pub use doctor::{DoctorAction, DoctorOptions, DoctorReport, Finding, Problem};
+pub use doctor::{DoctorAction, DoctorOptions, DoctorReport, Finding, MMM_LOCK_PREFIX, Problem};
 pub use record::{IterationStatus, RECORD_VERSION, Record};
 use trailers::{Trailers, key};
 

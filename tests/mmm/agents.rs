@@ -529,11 +529,10 @@ fn real_claude_code_implements_the_spec_against_the_fake_api() {
             },
         ),
     ]);
-    // The worktree lives under `.git/mmm/worktrees/`, which Claude Code 2.1.330 treats as
-    // sensitive: under `acceptEdits` every Write there is refused. Bypass mode (the worktree is
-    // disposable and gated) edits; as root it needs IS_SANDBOX=1.
+    // The default permission mode (`acceptEdits`): Claude Code refuses edits below a `.git`
+    // directory, so mmm puts Claude Code's worktrees in the temporary directory.
     let repo = repo_with(&format!(
-        "kind = \"claude-code\"\nclaude_path = \"{}\"\nmax_turns = 5\npermission_mode = \"bypassPermissions\"\n",
+        "kind = \"claude-code\"\nclaude_path = \"{}\"\nmax_turns = 5\n",
         claude.display()
     ));
     let out = repo
@@ -543,7 +542,6 @@ fn real_claude_code_implements_the_spec_against_the_fake_api() {
         .env("ANTHROPIC_API_KEY", KEY)
         .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
         .env("CLAUDE_CODE_MAX_RETRIES", "0")
-        .env("IS_SANDBOX", "1")
         .args(["run", "hello", "--json"])
         .output()
         .expect("run");
