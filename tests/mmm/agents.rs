@@ -207,12 +207,15 @@ fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
     assert!(budget > 0.0, "{budget}");
     assert_eq!(call["claudecode"], false, "CLAUDECODE is removed");
     assert_eq!(call["stdin"], "", "stdin is empty");
+    // Claude Code refuses edits below `.git`: its worktree is a temporary one outside.
+    let cwd = call["cwd"].as_str().expect("cwd");
     assert!(
-        call["cwd"]
-            .as_str()
-            .expect("cwd")
-            .contains("/.git/mmm/worktrees/"),
+        cwd.contains("/mmm-worktrees/") && !cwd.contains("/.git/"),
         "{call}"
+    );
+    assert!(
+        !Path::new(cwd).exists(),
+        "the worktree is removed after the run"
     );
     repo.assert_fsck();
 }
