@@ -185,6 +185,7 @@ impl Agent for ApiAgent {
                     "cache_read_input_tokens": response.usage.cache_read_input_tokens,
                 },
             })],
+            ..AgentReply::default()
         })
     }
 }

@@ -563,6 +563,20 @@ impl Agent for ClaudeCodeAgent {
         if !outcome.stderr.trim().is_empty() {
             record["stderr"] = json!(outcome.stderr);
         }
+        let mut metrics = serde_json::Map::new();
+        for key in [
+            "num_turns",
+            "duration_ms",
+            "duration_api_ms",
+            "terminal_reason",
+            "permission_denials",
+            "model_usage",
+            "folded_commits",
+        ] {
+            if let Some(v) = record.get(key).filter(|v| !v.is_null()) {
+                metrics.insert(key.to_owned(), v.clone());
+            }
+        }
         records.push(record);
         let result = summary.result.as_ref();
         Ok(AgentReply {
@@ -579,6 +593,7 @@ impl Agent for ClaudeCodeAgent {
             attempts: 1,
             edits_in_worktree: true,
             records,
+            metrics,
         })
     }
 }

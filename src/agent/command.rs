@@ -277,6 +277,7 @@ impl Agent for CommandAgent {
                 "cost_usd": cost_usd,
             })],
             text: stdout,
+            ..AgentReply::default()
         })
     }
 }

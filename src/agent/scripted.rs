@@ -169,6 +169,7 @@ impl Agent for ScriptedAgent {
             attempts: 1,
             edits_in_worktree: false,
             records: Vec::new(),
+            ..AgentReply::default()
         })
     }
 }

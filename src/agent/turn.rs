@@ -98,6 +98,9 @@ pub struct AgentReply {
     pub edits_in_worktree: bool,
     /// Agent-specific records for the transcript (request id, stream events, …).
     pub records: Vec<serde_json::Value>,
+    /// Agent-specific figures for the metrics note (Claude Code's turns, duration, permission
+    /// denials, …), kept there under `agent_metrics`.
+    pub metrics: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Things an agent reports while it works, for live progress.

@@ -148,6 +148,12 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         let agent = build_agent(ctx, &root, &config, kind)?;
         let mut settings = settings(&config, spec);
         settings.worktree_root = worktree_root(ctx, kind, &store);
+        if kind == AgentKind::ClaudeCode {
+            // Claude Code reads the repository with its own tools: its prompt carries the
+            // spec, the criteria, the feedback and the memory, but no map and no file contents.
+            settings.context.repo_map = false;
+            settings.context.exclude.push("**".to_owned());
+        }
         let job = Job {
             spec,
             base,

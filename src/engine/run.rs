@@ -951,6 +951,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         metrics.insert("tokens".into(), json!(reply.usage));
         metrics.insert("cost_usd".into(), Value::from(cost));
         metrics.insert("attempts".into(), Value::from(reply.attempts));
+        if !reply.metrics.is_empty() {
+            let mut agent_metrics = Value::Object(reply.metrics.clone());
+            self.s.redactor.redact_json(&mut agent_metrics);
+            metrics.insert("agent_metrics".into(), agent_metrics);
+        }
         metrics.insert("durations".into(), Value::Object(durations));
         metrics.insert(
             "gates".into(),

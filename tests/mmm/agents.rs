@@ -157,6 +157,11 @@ fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
     assert_eq!(m["model"], "claude-opus-5-5");
     assert_eq!(m["tokens"]["input_tokens"], 60);
     assert_eq!(m["tokens"]["output_tokens"], 72);
+    // Turns, duration and permission denials are in the metrics note too.
+    let am = &m["agent_metrics"];
+    assert_eq!(am["num_turns"], 3, "{m}");
+    assert!(am["duration_ms"].as_u64().is_some(), "{m}");
+    assert_eq!(am["permission_denials"][0]["tool_name"], "Bash", "{m}");
 
     // The transcript keeps the stream, parsed by type, and mmm's summary of it.
     let r = response(&repo, &its[0]);
@@ -200,6 +205,13 @@ fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
         "the spec is in the prompt"
     );
     assert!(system.contains("@mmm:complete"));
+    // Lighter than for `api`: Claude Code reads the files itself.
+    let prompt = argv.last().and_then(|a| a.as_str()).expect("prompt");
+    assert!(!prompt.contains("path=specs/hello.md"), "{prompt}");
+    assert!(
+        !system.contains("# Project structure\n\nREADME.md"),
+        "{system}"
+    );
     // The default per-spec budget, nothing spent yet.
     let budget: f64 = arg_after(argv, "--max-budget-usd")
         .parse()
