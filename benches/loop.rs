@@ -8,6 +8,9 @@
 //! decision, and the record step. Prints the median and the spread, and the share of each stage.
 //!
 //!     cargo bench --bench loop     # MMM_BENCH_FILES, MMM_BENCH_ITERATIONS, MMM_BENCH_RUNS
+//!
+//! `MMM_BENCH_FSYNC=0` turns libgit2's fsync off after the store enabled it (a diagnostic of
+//! what the disk costs; mmm itself always syncs).
 
 #[path = "common/mod.rs"]
 mod common;
@@ -39,6 +42,7 @@ fn main() {
     let files = common::env_num("MMM_BENCH_FILES", 2000);
     let iterations = common::env_num("MMM_BENCH_ITERATIONS", 30) as u32;
     let runs = common::env_num("MMM_BENCH_RUNS", 2);
+    let fsync = common::env_num("MMM_BENCH_FSYNC", 1) != 0;
 
     let mut overhead = Vec::new();
     let mut stages: [Vec<Duration>; 5] = Default::default();
@@ -58,6 +62,16 @@ fn main() {
             StoreOptions::new(Arc::new(SystemClock), Arc::new(UlidGen)),
         )
         .expect("open store");
+        if !fsync {
+            // Diagnostic only: mmm always writes with fsync; this shows what the disk costs.
+            // SAFETY: a plain global flag of libgit2, set before any write of this run.
+            unsafe {
+                libgit2_sys::git_libgit2_opts(
+                    libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+                    0 as std::ffi::c_int,
+                );
+            }
+        }
         let base = store
             .repo()
             .head()
@@ -151,7 +165,8 @@ fn main() {
     overhead.sort();
     let n = overhead.len();
     println!(
-        "orchestration overhead per iteration ({n} iterations, {runs} run(s) of {iterations}, {files} files):"
+        "orchestration overhead per iteration ({n} iterations, {runs} run(s) of {iterations}, {files} files, fsync {}):",
+        if fsync { "on" } else { "off" }
     );
     println!(
         "  median {:.2} ms, p10 {:.2} ms, p90 {:.2} ms, max {:.2} ms (goal: median under 15 ms)",

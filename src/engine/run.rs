@@ -388,6 +388,9 @@ struct Draft {
     checks_total: usize,
     decisions: Vec<String>,
     stop: Option<(StopReason, String)>,
+    /// The worktree's snapshot taken for the decision (`None` when none was taken), reused by
+    /// the record so that the worktree is not scanned twice.
+    tree: Option<Oid>,
 }
 
 impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
@@ -522,7 +525,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 stage: Stage::Record,
                 model: None,
             });
-            let tree = worktree.snapshot()?;
+            let tree = match draft.tree {
+                Some(tree) => tree,
+                None => worktree.snapshot()?,
+            };
             let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
             let recorded = store.record_iteration(
                 &mut run,
@@ -967,6 +973,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_total: results.len(),
             decisions,
             stop,
+            tree: Some(tree),
         }))
     }
 
@@ -1285,6 +1292,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_total: 0,
             decisions: Vec::new(),
             stop,
+            tree: None,
         }
     }
 }
