@@ -21,6 +21,7 @@ mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -212,6 +213,46 @@ pub struct ContextInput {
     pub budget: TokenBudget,
     /// File selection options.
     pub options: ContextOptions,
+    /// The project metadata and repository map computed once per run by [`repo_snapshot`];
+    /// `None` computes them from the worktree now. Reusing the run's snapshot keeps the cached
+    /// system prompt byte-identical when the model edits a file's top-level symbols, and saves
+    /// reading every source file on every iteration.
+    pub repo: Option<Arc<RepoSnapshot>>,
+}
+
+/// What the context builder derives from the whole repository: project metadata and the
+/// repository map. Computed once per run (from the worktree at the run's start) and reused by
+/// every iteration; the files the model changes are shown whole in the volatile part anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSnapshot {
+    /// The detected project metadata.
+    pub project: ProjectMeta,
+    /// The repository map before packing (`None` when `repo_map` is off).
+    pub repo_map: Option<String>,
+}
+
+/// Computes the [`RepoSnapshot`] of `input`'s worktree under `input`'s options.
+pub fn repo_snapshot(input: &ContextInput) -> Result<RepoSnapshot, ContextError> {
+    let exclude = files::glob_set(&input.options.exclude, "the exclude option")?;
+    let include = files::glob_set(&input.options.include, "the include option")?;
+    let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
+    let tree = files::Tree::walk(&input.worktree, &exclude)?;
+    snapshot_of(input, &tree, &included)
+}
+
+fn snapshot_of(
+    input: &ContextInput,
+    tree: &files::Tree,
+    included: &dyn Fn(&str) -> bool,
+) -> Result<RepoSnapshot, ContextError> {
+    Ok(RepoSnapshot {
+        project: project::detect(tree),
+        repo_map: if input.options.repo_map {
+            Some(repo_map(tree, included, input.options.max_file_bytes)?)
+        } else {
+            None
+        },
+    })
 }
 
 /// One block of a prompt; `cache` marks a prompt-cache breakpoint at its end.
@@ -315,10 +356,18 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
     let include = files::glob_set(&input.options.include, "the include option")?;
     let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
     let tree = files::Tree::walk(&input.worktree, &exclude)?;
-    let project = project::detect(&tree);
+    let computed;
+    let repo = match &input.repo {
+        Some(r) => r.as_ref(),
+        None => {
+            computed = snapshot_of(input, &tree, &included)?;
+            &computed
+        }
+    };
+    let project = repo.project.clone();
     let mut omitted = Vec::new();
 
-    let items = select(input, &tree, &included, &mut omitted)?;
+    let items = select(input, &tree, repo, &included, &mut omitted)?;
 
     // The templates' own text (the instructions) and the metadata are always sent.
     let fixed = (templates.system.literal_len()
@@ -380,6 +429,7 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
 fn select(
     input: &ContextInput,
     tree: &files::Tree,
+    repo: &RepoSnapshot,
     included: &dyn Fn(&str) -> bool,
     omitted: &mut Vec<Omitted>,
 ) -> Result<Vec<Item>, ContextError> {
@@ -488,12 +538,14 @@ fn select(
     }
 
     // Medium: stable ones (map, dependencies, completed specs) first, then memory, newest first.
-    if input.options.repo_map {
+    if input.options.repo_map
+        && let Some(map) = &repo.repo_map
+    {
         items.push(text(
             "repository map",
             Priority::Medium,
             Slot::RepoMap,
-            repo_map(tree, included, input.options.max_file_bytes)?,
+            map.clone(),
         ));
     }
     for (i, (id, summary)) in input.dependency_summaries.iter().enumerate() {

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use mmm::context::{
     ContextInput, CriterionView, Failure, Priority, Prompt, Template, Templates, TokenBudget,
-    build_prompt,
+    build_prompt, repo_snapshot,
 };
 
 use crate::support::TestRepo;
@@ -492,6 +492,39 @@ fn stable_prefix_is_identical_across_iterations() {
     ));
     assert!(user.contains("### src/db.rs\n```rust path=src/db.rs"));
     assert!(b.token_estimate > b.stable_tokens);
+}
+
+/// With the run's repository snapshot, a change to a file's top-level symbols leaves the
+/// system prompt byte-identical (the map is the run's start), while the changed file itself is
+/// shown whole in the user part; without it, the map follows the worktree.
+#[test]
+fn repo_snapshot_keeps_the_prefix_when_symbols_change() {
+    let repo = TestRepo::new();
+    repo.write("Cargo.toml", "[package]\nname = \"shop\"\n");
+    repo.write("src/login.rs", "pub fn login() {}\n");
+    repo.commit_all("code");
+
+    let t = Templates::builtin();
+    let mut inp = input(&repo.path);
+    let snapshot = std::sync::Arc::new(repo_snapshot(&inp).expect("snapshot"));
+    assert_eq!(snapshot.project.name, "shop");
+    let map = snapshot.repo_map.clone().expect("a map");
+    assert!(map.contains("src/login.rs: fn login"), "{map}");
+    let fresh = build_prompt(&inp, &t).expect("build");
+    inp.repo = Some(snapshot);
+    let cached = build_prompt(&inp, &t).expect("build");
+    assert_eq!(fresh, cached);
+
+    repo.write("src/login.rs", "pub fn login() {}\npub fn logout() {}\n");
+    inp.iteration = 2;
+    inp.touched_files = vec![PathBuf::from("src/login.rs")];
+    let second = build_prompt(&inp, &t).expect("build");
+    assert_eq!(second.system, cached.system);
+    assert!(second.user[0].text.contains("pub fn logout() {}"));
+
+    inp.repo = None;
+    let rebuilt = build_prompt(&inp, &t).expect("build");
+    assert!(rebuilt.system[0].text.contains("src/login.rs: fn login, fn logout"));
 }
 
 /// The repository map lists paths with the top-level symbols of Rust and Python files.
