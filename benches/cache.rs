@@ -104,7 +104,8 @@ fn main() {
             later.add(u);
         }
     }
-    let total = later.input_tokens + later.cache_read_input_tokens + later.cache_creation_input_tokens;
+    let total =
+        later.input_tokens + later.cache_read_input_tokens + later.cache_creation_input_tokens;
     println!(
         "share of input tokens read from the cache, iterations 2..{iterations}: {:.1}% (goal: at least 80%)",
         100.0 * later.cache_read_input_tokens as f64 / total.max(1) as f64

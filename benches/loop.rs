@@ -184,9 +184,6 @@ fn main() {
     ];
     for (name, v) in names.iter().zip(stages.iter_mut()) {
         v.sort();
-        println!(
-            "  {name:<52} median {:>6.2} ms",
-            ms(percentile(v, 50))
-        );
+        println!("  {name:<52} median {:>6.2} ms", ms(percentile(v, 50)));
     }
 }

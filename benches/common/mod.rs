@@ -83,7 +83,10 @@ pub fn build_repo(repo: &Path, files: usize) -> Spec {
     std::fs::create_dir_all(repo.join("specs")).expect("mkdir specs");
     std::fs::write(repo.join("specs/counters.md"), SPEC).expect("write spec");
     git(repo, &["add", "--all"]);
-    git(repo, &["commit", "--quiet", "--message", "synthetic project"]);
+    git(
+        repo,
+        &["commit", "--quiet", "--message", "synthetic project"],
+    );
     Spec::parse(Path::new("specs/counters.md"), SPEC.as_bytes()).expect("the bench spec parses")
 }
 

@@ -573,13 +573,29 @@ fn select(
         ));
     }
 
-    // Low: other files whose path shares words with the spec, best first.
+    // Low: other files whose path shares words with the spec, best first. A path word found
+    // in most paths (`src` when the spec names `src/…` files) says nothing about relevance and
+    // would pull the whole repository into every prompt, so it does not count.
     let words = spec_words(&input.spec_content);
-    let mut ranked: Vec<(usize, &String)> = tree
+    let candidates: Vec<(&String, BTreeSet<String>)> = tree
         .files
         .iter()
         .filter(|f| !chosen.contains(*f) && included(f))
-        .map(|f| (relevance(f, &words), f))
+        .map(|f| (f, path_tokens(f)))
+        .collect();
+    let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, tokens) in &candidates {
+        for t in tokens {
+            *frequency.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let common = |t: &str| {
+        candidates.len() >= COMMON_WORD_MIN_FILES
+            && frequency.get(t).is_some_and(|n| n * 2 > candidates.len())
+    };
+    let mut ranked: Vec<(usize, &String)> = candidates
+        .iter()
+        .map(|(f, tokens)| (score(tokens, &words, &common), *f))
         .filter(|(score, _)| *score > 0)
         .collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
@@ -959,12 +975,30 @@ fn split_words(s: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
+/// Below this many candidate files no path word counts as too common to rank by.
+const COMMON_WORD_MIN_FILES: usize = 20;
+
+/// The words of a path that can rank it (3+ letters).
+fn path_tokens(path: &str) -> BTreeSet<String> {
+    split_words(path).filter(|t| t.len() >= 3).collect()
+}
+
 /// How many distinct words of the path appear in the spec (a word of 4+ letters also counts
 /// when one is a prefix of the other: `auth` and `authentication`).
+#[cfg(test)]
 fn relevance(path: &str, words: &BTreeSet<String>) -> usize {
-    let tokens: BTreeSet<String> = split_words(path).filter(|t| t.len() >= 3).collect();
+    score(&path_tokens(path), words, &|_| false)
+}
+
+/// [`relevance`] of a path's tokens, leaving out the tokens `common` rejects.
+fn score(
+    tokens: &BTreeSet<String>,
+    words: &BTreeSet<String>,
+    common: &dyn Fn(&str) -> bool,
+) -> usize {
     tokens
         .iter()
+        .filter(|t| !common(t))
         .filter(|t| {
             words.contains(*t)
                 || (t.len() >= 4

@@ -282,7 +282,10 @@ mod tests {
             .env("GIT_INDEX_FILE", &scratch)
             .output()
             .expect("git write-tree");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), tree.to_string());
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            tree.to_string()
+        );
         let files = git_in(root, &["ls-tree", "-r", "--name-only", &tree.to_string()]);
         assert_eq!(
             files,

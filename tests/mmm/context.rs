@@ -524,7 +524,40 @@ fn repo_snapshot_keeps_the_prefix_when_symbols_change() {
 
     inp.repo = None;
     let rebuilt = build_prompt(&inp, &t).expect("build");
-    assert!(rebuilt.system[0].text.contains("src/login.rs: fn login, fn logout"));
+    assert!(
+        rebuilt.system[0]
+            .text
+            .contains("src/login.rs: fn login, fn logout")
+    );
+}
+
+/// A spec that names `src/…` files does not make every file under `src/` relevant: a path word
+/// found in most paths does not rank, while a distinctive one still does.
+#[test]
+fn words_common_to_most_paths_do_not_rank_files() {
+    let repo = TestRepo::new();
+    for i in 0..30 {
+        repo.write(&format!("src/m{i:02}/item.rs"), "pub fn item() {}\n");
+    }
+    repo.write("src/login.rs", "pub fn login() {}\n");
+    repo.commit_all("code");
+
+    let mut inp = input(&repo.path);
+    inp.spec_content = format!("{SPEC}\n## Context\n\n- `src/m00/item.rs`\n");
+    inp.context_globs = vec!["src/m00/item.rs".to_owned()];
+    let p = build_prompt(&inp, &Templates::builtin()).expect("build");
+    let files: Vec<(&str, Priority)> = p
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.priority))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            ("src/m00/item.rs", Priority::High),
+            ("src/login.rs", Priority::Low)
+        ]
+    );
 }
 
 /// The repository map lists paths with the top-level symbols of Rust and Python files.
