@@ -5,9 +5,11 @@
 //! files), ranks what it could show, packs it greedily by [`Priority`] into
 //! `window − output_reserve`, and renders the [`Templates`]. The result is a [`Prompt`] whose
 //! system part is the *stable* prefix (instructions, project structure, spec and criteria text,
-//! identical between iterations of one spec revision, with the cache breakpoint on its last
-//! block) and whose user part is the *volatile* rest (iteration N of M, feedback, failures,
-//! current file contents, memory). Everything left out is listed in [`Prompt::omitted`].
+//! identical between iterations of one spec revision; then the files chosen only by name, which
+//! do not change while the model leaves them alone; a cache breakpoint after each) and whose
+//! user part is the *volatile* rest (iteration N of M, feedback, failures, the contents of files
+//! the spec names or the model touched, memory). Everything left out is listed in
+//! [`Prompt::omitted`].
 //!
 //! Owns: item selection, packing, prompt rendering, templates. Must not touch: git refs, the
 //! network, the terminal, the process environment; it only reads files of the worktree it is
@@ -290,7 +292,9 @@ pub struct IncludedFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Prompt {
     /// The stable part (the system prompt), byte-identical between iterations of one spec
-    /// revision while the budget allows; the last block carries the cache breakpoint.
+    /// revision while the budget allows: the rendered system template, then (when any) the
+    /// related files chosen by name only; each block carries a cache breakpoint, so a change of
+    /// the related files still reads the first block from the cache.
     pub system: Vec<PromptBlock>,
     /// The volatile part (the user message of this iteration).
     pub user: Vec<PromptBlock>,
@@ -391,9 +395,18 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
     )?;
 
     let values = render_values(input, &project, &placed);
-    let system = templates.system.render(&values);
+    let mut system = vec![PromptBlock {
+        text: templates.system.render(&values),
+        cache: true,
+    }];
+    if let Some(text) = render_related(&placed) {
+        system.push(PromptBlock { text, cache: true });
+    }
     let user = templates.iteration.render(&values);
-    let stable_tokens = estimate_tokens(&system);
+    let stable_tokens = system
+        .iter()
+        .map(|b| estimate_tokens(&b.text))
+        .sum::<usize>();
     let token_estimate = stable_tokens + estimate_tokens(&user);
     let files = placed
         .iter()
@@ -407,10 +420,7 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
         })
         .collect();
     Ok(Prompt {
-        system: vec![PromptBlock {
-            text: system,
-            cache: true,
-        }],
+        system,
         user: vec![PromptBlock {
             text: user,
             cache: false,
@@ -831,8 +841,21 @@ fn render_values(
         },
     );
 
-    let code: Vec<String> = placed
-        .iter()
+    let code = render_files(placed.iter().filter(|p| p.priority != Priority::Low));
+    v.insert(
+        "relevant_code",
+        if code.is_empty() {
+            "(no files selected)".to_owned()
+        } else {
+            code.join("\n\n")
+        },
+    );
+    v
+}
+
+/// The files among `placed`, each under a heading in a fence that names its path.
+fn render_files<'a>(placed: impl Iterator<Item = &'a Placed>) -> Vec<String> {
+    placed
         .filter_map(|p| match &p.slot {
             Slot::File(path) => {
                 let fence = fence_for(&p.text);
@@ -844,16 +867,22 @@ fn render_values(
             }
             _ => None,
         })
-        .collect();
-    v.insert(
-        "relevant_code",
-        if code.is_empty() {
-            "(no files selected)".to_owned()
-        } else {
-            code.join("\n\n")
-        },
-    );
-    v
+        .collect()
+}
+
+/// The second cached block: files chosen only because their names match the spec. None of
+/// them was touched, named in a failure or in the spec's context (those are shown in the
+/// iteration message), so the block stays the same from one iteration to the next and is read
+/// from the prompt cache instead of being paid for in full each time.
+fn render_related(placed: &[Placed]) -> Option<String> {
+    let files = render_files(placed.iter().filter(|p| p.priority == Priority::Low));
+    (!files.is_empty()).then(|| {
+        format!(
+            "# Related code\n\nFiles whose names match the spec (files you change are shown \
+             in the iteration message instead).\n\n{}\n",
+            files.join("\n\n")
+        )
+    })
 }
 
 fn render_criteria(criteria: &[CriterionView]) -> String {
