@@ -4,7 +4,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -186,9 +186,4 @@ pub fn percentile(sorted: &[Duration], p: usize) -> Duration {
 /// Milliseconds with a fraction.
 pub fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
-}
-
-/// A path inside the temporary directory.
-pub fn tmp_path(dir: &tempfile::TempDir) -> PathBuf {
-    dir.path().to_path_buf()
 }
