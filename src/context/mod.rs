@@ -5,9 +5,11 @@
 //! files), ranks what it could show, packs it greedily by [`Priority`] into
 //! `window − output_reserve`, and renders the [`Templates`]. The result is a [`Prompt`] whose
 //! system part is the *stable* prefix (instructions, project structure, spec and criteria text,
-//! identical between iterations of one spec revision, with the cache breakpoint on its last
-//! block) and whose user part is the *volatile* rest (iteration N of M, feedback, failures,
-//! current file contents, memory). Everything left out is listed in [`Prompt::omitted`].
+//! identical between iterations of one spec revision; then the files chosen only by name, which
+//! do not change while the model leaves them alone; a cache breakpoint after each) and whose
+//! user part is the *volatile* rest (iteration N of M, feedback, failures, the contents of files
+//! the spec names or the model touched, memory). Everything left out is listed in
+//! [`Prompt::omitted`].
 //!
 //! Owns: item selection, packing, prompt rendering, templates. Must not touch: git refs, the
 //! network, the terminal, the process environment; it only reads files of the worktree it is
@@ -21,6 +23,7 @@ mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -212,6 +215,46 @@ pub struct ContextInput {
     pub budget: TokenBudget,
     /// File selection options.
     pub options: ContextOptions,
+    /// The project metadata and repository map computed once per run by [`repo_snapshot`];
+    /// `None` computes them from the worktree now. Reusing the run's snapshot keeps the cached
+    /// system prompt byte-identical when the model edits a file's top-level symbols, and saves
+    /// reading every source file on every iteration.
+    pub repo: Option<Arc<RepoSnapshot>>,
+}
+
+/// What the context builder derives from the whole repository: project metadata and the
+/// repository map. Computed once per run (from the worktree at the run's start) and reused by
+/// every iteration; the files the model changes are shown whole in the volatile part anyway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoSnapshot {
+    /// The detected project metadata.
+    pub project: ProjectMeta,
+    /// The repository map before packing (`None` when `repo_map` is off).
+    pub repo_map: Option<String>,
+}
+
+/// Computes the [`RepoSnapshot`] of `input`'s worktree under `input`'s options.
+pub fn repo_snapshot(input: &ContextInput) -> Result<RepoSnapshot, ContextError> {
+    let exclude = files::glob_set(&input.options.exclude, "the exclude option")?;
+    let include = files::glob_set(&input.options.include, "the include option")?;
+    let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
+    let tree = files::Tree::walk(&input.worktree, &exclude)?;
+    snapshot_of(input, &tree, &included)
+}
+
+fn snapshot_of(
+    input: &ContextInput,
+    tree: &files::Tree,
+    included: &dyn Fn(&str) -> bool,
+) -> Result<RepoSnapshot, ContextError> {
+    Ok(RepoSnapshot {
+        project: project::detect(tree),
+        repo_map: if input.options.repo_map {
+            Some(repo_map(tree, included, input.options.max_file_bytes)?)
+        } else {
+            None
+        },
+    })
 }
 
 /// One block of a prompt; `cache` marks a prompt-cache breakpoint at its end.
@@ -249,7 +292,9 @@ pub struct IncludedFile {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Prompt {
     /// The stable part (the system prompt), byte-identical between iterations of one spec
-    /// revision while the budget allows; the last block carries the cache breakpoint.
+    /// revision while the budget allows: the rendered system template, then (when any) the
+    /// related files chosen by name only; each block carries a cache breakpoint, so a change of
+    /// the related files still reads the first block from the cache.
     pub system: Vec<PromptBlock>,
     /// The volatile part (the user message of this iteration).
     pub user: Vec<PromptBlock>,
@@ -315,10 +360,18 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
     let include = files::glob_set(&input.options.include, "the include option")?;
     let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
     let tree = files::Tree::walk(&input.worktree, &exclude)?;
-    let project = project::detect(&tree);
+    let computed;
+    let repo = match &input.repo {
+        Some(r) => r.as_ref(),
+        None => {
+            computed = snapshot_of(input, &tree, &included)?;
+            &computed
+        }
+    };
+    let project = repo.project.clone();
     let mut omitted = Vec::new();
 
-    let items = select(input, &tree, &included, &mut omitted)?;
+    let items = select(input, &tree, repo, &included, &mut omitted)?;
 
     // The templates' own text (the instructions) and the metadata are always sent.
     let fixed = (templates.system.literal_len()
@@ -342,9 +395,18 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
     )?;
 
     let values = render_values(input, &project, &placed);
-    let system = templates.system.render(&values);
+    let mut system = vec![PromptBlock {
+        text: templates.system.render(&values),
+        cache: true,
+    }];
+    if let Some(text) = render_related(&placed) {
+        system.push(PromptBlock { text, cache: true });
+    }
     let user = templates.iteration.render(&values);
-    let stable_tokens = estimate_tokens(&system);
+    let stable_tokens = system
+        .iter()
+        .map(|b| estimate_tokens(&b.text))
+        .sum::<usize>();
     let token_estimate = stable_tokens + estimate_tokens(&user);
     let files = placed
         .iter()
@@ -358,10 +420,7 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
         })
         .collect();
     Ok(Prompt {
-        system: vec![PromptBlock {
-            text: system,
-            cache: true,
-        }],
+        system,
         user: vec![PromptBlock {
             text: user,
             cache: false,
@@ -380,6 +439,7 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
 fn select(
     input: &ContextInput,
     tree: &files::Tree,
+    repo: &RepoSnapshot,
     included: &dyn Fn(&str) -> bool,
     omitted: &mut Vec<Omitted>,
 ) -> Result<Vec<Item>, ContextError> {
@@ -488,12 +548,14 @@ fn select(
     }
 
     // Medium: stable ones (map, dependencies, completed specs) first, then memory, newest first.
-    if input.options.repo_map {
+    if input.options.repo_map
+        && let Some(map) = &repo.repo_map
+    {
         items.push(text(
             "repository map",
             Priority::Medium,
             Slot::RepoMap,
-            repo_map(tree, included, input.options.max_file_bytes)?,
+            map.clone(),
         ));
     }
     for (i, (id, summary)) in input.dependency_summaries.iter().enumerate() {
@@ -521,13 +583,29 @@ fn select(
         ));
     }
 
-    // Low: other files whose path shares words with the spec, best first.
+    // Low: other files whose path shares words with the spec, best first. A path word found
+    // in most paths (`src` when the spec names `src/…` files) says nothing about relevance and
+    // would pull the whole repository into every prompt, so it does not count.
     let words = spec_words(&input.spec_content);
-    let mut ranked: Vec<(usize, &String)> = tree
+    let candidates: Vec<(&String, BTreeSet<String>)> = tree
         .files
         .iter()
         .filter(|f| !chosen.contains(*f) && included(f))
-        .map(|f| (relevance(f, &words), f))
+        .map(|f| (f, path_tokens(f)))
+        .collect();
+    let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
+    for (_, tokens) in &candidates {
+        for t in tokens {
+            *frequency.entry(t.as_str()).or_default() += 1;
+        }
+    }
+    let common = |t: &str| {
+        candidates.len() >= COMMON_WORD_MIN_FILES
+            && frequency.get(t).is_some_and(|n| n * 2 > candidates.len())
+    };
+    let mut ranked: Vec<(usize, &String)> = candidates
+        .iter()
+        .map(|(f, tokens)| (score(tokens, &words, &common), *f))
         .filter(|(score, _)| *score > 0)
         .collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
@@ -763,8 +841,21 @@ fn render_values(
         },
     );
 
-    let code: Vec<String> = placed
-        .iter()
+    let code = render_files(placed.iter().filter(|p| p.priority != Priority::Low));
+    v.insert(
+        "relevant_code",
+        if code.is_empty() {
+            "(no files selected)".to_owned()
+        } else {
+            code.join("\n\n")
+        },
+    );
+    v
+}
+
+/// The files among `placed`, each under a heading in a fence that names its path.
+fn render_files<'a>(placed: impl Iterator<Item = &'a Placed>) -> Vec<String> {
+    placed
         .filter_map(|p| match &p.slot {
             Slot::File(path) => {
                 let fence = fence_for(&p.text);
@@ -776,16 +867,22 @@ fn render_values(
             }
             _ => None,
         })
-        .collect();
-    v.insert(
-        "relevant_code",
-        if code.is_empty() {
-            "(no files selected)".to_owned()
-        } else {
-            code.join("\n\n")
-        },
-    );
-    v
+        .collect()
+}
+
+/// The second cached block: files chosen only because their names match the spec. None of
+/// them was touched, named in a failure or in the spec's context (those are shown in the
+/// iteration message), so the block stays the same from one iteration to the next and is read
+/// from the prompt cache instead of being paid for in full each time.
+fn render_related(placed: &[Placed]) -> Option<String> {
+    let files = render_files(placed.iter().filter(|p| p.priority == Priority::Low));
+    (!files.is_empty()).then(|| {
+        format!(
+            "# Related code\n\nFiles whose names match the spec (files you change are shown \
+             in the iteration message instead).\n\n{}\n",
+            files.join("\n\n")
+        )
+    })
 }
 
 fn render_criteria(criteria: &[CriterionView]) -> String {
@@ -907,12 +1004,30 @@ fn split_words(s: &str) -> impl Iterator<Item = String> + '_ {
     })
 }
 
+/// Below this many candidate files no path word counts as too common to rank by.
+const COMMON_WORD_MIN_FILES: usize = 20;
+
+/// The words of a path that can rank it (3+ letters).
+fn path_tokens(path: &str) -> BTreeSet<String> {
+    split_words(path).filter(|t| t.len() >= 3).collect()
+}
+
 /// How many distinct words of the path appear in the spec (a word of 4+ letters also counts
 /// when one is a prefix of the other: `auth` and `authentication`).
+#[cfg(test)]
 fn relevance(path: &str, words: &BTreeSet<String>) -> usize {
-    let tokens: BTreeSet<String> = split_words(path).filter(|t| t.len() >= 3).collect();
+    score(&path_tokens(path), words, &|_| false)
+}
+
+/// [`relevance`] of a path's tokens, leaving out the tokens `common` rejects.
+fn score(
+    tokens: &BTreeSet<String>,
+    words: &BTreeSet<String>,
+    common: &dyn Fn(&str) -> bool,
+) -> usize {
     tokens
         .iter()
+        .filter(|t| !common(t))
         .filter(|t| {
             words.contains(*t)
                 || (t.len() >= 4

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use git2::Oid;
@@ -13,7 +14,9 @@ use crate::agent::{
 };
 use crate::apply::{self, ApplyPolicy, CommandPolicy};
 use crate::clock::Clock;
-use crate::context::{self, ContextInput, ContextOptions, Prompt, Templates, TokenBudget};
+use crate::context::{
+    self, ContextInput, ContextOptions, Prompt, RepoSnapshot, Templates, TokenBudget,
+};
 use crate::response::{self, Parsed};
 use crate::spec::{Spec, SpecId};
 use crate::store::{IterationStatus, NewIteration, Record, Run, Store};
@@ -380,6 +383,8 @@ struct Loop<'s, 'j, 'e> {
     model: String,
     iterations_this_revision: u32,
     iterations_run: u32,
+    /// The project metadata and repository map of this run, computed at its first prompt.
+    repo: Option<Arc<RepoSnapshot>>,
 }
 
 /// What an iteration produced, before it is recorded.
@@ -394,6 +399,9 @@ struct Draft {
     checks_total: usize,
     decisions: Vec<String>,
     stop: Option<(StopReason, String)>,
+    /// The worktree's snapshot taken for the decision (`None` when none was taken), reused by
+    /// the record so that the worktree is not scanned twice.
+    tree: Option<Oid>,
 }
 
 impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
@@ -417,6 +425,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             model: job.settings.model.clone(),
             iterations_this_revision: 0,
             iterations_run: 0,
+            repo: None,
         })
     }
 
@@ -541,7 +550,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 stage: Stage::Record,
                 model: None,
             });
-            let tree = worktree.snapshot()?;
+            let tree = match draft.tree {
+                Some(tree) => tree,
+                None => worktree.snapshot()?,
+            };
             let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
             let recorded = store.record_iteration(
                 &mut run,
@@ -998,13 +1010,14 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_total: results.len(),
             decisions,
             stop,
+            tree: Some(tree),
         }))
     }
 
-    fn build_prompt(&self, worktree: &Worktree, n: u32) -> Result<Prompt, EngineError> {
+    fn build_prompt(&mut self, worktree: &Worktree, n: u32) -> Result<Prompt, EngineError> {
         let settings = &self.job.settings;
         let spec = self.job.spec;
-        let input = ContextInput {
+        let mut input = ContextInput {
             worktree: worktree.path().to_path_buf(),
             spec_id: self.name.clone(),
             spec_content: spec.content.clone(),
@@ -1029,7 +1042,15 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             completed_specs: self.job.completed_specs.clone(),
             budget: settings.token_budget,
             options: settings.context.clone(),
+            repo: self.repo.clone(),
         };
+        if input.repo.is_none() {
+            // Once per run, from the worktree at the run's start: the map stays byte-identical
+            // (the cached prefix) and 2,000 files are not re-read on every iteration.
+            let repo = Arc::new(context::repo_snapshot(&input)?);
+            self.repo = Some(repo.clone());
+            input.repo = Some(repo);
+        }
         Ok(context::build_prompt(&input, self.job.templates)?)
     }
 
@@ -1312,6 +1333,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_total: 0,
             decisions: Vec::new(),
             stop,
+            tree: None,
         }
     }
 }

@@ -124,10 +124,30 @@ impl Worktree {
             source,
         };
         let mut index = self.repo.index().map_err(err)?;
-        index
-            .add_all(["*"], git2::IndexAddOption::DEFAULT, None)
+        // One scan of the worktree against the index (`add_all` then `update_all` would scan
+        // it twice): new and changed files are added, deleted ones removed.
+        let mut opts = git2::DiffOptions::new();
+        opts.include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_typechange(true);
+        let diff = self
+            .repo
+            .diff_index_to_workdir(Some(&index), Some(&mut opts))
             .map_err(err)?;
-        index.update_all(["*"], None).map_err(err)?;
+        for delta in diff.deltas() {
+            match delta.status() {
+                git2::Delta::Deleted => {
+                    if let Some(p) = delta.old_file().path() {
+                        index.remove_path(p).map_err(err)?;
+                    }
+                }
+                _ => {
+                    if let Some(p) = delta.new_file().path() {
+                        index.add_path(p).map_err(err)?;
+                    }
+                }
+            }
+        }
         index.write().map_err(err)?;
         index.write_tree().map_err(err)
     }
@@ -210,5 +230,79 @@ fn git(git_dir: &Path, args: &[&str], path: Option<&Path>) -> Result<(), Worktre
             action: "remove",
             stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn git_in(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .env("GIT_AUTHOR_DATE", "2025-01-01T00:00:00Z")
+            .env("GIT_COMMITTER_DATE", "2025-01-01T00:00:00Z")
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git {args:?}: {:?}", out);
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    #[test]
+    fn snapshot_is_what_git_add_all_would_stage() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git_in(root, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(root.join(".gitignore"), "*.log\n").expect("write");
+        std::fs::create_dir_all(root.join("src/a")).expect("mkdir");
+        std::fs::write(root.join("src/a/keep.rs"), "keep\n").expect("write");
+        std::fs::write(root.join("src/a/change.rs"), "old\n").expect("write");
+        std::fs::write(root.join("src/gone.rs"), "gone\n").expect("write");
+        git_in(root, &["add", "--all"]);
+        git_in(root, &["commit", "--quiet", "-m", "base"]);
+        let head = git_in(root, &["rev-parse", "HEAD"]);
+        let repo = Repository::open(root).expect("open");
+        let wt = Worktree::create(&repo, "t", Oid::from_str(head.trim()).expect("oid"))
+            .expect("worktree");
+        let p = wt.path().to_path_buf();
+        std::fs::write(p.join("src/a/change.rs"), "new\n").expect("write");
+        std::fs::remove_file(p.join("src/gone.rs")).expect("rm");
+        std::fs::create_dir_all(p.join("src/b/c")).expect("mkdir");
+        std::fs::write(p.join("src/b/c/added.rs"), "added\n").expect("write");
+        std::fs::write(p.join("src/b/debug.log"), "ignored\n").expect("write");
+
+        let tree = wt.snapshot().expect("snapshot");
+        // The same changes staged by git itself, in a scratch index, give the same tree.
+        let scratch = root.join("scratch-index");
+        let out = Command::new("git")
+            .args(["add", "--all"])
+            .current_dir(&p)
+            .env("GIT_INDEX_FILE", &scratch)
+            .output()
+            .expect("git add");
+        assert!(out.status.success(), "{out:?}");
+        let out = Command::new("git")
+            .args(["write-tree"])
+            .current_dir(&p)
+            .env("GIT_INDEX_FILE", &scratch)
+            .output()
+            .expect("git write-tree");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            tree.to_string()
+        );
+        let files = git_in(root, &["ls-tree", "-r", "--name-only", &tree.to_string()]);
+        assert_eq!(
+            files,
+            ".gitignore\nsrc/a/change.rs\nsrc/a/keep.rs\nsrc/b/c/added.rs\n"
+        );
+        // Nothing changed: the same tree again.
+        assert_eq!(wt.snapshot().expect("snapshot"), tree);
+        wt.remove().expect("remove");
     }
 }

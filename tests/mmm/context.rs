@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use mmm::context::{
     ContextInput, CriterionView, Failure, Priority, Prompt, Template, Templates, TokenBudget,
-    build_prompt,
+    build_prompt, repo_snapshot,
 };
 
 use crate::support::TestRepo;
@@ -333,7 +333,7 @@ fn oversized_files_are_cut() {
     let mut inp = input(&repo.path);
     inp.options.max_file_bytes = 140;
     let p = build_prompt(&inp, &Templates::builtin()).expect("build");
-    assert!(p.user[0].text.contains(&format!(
+    assert!(full_text(&p).contains(&format!(
         "{}[… truncated by mmm: 90 more lines …]\n```",
         "// login line\n".repeat(10)
     )));
@@ -469,9 +469,13 @@ fn stable_prefix_is_identical_across_iterations() {
     let t = Templates::builtin();
     let a = build_prompt(&first, &t).expect("build");
     let b = build_prompt(&second, &t).expect("build");
-    assert_eq!(a.system, b.system);
-    assert_eq!(a.stable_tokens, b.stable_tokens);
-    assert!(a.system.last().expect("a block").cache);
+    // The template block is identical; the related-files block lost src/login.rs, which the
+    // second iteration shows in its user part as a touched file.
+    assert_eq!(a.system[0], b.system[0]);
+    assert!(a.system.iter().chain(&b.system).all(|b| b.cache));
+    assert!(a.system[1].text.contains("### src/login.rs"));
+    assert!(!b.system[1].text.contains("### src/login.rs"));
+    assert!(b.user[0].text.contains("### src/login.rs"));
     assert!(b.user.iter().all(|u| !u.cache));
     assert_ne!(a.user, b.user);
 
@@ -492,6 +496,72 @@ fn stable_prefix_is_identical_across_iterations() {
     ));
     assert!(user.contains("### src/db.rs\n```rust path=src/db.rs"));
     assert!(b.token_estimate > b.stable_tokens);
+}
+
+/// With the run's repository snapshot, a change to a file's top-level symbols leaves the
+/// system prompt byte-identical (the map is the run's start), while the changed file itself is
+/// shown whole in the user part; without it, the map follows the worktree.
+#[test]
+fn repo_snapshot_keeps_the_prefix_when_symbols_change() {
+    let repo = TestRepo::new();
+    repo.write("Cargo.toml", "[package]\nname = \"shop\"\n");
+    repo.write("src/login.rs", "pub fn login() {}\n");
+    repo.commit_all("code");
+
+    let t = Templates::builtin();
+    let mut inp = input(&repo.path);
+    let snapshot = std::sync::Arc::new(repo_snapshot(&inp).expect("snapshot"));
+    assert_eq!(snapshot.project.name, "shop");
+    let map = snapshot.repo_map.clone().expect("a map");
+    assert!(map.contains("src/login.rs: fn login"), "{map}");
+    let fresh = build_prompt(&inp, &t).expect("build");
+    inp.repo = Some(snapshot);
+    let cached = build_prompt(&inp, &t).expect("build");
+    assert_eq!(fresh, cached);
+
+    repo.write("src/login.rs", "pub fn login() {}\npub fn logout() {}\n");
+    inp.iteration = 2;
+    inp.touched_files = vec![PathBuf::from("src/login.rs")];
+    let second = build_prompt(&inp, &t).expect("build");
+    assert_eq!(second.system[0], cached.system[0]);
+    assert!(second.user[0].text.contains("pub fn logout() {}"));
+
+    inp.repo = None;
+    let rebuilt = build_prompt(&inp, &t).expect("build");
+    assert!(
+        rebuilt.system[0]
+            .text
+            .contains("src/login.rs: fn login, fn logout")
+    );
+}
+
+/// A spec that names `src/…` files does not make every file under `src/` relevant: a path word
+/// found in most paths does not rank, while a distinctive one still does.
+#[test]
+fn words_common_to_most_paths_do_not_rank_files() {
+    let repo = TestRepo::new();
+    for i in 0..30 {
+        repo.write(&format!("src/m{i:02}/item.rs"), "pub fn item() {}\n");
+    }
+    repo.write("src/login.rs", "pub fn login() {}\n");
+    repo.commit_all("code");
+
+    let mut inp = input(&repo.path);
+    inp.spec_content = format!("{SPEC}\n## Context\n\n- `src/m00/item.rs`\n");
+    inp.context_globs = vec!["src/m00/item.rs".to_owned()];
+    let p = build_prompt(&inp, &Templates::builtin()).expect("build");
+    let files: Vec<(&str, Priority)> = p
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.priority))
+        .collect();
+    assert_eq!(
+        files,
+        vec![
+            ("src/m00/item.rs", Priority::High),
+            ("src/login.rs", Priority::Low)
+        ]
+    );
 }
 
 /// The repository map lists paths with the top-level symbols of Rust and Python files.
@@ -644,6 +714,15 @@ fn rendered_prompt_snapshot() {
     }
     ```
 
+    Make the next changes towards the acceptance criteria with the edit formats above, fix what
+    failed, and end with `@mmm:summary`. Say `@mmm:complete` only when every criterion is met.
+    "#);
+    // Cargo.toml matches the spec by name only: it goes into the second cached block.
+    insta::assert_snapshot!(p.system[1].text, @r#"
+    # Related code
+
+    Files whose names match the spec (files you change are shown in the iteration message instead).
+
     ### Cargo.toml
     ```toml path=Cargo.toml
     [package]
@@ -651,8 +730,5 @@ fn rendered_prompt_snapshot() {
     [dependencies]
     axum = "0.8"
     ```
-
-    Make the next changes towards the acceptance criteria with the edit formats above, fix what
-    failed, and end with `@mmm:summary`. Say `@mmm:complete` only when every criterion is met.
     "#);
 }

@@ -1,0 +1,189 @@
+//! Benchmark (run on demand, not a test): mmm's own overhead per iteration of the loop, with an
+//! instant scripted model and no gates, on a repository of 2,000 small source files.
+//!
+//! Each iteration's wall time runs from the context stage's start to the `Recorded` event (the
+//! commit and notes written); the model call itself (timed around the agent) is subtracted, and
+//! with no gates configured the validate stage runs nothing. What remains is building the
+//! prompt, the transcript checkpoints, parsing and applying the answer, the snapshot and the
+//! decision, and the record step. Prints the median and the spread, and the share of each stage.
+//!
+//!     cargo bench --bench loop     # MMM_BENCH_FILES, MMM_BENCH_ITERATIONS, MMM_BENCH_RUNS
+//!
+//! `MMM_BENCH_FSYNC=0` turns libgit2's fsync off after the store enabled it (a diagnostic of
+//! what the disk costs; mmm itself always syncs).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mmm::agent::scripted::Answer;
+use mmm::agent::{Cancel, PriceTable, ScriptedAgent};
+use mmm::clock::{SystemClock, UlidGen};
+use mmm::context::Templates;
+use mmm::engine::{Event, Job, Redactor, Services, Spent, Stage, run_spec};
+use mmm::store::{Store, StoreOptions};
+
+use common::{Timed, ms, percentile};
+
+/// Event timestamps of one iteration.
+#[derive(Default, Clone, Copy)]
+struct Marks {
+    context: Option<Instant>,
+    agent: Option<Instant>,
+    apply: Option<Instant>,
+    validate: Option<Instant>,
+    record: Option<Instant>,
+    recorded: Option<Instant>,
+}
+
+fn main() {
+    let files = common::env_num("MMM_BENCH_FILES", 2000);
+    let iterations = common::env_num("MMM_BENCH_ITERATIONS", 30) as u32;
+    let runs = common::env_num("MMM_BENCH_RUNS", 2);
+    let fsync = common::env_num("MMM_BENCH_FSYNC", 1) != 0;
+
+    let mut overhead = Vec::new();
+    let mut stages: [Vec<Duration>; 5] = Default::default();
+    for run in 0..runs {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let repo = dir.path();
+        let t = Instant::now();
+        let spec = common::build_repo(repo, files);
+        if run == 0 {
+            println!(
+                "built a repository of {files} source files in {:.1}s",
+                t.elapsed().as_secs_f64()
+            );
+        }
+        let store = Store::open(
+            repo,
+            StoreOptions::new(Arc::new(SystemClock), Arc::new(UlidGen)),
+        )
+        .expect("open store");
+        if !fsync {
+            // Diagnostic only: mmm always writes with fsync; this shows what the disk costs.
+            // SAFETY: a plain global flag of libgit2, set before any write of this run.
+            unsafe {
+                libgit2_sys::git_libgit2_opts(
+                    libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
+                    0 as std::ffi::c_int,
+                );
+            }
+        }
+        let base = store
+            .repo()
+            .head()
+            .and_then(|h| h.peel_to_commit())
+            .expect("HEAD")
+            .id();
+        let answers = (1..=iterations)
+            .map(|n| Answer {
+                text: common::answer(n),
+                when: None,
+                model: None,
+                input_tokens: 1000,
+                output_tokens: 100,
+                cache_read_input_tokens: 0,
+                cache_creation_input_tokens: 0,
+            })
+            .collect();
+        let agent = Timed::new(ScriptedAgent::new(answers));
+        let templates = Templates::builtin();
+        let prices = PriceTable::builtin();
+        let redactor = Redactor::new(Vec::new());
+        let cancel = Cancel::new();
+        let job = Job {
+            spec: &spec,
+            base,
+            settings: common::settings(iterations),
+            templates: &templates,
+            dependency_summaries: Vec::new(),
+            completed_specs: Vec::new(),
+            review_feedback: Vec::new(),
+        };
+        let services = Services {
+            store: &store,
+            agent: &agent,
+            prices: &prices,
+            clock: &SystemClock,
+            redactor: &redactor,
+            cancel: &cancel,
+            spent_today: Spent::default(),
+        };
+        let mut marks: Vec<Marks> = Vec::new();
+        let outcome = run_spec(&services, &job, &mut |e| {
+            let now = Instant::now();
+            match e {
+                Event::Stage { stage, .. } => {
+                    if stage == Stage::Context {
+                        marks.push(Marks::default());
+                    }
+                    let m = marks.last_mut().expect("context comes first");
+                    let slot = match stage {
+                        Stage::Context => &mut m.context,
+                        Stage::Agent => &mut m.agent,
+                        Stage::Apply => &mut m.apply,
+                        Stage::Validate => &mut m.validate,
+                        Stage::Record => &mut m.record,
+                    };
+                    *slot = Some(now);
+                }
+                Event::Recorded { .. } => {
+                    marks.last_mut().expect("an iteration").recorded = Some(now);
+                }
+                _ => {}
+            }
+        })
+        .expect("the loop runs");
+        assert_eq!(
+            outcome.iterations, iterations,
+            "every scripted iteration ran: {}",
+            outcome.detail
+        );
+        let calls = agent.calls.lock().expect("not poisoned").clone();
+        for (m, call) in marks.iter().zip(&calls) {
+            let at = |o: Option<Instant>| o.expect("every stage is reported");
+            let (c, a, p, v, r, done) = (
+                at(m.context),
+                at(m.agent),
+                at(m.apply),
+                at(m.validate),
+                at(m.record),
+                at(m.recorded),
+            );
+            overhead.push((done - c).saturating_sub(*call));
+            stages[0].push(a - c);
+            stages[1].push((p - a).saturating_sub(*call));
+            stages[2].push(v - p);
+            stages[3].push(r - v);
+            stages[4].push(done - r);
+        }
+    }
+
+    overhead.sort();
+    let n = overhead.len();
+    println!(
+        "orchestration overhead per iteration ({n} iterations, {runs} run(s) of {iterations}, {files} files, fsync {}):",
+        if fsync { "on" } else { "off" }
+    );
+    println!(
+        "  median {:.2} ms, p10 {:.2} ms, p90 {:.2} ms, max {:.2} ms (goal: median under 15 ms)",
+        ms(percentile(&overhead, 50)),
+        ms(percentile(&overhead, 10)),
+        ms(percentile(&overhead, 90)),
+        ms(overhead[n - 1]),
+    );
+    let names = [
+        "context (build prompt, prompt record, checkpoint)",
+        "around the agent (response record, checkpoint)",
+        "apply (parse, write files)",
+        "validate + decide (no gates; snapshot, patch id)",
+        "record (snapshot, commit, notes, refs)",
+    ];
+    for (name, v) in names.iter().zip(stages.iter_mut()) {
+        v.sort();
+        println!("  {name:<52} median {:>6.2} ms", ms(percentile(v, 50)));
+    }
+}
