@@ -267,7 +267,7 @@ mod tests {
         git_in(root, &["commit", "--quiet", "-m", "base"]);
         let head = git_in(root, &["rev-parse", "HEAD"]);
         let repo = Repository::open(root).expect("open");
-        let wt = Worktree::create(&repo, "t", Oid::from_str(head.trim()).expect("oid"))
+        let wt = Worktree::create(&repo, None, "t", Oid::from_str(head.trim()).expect("oid"))
             .expect("worktree");
         let p = wt.path().to_path_buf();
         std::fs::write(p.join("src/a/change.rs"), "new\n").expect("write");
