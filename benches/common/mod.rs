@@ -129,6 +129,7 @@ pub fn settings(iterations: u32) -> Settings {
         checkpoint_after_iteration: false,
         checkpoint_after_complete: false,
         hostile_after: 2,
+        worktree_root: None,
     }
 }
 
