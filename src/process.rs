@@ -236,6 +236,21 @@ mod tests {
     }
 
     #[test]
+    fn removed_variables_are_not_seen() {
+        let dir = std::env::temp_dir();
+        let out = run(&ShellCommand {
+            command: "echo ${HOME:-unset}",
+            dir: &dir,
+            timeout: Duration::from_secs(5),
+            max_output_bytes: 100,
+            env: &[],
+            env_remove: &["HOME".to_string()],
+        })
+        .expect("sh runs");
+        assert_eq!(out.stdout, "unset\n");
+    }
+
+    #[test]
     fn timeout_kills_the_group() {
         let start = Instant::now();
         let out = sh("sleep 30 & sleep 30; echo never", 200, 1000);

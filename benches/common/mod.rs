@@ -123,6 +123,7 @@ pub fn settings(iterations: u32) -> Settings {
             allow: Vec::new(),
             timeout: Duration::from_secs(10),
             max_output_bytes: 10_000,
+            env_remove: Vec::new(),
         },
         context: ContextOptions::default(),
         token_budget: TokenBudget::default(),

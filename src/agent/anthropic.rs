@@ -365,6 +365,9 @@ impl Usage {
     }
 }
 
+/// The largest content-block index accepted from a stream.
+const MAX_BLOCK_INDEX: u64 = 1024;
+
 /// A finished model answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
@@ -1075,7 +1078,13 @@ impl Accumulator {
                 message: format!("{event} event with bad JSON: {e}"),
             })
         })?;
-        let index = v.get("index").and_then(Value::as_u64).unwrap_or(0) as usize;
+        // A message has a handful of content blocks; an absurd index (a broken proxy) must
+        // not become a huge allocation.
+        let index = v
+            .get("index")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            .min(MAX_BLOCK_INDEX) as usize;
         match event {
             "message_start" => {
                 let m = v.get("message").unwrap_or(&Value::Null);

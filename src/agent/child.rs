@@ -130,7 +130,9 @@ pub(crate) fn run(
     let status = loop {
         match rx.recv_timeout(POLL) {
             Ok(line) => on_line(&line),
-            Err(mpsc::RecvTimeoutError::Timeout | mpsc::RecvTimeoutError::Disconnected) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // stdout is closed but the child still runs: wait without spinning.
+            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
         }
         if let Some(status) = child.try_wait()? {
             break Some(status);

@@ -535,7 +535,7 @@ impl Agent for ClaudeCodeAgent {
                 message: format!(
                     "Claude Code committed in the worktree and the commits cannot be folded: {e}"
                 ),
-                hint: "this is a bug; the worktree is under .git/mmm/worktrees".into(),
+                hint: "this is a bug in mmm; the run stopped before recording, and `git mmm doctor` cleans up".into(),
             })?,
             None => 0,
         };

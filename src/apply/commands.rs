@@ -26,6 +26,8 @@ pub struct CommandPolicy {
     /// The most output kept per stream; beyond it the head and the tail are kept with a
     /// `[… N bytes cut …]` marker between them.
     pub max_output_bytes: usize,
+    /// Environment variables the command must not see (API keys, tokens).
+    pub env_remove: Vec<String>,
 }
 
 /// What happened to one command.
@@ -144,7 +146,7 @@ pub fn run_command(
         timeout: policy.timeout,
         max_output_bytes: policy.max_output_bytes,
         env: &[],
-        env_remove: &[],
+        env_remove: &policy.env_remove,
     })
     .map_err(|source| CommandError::Spawn {
         command: cmd.to_string(),

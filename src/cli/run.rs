@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::anyhow;
@@ -99,10 +100,26 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
     let prices = price_table(&config);
     let redactor = redactor(ctx, &config);
-    let cancel = Cancel::new();
+    // Gates and the model's commands run without the secrets mmm knows of.
+    let mut hidden_env: Vec<String> = [
+        "ANTHROPIC_API_KEY",
+        "ANTHROPIC_AUTH_TOKEN",
+        "GITHUB_TOKEN",
+        "GH_TOKEN",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    hidden_env.extend(redactor.env_names().iter().cloned());
+    hidden_env.sort();
+    hidden_env.dedup();
+    // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
+    let interrupt = Cancel::new();
+    let current: Current = Arc::new(Mutex::new(None));
     watch_for_stop(
         &store,
-        &cancel,
+        &interrupt,
+        &current,
         selected.iter().map(|s| s.id.to_string()).collect(),
     );
     let clock = clock(ctx)?;
@@ -125,9 +142,12 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     let mut complete: BTreeSet<String> = complete_specs(&store, &specs);
     let mut run_spent = Spent::default();
     for spec in &selected {
-        if cancel.is_cancelled() {
+        if interrupt.is_cancelled() {
             break;
         }
+        let cancel = Cancel::new();
+        *current.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((spec.id.to_string(), cancel.clone()));
         let waiting: Vec<String> = spec
             .depends_on
             .iter()
@@ -146,7 +166,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         }
         let kind = agent_kind(&config, spec)?;
         let agent = build_agent(ctx, &root, &config, kind)?;
-        let mut settings = settings(&config, spec);
+        let mut settings = settings(&config, spec, args, &hidden_env);
         settings.worktree_root = worktree_root(ctx, kind, &store);
         if kind == AgentKind::ClaudeCode {
             // Claude Code reads the repository with its own tools: its prompt carries the
@@ -187,10 +207,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             })?;
         run_spent.daily_usd += outcome.cost_usd;
         run_spent.daily_tokens += outcome.tokens.total();
-        if matches!(
-            outcome.reason,
-            StopReason::Complete | StopReason::AlreadyComplete
-        ) {
+        if outcome.reason.is_complete() {
             complete.insert(spec.id.to_string());
         }
         outcomes.push(outcome);
@@ -204,10 +221,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             out,
             "\n{} spec(s) run, {} complete, {tokens} tokens, ${total:.4}",
             outcomes.len(),
-            outcomes
-                .iter()
-                .filter(|o| matches!(o.reason, StopReason::Complete | StopReason::AlreadyComplete))
-                .count()
+            outcomes.iter().filter(|o| o.reason.is_complete()).count()
         )?;
         for o in &outcomes {
             writeln!(
@@ -222,9 +236,9 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     }
     let incomplete: Vec<&Outcome> = outcomes
         .iter()
-        .filter(|o| !matches!(o.reason, StopReason::Complete | StopReason::AlreadyComplete))
+        .filter(|o| !o.reason.is_complete())
         .collect();
-    if cancel.is_cancelled() || !incomplete.is_empty() || outcomes.len() < selected.len() {
+    if interrupt.is_cancelled() || !incomplete.is_empty() || outcomes.len() < selected.len() {
         return Err(CliError {
             error: anyhow!(
                 "{} of {} spec(s) did not complete",
@@ -479,10 +493,16 @@ fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
 }
 
 /// The engine's settings for one spec: configuration, then the spec's front matter.
-fn settings(config: &Config, spec: &Spec) -> Settings {
+fn settings(config: &Config, spec: &Spec, args: &Args, hidden_env: &[String]) -> Settings {
     // A spec may name a model, or one of the configured roles: `default`, `small` (cheap,
     // for easy specs) or `escalate` (the strong one).
-    let model = match spec.model.as_deref() {
+    // A flag wins over the spec's front matter (flag > … > file > default).
+    let spec_model = if args.model.is_some() {
+        None
+    } else {
+        spec.model.as_deref()
+    };
+    let model = match spec_model {
         None | Some("default") => config.model.default.clone(),
         Some("small") => config.model.small.clone(),
         Some("escalate") => config.model.escalate_to.clone(),
@@ -515,6 +535,7 @@ fn settings(config: &Config, spec: &Spec) -> Settings {
     Settings {
         max_iterations: spec
             .max_iterations
+            .filter(|_| args.max_iterations.is_none())
             .unwrap_or(u32::try_from(config.r#loop.max_iterations).unwrap_or(u32::MAX)),
         timeout: spec.timeout.unwrap_or(config.r#loop.timeout),
         stuck_after: u32::try_from(config.r#loop.stuck_after).unwrap_or(u32::MAX),
@@ -533,12 +554,7 @@ fn settings(config: &Config, spec: &Spec) -> Settings {
         gates,
         gate_options: GateOptions {
             timeout: config.validate.timeout,
-            env_remove: vec![
-                "ANTHROPIC_API_KEY".into(),
-                "ANTHROPIC_AUTH_TOKEN".into(),
-                "GITHUB_TOKEN".into(),
-                "GH_TOKEN".into(),
-            ],
+            env_remove: hidden_env.to_vec(),
             ..GateOptions::default()
         },
         apply_policy: mmm::apply::ApplyPolicy {
@@ -550,6 +566,7 @@ fn settings(config: &Config, spec: &Spec) -> Settings {
             timeout: config.commands.timeout,
             max_output_bytes: usize::try_from(config.commands.max_output_bytes)
                 .unwrap_or(usize::MAX),
+            env_remove: hidden_env.to_vec(),
         },
         context: ContextOptions {
             include: config.context.include.clone(),
@@ -611,28 +628,35 @@ pub fn stop_file(git_dir: &Path, spec: &str) -> PathBuf {
     git_dir.join("mmm").join("stop").join(spec)
 }
 
-/// Sets `cancel` on the first Ctrl-C or when `git mmm stop` names a spec of this run; a second
-/// Ctrl-C ends the process at once (the next run resumes from the last recorded iteration).
-fn watch_for_stop(store: &Store, cancel: &Cancel, specs: Vec<String>) {
+/// The spec whose loop runs now, and its stop flag.
+type Current = Arc<Mutex<Option<(String, Cancel)>>>;
+
+/// Stops the current spec's loop when `git mmm stop` names it. The first Ctrl-C stops the
+/// current loop and the run; a second one ends the process at once (the next `git mmm run`
+/// resumes from the last recorded iteration).
+fn watch_for_stop(store: &Store, interrupt: &Cancel, current: &Current, specs: Vec<String>) {
     let git_dir = store.repo().commondir().to_path_buf();
-    let files: Vec<PathBuf> = specs.iter().map(|s| stop_file(&git_dir, s)).collect();
-    for f in &files {
+    for spec in &specs {
         // A stop request left from an earlier run does not apply to this one.
-        let _ = std::fs::remove_file(f);
+        let _ = std::fs::remove_file(stop_file(&git_dir, spec));
     }
-    let c = cancel.clone();
+    let now = Arc::clone(current);
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(Duration::from_millis(200));
-            if let Some(f) = files.iter().find(|f| f.exists()) {
-                let _ = std::fs::remove_file(f);
-                eprintln!("mmm: stop requested; stopping after the current stage");
-                c.cancel();
-                return;
+            let guard = now.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((spec, cancel)) = guard.as_ref() {
+                let file = stop_file(&git_dir, spec);
+                if file.exists() && !cancel.is_cancelled() {
+                    let _ = std::fs::remove_file(&file);
+                    eprintln!("mmm: stop requested for {spec}; stopping after the current stage");
+                    cancel.cancel();
+                }
             }
         }
     });
-    let c = cancel.clone();
+    let stop_all = interrupt.clone();
+    let now = Arc::clone(current);
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -647,7 +671,10 @@ fn watch_for_stop(store: &Store, cancel: &Cancel, specs: Vec<String>) {
             eprintln!(
                 "\nmmm: stopping after the current stage (Ctrl-C again to abort; `git mmm run` resumes)"
             );
-            c.cancel();
+            stop_all.cancel();
+            if let Some((_, cancel)) = now.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                cancel.cancel();
+            }
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("mmm: aborted");
                 std::process::exit(130);

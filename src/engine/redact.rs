@@ -8,6 +8,8 @@ use std::borrow::Cow;
 pub struct Redactor {
     // Longest first, so that a secret containing another is replaced whole.
     secrets: Vec<(String, String)>,
+    // The environment variables judged secret, to keep them from child processes.
+    env_names: Vec<String>,
 }
 
 /// Values shorter than this are not treated as secrets: redacting `1` or `true` everywhere
@@ -17,13 +19,19 @@ const MIN_SECRET_LEN: usize = 6;
 impl Redactor {
     /// A redactor for these `(name, value)` pairs.
     pub fn new(secrets: impl IntoIterator<Item = (String, String)>) -> Self {
+        // Values often carry a stray newline (a `.env` file, a CI secret): the value is what
+        // counts, so it is matched trimmed.
         let mut secrets: Vec<(String, String)> = secrets
             .into_iter()
-            .filter(|(_, v)| v.trim().len() >= MIN_SECRET_LEN)
+            .map(|(n, v)| (n, v.trim().to_owned()))
+            .filter(|(_, v)| v.len() >= MIN_SECRET_LEN)
             .collect();
         secrets.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
         secrets.dedup_by(|a, b| a.1 == b.1);
-        Redactor { secrets }
+        Redactor {
+            secrets,
+            env_names: Vec::new(),
+        }
     }
 
     /// The secrets among environment variables: the ones named like `*_KEY`, `*_TOKEN`,
@@ -48,10 +56,20 @@ impl Redactor {
                 secrets.push((name.to_owned(), value.to_owned()));
             }
         }
+        let env_names = secrets.iter().map(|(n, _)| n.clone()).collect();
         for (i, value) in extra_values.iter().enumerate() {
             secrets.push((format!("secret{}", i + 1), value.clone()));
         }
-        Redactor::new(secrets)
+        Redactor {
+            env_names,
+            ..Redactor::new(secrets)
+        }
+    }
+
+    /// The environment variables whose values are secrets: gates and the model's commands run
+    /// without them.
+    pub fn env_names(&self) -> &[String] {
+        &self.env_names
     }
 
     /// The text with every secret replaced.
@@ -112,5 +130,16 @@ mod tests {
             "key [redacted:ANTHROPIC_API_KEY] and [redacted:MY_SERVICE_TOKEN] and [redacted:secret1] in /usr/bin abc"
         );
         assert_eq!(v["nested"][0], "[redacted:ANTHROPIC_API_KEY]");
+        assert!(r.env_names().contains(&"MY_SERVICE_TOKEN".to_string()));
+        assert!(!r.env_names().contains(&"PATH".to_string()));
+    }
+
+    #[test]
+    fn values_are_matched_trimmed() {
+        let r = Redactor::from_env([("CI_TOKEN", "tok_1234567\n")], &[], &[]);
+        assert_eq!(
+            r.redact("got tok_1234567 here"),
+            "got [redacted:CI_TOKEN] here"
+        );
     }
 }

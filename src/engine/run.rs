@@ -497,6 +497,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                     &metrics,
                     detail.transcript.as_deref().unwrap_or(&[]),
                 );
+                self.replay_strategy_state(it, &metrics);
             }
         }
 
@@ -614,8 +615,14 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 break stop;
             }
         };
-        worktree.remove()?;
         store.finish_run(&run)?;
+        let mut detail = detail;
+        if let Err(e) = worktree.remove() {
+            // Everything is recorded; a leftover worktree is for `git mmm doctor`.
+            detail.push_str(&format!(
+                " (the worktree could not be removed: {e}; run `git mmm doctor`)"
+            ));
+        }
         self.emit(Event::Finished {
             spec: self.name.clone(),
             reason,
@@ -633,6 +640,60 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             cost_usd: self.run_cost,
             tokens: self.run_tokens,
         })
+    }
+
+    /// Rebuilds what the strategies count (failures in a row, the last good iteration, repeated
+    /// changes and failures, escalation) from an earlier iteration, so that a resumed run (or
+    /// one continued after a checkpoint) decides as an uninterrupted one would.
+    fn replay_strategy_state(&mut self, it: &crate::store::Iteration, metrics: &[Record]) {
+        let Some(m) = metrics.iter().find(|r| r.kind == "metrics") else {
+            return;
+        };
+        let num = |k: &str| m.data.get(k).and_then(Value::as_u64).unwrap_or(0);
+        let (passed, total) = (num("checks_passed"), num("checks_total"));
+        let memory = &mut self.memory;
+        if m.data.get("status").and_then(Value::as_str) == Some("failed") {
+            memory.failed_in_a_row += 1;
+        } else {
+            memory.failed_in_a_row = 0;
+        }
+        if total > 0 && passed == total {
+            memory.last_good = Some(it.commit);
+        }
+        memory.last_failing = Some(usize::try_from(total - passed.min(total)).unwrap_or(0));
+        let patch = patch_id(
+            self.s.store.repo(),
+            it.parent
+                .and_then(|p| self.s.store.repo().find_commit(p).ok())
+                .map(|c| c.tree_id()),
+            it.tree,
+        );
+        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
+            memory.same_patch + 1
+        } else {
+            1
+        };
+        memory.last_patch = patch;
+        let failing: Vec<&context::Failure> = memory.failures.iter().collect();
+        let key = (!failing.is_empty()).then(|| {
+            let mut parts: Vec<String> = failing
+                .iter()
+                .map(|f| failure_part(&f.name, &f.output))
+                .collect();
+            parts.sort();
+            parts.join("\u{1}")
+        });
+        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
+            memory.same_failures + 1
+        } else {
+            1
+        };
+        memory.last_failure_key = key;
+        if let Some(model) = m.data.get("model").and_then(Value::as_str)
+            && self.job.settings.escalate_to.as_deref() == Some(model)
+        {
+            self.model = model.to_owned();
+        }
     }
 
     fn finish_without_run(
@@ -696,6 +757,21 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         self.budget_check(input).err()
     }
 
+    /// The tightest USD limit left for the next call (per iteration, per spec, per day).
+    fn usd_left(&self) -> Option<f64> {
+        let limits = &self.job.settings.limits;
+        let today = self.s.spent_today.daily_usd + self.run_cost;
+        [
+            limits.per_iteration_usd,
+            limits.per_spec_usd.map(|l| l - self.spent.spec_usd),
+            limits.daily_usd.map(|l| l - today),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|l| l.max(0.0))
+        .reduce(f64::min)
+    }
+
     fn budget_check(&self, input_tokens: u64) -> Result<u32, (StopReason, String)> {
         let settings = &self.job.settings;
         let Some(price) = self.s.prices.get(&self.model) else {
@@ -713,9 +789,18 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         match budget::check(
             &settings.limits,
             &spent,
+            // An upper bound: input may be written to the cache (dearer than plain input), and
+            // a long prompt may be billed at the long-prompt tier.
             CallPrice {
-                input: price.input,
-                output: price.output,
+                input: price.input.max(price.cache_write_5m).max(
+                    price
+                        .long_prompt
+                        .as_ref()
+                        .map_or(0.0, |t| t.input.max(t.cache_write_5m)),
+                ),
+                output: price
+                    .output
+                    .max(price.long_prompt.as_ref().map_or(0.0, |t| t.output)),
             },
             input_tokens,
             settings.max_tokens,
@@ -799,10 +884,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             max_tokens,
             worktree: worktree.path(),
             iteration: n,
-            budget_left_usd: settings
-                .limits
-                .per_spec_usd
-                .map(|l| (l - self.spent.spec_usd).max(0.0)),
+            budget_left_usd: self.usd_left(),
             timeout: settings.timeout.saturating_sub(self.started.elapsed()),
         };
         let name = self.name.clone();
@@ -833,6 +915,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             self.s
                 .prices
                 .cost(&reply.model, &(&reply.usage).into())
+                // The API may answer with a dated id the table (or an override) does not
+                // know: price it as the model that was asked for.
+                .or_else(|| self.s.prices.cost(&self.model, &(&reply.usage).into()))
                 .unwrap_or(0.0)
         });
         self.run_cost += cost;
@@ -884,7 +969,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         // Validate.
         let t = Instant::now();
         let mut results: Vec<GateResult> = Vec::new();
-        if !self.s.cancel.is_cancelled() {
+        // A stop that arrives while the gates run does not void an iteration whose checks all
+        // ran: it is recorded for what it is, and the loop stops after it.
+        let interrupted = self.s.cancel.is_cancelled();
+        if !interrupted {
             self.emit(Event::Stage {
                 spec: self.name.clone(),
                 iteration: n,
@@ -898,7 +986,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             );
         }
         durations.insert("validate_ms".into(), ms(t.elapsed()));
-        let interrupted = self.s.cancel.is_cancelled();
         for r in &results {
             let rec = self.record(run, "gate", serde_json::to_value(r).unwrap_or(Value::Null));
             transcript.push(rec);
@@ -1368,13 +1455,15 @@ fn short(oid: Oid) -> String {
 fn failure_key(failing: &[&GateResult]) -> String {
     let mut parts: Vec<String> = failing
         .iter()
-        .map(|r| {
-            let out: String = r.output.chars().filter(|c| !c.is_ascii_digit()).collect();
-            format!("{}\u{0}{}", r.name, out)
-        })
+        .map(|r| failure_part(&r.name, &r.output))
         .collect();
     parts.sort();
     parts.join("\u{1}")
+}
+
+fn failure_part(name: &str, output: &str) -> String {
+    let out: String = output.chars().filter(|c| !c.is_ascii_digit()).collect();
+    format!("{name}\u{0}{out}")
 }
 
 /// A stable id of the change between two trees (`None` when it cannot be computed).

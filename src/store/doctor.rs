@@ -438,7 +438,7 @@ impl Store {
             .repo
             .worktrees()
             .map_err(StoreError::git("list worktrees"))?;
-        let mmm_dir = canonical(&self.repo.path().join("mmm").join("worktrees"));
+        let mmm_dir = canonical(&self.repo.commondir().join("mmm").join("worktrees"));
         for name in names.iter().filter_map(|n| n.ok().flatten()) {
             let wt = self
                 .repo

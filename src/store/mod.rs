@@ -954,11 +954,17 @@ impl Store {
                 .find_commit(oid)
                 .map_err(StoreError::git(format!("read commit {oid}")))?;
             match self.iteration_of(spec, &c) {
-                Some(it) => {
-                    cur = it.parent;
+                // Numbers count down by one to iteration 1; an older chain of the same spec
+                // below it (a branch merged into the base and deleted) is not this branch.
+                Some(it)
+                    if out
+                        .last()
+                        .is_none_or(|newer: &Iteration| newer.n == it.n + 1) =>
+                {
+                    cur = if it.n <= 1 { None } else { it.parent };
                     out.push(it);
                 }
-                None => break,
+                _ => break,
             }
         }
         out.reverse();

@@ -261,7 +261,8 @@ fn claude_code_commits_are_folded_into_one_iteration() {
     assert_eq!(summary["folded_commits"], 1);
     let calls = calls(&plan);
     let argv = calls[0]["argv"].as_array().expect("argv");
-    assert_eq!(arg_after(argv, "--max-budget-usd"), "2.5000");
+    // The tightest limit left: per iteration (2.0 by default), under the spec's 2.5.
+    assert_eq!(arg_after(argv, "--max-budget-usd"), "2.0000");
     repo.assert_fsck();
 }
 

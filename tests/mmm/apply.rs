@@ -700,6 +700,7 @@ fn cmd_policy(allow: &[&str], timeout_ms: u64, max: usize) -> CommandPolicy {
         allow: allow.iter().map(|s| s.to_string()).collect(),
         timeout: Duration::from_millis(timeout_ms),
         max_output_bytes: max,
+        env_remove: vec!["HOME".into()],
     }
 }
 
