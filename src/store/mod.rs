@@ -678,8 +678,14 @@ impl Store {
             .repo
             .commit(None, &sig, &sig, &msg, &tree, &parents)
             .map_err(StoreError::git("write the checkpoint commit"))?;
-        // A wip ref has a single writer (its run); losing the swap means it was resumed twice.
-        if !self.cas_ref(&name, run.wip, c, &format!("mmm: checkpoint {n}"))? {
+        // A wip ref has a single writer (its run). If `doctor` archived and deleted it
+        // meanwhile (it keeps the old checkpoints in the archive), start the ref afresh;
+        // losing any other swap means the run was resumed twice.
+        let expected = match self.ref_target(&name)? {
+            None => None,
+            Some(_) => run.wip,
+        };
+        if !self.cas_ref(&name, expected, c, &format!("mmm: checkpoint {n}"))? {
             return Err(StoreError::Contention {
                 what: name,
                 attempts: 1,
