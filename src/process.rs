@@ -82,6 +82,7 @@ pub fn run(cmd: &ShellCommand<'_>) -> std::io::Result<CommandOutput> {
     }
     let mut child = command.spawn()?;
     let pid = child.id();
+    track(pid);
     let limit = cmd.max_output_bytes;
     let stdout = child.stdout.take().map(|s| spawn_reader(s, limit));
     let stderr = child.stderr.take().map(|s| spawn_reader(s, limit));
@@ -104,6 +105,7 @@ pub fn run(cmd: &ShellCommand<'_>) -> std::io::Result<CommandOutput> {
         // Descendants that outlive the shell would keep the pipes open: end them too.
         kill_group(pid);
     }
+    untrack(pid);
     let stdout = stdout.map(join_reader).unwrap_or_default();
     let stderr = stderr.map(join_reader).unwrap_or_default();
     Ok(CommandOutput {
@@ -115,7 +117,36 @@ pub fn run(cmd: &ShellCommand<'_>) -> std::io::Result<CommandOutput> {
     })
 }
 
-fn kill_group(pid: u32) {
+/// The process groups of the children running now, so that an abort can end them all.
+static LIVE_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes a child's process group as running (until [`untrack`]).
+pub(crate) fn track(pid: u32) {
+    LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push(pid);
+}
+
+/// Forgets a child's process group.
+pub(crate) fn untrack(pid: u32) {
+    LIVE_GROUPS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|p| *p != pid);
+}
+
+/// Ends every child process group mmm started and that still runs: gates, commands, agent
+/// CLIs. For an abort (a second Ctrl-C), so that nothing keeps running or spending.
+pub fn kill_all_groups() {
+    let groups = std::mem::take(&mut *LIVE_GROUPS.lock().unwrap_or_else(|e| e.into_inner()));
+    for pid in groups {
+        kill_group(pid);
+    }
+}
+
+/// Sends SIGKILL to a process group.
+pub(crate) fn kill_group(pid: u32) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which is ignored.
         unsafe {
@@ -124,9 +155,14 @@ fn kill_group(pid: u32) {
     }
 }
 
-type Reader = thread::JoinHandle<String>;
+type Reader = mpsc::Receiver<String>;
+
+/// How long to wait for a pipe to drain once the process group is gone. A descendant that left
+/// the group (`setsid`) can hold the pipe open for ever; its output is then given up.
+const DRAIN: Duration = Duration::from_secs(2);
 
 fn spawn_reader(mut source: impl Read + Send + 'static, limit: usize) -> Reader {
+    let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut kept = HeadTail::new(limit);
         let mut buf = [0u8; 8192];
@@ -136,12 +172,15 @@ fn spawn_reader(mut source: impl Read + Send + 'static, limit: usize) -> Reader 
                 Ok(n) => kept.push(&buf[..n]),
             }
         }
-        kept.finish()
-    })
+        let _ = tx.send(kept.finish());
+    });
+    rx
 }
 
-fn join_reader(handle: Reader) -> String {
-    handle.join().unwrap_or_default()
+fn join_reader(rx: Reader) -> String {
+    rx.recv_timeout(DRAIN).unwrap_or_else(|_| {
+        "[mmm: output not collected: a process outside the group kept the pipe open]".to_owned()
+    })
 }
 
 /// Keeps the first and last `limit / 2` bytes of a stream.

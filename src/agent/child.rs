@@ -5,6 +5,7 @@
 //!
 //! Owns: the agent child processes. Must not interpret their output: the agents do.
 
+use crate::process::kill_group;
 use std::ffi::OsString;
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::os::unix::process::CommandExt as _;
@@ -83,6 +84,7 @@ pub(crate) fn run(
     }
     let mut child = command.spawn()?;
     let pid = child.id();
+    crate::process::track(pid);
 
     if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
         // A child that does not read its stdin must not block us: write from a thread.
@@ -148,6 +150,7 @@ pub(crate) fn run(
     };
     // End the group: on timeout or stop the child itself, otherwise whatever it left behind.
     kill_group(pid);
+    crate::process::untrack(pid);
     let status = match status {
         Some(s) => Some(s),
         None => Some(child.wait()?),
@@ -172,15 +175,6 @@ pub(crate) fn run(
         stderr,
         duration: start.elapsed(),
     })
-}
-
-fn kill_group(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which is ignored.
-        unsafe {
-            libc::killpg(pid, libc::SIGKILL);
-        }
-    }
 }
 
 /// Keeps the first and last `STDERR_LIMIT / 2` bytes of a stream.

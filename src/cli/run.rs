@@ -676,6 +676,8 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, current: &Current, specs: V
                 cancel.cancel();
             }
             if tokio::signal::ctrl_c().await.is_ok() {
+                // Children run in their own process groups and never saw the SIGINT.
+                mmm::process::kill_all_groups();
                 eprintln!("mmm: aborted");
                 std::process::exit(130);
             }
