@@ -184,7 +184,7 @@ fn join_reader(rx: Reader) -> String {
 }
 
 /// Keeps the first and last `limit / 2` bytes of a stream.
-struct HeadTail {
+pub(crate) struct HeadTail {
     limit: usize,
     head: Vec<u8>,
     tail: std::collections::VecDeque<u8>,
@@ -192,7 +192,7 @@ struct HeadTail {
 }
 
 impl HeadTail {
-    fn new(limit: usize) -> Self {
+    pub(crate) fn new(limit: usize) -> Self {
         HeadTail {
             limit,
             head: Vec::new(),
@@ -201,7 +201,7 @@ impl HeadTail {
         }
     }
 
-    fn push(&mut self, bytes: &[u8]) {
+    pub(crate) fn push(&mut self, bytes: &[u8]) {
         self.total += bytes.len();
         let head_cap = self.limit / 2;
         let take = head_cap.saturating_sub(self.head.len()).min(bytes.len());
@@ -217,7 +217,7 @@ impl HeadTail {
         }
     }
 
-    fn finish(self) -> String {
+    pub(crate) fn finish(self) -> String {
         let kept = self.head.len() + self.tail.len();
         let mut out = String::from_utf8_lossy(&self.head).into_owned();
         if kept < self.total {

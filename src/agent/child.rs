@@ -114,7 +114,7 @@ pub(crate) fn run(
     });
     let stderr_reader = child.stderr.take().map(|mut err| {
         thread::spawn(move || {
-            let mut kept = HeadTail::default();
+            let mut kept = crate::process::HeadTail::new(STDERR_LIMIT);
             let mut buf = [0u8; 8192];
             loop {
                 match err.read(&mut buf) {
@@ -175,40 +175,6 @@ pub(crate) fn run(
         stderr,
         duration: start.elapsed(),
     })
-}
-
-/// Keeps the first and last `STDERR_LIMIT / 2` bytes of a stream.
-#[derive(Default)]
-struct HeadTail {
-    head: Vec<u8>,
-    tail: std::collections::VecDeque<u8>,
-    total: usize,
-}
-
-impl HeadTail {
-    fn push(&mut self, bytes: &[u8]) {
-        self.total += bytes.len();
-        let half = STDERR_LIMIT / 2;
-        let take = half.saturating_sub(self.head.len()).min(bytes.len());
-        self.head.extend_from_slice(&bytes[..take]);
-        for &b in &bytes[take..] {
-            if self.tail.len() == half {
-                self.tail.pop_front();
-            }
-            self.tail.push_back(b);
-        }
-    }
-
-    fn finish(self) -> String {
-        let kept = self.head.len() + self.tail.len();
-        let mut out = String::from_utf8_lossy(&self.head).into_owned();
-        if kept < self.total {
-            out.push_str(&format!("\n[… {} bytes cut by mmm …]\n", self.total - kept));
-        }
-        let tail: Vec<u8> = self.tail.into_iter().collect();
-        out.push_str(&String::from_utf8_lossy(&tail));
-        out
-    }
 }
 
 /// The last `n` lines of `text`, for error messages.
