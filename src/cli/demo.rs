@@ -104,6 +104,12 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     if !args.json {
         let d = dir.display();
         let mut msg = out();
+        if !on_path(ctx, "git-mmm") {
+            writeln!(
+                msg,
+                "\n(`git mmm` needs `git-mmm` on PATH: `cargo install --path .` in the mmm checkout)"
+            )?;
+        }
         writeln!(
             msg,
             "\nLook at what the loop recorded (plain git works too):\n\
@@ -117,6 +123,12 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         )?;
     }
     outcome
+}
+
+/// True when an executable of that name is in one of `PATH`'s directories.
+fn on_path(ctx: &Ctx, name: &str) -> bool {
+    ctx.var("PATH")
+        .is_some_and(|p| std::env::split_paths(p).any(|d| d.join(name).is_file()))
 }
 
 fn fresh_dir(cwd: &Path) -> PathBuf {
