@@ -736,3 +736,32 @@ fn status_all_reads_only_tips_and_is_fast() {
     // Another spec's commit on a branch is not read as its iteration.
     assert!(st.iter().filter(|s| s.iteration.is_some()).count() == 1);
 }
+
+#[test]
+fn history_stops_at_iteration_one_even_when_the_base_is_an_older_run() {
+    // A spec's branch is merged into main (fast-forward) and deleted; a new run of the same
+    // spec starts from main, whose tip is that older run's last iteration commit.
+    let repo = TestRepo::new();
+    let store = store_at(&repo.path, "h");
+    let s = spec("login");
+    let mut run = store.start_run(&s, head(&repo)).expect("start");
+    record(&store, &mut run, Some("a.txt"));
+    record(&store, &mut run, Some("b.txt"));
+    store.finish_run(&run).expect("finish");
+    repo.git(&["merge", "--ff-only", "-q", "mmm/login"]);
+    repo.git(&["branch", "-D", "mmm/login"]);
+
+    let mut run = store.start_run(&s, head(&repo)).expect("start again");
+    assert_eq!(run.next_iteration, 1, "a new branch starts at iteration 1");
+    record(&store, &mut run, Some("c.txt"));
+    store.finish_run(&run).expect("finish");
+    let history = store.history(&s).expect("history");
+    let numbers: Vec<u32> = history.iter().map(|i| i.n).collect();
+    assert_eq!(
+        numbers,
+        [1],
+        "the older run below the base is not this branch's history"
+    );
+    let detail = store.iteration(&s, 1).expect("iteration 1");
+    assert_eq!(detail.iteration.commit, history[0].commit);
+}
