@@ -168,3 +168,34 @@ fn a_token_budget_stops_before_the_call() {
         show(&out)
     );
 }
+
+#[test]
+fn the_daily_budget_counts_what_other_specs_spent_today() {
+    // Spec `a` spends about $0.1 (a long answer); with a daily budget of $0.1 no call for `b`
+    // can fit any more, although `b` itself has spent nothing.
+    let long = format!("{}\n{}\n", done(), "words ".repeat(7_000));
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("for a.", Reply::Text(long)),
+        Rule::new("for b.", Reply::Text(done())),
+    ]);
+    let repo = project(
+        &config("[budget]\ndaily_usd = 0.1\nper_spec_usd = 5.0\nper_iteration_usd = 5.0\n"),
+        &[("a", &spec("a", "")), ("b", &spec("b", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "a"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let a = metrics(&repo, "a", &iterations(&repo, "a")[0].commit);
+    assert!(
+        a["cost_usd"].as_f64().expect("cost") > 0.05,
+        "spec a spent enough to matter: {a}"
+    );
+    let out = run_api(&repo, &fake, &["run", "b"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(fake.requests().len(), 1, "no call for b: {}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("daily_usd"),
+        "{}",
+        show(&out)
+    );
+}
