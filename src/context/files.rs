@@ -17,7 +17,7 @@ use super::ContextError;
 const BINARY_SNIFF: usize = 8 * 1024;
 
 /// The files of a worktree, as sorted relative paths with `/` separators.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tree {
     root: PathBuf,
     /// Every visible file (not ignored, not under `.git`), sorted.

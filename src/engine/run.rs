@@ -385,6 +385,9 @@ struct Loop<'s, 'j, 'e> {
     iterations_run: u32,
     /// The project metadata and repository map of this run, computed at its first prompt.
     repo: Option<Arc<RepoSnapshot>>,
+    /// The worktree's visible files for the context, walked at the first prompt and again only
+    /// after a snapshot saw files added or deleted (or the workspace was rolled back).
+    tree: Option<Arc<context::Tree>>,
 }
 
 /// What an iteration produced, before it is recorded.
@@ -426,6 +429,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             iterations_this_revision: 0,
             iterations_run: 0,
             repo: None,
+            tree: None,
         })
     }
 
@@ -552,7 +556,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             });
             let tree = match draft.tree {
                 Some(tree) => tree,
-                None => worktree.snapshot()?,
+                None => self.scan(&worktree)?,
             };
             let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
             let recorded = store.record_iteration(
@@ -602,6 +606,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 {
                     worktree.reset_to(good)?;
                     worktree.advance(recorded.commit)?;
+                    self.tree = None;
                     previous_tree = store.repo().find_commit(good).map(|c| c.tree_id()).ok();
                 }
                 if d.starts_with("escalate")
@@ -906,7 +911,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
 
         // Decide.
         let t = Instant::now();
-        let tree = worktree.snapshot()?;
+        let tree = self.scan(worktree)?;
         let failing: Vec<&GateResult> = results.iter().filter(|r| !r.passed).collect();
         let checks_passed = results.len() - failing.len();
         let status = if interrupted {
@@ -1043,7 +1048,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             budget: settings.token_budget,
             options: settings.context.clone(),
             repo: self.repo.clone(),
+            tree: self.tree.clone(),
         };
+        if input.tree.is_none() {
+            let tree = Arc::new(context::walk_tree(&input)?);
+            self.tree = Some(tree.clone());
+            input.tree = Some(tree);
+        }
         if input.repo.is_none() {
             // Once per run, from the worktree at the run's start: the map stays byte-identical
             // (the cached prefix) and 2,000 files are not re-read on every iteration.
@@ -1052,6 +1063,16 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             input.repo = Some(repo);
         }
         Ok(context::build_prompt(&input, self.job.templates)?)
+    }
+
+    /// Snapshots the worktree; forgets the context's list of files when files were added or
+    /// deleted, so that the next prompt walks the worktree again.
+    fn scan(&mut self, worktree: &Worktree) -> Result<Oid, EngineError> {
+        let snap = worktree.scan()?;
+        if snap.files_changed {
+            self.tree = None;
+        }
+        Ok(snap.tree)
     }
 
     fn gates(&self) -> Vec<Gate> {

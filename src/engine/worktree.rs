@@ -32,6 +32,16 @@ pub enum WorktreeError {
     },
 }
 
+/// What [`Worktree::scan`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The tree object of the worktree's content.
+    pub tree: Oid,
+    /// Whether files were added or deleted (or changed type, or an ignore file changed) since
+    /// the previous snapshot; `false` means only contents changed.
+    pub files_changed: bool,
+}
+
 /// A temporary worktree; removed on drop.
 pub struct Worktree {
     main_git_dir: PathBuf,
@@ -119,6 +129,13 @@ impl Worktree {
     /// Writes the worktree's current content (what `git add -A` would stage, so `.gitignore`d
     /// files stay out) as a tree object and returns its id.
     pub fn snapshot(&self) -> Result<Oid, WorktreeError> {
+        self.scan().map(|s| s.tree)
+    }
+
+    /// [`Worktree::snapshot`], also telling whether the set of files may have changed since the
+    /// last snapshot (a file added, deleted or changed type, or an ignore file changed), so that
+    /// a cached list of the worktree's files can be kept when only contents changed.
+    pub fn scan(&self) -> Result<Snapshot, WorktreeError> {
         let err = |source| WorktreeError::Repo {
             path: self.path.clone(),
             source,
@@ -134,22 +151,31 @@ impl Worktree {
             .repo
             .diff_index_to_workdir(Some(&index), Some(&mut opts))
             .map_err(err)?;
+        let mut files_changed = false;
         for delta in diff.deltas() {
             match delta.status() {
                 git2::Delta::Deleted => {
+                    files_changed = true;
                     if let Some(p) = delta.old_file().path() {
                         index.remove_path(p).map_err(err)?;
                     }
                 }
-                _ => {
+                status => {
                     if let Some(p) = delta.new_file().path() {
+                        let ignore_file = p
+                            .file_name()
+                            .is_some_and(|n| n == ".gitignore" || n == ".ignore");
+                        files_changed |= status != git2::Delta::Modified || ignore_file;
                         index.add_path(p).map_err(err)?;
                     }
                 }
             }
         }
         index.write().map_err(err)?;
-        index.write_tree().map_err(err)
+        Ok(Snapshot {
+            tree: index.write_tree().map_err(err)?,
+            files_changed,
+        })
     }
 
     /// Makes the worktree's content exactly that of `commit` (used to roll the workspace back
@@ -303,6 +329,36 @@ mod tests {
         );
         // Nothing changed: the same tree again.
         assert_eq!(wt.snapshot().expect("snapshot"), tree);
+        wt.remove().expect("remove");
+    }
+
+    #[test]
+    fn scan_tells_whether_files_were_added_or_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git_in(root, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(root.join(".gitignore"), "*.log\n").expect("write");
+        std::fs::write(root.join("a.rs"), "a\n").expect("write");
+        git_in(root, &["add", "--all"]);
+        git_in(root, &["commit", "--quiet", "-m", "base"]);
+        let head = git_in(root, &["rev-parse", "HEAD"]);
+        let repo = Repository::open(root).expect("open");
+        let wt = Worktree::create(&repo, None, "s", Oid::from_str(head.trim()).expect("oid"))
+            .expect("worktree");
+        let p = wt.path().to_path_buf();
+        let changed = || wt.scan().expect("scan").files_changed;
+        assert!(!changed(), "nothing changed");
+        std::fs::write(p.join("a.rs"), "a changed\n").expect("write");
+        assert!(!changed(), "only a content changed");
+        std::fs::write(p.join("x.log"), "ignored\n").expect("write");
+        assert!(!changed(), "an ignored file is not a file of the worktree");
+        std::fs::write(p.join("b.rs"), "b\n").expect("write");
+        assert!(changed(), "a file was added");
+        assert!(!changed(), "the addition was staged by the previous scan");
+        std::fs::remove_file(p.join("b.rs")).expect("rm");
+        assert!(changed(), "a file was deleted");
+        std::fs::write(p.join(".gitignore"), "*.log\n*.tmp\n").expect("write");
+        assert!(changed(), "an ignore file changed");
         wt.remove().expect("remove");
     }
 }
