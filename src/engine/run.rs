@@ -879,10 +879,18 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             response::parse(&reply.text)
         };
         let mut problems: Vec<String> = parsed.problems.iter().map(|p| p.to_string()).collect();
+        let mut written = Vec::new();
         let (applied, failed, refused) = if interrupted_early {
             (0, 0, 0)
         } else {
-            self.apply(run, worktree, &parsed, &mut problems, &mut transcript)?
+            self.apply(
+                run,
+                worktree,
+                &parsed,
+                &mut problems,
+                &mut transcript,
+                &mut written,
+            )?
         };
         durations.insert("apply_ms".into(), ms(t.elapsed()));
 
@@ -911,7 +919,18 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
 
         // Decide.
         let t = Instant::now();
-        let tree = self.scan(worktree)?;
+        // When only mmm's own edits touched the worktree (no gate, no command, an agent that
+        // does not edit files itself, every edit applied whole), stage just their paths;
+        // anything else may have written anywhere, so the whole worktree is scanned.
+        let own_edits_only = results.is_empty()
+            && parsed.commands.is_empty()
+            && !reply.edits_in_worktree
+            && failed == 0;
+        let tree = if own_edits_only {
+            self.stage(worktree, &written)?
+        } else {
+            self.scan(worktree)?
+        };
         let failing: Vec<&GateResult> = results.iter().filter(|r| !r.passed).collect();
         let checks_passed = results.len() - failing.len();
         let status = if interrupted {
@@ -1075,6 +1094,20 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         Ok(snap.tree)
     }
 
+    /// [`Loop::scan`] limited to `paths`, the only ones changed since the last snapshot;
+    /// scans the whole worktree when a path is unusual.
+    fn stage(&mut self, worktree: &Worktree, paths: &[String]) -> Result<Oid, EngineError> {
+        match worktree.stage_paths(paths)? {
+            Some(snap) => {
+                if snap.files_changed {
+                    self.tree = None;
+                }
+                Ok(snap.tree)
+            }
+            None => self.scan(worktree),
+        }
+    }
+
     fn gates(&self) -> Vec<Gate> {
         let mut gates = self.job.settings.gates.clone();
         for (i, c) in self.job.spec.criteria.iter().enumerate() {
@@ -1090,7 +1123,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     }
 
     /// Applies the parsed edits and runs the allowed commands; returns the counts of applied,
-    /// failed and refused edits.
+    /// failed and refused edits, and adds the paths of the applied ones to `written`.
     fn apply(
         &mut self,
         run: &mut Run,
@@ -1098,11 +1131,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         parsed: &Parsed,
         problems: &mut Vec<String>,
         transcript: &mut Vec<Record>,
+        written: &mut Vec<String>,
     ) -> Result<(usize, usize, usize), EngineError> {
         let settings = &self.job.settings;
         let report = apply::apply(worktree.path(), &parsed.edits, &settings.apply_policy)?;
         for a in &report.applied {
             self.memory.touched.insert(PathBuf::from(&a.path));
+            written.push(a.path.clone());
         }
         for f in &report.failed {
             problems.push(format!("the edit of `{}` failed: {}", f.path, f.reason));
