@@ -611,15 +611,15 @@ fn select(
     // in most paths (`src` when the spec names `src/…` files) says nothing about relevance and
     // would pull the whole repository into every prompt, so it does not count.
     let words = spec_words(&input.spec_content);
-    let candidates: Vec<(&String, BTreeSet<String>)> = tree
-        .files
+    let candidates: Vec<(&String, &BTreeSet<String>)> = tree
+        .path_tokens(path_tokens)
         .iter()
-        .filter(|f| !chosen.contains(*f) && included(f))
-        .map(|f| (f, path_tokens(f)))
+        .filter(|(f, _)| !chosen.contains(f) && included(f))
+        .map(|(f, tokens)| (f, tokens))
         .collect();
     let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, tokens) in &candidates {
-        for t in tokens {
+        for t in tokens.iter() {
             *frequency.entry(t.as_str()).or_default() += 1;
         }
     }
@@ -666,9 +666,7 @@ fn pack_items(
                     fence_lang(&rel)
                 ));
                 // Cheap check before reading: a file that cannot fit is not read at all.
-                let len = std::fs::metadata(tree.root_path().join(&rel))
-                    .map(|m| m.len() as usize)
-                    .unwrap_or(0);
+                let len = tree.size(&rel);
                 if item.priority >= Priority::Medium
                     && (len.min(max_file_bytes) * 2).div_ceil(7) + overhead > room
                 {
@@ -679,7 +677,7 @@ fn pack_items(
                     });
                     continue;
                 }
-                let Some(mut text) = tree.read_text(&rel)? else {
+                let Some(mut text) = tree.read_text_cached(&rel)? else {
                     omitted.push(Omitted {
                         what: item.what,
                         reason: "binary file (NUL bytes or not UTF-8)".to_owned(),

@@ -24,7 +24,7 @@ use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
 use super::budget::{self, CallPrice, Limits, Spent};
 use super::redact::Redactor;
-use super::worktree::Worktree;
+use super::worktree::{Snapshot, Worktree};
 
 /// Why a spec's loop stopped. Recorded in the metrics note of the last iteration and in its
 /// `Mmm-Status` trailer.
@@ -1088,22 +1088,24 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     /// deleted, so that the next prompt walks the worktree again.
     fn scan(&mut self, worktree: &Worktree) -> Result<Oid, EngineError> {
         let snap = worktree.scan()?;
+        Ok(self.saw(snap))
+    }
+
+    /// Keeps the context's list of files and what it read in step with a snapshot.
+    fn saw(&mut self, snap: Snapshot) -> Oid {
         if snap.files_changed {
             self.tree = None;
+        } else if let Some(tree) = &self.tree {
+            tree.forget(snap.changed.iter().map(String::as_str));
         }
-        Ok(snap.tree)
+        snap.tree
     }
 
     /// [`Loop::scan`] limited to `paths`, the only ones changed since the last snapshot;
     /// scans the whole worktree when a path is unusual.
     fn stage(&mut self, worktree: &Worktree, paths: &[String]) -> Result<Oid, EngineError> {
         match worktree.stage_paths(paths)? {
-            Some(snap) => {
-                if snap.files_changed {
-                    self.tree = None;
-                }
-                Ok(snap.tree)
-            }
+            Some(snap) => Ok(self.saw(snap)),
             None => self.scan(worktree),
         }
     }

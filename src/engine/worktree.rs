@@ -33,13 +33,16 @@ pub enum WorktreeError {
 }
 
 /// What [`Worktree::scan`] found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// The tree object of the worktree's content.
     pub tree: Oid,
     /// Whether files were added or deleted (or changed type, or an ignore file changed) since
     /// the previous snapshot; `false` means only contents changed.
     pub files_changed: bool,
+    /// The paths (relative, `/`-separated) whose content or existence changed since the
+    /// previous snapshot.
+    pub changed: Vec<String>,
 }
 
 /// A temporary worktree; removed on drop.
@@ -152,16 +155,19 @@ impl Worktree {
             .diff_index_to_workdir(Some(&index), Some(&mut opts))
             .map_err(err)?;
         let mut files_changed = false;
+        let mut changed = Vec::new();
         for delta in diff.deltas() {
             match delta.status() {
                 git2::Delta::Deleted => {
                     files_changed = true;
                     if let Some(p) = delta.old_file().path() {
+                        changed.push(p.to_string_lossy().into_owned());
                         index.remove_path(p).map_err(err)?;
                     }
                 }
                 status => {
                     if let Some(p) = delta.new_file().path() {
+                        changed.push(p.to_string_lossy().into_owned());
                         let ignore_file = p
                             .file_name()
                             .is_some_and(|n| n == ".gitignore" || n == ".ignore");
@@ -175,6 +181,7 @@ impl Worktree {
         Ok(Snapshot {
             tree: index.write_tree().map_err(err)?,
             files_changed,
+            changed,
         })
     }
 
@@ -240,6 +247,7 @@ impl Worktree {
         Ok(Some(Snapshot {
             tree: index.write_tree().map_err(err)?,
             files_changed,
+            changed: clean.into_iter().collect(),
         }))
     }
 
@@ -474,7 +482,8 @@ mod tests {
             wt.scan().expect("scan"),
             Snapshot {
                 tree: staged.tree,
-                files_changed: false
+                files_changed: false,
+                changed: Vec::new(),
             }
         );
         for odd in ["../x.rs", "/etc/passwd", "src", ".git/config"] {
