@@ -923,6 +923,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         // does not edit files itself, every edit applied whole), stage just their paths;
         // anything else may have written anywhere, so the whole worktree is scanned.
         let own_edits_only = results.is_empty()
+            && self.gates().is_empty()
             && parsed.commands.is_empty()
             && !reply.edits_in_worktree
             && failed == 0;

@@ -212,6 +212,17 @@ impl Worktree {
             if parts.is_empty() || parts.contains(&".git") {
                 return Ok(None);
             }
+            // Every parent must be a real directory: a path through a symlink is not what a
+            // scan would stage.
+            let mut dir = self.path.clone();
+            for part in &parts[..parts.len() - 1] {
+                dir.push(part);
+                match std::fs::symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_dir() => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    _ => return Ok(None),
+                }
+            }
             clean.insert(parts.join("/"));
         }
         let mut index = self.repo.index().map_err(err)?;
@@ -486,7 +497,14 @@ mod tests {
                 changed: Vec::new(),
             }
         );
-        for odd in ["../x.rs", "/etc/passwd", "src", ".git/config"] {
+        std::os::unix::fs::symlink(p.join("src"), p.join("link")).expect("symlink");
+        for odd in [
+            "../x.rs",
+            "/etc/passwd",
+            "src",
+            ".git/config",
+            "link/change.rs",
+        ] {
             assert_eq!(
                 wt.stage_paths(&[odd.to_owned()]).expect("stage"),
                 None,
