@@ -10,7 +10,9 @@
 //!     cargo bench --bench loop     # MMM_BENCH_FILES, MMM_BENCH_ITERATIONS, MMM_BENCH_RUNS
 //!
 //! `MMM_BENCH_FSYNC=0` turns libgit2's fsync off after the store enabled it (a diagnostic of
-//! what the disk costs; mmm itself always syncs).
+//! what the disk costs; mmm itself always syncs). `MMM_BENCH_GATE=1` configures one gate that
+//! runs `true`: the snapshot then scans the whole worktree (a gate may write anywhere), and the
+//! validate stage includes starting that process.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -24,6 +26,7 @@ use mmm::clock::{SystemClock, UlidGen};
 use mmm::context::Templates;
 use mmm::engine::{Event, Job, Redactor, Services, Spent, Stage, run_spec};
 use mmm::store::{Store, StoreOptions};
+use mmm::validate::{Gate, GateKind};
 
 use common::{Timed, ms, percentile};
 
@@ -43,6 +46,7 @@ fn main() {
     let iterations = common::env_num("MMM_BENCH_ITERATIONS", 30) as u32;
     let runs = common::env_num("MMM_BENCH_RUNS", 2);
     let fsync = common::env_num("MMM_BENCH_FSYNC", 1) != 0;
+    let gate = common::env_num("MMM_BENCH_GATE", 0) != 0;
 
     let mut overhead = Vec::new();
     let mut stages: [Vec<Duration>; 5] = Default::default();
@@ -97,7 +101,17 @@ fn main() {
         let job = Job {
             spec: &spec,
             base,
-            settings: common::settings(iterations),
+            settings: {
+                let mut settings = common::settings(iterations);
+                if gate {
+                    settings.gates = vec![Gate {
+                        name: "test".into(),
+                        kind: GateKind::Test,
+                        command: "true".into(),
+                    }];
+                }
+                settings
+            },
             templates: &templates,
             dependency_summaries: Vec::new(),
             completed_specs: Vec::new(),
@@ -165,8 +179,13 @@ fn main() {
     overhead.sort();
     let n = overhead.len();
     println!(
-        "orchestration overhead per iteration ({n} iterations, {runs} run(s) of {iterations}, {files} files, fsync {}):",
-        if fsync { "on" } else { "off" }
+        "orchestration overhead per iteration ({n} iterations, {runs} run(s) of {iterations}, {files} files, fsync {}{}):",
+        if fsync { "on" } else { "off" },
+        if gate {
+            ", one gate running `true`"
+        } else {
+            ""
+        }
     );
     println!(
         "  median {:.2} ms, p10 {:.2} ms, p90 {:.2} ms, max {:.2} ms (goal: median under 15 ms)",

@@ -4,9 +4,9 @@
 //! Owns: walking and reading the worktree, glob matching, paths named in command output.
 //! Must not touch: anything outside the worktree; it never writes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use regex::Regex;
@@ -17,12 +17,45 @@ use super::ContextError;
 const BINARY_SNIFF: usize = 8 * 1024;
 
 /// The files of a worktree, as sorted relative paths with `/` separators.
-#[derive(Debug, Clone)]
+///
+/// A tree kept between iterations also keeps the files read for prompts (their text and size)
+/// and the words of every path; [`Tree::forget`] drops the files that changed on disk.
+#[derive(Debug)]
 pub struct Tree {
     root: PathBuf,
     /// Every visible file (not ignored, not under `.git`), sorted.
     pub files: BTreeSet<String>,
+    /// Files read by [`Tree::read_text_cached`], by relative path.
+    read: Mutex<HashMap<String, Arc<ReadFile>>>,
+    /// The ranking words of each file's path, in the order of `files`.
+    tokens: OnceLock<Vec<(String, BTreeSet<String>)>>,
 }
+
+/// A file as read: its size in bytes and its text (`None`: binary).
+#[derive(Debug)]
+struct ReadFile {
+    len: usize,
+    text: Option<String>,
+}
+
+impl Clone for Tree {
+    fn clone(&self) -> Self {
+        Tree {
+            root: self.root.clone(),
+            files: self.files.clone(),
+            read: Mutex::new(HashMap::new()),
+            tokens: OnceLock::new(),
+        }
+    }
+}
+
+impl PartialEq for Tree {
+    fn eq(&self, other: &Self) -> bool {
+        self.root == other.root && self.files == other.files
+    }
+}
+
+impl Eq for Tree {}
 
 impl Tree {
     /// Walks `root` honouring `.gitignore`, `.git/info/exclude` and `.ignore` files of the
@@ -62,7 +95,63 @@ impl Tree {
         Ok(Tree {
             root: root.to_path_buf(),
             files,
+            read: Mutex::new(HashMap::new()),
+            tokens: OnceLock::new(),
         })
+    }
+
+    /// Forgets what was read of `paths` (relative, `/`-separated): files that changed on disk
+    /// since they were read.
+    pub fn forget<'a>(&self, paths: impl IntoIterator<Item = &'a str>) {
+        let mut read = self.read.lock().unwrap_or_else(|e| e.into_inner());
+        for p in paths {
+            read.remove(p);
+        }
+    }
+
+    /// Each file with the words of its path, computed once per tree by `tokens`.
+    pub(crate) fn path_tokens(
+        &self,
+        tokens: impl Fn(&str) -> BTreeSet<String>,
+    ) -> &[(String, BTreeSet<String>)] {
+        self.tokens
+            .get_or_init(|| self.files.iter().map(|f| (f.clone(), tokens(f))).collect())
+    }
+
+    /// The size of a visible file in bytes (0 when it cannot be read), from what was read
+    /// before when it was.
+    pub(crate) fn size(&self, rel: &str) -> usize {
+        if let Some(f) = self.cached(rel) {
+            return f.len;
+        }
+        std::fs::metadata(self.root.join(rel)).map_or(0, |m| m.len() as usize)
+    }
+
+    /// [`Tree::read_text`], keeping the text until [`Tree::forget`] is told the file changed.
+    pub(crate) fn read_text_cached(&self, rel: &str) -> Result<Option<String>, ContextError> {
+        if let Some(f) = self.cached(rel) {
+            return Ok(f.text.clone());
+        }
+        let path = self.root.join(rel);
+        let bytes = std::fs::read(&path).map_err(|source| ContextError::Io { path, source })?;
+        let len = bytes.len();
+        let text = text_of(bytes);
+        self.read.lock().unwrap_or_else(|e| e.into_inner()).insert(
+            rel.to_owned(),
+            Arc::new(ReadFile {
+                len,
+                text: text.clone(),
+            }),
+        );
+        Ok(text)
+    }
+
+    fn cached(&self, rel: &str) -> Option<Arc<ReadFile>> {
+        self.read
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(rel)
+            .cloned()
     }
 
     /// The worktree's root.
@@ -89,16 +178,21 @@ impl Tree {
     pub fn read_text(&self, rel: &str) -> Result<Option<String>, ContextError> {
         let path = self.root.join(rel);
         let bytes = std::fs::read(&path).map_err(|source| ContextError::Io { path, source })?;
-        if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
-            return Ok(None);
-        }
-        Ok(String::from_utf8(bytes).ok())
+        Ok(text_of(bytes))
     }
 
     /// Whether `rel` is a directory inside the worktree.
     pub fn is_dir(&self, rel: &str) -> bool {
         !rel.is_empty() && self.root.join(rel).is_dir()
     }
+}
+
+/// The text of a file's bytes; `None` when binary (NUL in the first 8 KiB, or not UTF-8).
+fn text_of(bytes: Vec<u8>) -> Option<String> {
+    if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
 }
 
 fn rel_string(rel: &Path) -> String {

@@ -27,6 +27,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+pub use files::Tree;
 pub use pack::{Priority, cut_to_tokens, estimate_tokens, trim_output, truncation_marker};
 pub use project::ProjectMeta;
 pub use repomap::symbols;
@@ -220,6 +221,10 @@ pub struct ContextInput {
     /// system prompt byte-identical when the model edits a file's top-level symbols, and saves
     /// reading every source file on every iteration.
     pub repo: Option<Arc<RepoSnapshot>>,
+    /// The worktree's visible files as walked by [`walk_tree`] under the same `exclude` option
+    /// (the engine walks once per run and walks again only when files were added or deleted);
+    /// `None` walks the worktree now.
+    pub tree: Option<Arc<Tree>>,
 }
 
 /// What the context builder derives from the whole repository: project metadata and the
@@ -233,13 +238,26 @@ pub struct RepoSnapshot {
     pub repo_map: Option<String>,
 }
 
-/// Computes the [`RepoSnapshot`] of `input`'s worktree under `input`'s options.
+/// Computes the [`RepoSnapshot`] of `input`'s worktree under `input`'s options (from
+/// `input.tree` when given).
 pub fn repo_snapshot(input: &ContextInput) -> Result<RepoSnapshot, ContextError> {
-    let exclude = files::glob_set(&input.options.exclude, "the exclude option")?;
     let include = files::glob_set(&input.options.include, "the include option")?;
     let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
-    let tree = files::Tree::walk(&input.worktree, &exclude)?;
-    snapshot_of(input, &tree, &included)
+    let walked;
+    let tree = match &input.tree {
+        Some(t) => t.as_ref(),
+        None => {
+            walked = walk_tree(input)?;
+            &walked
+        }
+    };
+    snapshot_of(input, tree, &included)
+}
+
+/// Walks `input`'s worktree: its visible files under `input`'s `exclude` option.
+pub fn walk_tree(input: &ContextInput) -> Result<Tree, ContextError> {
+    let exclude = files::glob_set(&input.options.exclude, "the exclude option")?;
+    files::Tree::walk(&input.worktree, &exclude)
 }
 
 fn snapshot_of(
@@ -356,22 +374,28 @@ const RENDER_CHROME_BYTES: usize = 400;
 
 /// Builds the prompt of one iteration.
 pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Prompt, ContextError> {
-    let exclude = files::glob_set(&input.options.exclude, "the exclude option")?;
     let include = files::glob_set(&input.options.include, "the include option")?;
     let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
-    let tree = files::Tree::walk(&input.worktree, &exclude)?;
+    let walked;
+    let tree = match &input.tree {
+        Some(t) => t.as_ref(),
+        None => {
+            walked = walk_tree(input)?;
+            &walked
+        }
+    };
     let computed;
     let repo = match &input.repo {
         Some(r) => r.as_ref(),
         None => {
-            computed = snapshot_of(input, &tree, &included)?;
+            computed = snapshot_of(input, tree, &included)?;
             &computed
         }
     };
     let project = repo.project.clone();
     let mut omitted = Vec::new();
 
-    let items = select(input, &tree, repo, &included, &mut omitted)?;
+    let items = select(input, tree, repo, &included, &mut omitted)?;
 
     // The templates' own text (the instructions) and the metadata are always sent.
     let fixed = (templates.system.literal_len()
@@ -388,7 +412,7 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
         .saturating_sub(input.budget.output_reserve);
     let placed = pack_items(
         items,
-        &tree,
+        tree,
         budget.saturating_sub(fixed),
         input.options.max_file_bytes,
         &mut omitted,
@@ -587,15 +611,15 @@ fn select(
     // in most paths (`src` when the spec names `src/…` files) says nothing about relevance and
     // would pull the whole repository into every prompt, so it does not count.
     let words = spec_words(&input.spec_content);
-    let candidates: Vec<(&String, BTreeSet<String>)> = tree
-        .files
+    let candidates: Vec<(&String, &BTreeSet<String>)> = tree
+        .path_tokens(path_tokens)
         .iter()
-        .filter(|f| !chosen.contains(*f) && included(f))
-        .map(|f| (f, path_tokens(f)))
+        .filter(|(f, _)| !chosen.contains(f) && included(f))
+        .map(|(f, tokens)| (f, tokens))
         .collect();
     let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
     for (_, tokens) in &candidates {
-        for t in tokens {
+        for t in tokens.iter() {
             *frequency.entry(t.as_str()).or_default() += 1;
         }
     }
@@ -642,9 +666,7 @@ fn pack_items(
                     fence_lang(&rel)
                 ));
                 // Cheap check before reading: a file that cannot fit is not read at all.
-                let len = std::fs::metadata(tree.root_path().join(&rel))
-                    .map(|m| m.len() as usize)
-                    .unwrap_or(0);
+                let len = tree.size(&rel);
                 if item.priority >= Priority::Medium
                     && (len.min(max_file_bytes) * 2).div_ceil(7) + overhead > room
                 {
@@ -655,7 +677,7 @@ fn pack_items(
                     });
                     continue;
                 }
-                let Some(mut text) = tree.read_text(&rel)? else {
+                let Some(mut text) = tree.read_text_cached(&rel)? else {
                     omitted.push(Omitted {
                         what: item.what,
                         reason: "binary file (NUL bytes or not UTF-8)".to_owned(),

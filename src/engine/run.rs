@@ -24,7 +24,7 @@ use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
 use super::budget::{self, CallPrice, Limits, Spent};
 use super::redact::Redactor;
-use super::worktree::Worktree;
+use super::worktree::{Snapshot, Worktree};
 
 /// Why a spec's loop stopped. Recorded in the metrics note of the last iteration and in its
 /// `Mmm-Status` trailer.
@@ -385,6 +385,9 @@ struct Loop<'s, 'j, 'e> {
     iterations_run: u32,
     /// The project metadata and repository map of this run, computed at its first prompt.
     repo: Option<Arc<RepoSnapshot>>,
+    /// The worktree's visible files for the context, walked at the first prompt and again only
+    /// after a snapshot saw files added or deleted (or the workspace was rolled back).
+    tree: Option<Arc<context::Tree>>,
 }
 
 /// What an iteration produced, before it is recorded.
@@ -426,6 +429,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             iterations_this_revision: 0,
             iterations_run: 0,
             repo: None,
+            tree: None,
         })
     }
 
@@ -553,7 +557,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             });
             let tree = match draft.tree {
                 Some(tree) => tree,
-                None => worktree.snapshot()?,
+                None => self.scan(&worktree)?,
             };
             let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
             let recorded = store.record_iteration(
@@ -603,6 +607,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 {
                     worktree.reset_to(good)?;
                     worktree.advance(recorded.commit)?;
+                    self.tree = None;
                     previous_tree = store.repo().find_commit(good).map(|c| c.tree_id()).ok();
                 }
                 if d.starts_with("escalate")
@@ -959,10 +964,18 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             response::parse(&reply.text)
         };
         let mut problems: Vec<String> = parsed.problems.iter().map(|p| p.to_string()).collect();
+        let mut written = Vec::new();
         let (applied, failed, refused) = if interrupted_early {
             (0, 0, 0)
         } else {
-            self.apply(run, worktree, &parsed, &mut problems, &mut transcript)?
+            self.apply(
+                run,
+                worktree,
+                &parsed,
+                &mut problems,
+                &mut transcript,
+                &mut written,
+            )?
         };
         durations.insert("apply_ms".into(), ms(t.elapsed()));
 
@@ -993,7 +1006,19 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
 
         // Decide.
         let t = Instant::now();
-        let tree = worktree.snapshot()?;
+        // When only mmm's own edits touched the worktree (no gate, no command, an agent that
+        // does not edit files itself, every edit applied whole), stage just their paths;
+        // anything else may have written anywhere, so the whole worktree is scanned.
+        let own_edits_only = results.is_empty()
+            && self.gates().is_empty()
+            && parsed.commands.is_empty()
+            && !reply.edits_in_worktree
+            && failed == 0;
+        let tree = if own_edits_only {
+            self.stage(worktree, &written)?
+        } else {
+            self.scan(worktree)?
+        };
         let failing: Vec<&GateResult> = results.iter().filter(|r| !r.passed).collect();
         let checks_passed = results.len() - failing.len();
         let status = if interrupted {
@@ -1130,7 +1155,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             budget: settings.token_budget,
             options: settings.context.clone(),
             repo: self.repo.clone(),
+            tree: self.tree.clone(),
         };
+        if input.tree.is_none() {
+            let tree = Arc::new(context::walk_tree(&input)?);
+            self.tree = Some(tree.clone());
+            input.tree = Some(tree);
+        }
         if input.repo.is_none() {
             // Once per run, from the worktree at the run's start: the map stays byte-identical
             // (the cached prefix) and 2,000 files are not re-read on every iteration.
@@ -1139,6 +1170,32 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             input.repo = Some(repo);
         }
         Ok(context::build_prompt(&input, self.job.templates)?)
+    }
+
+    /// Snapshots the worktree; forgets the context's list of files when files were added or
+    /// deleted, so that the next prompt walks the worktree again.
+    fn scan(&mut self, worktree: &Worktree) -> Result<Oid, EngineError> {
+        let snap = worktree.scan()?;
+        Ok(self.saw(snap))
+    }
+
+    /// Keeps the context's list of files and what it read in step with a snapshot.
+    fn saw(&mut self, snap: Snapshot) -> Oid {
+        if snap.files_changed {
+            self.tree = None;
+        } else if let Some(tree) = &self.tree {
+            tree.forget(snap.changed.iter().map(String::as_str));
+        }
+        snap.tree
+    }
+
+    /// [`Loop::scan`] limited to `paths`, the only ones changed since the last snapshot;
+    /// scans the whole worktree when a path is unusual.
+    fn stage(&mut self, worktree: &Worktree, paths: &[String]) -> Result<Oid, EngineError> {
+        match worktree.stage_paths(paths)? {
+            Some(snap) => Ok(self.saw(snap)),
+            None => self.scan(worktree),
+        }
     }
 
     fn gates(&self) -> Vec<Gate> {
@@ -1156,7 +1213,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     }
 
     /// Applies the parsed edits and runs the allowed commands; returns the counts of applied,
-    /// failed and refused edits.
+    /// failed and refused edits, and adds the paths of the applied ones to `written`.
     fn apply(
         &mut self,
         run: &mut Run,
@@ -1164,11 +1221,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         parsed: &Parsed,
         problems: &mut Vec<String>,
         transcript: &mut Vec<Record>,
+        written: &mut Vec<String>,
     ) -> Result<(usize, usize, usize), EngineError> {
         let settings = &self.job.settings;
         let report = apply::apply(worktree.path(), &parsed.edits, &settings.apply_policy)?;
         for a in &report.applied {
             self.memory.touched.insert(PathBuf::from(&a.path));
+            written.push(a.path.clone());
         }
         for f in &report.failed {
             problems.push(format!("the edit of `{}` failed: {}", f.path, f.reason));

@@ -32,6 +32,19 @@ pub enum WorktreeError {
     },
 }
 
+/// What [`Worktree::scan`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The tree object of the worktree's content.
+    pub tree: Oid,
+    /// Whether files were added or deleted (or changed type, or an ignore file changed) since
+    /// the previous snapshot; `false` means only contents changed.
+    pub files_changed: bool,
+    /// The paths (relative, `/`-separated) whose content or existence changed since the
+    /// previous snapshot.
+    pub changed: Vec<String>,
+}
+
 /// A temporary worktree; removed on drop.
 pub struct Worktree {
     main_git_dir: PathBuf,
@@ -119,6 +132,13 @@ impl Worktree {
     /// Writes the worktree's current content (what `git add -A` would stage, so `.gitignore`d
     /// files stay out) as a tree object and returns its id.
     pub fn snapshot(&self) -> Result<Oid, WorktreeError> {
+        self.scan().map(|s| s.tree)
+    }
+
+    /// [`Worktree::snapshot`], also telling whether the set of files may have changed since the
+    /// last snapshot (a file added, deleted or changed type, or an ignore file changed), so that
+    /// a cached list of the worktree's files can be kept when only contents changed.
+    pub fn scan(&self) -> Result<Snapshot, WorktreeError> {
         let err = |source| WorktreeError::Repo {
             path: self.path.clone(),
             source,
@@ -134,22 +154,112 @@ impl Worktree {
             .repo
             .diff_index_to_workdir(Some(&index), Some(&mut opts))
             .map_err(err)?;
+        let mut files_changed = false;
+        let mut changed = Vec::new();
         for delta in diff.deltas() {
             match delta.status() {
                 git2::Delta::Deleted => {
+                    files_changed = true;
                     if let Some(p) = delta.old_file().path() {
+                        changed.push(p.to_string_lossy().into_owned());
                         index.remove_path(p).map_err(err)?;
                     }
                 }
-                _ => {
+                status => {
                     if let Some(p) = delta.new_file().path() {
+                        changed.push(p.to_string_lossy().into_owned());
+                        let ignore_file = p
+                            .file_name()
+                            .is_some_and(|n| n == ".gitignore" || n == ".ignore");
+                        files_changed |= status != git2::Delta::Modified || ignore_file;
                         index.add_path(p).map_err(err)?;
                     }
                 }
             }
         }
         index.write().map_err(err)?;
-        index.write_tree().map_err(err)
+        Ok(Snapshot {
+            tree: index.write_tree().map_err(err)?,
+            files_changed,
+            changed,
+        })
+    }
+
+    /// [`Worktree::scan`] when the caller knows that nothing but the files at `paths`
+    /// (relative, `/`-separated) changed since the last snapshot: only those paths are staged,
+    /// without scanning the rest of the worktree. A path that does not exist any more is
+    /// removed; a new path that `.gitignore` ignores stays out, as `scan` would leave it.
+    /// `Ok(None)` when a path is not a plain relative path to a regular file or to nothing
+    /// (absolute, `..`, a directory, a symlink): the caller scans instead.
+    pub fn stage_paths(&self, paths: &[String]) -> Result<Option<Snapshot>, WorktreeError> {
+        let err = |source| WorktreeError::Repo {
+            path: self.path.clone(),
+            source,
+        };
+        let mut clean = std::collections::BTreeSet::new();
+        for p in paths {
+            let mut parts = Vec::new();
+            for c in Path::new(p).components() {
+                match c {
+                    std::path::Component::Normal(s) => match s.to_str() {
+                        Some(s) => parts.push(s),
+                        None => return Ok(None),
+                    },
+                    std::path::Component::CurDir => {}
+                    _ => return Ok(None),
+                }
+            }
+            if parts.is_empty() || parts.contains(&".git") {
+                return Ok(None);
+            }
+            // Every parent must be a real directory: a path through a symlink is not what a
+            // scan would stage.
+            let mut dir = self.path.clone();
+            for part in &parts[..parts.len() - 1] {
+                dir.push(part);
+                match std::fs::symlink_metadata(&dir) {
+                    Ok(m) if m.file_type().is_dir() => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    _ => return Ok(None),
+                }
+            }
+            clean.insert(parts.join("/"));
+        }
+        let mut index = self.repo.index().map_err(err)?;
+        let mut files_changed = false;
+        for rel in &clean {
+            let rel_path = Path::new(rel);
+            let tracked = index.get_path(rel_path, 0).is_some();
+            let ignore_file = rel_path
+                .file_name()
+                .is_some_and(|n| n == ".gitignore" || n == ".ignore");
+            match std::fs::symlink_metadata(self.path.join(rel_path)) {
+                Ok(m) if m.file_type().is_file() => {
+                    if !tracked {
+                        if self.repo.is_path_ignored(rel_path).map_err(err)? {
+                            continue;
+                        }
+                        files_changed = true;
+                    }
+                    files_changed |= ignore_file;
+                    index.add_path(rel_path).map_err(err)?;
+                }
+                Ok(_) => return Ok(None),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    if tracked {
+                        files_changed = true;
+                        index.remove_path(rel_path).map_err(err)?;
+                    }
+                }
+                Err(_) => return Ok(None),
+            }
+        }
+        index.write().map_err(err)?;
+        Ok(Some(Snapshot {
+            tree: index.write_tree().map_err(err)?,
+            files_changed,
+            changed: clean.into_iter().collect(),
+        }))
     }
 
     /// Makes the worktree's content exactly that of `commit` (used to roll the workspace back
@@ -303,6 +413,104 @@ mod tests {
         );
         // Nothing changed: the same tree again.
         assert_eq!(wt.snapshot().expect("snapshot"), tree);
+        wt.remove().expect("remove");
+    }
+
+    #[test]
+    fn scan_tells_whether_files_were_added_or_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git_in(root, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(root.join(".gitignore"), "*.log\n").expect("write");
+        std::fs::write(root.join("a.rs"), "a\n").expect("write");
+        git_in(root, &["add", "--all"]);
+        git_in(root, &["commit", "--quiet", "-m", "base"]);
+        let head = git_in(root, &["rev-parse", "HEAD"]);
+        let repo = Repository::open(root).expect("open");
+        let wt = Worktree::create(&repo, None, "s", Oid::from_str(head.trim()).expect("oid"))
+            .expect("worktree");
+        let p = wt.path().to_path_buf();
+        let changed = || wt.scan().expect("scan").files_changed;
+        assert!(!changed(), "nothing changed");
+        std::fs::write(p.join("a.rs"), "a changed\n").expect("write");
+        assert!(!changed(), "only a content changed");
+        std::fs::write(p.join("x.log"), "ignored\n").expect("write");
+        assert!(!changed(), "an ignored file is not a file of the worktree");
+        std::fs::write(p.join("b.rs"), "b\n").expect("write");
+        assert!(changed(), "a file was added");
+        assert!(!changed(), "the addition was staged by the previous scan");
+        std::fs::remove_file(p.join("b.rs")).expect("rm");
+        assert!(changed(), "a file was deleted");
+        std::fs::write(p.join(".gitignore"), "*.log\n*.tmp\n").expect("write");
+        assert!(changed(), "an ignore file changed");
+        wt.remove().expect("remove");
+    }
+
+    #[test]
+    fn staging_the_changed_paths_gives_the_tree_a_scan_gives() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git_in(root, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(root.join(".gitignore"), "*.log\n").expect("write");
+        std::fs::create_dir_all(root.join("src")).expect("mkdir");
+        std::fs::write(root.join("src/change.rs"), "old\n").expect("write");
+        std::fs::write(root.join("src/gone.rs"), "gone\n").expect("write");
+        git_in(root, &["add", "--all"]);
+        git_in(root, &["commit", "--quiet", "-m", "base"]);
+        let head = git_in(root, &["rev-parse", "HEAD"]);
+        let repo = Repository::open(root).expect("open");
+        let wt = Worktree::create(&repo, None, "p", Oid::from_str(head.trim()).expect("oid"))
+            .expect("worktree");
+        let p = wt.path().to_path_buf();
+
+        std::fs::write(p.join("src/change.rs"), "new\n").expect("write");
+        let only = wt
+            .stage_paths(&["./src/change.rs".to_owned()])
+            .expect("stage")
+            .expect("plain paths");
+        assert!(!only.files_changed, "a content change only");
+
+        std::fs::remove_file(p.join("src/gone.rs")).expect("rm");
+        std::fs::create_dir_all(p.join("src/b")).expect("mkdir");
+        std::fs::write(p.join("src/b/added.rs"), "added\n").expect("write");
+        std::fs::write(p.join("src/b/debug.log"), "ignored\n").expect("write");
+        let paths = [
+            "src/gone.rs",
+            "src/b/added.rs",
+            "src/b/debug.log",
+            "src/never.rs",
+        ]
+        .map(String::from);
+        let staged = wt.stage_paths(&paths).expect("stage").expect("plain paths");
+        assert!(staged.files_changed);
+        let files = git_in(
+            root,
+            &["ls-tree", "-r", "--name-only", &staged.tree.to_string()],
+        );
+        assert_eq!(files, ".gitignore\nsrc/b/added.rs\nsrc/change.rs\n");
+        // A full scan finds nothing more to stage.
+        assert_eq!(
+            wt.scan().expect("scan"),
+            Snapshot {
+                tree: staged.tree,
+                files_changed: false,
+                changed: Vec::new(),
+            }
+        );
+        std::os::unix::fs::symlink(p.join("src"), p.join("link")).expect("symlink");
+        for odd in [
+            "../x.rs",
+            "/etc/passwd",
+            "src",
+            ".git/config",
+            "link/change.rs",
+        ] {
+            assert_eq!(
+                wt.stage_paths(&[odd.to_owned()]).expect("stage"),
+                None,
+                "{odd}"
+            );
+        }
         wt.remove().expect("remove");
     }
 }

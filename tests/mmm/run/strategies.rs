@@ -49,6 +49,95 @@ fn failures_are_fed_back_to_the_next_iteration() {
 }
 
 #[test]
+fn a_file_a_gate_creates_reaches_the_next_prompt() {
+    // The gate writes made.txt (its content computed, so check.sh never contains it) and names
+    // it in its output: the next prompt shows the file, so the list of the worktree's files
+    // kept between iterations learnt about it.
+    let check = "echo \"made-$((40+2))\" > made.txt\ntest -e done.txt && exit 0\necho \"see made.txt:1\"\nexit 1\n";
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("made-42", Reply::Text(done())),
+        Rule::new(NEEDLE, Reply::text("Let me look around first.\n")),
+    ]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", check)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(!requests[0].body.contains("made-42"));
+    assert!(
+        requests[1].body.contains("made-42"),
+        "the second request shows the file the gate created"
+    );
+    assert_readable(&repo, "s");
+    assert_clean(&repo);
+}
+
+#[test]
+fn a_file_a_gate_rewrites_is_shown_as_it_is_now() {
+    // notes.txt is in the first prompt (the spec names it); the gate rewrites it: the second
+    // prompt shows the new content, not the text read for the first one.
+    let check = "echo \"notes-$((40+2))\" > notes.txt\ntest -e done.txt && exit 0\nexit 1\n";
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("notes-42", Reply::Text(done())),
+        Rule::new("notes-old", Reply::text("Let me look around first.\n")),
+    ]);
+    let text = format!("{}\n## Context\n\n- `notes.txt`\n", spec("s", ""));
+    let repo = project(
+        &config(""),
+        &[("s", &text)],
+        &[("check.sh", check), ("notes.txt", "notes-old\n")],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    assert!(requests[0].body.contains("notes-old"));
+    assert!(
+        requests[1].body.contains("notes-42") && !requests[1].body.contains("notes-old"),
+        "the second request shows the file as the gate left it"
+    );
+    assert_readable(&repo, "s");
+    assert_clean(&repo);
+}
+
+#[test]
+fn a_file_the_model_rewrites_is_shown_as_it_is_now() {
+    // No gate and no check command: the snapshot stages only the edited path, and the next
+    // prompt shows the file as the edit left it, not the text read for the first prompt.
+    let fake = FakeAnthropic::start(vec![
+        Rule::new(
+            "notes-new",
+            Reply::text("@mmm:summary done\n@mmm:complete\n"),
+        ),
+        Rule::new(
+            "notes-old",
+            Reply::Text(write_file("notes.txt", "notes-new")),
+        ),
+    ]);
+    let text = "# s\n\n## Objective\n\nRewrite the notes.\n\n## Context\n\n- `notes.txt`\n";
+    let repo = project(
+        "[agent]\nkind = \"api\"\nmax_retries = 3\n\n[loop]\nmax_iterations = 3\n",
+        &[("s", text)],
+        &[("notes.txt", "notes-old\n")],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2, "{}", show(&out));
+    assert!(requests[0].body.contains("notes-old"));
+    assert!(
+        requests[1].body.contains("notes-new") && !requests[1].body.contains("notes-old"),
+        "the second request shows the file as the edit left it"
+    );
+    assert_readable(&repo, "s");
+    assert_clean(&repo);
+}
+
+#[test]
 fn an_iteration_that_makes_things_worse_is_rolled_back() {
     let check = "test ! -e broken.txt || { echo \"broken-$((1+1))\"; exit 1; }\necho fine\n";
     let rule = Rule::new(NEEDLE, Reply::Text(write_file("good.txt", "good")))
