@@ -121,7 +121,6 @@ fn main() {
             store: &store,
             agent: &agent,
             prices: &prices,
-            clock: &SystemClock,
             redactor: &redactor,
             cancel: &cancel,
             spent_today: Spent::default(),

@@ -187,7 +187,6 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             store: &store,
             agent: agent.as_ref(),
             prices: &prices,
-            clock: clock.as_ref(),
             redactor: &redactor,
             cancel: &cancel,
             spent_today: Spent {

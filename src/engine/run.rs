@@ -13,7 +13,6 @@ use crate::agent::{
     Agent, AgentError, AgentEvent, AgentReply, AgentRequest, Cancel, PriceTable, TokenUsage,
 };
 use crate::apply::{self, ApplyPolicy, CommandPolicy};
-use crate::clock::Clock;
 use crate::context::{
     self, ContextInput, ContextOptions, Prompt, RepoSnapshot, Templates, TokenBudget,
 };
@@ -175,8 +174,6 @@ pub struct Services<'a> {
     pub agent: &'a dyn Agent,
     /// Prices for cost and budgets.
     pub prices: &'a PriceTable,
-    /// The clock.
-    pub clock: &'a dyn Clock,
     /// Removes secrets from everything recorded.
     pub redactor: &'a Redactor,
     /// Set to stop after the current stage.
