@@ -363,7 +363,7 @@ pub fn run_spec(
     job: &Job<'_>,
     events: &mut dyn FnMut(Event),
 ) -> Result<Outcome, EngineError> {
-    Loop::new(services, job, events)?.run()
+    Loop::new(services, job, events).run()
 }
 
 struct Loop<'s, 'j, 'e> {
@@ -405,13 +405,9 @@ struct Draft {
 }
 
 impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
-    fn new(
-        s: &'s Services<'s>,
-        job: &'j Job<'j>,
-        events: &'e mut dyn FnMut(Event),
-    ) -> Result<Self, EngineError> {
+    fn new(s: &'s Services<'s>, job: &'j Job<'j>, events: &'e mut dyn FnMut(Event)) -> Self {
         let spec = job.spec.id.clone();
-        Ok(Loop {
+        Loop {
             s,
             job,
             events,
@@ -427,7 +423,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             iterations_run: 0,
             repo: None,
             tree: None,
-        })
+        }
     }
 
     fn emit(&mut self, e: Event) {
