@@ -23,6 +23,9 @@ const POLL: Duration = Duration::from_millis(100);
 /// Bytes of stderr kept (half head, half tail).
 const STDERR_LIMIT: usize = 256 * 1024;
 
+/// The most stdout kept from an agent (lines past it are read and dropped).
+const STDOUT_LIMIT: usize = 8 * 1024 * 1024;
+
 /// What to run.
 pub(crate) struct ChildSpec<'a> {
     /// The executable.
@@ -97,11 +100,16 @@ pub(crate) fn run(
         thread::spawn(move || {
             let mut reader = BufReader::new(out);
             let mut buf = Vec::new();
+            // Huge output (a runaway or hostile agent) is drained but not kept: it would end
+            // up in memory and in the transcript note.
+            let (mut kept, mut dropped) = (0usize, 0usize);
             loop {
                 buf.clear();
                 match reader.read_until(b'\n', &mut buf) {
                     Ok(0) | Err(_) => break,
-                    Ok(_) => {
+                    Ok(n) if kept + n > STDOUT_LIMIT => dropped += n,
+                    Ok(n) => {
+                        kept += n;
                         let line = String::from_utf8_lossy(&buf);
                         let line = line.trim_end_matches(['\n', '\r']).to_owned();
                         if tx.send(line).is_err() {
@@ -109,6 +117,11 @@ pub(crate) fn run(
                         }
                     }
                 }
+            }
+            if dropped > 0 {
+                let _ = tx.send(format!(
+                    "[mmm: {dropped} more bytes of output were dropped (over {STDOUT_LIMIT} bytes)]"
+                ));
             }
         })
     });

@@ -594,3 +594,29 @@ fn real_claude_code_implements_the_spec_against_the_fake_api() {
     assert!(requests.len() >= 2, "{}", requests.len());
     repo.assert_fsck();
 }
+
+#[test]
+fn command_agent_with_huge_output_is_cut_and_recorded() {
+    // 12 MB of output from a runaway agent: drained, the first 8 MiB kept, the rest noted.
+    let script = "#!/bin/sh\necho hello > hello.txt\nyes 'runaway output line' | head -c 12000000\necho\necho '@mmm:complete'\n";
+    let (repo, _tools) = command_repo(script, "");
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello", "--json", "--max-iterations", "1"])
+        .output()
+        .expect("run");
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 1, "{}", stderr(&out));
+    let r = response(&repo, &its[0]);
+    let text = r["text"].as_str().expect("text");
+    assert!(text.len() <= 8 * 1024 * 1024 + 200, "{}", text.len());
+    assert!(
+        text.contains("bytes of output were dropped"),
+        "the cut is visible"
+    );
+    // The directive after the cut is lost with the rest, so the spec is not complete; the
+    // edit itself was made and recorded.
+    assert_eq!(repo.git(&["show", "mmm/hello:hello.txt"]), "hello\n");
+    repo.assert_fsck();
+}
