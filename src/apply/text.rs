@@ -234,10 +234,14 @@ mod tests {
 
     #[test]
     fn exact_and_tolerant_replace() {
-        assert_eq!(replace("a\nb\nc\n", "b\n", "B\n").unwrap(), "a\nB\nc\n");
+        assert_eq!(
+            replace("a\nb\nc\n", "b\n", "B\n").expect("the edit applies"),
+            "a\nB\nc\n"
+        );
         // Indentation differs: the replacement is re-indented to the file's.
         let file = "fn f() {\n        let x = 1;   \n        x\n}\n";
-        let got = replace(file, "let x = 1;\nx\n", "let x = 2;\n    // more\nx + 1\n").unwrap();
+        let got = replace(file, "let x = 1;\nx\n", "let x = 2;\n    // more\nx + 1\n")
+            .expect("the edit applies");
         assert_eq!(
             got,
             "fn f() {\n        let x = 2;\n            // more\n        x + 1\n}\n"
@@ -266,20 +270,26 @@ mod tests {
 
     #[test]
     fn crlf_is_kept() {
-        assert_eq!(replace("a\r\nb\r\n", "a\n", "A\n").unwrap(), "A\r\nb\r\n");
+        assert_eq!(
+            replace("a\r\nb\r\n", "a\n", "A\n").expect("the edit applies"),
+            "A\r\nb\r\n"
+        );
     }
 
     #[test]
     fn line_endings_are_kept() {
         assert_eq!(
-            patch("a\r\nb\r\n", &[hunk(1, &["-a", "+A", " b"])]).unwrap(),
+            patch("a\r\nb\r\n", &[hunk(1, &["-a", "+A", " b"])]).expect("the edit applies"),
             "A\r\nb\r\n"
         );
         // Tolerant match on the last line of a file without a final newline.
-        assert_eq!(replace("x\n  end", "end\n", "END\n").unwrap(), "x\n  END");
+        assert_eq!(
+            replace("x\n  end", "end\n", "END\n").expect("the edit applies"),
+            "x\n  END"
+        );
         let mut h = hunk(2, &[" a", "-b", "+c"]);
         h.no_newline_at_end = true;
-        assert_eq!(patch("a\nb\n", &[h]).unwrap(), "a\nc");
+        assert_eq!(patch("a\nb\n", &[h]).expect("the edit applies"), "a\nc");
     }
 
     fn hunk(old_start: usize, lines: &[&str]) -> Hunk {
@@ -306,7 +316,7 @@ mod tests {
             hunk(6, &[" 7", "+7b", " 8"]),
         ];
         assert_eq!(
-            patch(file, &hunks).unwrap(),
+            patch(file, &hunks).expect("the edit applies"),
             "0\n1\n2\nthree\n4\n5\n6\n7\n7b\n8\n9\n"
         );
         let bad = [hunk(1, &[" nope", "-3"])];
@@ -314,6 +324,9 @@ mod tests {
             patch(file, &bad),
             Err(ApplyError::HunkMismatch { hunk: 1, .. })
         ));
-        assert_eq!(patch("", &[hunk(0, &["+a", "+b"])]).unwrap(), "a\nb\n");
+        assert_eq!(
+            patch("", &[hunk(0, &["+a", "+b"])]).expect("the edit applies"),
+            "a\nb\n"
+        );
     }
 }

@@ -238,19 +238,21 @@ pub struct RepoSnapshot {
     pub repo_map: Option<String>,
 }
 
+/// The run's walked tree when the engine keeps one, else a fresh walk.
+fn tree_of(input: &ContextInput) -> Result<Arc<Tree>, ContextError> {
+    match &input.tree {
+        Some(t) => Ok(Arc::clone(t)),
+        None => Ok(Arc::new(walk_tree(input)?)),
+    }
+}
+
 /// Computes the [`RepoSnapshot`] of `input`'s worktree under `input`'s options (from
 /// `input.tree` when given).
 pub fn repo_snapshot(input: &ContextInput) -> Result<RepoSnapshot, ContextError> {
     let include = files::glob_set(&input.options.include, "the include option")?;
     let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
-    let walked;
-    let tree = match &input.tree {
-        Some(t) => t.as_ref(),
-        None => {
-            walked = walk_tree(input)?;
-            &walked
-        }
-    };
+    let tree = tree_of(input)?;
+    let tree = tree.as_ref();
     snapshot_of(input, tree, &included)
 }
 
@@ -376,14 +378,8 @@ const RENDER_CHROME_BYTES: usize = 400;
 pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Prompt, ContextError> {
     let include = files::glob_set(&input.options.include, "the include option")?;
     let included = |p: &str| input.options.include.is_empty() || include.is_match(p);
-    let walked;
-    let tree = match &input.tree {
-        Some(t) => t.as_ref(),
-        None => {
-            walked = walk_tree(input)?;
-            &walked
-        }
-    };
+    let tree = tree_of(input)?;
+    let tree = tree.as_ref();
     let computed;
     let repo = match &input.repo {
         Some(r) => r.as_ref(),
