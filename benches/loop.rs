@@ -9,8 +9,8 @@
 //!
 //!     cargo bench --bench loop     # MMM_BENCH_FILES, MMM_BENCH_ITERATIONS, MMM_BENCH_RUNS
 //!
-//! `MMM_BENCH_FSYNC=0` turns libgit2's fsync off after the store enabled it (a diagnostic of
-//! what the disk costs; mmm itself always syncs). `MMM_BENCH_GATE=1` configures one gate that
+//! `MMM_BENCH_FSYNC=0` opens the store with `sync: false` (new packs and moved refs are not
+//! flushed to the disk: a diagnostic of what syncing costs; mmm itself always syncs). `MMM_BENCH_GATE=1` configures one gate that
 //! runs `true`: the snapshot then scans the whole worktree (a gate may write anywhere), and the
 //! validate stage includes starting that process.
 
@@ -61,21 +61,10 @@ fn main() {
                 t.elapsed().as_secs_f64()
             );
         }
-        let store = Store::open(
-            repo,
-            StoreOptions::new(Arc::new(SystemClock), Arc::new(UlidGen)),
-        )
-        .expect("open store");
-        if !fsync {
-            // Diagnostic only: mmm always writes with fsync; this shows what the disk costs.
-            // SAFETY: a plain global flag of libgit2, set before any write of this run.
-            unsafe {
-                libgit2_sys::git_libgit2_opts(
-                    libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
-                    0 as std::ffi::c_int,
-                );
-            }
-        }
+        let mut options = StoreOptions::new(Arc::new(SystemClock), Arc::new(UlidGen));
+        // Diagnostic only: mmm always syncs; this shows what the disk costs.
+        options.sync = fsync;
+        let store = Store::open(repo, options).expect("open store");
         let base = store
             .repo()
             .head()

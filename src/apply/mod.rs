@@ -396,7 +396,8 @@ fn apply_one(root: &Path, edit: &Edit, deny: &path::Deny, policy: &ApplyPolicy) 
 
 /// Writes `bytes` to `file` through a temporary file in the same directory and a rename, so
 /// that a crash leaves the old file or the new one, never half of one. Keeps the permissions
-/// of a file it replaces.
+/// of a file it replaces. Not synced to the disk: the worktree is scratch space, and what
+/// lasts is the snapshot the store writes (and syncs) from it.
 fn write_atomic(file: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = file
         .parent()
@@ -406,7 +407,6 @@ fn write_atomic(file: &Path, bytes: &[u8]) -> io::Result<()> {
         .prefix(".mmm-write-")
         .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
     match std::fs::metadata(file) {
         Ok(meta) => tmp.as_file().set_permissions(meta.permissions())?,
         // Temporary files are private (0600); a new source file should be readable like any

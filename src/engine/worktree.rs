@@ -116,6 +116,14 @@ impl Worktree {
             path: path.clone(),
             source,
         })?;
+        // One object database for the worktree and the store: the snapshot's blobs and trees
+        // join the store's in-memory batch and reach the disk in the iteration's one pack.
+        main.odb()
+            .and_then(|odb| repo.set_odb(&odb))
+            .map_err(|source| WorktreeError::Repo {
+                path: path.clone(),
+                source,
+            })?;
         Ok(Worktree {
             main_git_dir,
             path,
@@ -284,13 +292,18 @@ impl Worktree {
 
     /// Moves the worktree's HEAD to a newly recorded iteration commit (whose tree is what the
     /// worktree holds), so that the next snapshot diffs against it.
+    ///
+    /// The HEAD file is written directly (a detached HEAD is one line: the commit id), through a
+    /// temporary file and a rename, not synced and without a reflog entry: the worktree is
+    /// scratch space that a crash discards, and the commit itself is on the branch.
     pub fn advance(&self, commit: Oid) -> Result<(), WorktreeError> {
-        self.repo
-            .set_head_detached(commit)
-            .map_err(|source| WorktreeError::Repo {
-                path: self.path.clone(),
-                source,
-            })
+        let dir = self.repo.path();
+        let mut tmp = tempfile::Builder::new()
+            .prefix("HEAD.mmm-")
+            .tempfile_in(dir)?;
+        std::io::Write::write_all(&mut tmp, format!("{commit}\n").as_bytes())?;
+        tmp.persist(dir.join("HEAD")).map_err(|e| e.error)?;
+        Ok(())
     }
 
     /// Removes the worktree and its administrative files.

@@ -39,11 +39,12 @@
 //! the CLI renders it.
 
 mod doctor;
+mod pack;
 pub mod record;
 pub mod trailers;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use git2::{ErrorCode, Oid, Repository, Signature};
@@ -88,6 +89,17 @@ pub enum StoreError {
         /// The git2 error.
         #[source]
         source: git2::Error,
+    },
+    /// A file could not be flushed to the disk.
+    #[error(
+        "could not flush {path} to the disk: {source}; check the disk (space, permissions) and run `git mmm doctor`"
+    )]
+    Sync {
+        /// The file or directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
     },
     /// Other writers kept the ref locked or moving.
     #[error(
@@ -194,6 +206,9 @@ pub struct StoreOptions {
     pub name: String,
     /// The email on commits mmm writes.
     pub email: String,
+    /// Whether new packs and moved refs are flushed to the disk (`fsync`) before the store
+    /// goes on. Always `true` in mmm; `false` only to measure what the syncing costs.
+    pub sync: bool,
 }
 
 impl StoreOptions {
@@ -205,6 +220,7 @@ impl StoreOptions {
             kill_point: None,
             name: "mmm".into(),
             email: "mmm@localhost".into(),
+            sync: true,
         }
     }
 }
@@ -214,6 +230,10 @@ impl StoreOptions {
 pub struct Store {
     repo: Repository,
     opts: StoreOptions,
+    /// Objects written since the last ref update, held in memory and written as one pack.
+    batch: pack::ObjectBatch,
+    /// The packs this store wrote: `.0` one per flush, not merged yet; `.1` merged ones.
+    packs: std::cell::RefCell<(Vec<PathBuf>, Vec<PathBuf>)>,
 }
 
 /// An in-flight run of the loop on one spec.
@@ -373,21 +393,9 @@ pub fn wip_ref(spec: &SpecId, run: &str) -> String {
     format!("refs/mmm/{spec}/wip/{run}")
 }
 
-static FSYNC: Once = Once::new();
-
-fn enable_fsync() {
-    FSYNC.call_once(|| {
-        // SAFETY: git_libgit2_opts is variadic; ENABLE_FSYNC_GITDIR takes exactly one int, which
-        // we pass. libgit2 is initialised by then (the caller opened a repository through git2,
-        // which runs git_libgit2_init first), and the option is a plain global flag that libgit2
-        // reads when it writes files, so setting it once before our writes is sound.
-        unsafe {
-            libgit2_sys::git_libgit2_opts(
-                libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as std::ffi::c_int,
-                1 as std::ffi::c_int,
-            );
-        }
-    });
+/// Flushes a file's or a directory's content and metadata to the disk.
+fn sync_path(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
 }
 
 const MAX_ATTEMPTS: u32 = 200;
@@ -448,15 +456,71 @@ impl ArchiveKind {
 }
 
 impl Store {
-    /// Opens the repository at or above `path` and enables fsync of git's files for the
-    /// process.
+    /// Opens the repository at or above `path`.
     pub fn open(path: &Path, opts: StoreOptions) -> Result<Store> {
         let repo = Repository::discover(path).map_err(|source| StoreError::NotARepository {
             path: path.to_owned(),
             source,
         })?;
-        enable_fsync();
-        Ok(Store { repo, opts })
+        let batch = pack::ObjectBatch::attach(&repo, opts.sync)
+            .map_err(StoreError::git("set up the in-memory object batch"))?;
+        Ok(Store {
+            repo,
+            opts,
+            batch,
+            packs: Default::default(),
+        })
+    }
+
+    /// Writes the objects held in memory since the last ref update to disk, as one pack.
+    /// Every ref update does this first; call it before handing an object id that no ref
+    /// reaches to another process (a `git` command, say).
+    pub fn flush(&self) -> Result<()> {
+        self.flush_only()?;
+        if self.packs.borrow().0.len() >= pack::MERGE_AFTER {
+            self.merge(false)?;
+        }
+        Ok(())
+    }
+
+    /// Folds every pack this store wrote into one (see [`Store::flush`]); a run does this when
+    /// it finishes.
+    pub fn merge_packs(&self) -> Result<()> {
+        self.flush_only()?;
+        self.merge(true)
+    }
+
+    /// Merges the packs of the flushes since the last merge (`all`: and the merged ones too).
+    fn merge(&self, all: bool) -> Result<()> {
+        let sources: Vec<PathBuf> = {
+            let packs = self.packs.borrow();
+            let merged = if all { &packs.1[..] } else { &[] };
+            merged.iter().chain(&packs.0).cloned().collect()
+        };
+        if sources.len() < 2 {
+            return Ok(());
+        }
+        let merged = pack::merge_packs(&self.repo, &sources, self.opts.sync)
+            .map_err(StoreError::git("merge the packs mmm wrote"))?;
+        let mut packs = self.packs.borrow_mut();
+        packs.0.clear();
+        if all {
+            packs.1.clear();
+        }
+        packs.1.extend(merged);
+        Ok(())
+    }
+
+    /// Writes the pending objects as a pack, without merging.
+    fn flush_only(&self) -> Result<()> {
+        if let Some(pack) = self
+            .batch
+            .flush(&self.repo)
+            .map_err(StoreError::git("write the new objects as a pack"))?
+        {
+            self.packs.borrow_mut().0.push(pack);
+        }
+        Ok(())
     }
 
     /// The underlying repository.
@@ -513,6 +577,26 @@ impl Store {
         }
     }
 
+    /// Makes a ref update durable: the ref's file (libgit2 writes every update as a loose ref,
+    /// through a lock file renamed into place) and the directory that holds it. As in git's
+    /// own default (`core.fsync=committed`), reflogs are not synced.
+    fn sync_ref(&self, name: &str) -> Result<()> {
+        if !self.opts.sync {
+            return Ok(());
+        }
+        let path = self.repo.commondir().join(name);
+        let synced = sync_path(&path).and_then(|()| match path.parent() {
+            Some(dir) => sync_path(dir),
+            None => Ok(()),
+        });
+        match synced {
+            Ok(()) => Ok(()),
+            // Packed by a concurrent `git pack-refs` meanwhile: that rewrite synced itself.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Sync { path, source }),
+        }
+    }
+
     fn ensure_log(&self, name: &str) -> Result<()> {
         retry(&format!("create the reflog of {name}"), || {
             self.repo.reference_ensure_log(name)
@@ -522,15 +606,22 @@ impl Store {
     /// Moves `name` from `expected` (`None`: must not exist) to `new`. `Ok(false)` if another
     /// writer got there first; retries while the ref is locked.
     fn cas_ref(&self, name: &str, expected: Option<Oid>, new: Oid, msg: &str) -> Result<bool> {
+        // The objects the ref will reach must be on disk before it moves.
+        self.flush()?;
         self.ensure_log(name)?;
         let msg = trailers::one_line(msg);
         for attempt in 0..MAX_ATTEMPTS {
-            let res = match expected {
-                Some(old) => self.repo.reference_matching(name, new, true, old, &msg),
-                None => self.repo.reference(name, new, false, &msg),
-            };
+            // "Must not exist yet" is the zero id: libgit2 checks it under the ref's lock. A
+            // non-forced `reference()` checks for an existing ref *before* taking the lock,
+            // so two writers creating the same ref at once could both succeed, the second
+            // overwriting the first (it lost notes when four processes started one notes ref).
+            let old = expected.unwrap_or(Oid::ZERO_SHA1);
+            let res = self.repo.reference_matching(name, new, true, old, &msg);
             match res {
-                Ok(_) => return Ok(true),
+                Ok(_) => {
+                    self.sync_ref(name)?;
+                    return Ok(true);
+                }
                 Err(e) if e.code() == ErrorCode::Locked => backoff(attempt),
                 Err(e)
                     if matches!(
@@ -697,77 +788,97 @@ impl Store {
         Ok(c)
     }
 
-    /// Writes `records` as the note of `commit` under `notes_ref`, as a union with any note
-    /// already there. Retries on contention.
+    /// Builds (without moving any ref) the notes commit that adds `new` to the note of `commit`
+    /// on the current tip of `notes_ref`, as a union with any note already there. `None` when
+    /// the note already holds every line. [`Store::publish_note`] moves the ref.
     ///
     /// Not `Repository::note`: libgit2's `git_note_create` moves the notes ref with a *forced*
     /// write (`git_reference_create(.., force = 1)`), so two concurrent writers silently drop
     /// each other's notes. We build the notes commit ourselves and move the ref by
     /// compare-and-swap.
-    fn write_note(&self, notes_ref: &str, commit: Oid, records: &[Record]) -> Result<()> {
-        let new = record::to_jsonl(records);
+    fn prepare_note(&self, notes_ref: &str, commit: Oid, new: &str) -> Result<Option<NoteCommit>> {
         let sig = self.signature()?;
         let what = format!("write the note {notes_ref} on {commit}");
         let hex = commit.to_string();
-        for attempt in 0..MAX_ATTEMPTS {
-            let old = self.ref_target(notes_ref)?;
-            let old_commit = match old {
-                Some(o) => Some(
-                    self.repo
-                        .find_commit(o)
-                        .map_err(StoreError::git(format!("read {notes_ref}")))?,
-                ),
-                None => None,
-            };
-            let old_tree = match &old_commit {
-                Some(c) => Some(
-                    c.tree()
-                        .map_err(StoreError::git(format!("read {notes_ref}")))?,
-                ),
-                None => None,
-            };
-            let existing = match &old_tree {
-                Some(t) => find_note_blob(&self.repo, t, &hex)
+        let old = self.ref_target(notes_ref)?;
+        let old_commit = match old {
+            Some(o) => Some(
+                self.repo
+                    .find_commit(o)
                     .map_err(StoreError::git(format!("read {notes_ref}")))?,
-                None => None,
-            };
-            let text = match existing {
-                Some(blob) => {
-                    let old_text = String::from_utf8_lossy(blob.content()).into_owned();
-                    let merged = record::union_jsonl(&old_text, &new);
-                    if merged == old_text {
-                        return Ok(());
-                    }
-                    merged
+            ),
+            None => None,
+        };
+        let old_tree = match &old_commit {
+            Some(c) => Some(
+                c.tree()
+                    .map_err(StoreError::git(format!("read {notes_ref}")))?,
+            ),
+            None => None,
+        };
+        let existing = match &old_tree {
+            Some(t) => find_note_blob(&self.repo, t, &hex)
+                .map_err(StoreError::git(format!("read {notes_ref}")))?,
+            None => None,
+        };
+        let text = match existing {
+            Some(blob) => {
+                let old_text = String::from_utf8_lossy(blob.content()).into_owned();
+                let merged = record::union_jsonl(&old_text, new);
+                if merged == old_text {
+                    return Ok(None);
                 }
-                None => new.clone(),
+                merged
+            }
+            None => new.to_owned(),
+        };
+        let blob = self
+            .repo
+            .blob(text.as_bytes())
+            .map_err(StoreError::git(&what))?;
+        let tree = insert_note(&self.repo, old_tree.as_ref(), &hex, blob)
+            .map_err(StoreError::git(&what))?;
+        let tree = self.repo.find_tree(tree).map_err(StoreError::git(&what))?;
+        let parents: Vec<&git2::Commit<'_>> = old_commit.iter().collect();
+        let notes_commit = self
+            .repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "Notes added by 'git mmm'\n",
+                &tree,
+                &parents,
+            )
+            .map_err(StoreError::git(&what))?;
+        Ok(Some(NoteCommit {
+            old,
+            new: notes_commit,
+        }))
+    }
+
+    /// Moves `notes_ref` to a prepared notes commit by compare-and-swap; when another writer
+    /// moved it first, prepares the note again on the new tip and retries.
+    fn publish_note(
+        &self,
+        notes_ref: &str,
+        commit: Oid,
+        new: &str,
+        mut prepared: Option<NoteCommit>,
+    ) -> Result<()> {
+        let hex = commit.to_string();
+        for attempt in 0..MAX_ATTEMPTS {
+            let Some(p) = prepared else {
+                return Ok(());
             };
-            let blob = self
-                .repo
-                .blob(text.as_bytes())
-                .map_err(StoreError::git(&what))?;
-            let tree = insert_note(&self.repo, old_tree.as_ref(), &hex, blob)
-                .map_err(StoreError::git(&what))?;
-            let tree = self.repo.find_tree(tree).map_err(StoreError::git(&what))?;
-            let parents: Vec<&git2::Commit<'_>> = old_commit.iter().collect();
-            let notes_commit = self
-                .repo
-                .commit(
-                    None,
-                    &sig,
-                    &sig,
-                    "Notes added by 'git mmm'\n",
-                    &tree,
-                    &parents,
-                )
-                .map_err(StoreError::git(&what))?;
-            if self.cas_ref(notes_ref, old, notes_commit, &format!("mmm: note on {hex}"))? {
+            if self.cas_ref(notes_ref, p.old, p.new, &format!("mmm: note on {hex}"))? {
                 return Ok(());
             }
             backoff(attempt);
+            prepared = self.prepare_note(notes_ref, commit, new)?;
         }
         Err(StoreError::Contention {
-            what,
+            what: format!("write the note {notes_ref} on {commit}"),
             attempts: MAX_ATTEMPTS,
         })
     }
@@ -814,8 +925,8 @@ impl Store {
             .map_err(StoreError::git("write the iteration commit"))?;
         self.step("after-commit-object");
 
-        self.write_note(&transcripts_ref(&spec), commit, &it.transcript)?;
-        self.step("after-transcript-note");
+        // Both notes commits are built before either ref moves, so that the commit, the
+        // snapshot's trees and both notes reach the disk as one pack.
         let mut metrics = it.metrics;
         let rec = self
             .new_record(run, "iteration")
@@ -823,7 +934,14 @@ impl Store {
             .with("status", it.status.as_str())
             .with("tree_changed", parent.tree_id() != it.tree);
         metrics.push(rec);
-        self.write_note(&metrics_ref(&spec), commit, &metrics)?;
+        let transcript = record::to_jsonl(&it.transcript);
+        let metrics = record::to_jsonl(&metrics);
+        let (transcripts, metrics_ref) = (transcripts_ref(&spec), metrics_ref(&spec));
+        let prepared_transcript = self.prepare_note(&transcripts, commit, &transcript)?;
+        let prepared_metrics = self.prepare_note(&metrics_ref, commit, &metrics)?;
+        self.publish_note(&transcripts, commit, &transcript, prepared_transcript)?;
+        self.step("after-transcript-note");
+        self.publish_note(&metrics_ref, commit, &metrics, prepared_metrics)?;
         self.step("after-metrics-note");
 
         let won = self.cas_ref(
@@ -849,7 +967,8 @@ impl Store {
 
     /// Ends a run: deletes its wip ref (its iterations carry the transcripts).
     pub fn finish_run(&self, run: &Run) -> Result<()> {
-        self.delete_ref(&wip_ref(&run.spec, &run.id))
+        self.delete_ref(&wip_ref(&run.spec, &run.id))?;
+        self.merge_packs()
     }
 
     fn delete_ref(&self, name: &str) -> Result<()> {
@@ -1170,6 +1289,13 @@ impl Store {
             archive,
         })
     }
+}
+
+/// A notes commit built on `old`, the notes ref's tip when it was built.
+#[derive(Debug, Clone, Copy)]
+struct NoteCommit {
+    old: Option<Oid>,
+    new: Oid,
 }
 
 /// The note blob for `hex` in a notes tree, following any fanout (`ab/cdef…`) git made.

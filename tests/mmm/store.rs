@@ -192,6 +192,70 @@ fn records_iterations_with_trailers_parents_and_notes() {
     );
 }
 
+/// The `.pack` files of the repository.
+fn packs(repo: &TestRepo) -> Vec<String> {
+    let dir = repo.path.join(".git/objects/pack");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.retain(|n| n.ends_with(".pack"));
+    v.sort();
+    v
+}
+
+fn loose_objects(repo: &TestRepo) -> usize {
+    repo.git(&["count-objects", "-v"])
+        .lines()
+        .find_map(|l| l.strip_prefix("count: "))
+        .expect("count line")
+        .parse()
+        .expect("number")
+}
+
+#[test]
+fn iterations_reach_git_as_packs_merged_when_the_run_finishes() {
+    let repo = TestRepo::new();
+    let base = head(&repo);
+    let loose_before = loose_objects(&repo);
+    let store = store_at(&repo.path, "p");
+    let s = spec("packed");
+    let mut run = store.start_run(&s, base).expect("start");
+    let mut commits = Vec::new();
+    for i in 0..4 {
+        commits.push(record(&store, &mut run, Some(&format!("f{i}.txt"))).commit);
+        // A checkpoint and an iteration: two packs each time, readable by git at once.
+        assert_eq!(packs(&repo).len(), 2 * (i + 1));
+        assert_note(&repo, "mmm/packed/transcripts", &commits[i].to_string());
+    }
+    assert_eq!(
+        loose_objects(&repo),
+        loose_before,
+        "no loose object was written"
+    );
+    store.finish_run(&run).expect("finish");
+    assert_eq!(
+        packs(&repo).len(),
+        1,
+        "the run's packs were merged into one"
+    );
+    assert_nothing_lost(
+        &repo,
+        "packed",
+        &commits.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+    );
+    // git's own maintenance takes mmm's pack like any other.
+    repo.git(&["gc", "--quiet"]);
+    repo.assert_fsck();
+    assert_eq!(
+        repo.git(&["rev-list", "--count", &format!("{base}..mmm/packed")])
+            .trim(),
+        "4"
+    );
+}
+
 #[test]
 fn rendered_errors() {
     let repo = TestRepo::new();
