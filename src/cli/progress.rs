@@ -171,6 +171,30 @@ fn line_for(event: &Event, stream_text: bool) -> Option<String> {
             "{spec}: retrying the model call (attempt {attempt}) in {:.1}s: {reason}",
             *delay_ms as f64 / 1000.0
         )),
+        Event::Checked {
+            spec,
+            iteration,
+            name,
+            passed,
+            exit_code,
+            timed_out,
+            duration_ms,
+        } => {
+            let outcome = if *passed {
+                "passed".to_owned()
+            } else if *timed_out {
+                "timed out".to_owned()
+            } else {
+                match exit_code {
+                    Some(code) => format!("failed (exit {code})"),
+                    None => "failed".to_owned(),
+                }
+            };
+            Some(format!(
+                "{spec}: iteration {iteration}: {name} {outcome} in {:.1}s",
+                *duration_ms as f64 / 1000.0
+            ))
+        }
         Event::Recorded {
             spec,
             iteration,
@@ -198,6 +222,7 @@ fn line_for(event: &Event, stream_text: bool) -> Option<String> {
             detail,
             iterations,
             cost_usd,
+            ..
         } => Some(format!(
             "{spec}: stopped: {} ({detail}); {iterations} iteration(s) this run, ${cost_usd:.4}",
             reason.as_str()

@@ -161,6 +161,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
                 detail: format!("waiting for {} to complete first", waiting.join(", ")),
                 iterations: 0,
                 cost_usd: 0.0,
+                checkpoints: 0,
             });
             continue;
         }
@@ -591,6 +592,7 @@ fn settings(config: &Config, spec: &Spec, args: &Args, hidden_env: &[String]) ->
             .any(|c| c.required && c.after == CheckpointAfter::Complete),
         hostile_after: 2,
         worktree_root: None,
+        checkpoint_after: config.r#loop.checkpoint_after,
     }
 }
 

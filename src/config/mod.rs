@@ -74,6 +74,11 @@ pub struct LoopConfig {
     pub stuck_after: u64,
     /// Specs run at the same time (at least 1). Default 2.
     pub concurrency: u64,
+    /// An iteration that has gone unrecorded this long (a long model call, slow gates) is
+    /// checkpointed to the run's wip ref, and again each time this long passes with
+    /// something new; a killed run loses at most this much of an iteration. Default `"1s"`.
+    #[serde(with = "duration_serde")]
+    pub checkpoint_after: Duration,
 }
 
 impl Default for LoopConfig {
@@ -84,6 +89,7 @@ impl Default for LoopConfig {
             auto_commit: true,
             stuck_after: 2,
             concurrency: 2,
+            checkpoint_after: Duration::from_secs(1),
         }
     }
 }

@@ -159,6 +159,12 @@ pub(crate) const KEYS: &[KeyDef] = &[
         "Specs run at the same time.",
     ),
     k(
+        "loop",
+        "checkpoint_after",
+        Kind::Duration,
+        "Checkpoint an iteration in flight to the run's wip ref once it has run this long.",
+    ),
+    k(
         "specs",
         "dir",
         Kind::Str,

@@ -6,8 +6,10 @@
 //! print or read the environment: progress goes out as [`Event`]s.
 
 pub mod budget;
+mod checkpoint;
 pub mod redact;
 pub mod run;
+pub mod watch;
 pub mod worktree;
 
 pub use budget::{Limits, Spent};

@@ -22,6 +22,7 @@ use crate::store::{IterationStatus, NewIteration, Record, Run, Store};
 use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
 use super::budget::{self, CallPrice, Limits, Spent};
+use super::checkpoint::Checkpointer;
 use super::redact::Redactor;
 use super::worktree::{Snapshot, Worktree};
 
@@ -145,6 +146,9 @@ pub struct Settings {
     /// Where the run's worktree goes (`None`: `.git/mmm/worktrees/`). Claude Code refuses to
     /// edit files below a `.git` directory, so its runs use a directory outside.
     pub worktree_root: Option<PathBuf>,
+    /// An iteration unrecorded for this long is checkpointed to the run's wip ref (and again
+    /// each time this long passes with something new); a quicker one is not.
+    pub checkpoint_after: Duration,
 }
 
 /// One spec to run.
@@ -243,6 +247,23 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A gate or an acceptance criterion's check finished.
+    Checked {
+        /// The spec.
+        spec: String,
+        /// The iteration.
+        iteration: u32,
+        /// The check's name (`build`, `test`, `criterion 2`, …).
+        name: String,
+        /// Whether it passed.
+        passed: bool,
+        /// Its exit code, if it exited.
+        exit_code: Option<i32>,
+        /// Whether the timeout ended it.
+        timed_out: bool,
+        /// How long it ran.
+        duration_ms: u64,
+    },
     /// An iteration was recorded.
     Recorded {
         /// The spec.
@@ -276,6 +297,9 @@ pub enum Event {
         iterations: u32,
         /// Cost of this run in USD.
         cost_usd: f64,
+        /// Checkpoints of iterations in flight written to the wip ref (only iterations that
+        /// ran longer than `checkpoint_after` have one).
+        checkpoints: u32,
     },
 }
 
@@ -298,6 +322,8 @@ pub struct Outcome {
     pub cost_usd: f64,
     /// Tokens of this run.
     pub tokens: TokenUsage,
+    /// Checkpoints written to the wip ref during the run.
+    pub checkpoints: u32,
 }
 
 /// The loop could not run at all (as opposed to stopping for a reason).
@@ -385,6 +411,8 @@ struct Loop<'s, 'j, 'e> {
     /// The worktree's visible files for the context, walked at the first prompt and again only
     /// after a snapshot saw files added or deleted (or the workspace was rolled back).
     tree: Option<Arc<context::Tree>>,
+    /// Writes the iteration in flight to the wip ref when it runs long (started with the run).
+    checkpoints: Option<Checkpointer>,
 }
 
 /// What an iteration produced, before it is recorded.
@@ -423,6 +451,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             iterations_run: 0,
             repo: None,
             tree: None,
+            checkpoints: None,
         }
     }
 
@@ -499,6 +528,12 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         }
 
         let mut run = store.start_run(&self.spec, self.job.base)?;
+        self.checkpoints = Some(Checkpointer::start(
+            store,
+            &run,
+            self.s.redactor.clone(),
+            self.job.settings.checkpoint_after,
+        )?);
         let start_commit = run.parent();
         self.emit(Event::Started {
             spec: self.name.clone(),
@@ -567,6 +602,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                     metrics: vec![metrics],
                 },
             )?;
+            self.checkpoint(|c| c.recorded());
             worktree.advance(recorded.commit)?;
             previous_tree = Some(tree);
             self.iterations_run += 1;
@@ -613,8 +649,17 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 break stop;
             }
         };
-        store.finish_run(&run)?;
         let mut detail = detail;
+        let checkpoints = match self.checkpoints.take().map(Checkpointer::stop) {
+            Some(Ok(n)) => n,
+            Some(Err(e)) => {
+                // Every iteration is recorded; only a checkpoint of one in flight was missed.
+                detail.push_str(&format!(" (a checkpoint could not be written: {e})"));
+                0
+            }
+            None => 0,
+        };
+        store.finish_run(&run)?;
         if let Err(e) = worktree.remove() {
             // Everything is recorded; a leftover worktree is for `git mmm doctor`.
             detail.push_str(&format!(
@@ -627,6 +672,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             detail: detail.clone(),
             iterations: self.iterations_run,
             cost_usd: self.run_cost,
+            checkpoints,
         });
         Ok(Outcome {
             spec: self.name.clone(),
@@ -637,6 +683,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             last_iteration,
             cost_usd: self.run_cost,
             tokens: self.run_tokens,
+            checkpoints,
         })
     }
 
@@ -707,6 +754,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             detail: detail.clone(),
             iterations: 0,
             cost_usd: 0.0,
+            checkpoints: 0,
         });
         Outcome {
             spec: self.name.clone(),
@@ -717,6 +765,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             last_iteration,
             cost_usd: 0.0,
             tokens: TokenUsage::default(),
+            checkpoints: 0,
         }
     }
 
@@ -830,6 +879,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         let mut durations = serde_json::Map::new();
         let mut transcript: Vec<Record> = Vec::new();
         let mut decisions: Vec<String> = Vec::new();
+        self.checkpoint(|c| c.begin(n));
 
         // Context.
         self.emit(Event::Stage {
@@ -862,7 +912,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }),
         );
         transcript.push(prompt_record);
-        self.s.store.checkpoint(run, &transcript)?;
+        self.checkpoint(|c| c.update(&transcript));
+        let streaming = self.s.store.new_record(run, "response");
+        self.checkpoint(|c| c.stream_into(streaming));
 
         // The agent.
         self.emit(Event::Stage {
@@ -887,11 +939,17 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         };
         let name = self.name.clone();
         let events = &mut self.events;
+        let checkpoints = self.checkpoints.as_ref();
         let mut forward = |e: AgentEvent| match e {
-            AgentEvent::Text(text) => events(Event::Text {
-                spec: name.clone(),
-                text,
-            }),
+            AgentEvent::Text(text) => {
+                if let Some(c) = checkpoints {
+                    c.streamed(&text);
+                }
+                events(Event::Text {
+                    spec: name.clone(),
+                    text,
+                })
+            }
             AgentEvent::Retry {
                 attempt,
                 delay,
@@ -936,7 +994,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }),
         );
         transcript.push(response_record);
-        self.s.store.checkpoint(run, &transcript)?;
+        self.checkpoint(|c| c.update(&transcript));
         let interrupted_early = self.s.cancel.is_cancelled();
 
         // Parse and apply.
@@ -971,6 +1029,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             )?
         };
         durations.insert("apply_ms".into(), ms(t.elapsed()));
+        self.checkpoint(|c| c.update(&transcript));
 
         // Validate.
         let t = Instant::now();
@@ -985,34 +1044,51 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 stage: Stage::Validate,
                 model: None,
             });
-            results = validate::run_gates(
-                worktree.path(),
-                &self.gates(),
-                &self.job.settings.gate_options,
-            );
+            for gate in self.gates() {
+                let r = validate::run_gate(worktree.path(), &gate, &self.job.settings.gate_options);
+                self.emit(Event::Checked {
+                    spec: self.name.clone(),
+                    iteration: n,
+                    name: r.name.clone(),
+                    passed: r.passed,
+                    exit_code: r.exit_code,
+                    timed_out: r.timed_out,
+                    duration_ms: r.duration_ms,
+                });
+                results.push(r);
+            }
         }
         durations.insert("validate_ms".into(), ms(t.elapsed()));
         for r in &results {
             let rec = self.record(run, "gate", serde_json::to_value(r).unwrap_or(Value::Null));
             transcript.push(rec);
         }
+        self.checkpoint(|c| c.update(&transcript));
 
         // Decide.
         let t = Instant::now();
-        // When only mmm's own edits touched the worktree (no gate, no command, an agent that
-        // does not edit files itself, every edit applied whole), stage just their paths;
-        // anything else may have written anywhere, so the whole worktree is scanned.
+        // The snapshot stages what changed: the paths the worktree's watch saw change (gates,
+        // commands and agents may write anywhere) and mmm's own edits. Without a watch, just
+        // the edits when nothing else ran (no gate, no command, an agent that does not edit
+        // files itself, every edit applied whole); otherwise the whole worktree is scanned.
+        // An iteration about to be recorded as complete is always scanned in full, so that the
+        // final state never rests on the watch.
         let own_edits_only = results.is_empty()
             && self.gates().is_empty()
             && parsed.commands.is_empty()
             && !reply.edits_in_worktree
             && failed == 0;
-        let tree = if own_edits_only {
-            self.stage(worktree, &written)?
-        } else {
-            self.scan(worktree)?
-        };
         let failing: Vec<&GateResult> = results.iter().filter(|r| !r.passed).collect();
+        let may_complete = !interrupted
+            && parsed.directives.needs_review.is_none()
+            && parsed.directives.complete
+            && failing.is_empty()
+            && problems.is_empty();
+        let tree = if may_complete {
+            self.scan(worktree)?
+        } else {
+            self.refresh(worktree, &written, own_edits_only)?
+        };
         let checks_passed = results.len() - failing.len();
         let status = if interrupted {
             IterationStatus::Interrupted
@@ -1165,6 +1241,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         Ok(context::build_prompt(&input, self.job.templates)?)
     }
 
+    /// Hands something to the checkpoint thread (there is one while a run is under way).
+    fn checkpoint(&self, f: impl FnOnce(&Checkpointer)) {
+        if let Some(c) = &self.checkpoints {
+            f(c);
+        }
+    }
+
     /// Snapshots the worktree; forgets the context's list of files when files were added or
     /// deleted, so that the next prompt walks the worktree again.
     fn scan(&mut self, worktree: &Worktree) -> Result<Oid, EngineError> {
@@ -1182,13 +1265,15 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         snap.tree
     }
 
-    /// [`Loop::scan`] limited to `paths`, the only ones changed since the last snapshot;
-    /// scans the whole worktree when a path is unusual.
-    fn stage(&mut self, worktree: &Worktree, paths: &[String]) -> Result<Oid, EngineError> {
-        match worktree.stage_paths(paths)? {
-            Some(snap) => Ok(self.saw(snap)),
-            None => self.scan(worktree),
-        }
+    /// [`Loop::scan`] by the cheapest exact way (see [`Worktree::refresh`]).
+    fn refresh(
+        &mut self,
+        worktree: &Worktree,
+        written: &[String],
+        nothing_else: bool,
+    ) -> Result<Oid, EngineError> {
+        let snap = worktree.refresh(written, nothing_else)?;
+        Ok(self.saw(snap))
     }
 
     fn gates(&self) -> Vec<Gate> {

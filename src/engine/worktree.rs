@@ -6,7 +6,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use std::cell::RefCell;
+
 use git2::{Oid, Repository};
+
+use super::watch::{Changes, Watch};
 
 /// A worktree could not be made, read or removed.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +55,8 @@ pub struct Worktree {
     path: PathBuf,
     repo: Repository,
     removed: bool,
+    /// What changed since the last snapshot, where the platform can tell (see `watch`).
+    watch: RefCell<Option<Watch>>,
 }
 
 impl std::fmt::Debug for Worktree {
@@ -124,12 +130,46 @@ impl Worktree {
                 path: path.clone(),
                 source,
             })?;
-        Ok(Worktree {
+        let worktree = Worktree {
             main_git_dir,
             path,
             repo,
             removed: false,
-        })
+            watch: RefCell::new(None),
+        };
+        worktree.restart_watch();
+        Ok(worktree)
+    }
+
+    /// (Re)starts watching the worktree's directories, including those of tracked files that
+    /// an ignore rule covers. Without a watch, snapshots scan.
+    fn restart_watch(&self) {
+        let tracked: Vec<String> = match self.repo.index() {
+            Ok(index) => {
+                let paths: Vec<PathBuf> = index
+                    .iter()
+                    .filter_map(|e| String::from_utf8(e.path).ok().map(PathBuf::from))
+                    .collect();
+                super::watch::parent_dirs(paths.iter().map(PathBuf::as_path))
+            }
+            Err(_) => Vec::new(),
+        };
+        *self.watch.borrow_mut() = Watch::start(&self.path, &tracked);
+    }
+
+    /// What the watch saw since it was last asked (`Unknown` without a watch).
+    fn watched_changes(&self) -> Changes {
+        let mut watch = self.watch.borrow_mut();
+        let Some(w) = watch.as_mut() else {
+            return Changes::Unknown;
+        };
+        let repo = &self.repo;
+        w.drain(&mut |rel| repo.is_path_ignored(rel).unwrap_or(false))
+    }
+
+    /// Whether a watch tells this worktree's changes (Linux).
+    pub fn is_watched(&self) -> bool {
+        self.watch.borrow().is_some()
     }
 
     /// The worktree's directory.
@@ -147,6 +187,15 @@ impl Worktree {
     /// last snapshot (a file added, deleted or changed type, or an ignore file changed), so that
     /// a cached list of the worktree's files can be kept when only contents changed.
     pub fn scan(&self) -> Result<Snapshot, WorktreeError> {
+        // The scan sees everything the watch saw; a watch that lost track starts afresh.
+        if self.is_watched() && self.watched_changes() == Changes::Unknown {
+            self.restart_watch();
+        }
+        self.full_scan()
+    }
+
+    /// [`Worktree::scan`] without looking at the watch.
+    fn full_scan(&self) -> Result<Snapshot, WorktreeError> {
         let err = |source| WorktreeError::Repo {
             path: self.path.clone(),
             source,
@@ -191,6 +240,36 @@ impl Worktree {
             files_changed,
             changed,
         })
+    }
+
+    /// A snapshot by the cheapest exact way: the paths the watch saw change, plus `written`
+    /// (paths mmm itself wrote), are staged one by one; without a watch, and when
+    /// `nothing_else` says that no process ran in the worktree since the last snapshot, only
+    /// `written` is staged; otherwise (or when the watch lost track, or a path is odd) the
+    /// worktree is scanned.
+    pub fn refresh(
+        &self,
+        written: &[String],
+        nothing_else: bool,
+    ) -> Result<Snapshot, WorktreeError> {
+        let paths: Vec<String> = match self.watched_changes() {
+            Changes::Paths(seen) => {
+                let mut all = seen;
+                all.extend(written.iter().cloned());
+                all.into_iter().collect()
+            }
+            Changes::Unknown if !self.is_watched() && nothing_else => written.to_vec(),
+            Changes::Unknown => {
+                if self.is_watched() {
+                    self.restart_watch();
+                }
+                return self.full_scan();
+            }
+        };
+        match self.stage_paths(&paths)? {
+            Some(snap) => Ok(snap),
+            None => self.scan(),
+        }
     }
 
     /// [`Worktree::scan`] when the caller knows that nothing but the files at `paths`
@@ -257,6 +336,11 @@ impl Worktree {
                     if tracked {
                         files_changed = true;
                         index.remove_path(rel_path).map_err(err)?;
+                    } else {
+                        // A directory that was deleted: its files leave the index with it.
+                        let before = index.len();
+                        index.remove_dir(rel_path, 0).map_err(err)?;
+                        files_changed |= index.len() != before;
                     }
                 }
                 Err(_) => return Ok(None),
@@ -287,7 +371,12 @@ impl Worktree {
         let mut index = self.repo.index().map_err(err)?;
         let tree = object.peel_to_tree().map_err(err)?;
         index.read_tree(&tree).map_err(err)?;
-        index.write().map_err(err)
+        index.write().map_err(err)?;
+        // The checkout's own writes are in the index already.
+        if self.is_watched() && self.watched_changes() == Changes::Unknown {
+            self.restart_watch();
+        }
+        Ok(())
     }
 
     /// Moves the worktree's HEAD to a newly recorded iteration commit (whose tree is what the
@@ -524,6 +613,106 @@ mod tests {
                 "{odd}"
             );
         }
+        wt.remove().expect("remove");
+    }
+
+    /// What `git add --all && git write-tree` gives for the worktree, in a scratch index.
+    fn git_tree_of(root: &Path, worktree: &Path) -> String {
+        let scratch = root.join(format!("scratch-{}", std::process::id()));
+        let _ = std::fs::remove_file(&scratch);
+        for args in [&["add", "--all"][..], &["write-tree"][..]] {
+            let out = Command::new("git")
+                .args(args)
+                .current_dir(worktree)
+                .env("GIT_INDEX_FILE", &scratch)
+                .output()
+                .expect("git");
+            assert!(out.status.success(), "{out:?}");
+            if args[0] == "write-tree" {
+                return String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            }
+        }
+        unreachable!()
+    }
+
+    #[test]
+    fn refresh_stages_what_other_processes_changed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git_in(root, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(root.join(".gitignore"), "target/\n*.log\n").expect("write");
+        std::fs::create_dir_all(root.join("src/a")).expect("mkdir");
+        std::fs::create_dir_all(root.join("old/deep")).expect("mkdir");
+        std::fs::write(root.join("src/a/keep.rs"), "keep\n").expect("write");
+        std::fs::write(root.join("src/a/change.rs"), "old\n").expect("write");
+        std::fs::write(root.join("src/gone.rs"), "gone\n").expect("write");
+        std::fs::write(root.join("old/deep/x.rs"), "x\n").expect("write");
+        std::fs::write(root.join("old/y.rs"), "y\n").expect("write");
+        std::fs::write(root.join("run.sh"), "echo\n").expect("write");
+        git_in(root, &["add", "--all"]);
+        git_in(root, &["commit", "--quiet", "-m", "base"]);
+        let head = git_in(root, &["rev-parse", "HEAD"]);
+        let repo = Repository::open(root).expect("open");
+        let wt = Worktree::create(&repo, None, "w", Oid::from_str(head.trim()).expect("oid"))
+            .expect("worktree");
+        if !wt.is_watched() {
+            // No inotify here (another platform): refresh scans, which the other tests cover.
+            return;
+        }
+        let p = wt.path().to_path_buf();
+        // What a gate might do, in a shell of its own.
+        let script = "set -e\n\
+            echo new > src/a/change.rs\n\
+            rm src/gone.rs\n\
+            rm -r old\n\
+            mkdir -p fresh/inner && echo f > fresh/inner/f.rs && echo g > fresh/g.rs\n\
+            mkdir -p target/debug && echo bin > target/debug/app\n\
+            echo log > src/a/build.log\n\
+            chmod +x run.sh\n";
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&p)
+            .output()
+            .expect("sh");
+        assert!(out.status.success(), "{out:?}");
+        let snap = wt.refresh(&[], false).expect("refresh");
+        assert!(snap.files_changed);
+        assert_eq!(snap.tree.to_string(), git_tree_of(root, &p));
+        let mut changed = snap.changed.clone();
+        changed.retain(|c| !c.starts_with("old"));
+        assert_eq!(
+            changed,
+            [
+                "fresh/g.rs",
+                "fresh/inner/f.rs",
+                "run.sh",
+                "src/a/build.log",
+                "src/a/change.rs",
+                "src/gone.rs"
+            ],
+            "only what changed was looked at, not every file"
+        );
+        // Nothing changed since: the same tree, nothing staged.
+        let again = wt.refresh(&[], false).expect("refresh");
+        assert_eq!(again.tree, snap.tree);
+        assert!(again.changed.is_empty());
+        // A file in the new directory, created after it was first seen, is seen too.
+        std::fs::write(p.join("fresh/inner/later.rs"), "later\n").expect("write");
+        let later = wt.refresh(&[], false).expect("refresh");
+        assert_eq!(later.changed, ["fresh/inner/later.rs"]);
+        assert_eq!(later.tree.to_string(), git_tree_of(root, &p));
+        // A renamed directory makes the watch lose track: refresh scans, and stays exact.
+        std::fs::rename(p.join("fresh"), p.join("moved")).expect("rename");
+        let moved = wt.refresh(&[], false).expect("refresh");
+        assert_eq!(moved.tree.to_string(), git_tree_of(root, &p));
+        std::fs::write(p.join("moved/inner/after.rs"), "after\n").expect("write");
+        let after = wt.refresh(&[], false).expect("refresh");
+        assert_eq!(
+            after.changed,
+            ["moved/inner/after.rs"],
+            "watching again after the scan"
+        );
+        assert_eq!(after.tree.to_string(), git_tree_of(root, &p));
         wt.remove().expect("remove");
     }
 }

@@ -90,6 +90,9 @@ pub enum StoreError {
         #[source]
         source: git2::Error,
     },
+    /// A thread of the store could not run.
+    #[error("the store's background thread failed: {0}")]
+    Thread(String),
     /// A file could not be flushed to the disk.
     #[error(
         "could not flush {path} to the disk: {source}; check the disk (space, permissions) and run `git mmm doctor`"
@@ -521,6 +524,12 @@ impl Store {
             self.packs.borrow_mut().0.push(pack);
         }
         Ok(())
+    }
+
+    /// Another store on the same repository, with the same options (for another thread).
+    pub fn reopen(&self) -> Result<Store> {
+        let path = self.repo.workdir().unwrap_or_else(|| self.repo.path());
+        Store::open(path, self.opts.clone())
     }
 
     /// The underlying repository.

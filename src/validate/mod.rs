@@ -92,7 +92,8 @@ pub fn run_gates(dir: &Path, gates: &[Gate], opts: &GateOptions) -> Vec<GateResu
     gates.iter().map(|gate| run_gate(dir, gate, opts)).collect()
 }
 
-fn run_gate(dir: &Path, gate: &Gate, opts: &GateOptions) -> GateResult {
+/// Runs one gate in `dir`.
+pub fn run_gate(dir: &Path, gate: &Gate, opts: &GateOptions) -> GateResult {
     let outcome = process::run(&ShellCommand {
         command: &gate.command,
         dir,

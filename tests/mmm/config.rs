@@ -74,6 +74,7 @@ fn valid_fixture_sets_every_section() {
     assert_eq!(c.r#loop.max_iterations, 5);
     assert_eq!(c.r#loop.timeout, Duration::from_secs(90 * 60));
     assert!(!c.r#loop.auto_commit);
+    assert_eq!(c.r#loop.checkpoint_after, Duration::from_secs(3));
     assert_eq!(c.specs.dir, "docs/specs");
     assert_eq!(c.agent.kind, AgentKind::Scripted);
     assert_eq!(c.agent.script.as_deref(), Some("fixtures/answers.jsonl"));
@@ -106,13 +107,13 @@ fn valid_fixture_sets_every_section() {
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(95));
-    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(54));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(96));
+    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(55));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(89)
+        repo_origin(90)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(79));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(80));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"

@@ -114,3 +114,192 @@ fn resume_after_sigkill_once_iteration_1_is_recorded() {
     );
     resume_and_check(&repo, &fake, &its[0].commit);
 }
+
+/// The wip ref of spec `s`, once one exists (polled for up to `within`).
+fn wait_for_wip(repo: &TestRepo, within: std::time::Duration) -> Option<String> {
+    let deadline = std::time::Instant::now() + within;
+    while std::time::Instant::now() < deadline {
+        let refs = repo.git(&["for-each-ref", "--format=%(refname)", "refs/mmm/s/wip/"]);
+        if let Some(name) = refs.lines().next() {
+            return Some(name.to_owned());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// The records of the transcript in a wip checkpoint.
+fn checkpoint_records(repo: &TestRepo, wip: &str) -> Vec<serde_json::Value> {
+    repo.git(&["show", &format!("{wip}:transcript.jsonl")])
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect()
+}
+
+/// Kills `child` with SIGKILL and reaps it.
+fn kill(child: &mut std::process::Child) {
+    let status = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let _ = child.wait();
+}
+
+#[test]
+fn a_long_model_call_is_checkpointed_with_the_text_streamed_so_far() {
+    // The answer stalls after its first delta: the loop has streamed part of it for longer
+    // than `checkpoint_after`, so the wip ref must hold the prompt and that part.
+    const SECRET: &str = "tok-5151-streamed-secret";
+    let answer = format!("STREAMED-FIRST token {SECRET} and then {}", done());
+    let fake = FakeAnthropic::start(vec![Rule::new(
+        NEEDLE,
+        Reply::Pause {
+            after_deltas: 1,
+            pause_ms: 30_000,
+            text: answer,
+        },
+    )]);
+    let repo = project(
+        &config("[loop]\ncheckpoint_after = \"300ms\"\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let mut child = api_cmd(&repo, &fake)
+        .env("MY_SERVICE_TOKEN", SECRET)
+        .args(["run", "s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let wip = wait_for_wip(&repo, std::time::Duration::from_secs(20));
+    // Let a checkpoint with streamed text land (the first may predate the first delta).
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Some(w) = &wip {
+        records = checkpoint_records(&repo, w);
+        if records.iter().any(|r| r["kind"] == "response") || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    kill(&mut child);
+    let wip = wip.expect("a checkpoint was written during the long call");
+    assert_eq!(records[0]["kind"], "prompt", "{records:?}");
+    let partial = records
+        .iter()
+        .find(|r| r["kind"] == "response")
+        .expect("the streamed text is checkpointed");
+    assert_eq!(partial["partial"], true);
+    let text = partial["text"].as_str().expect("text");
+    assert!(text.starts_with("STREAMED-FIRST"), "{text}");
+    assert!(
+        !text.contains(SECRET) && text.contains("[redacted:MY_SERVICE_TOKEN]"),
+        "the streamed text is redacted before it is written: {text}"
+    );
+    assert!(
+        !text.contains("@mmm:complete"),
+        "only what was streamed: {text}"
+    );
+    assert!(
+        !repo
+            .git_output(&["rev-parse", "--verify", "-q", "refs/heads/mmm/s"])
+            .status
+            .success(),
+        "nothing was recorded"
+    );
+    // doctor keeps a young wip ref (its run may be alive); told that no run is in flight,
+    // it moves the checkpoints to the archive: nothing is lost.
+    let doctor = repo.mmm(&["doctor"]);
+    assert!(doctor.status.success(), "{}", show(&doctor));
+    assert_eq!(
+        repo.git(&["for-each-ref", "--format=%(refname)", "refs/mmm/s/wip/"])
+            .trim(),
+        wip
+    );
+    let doctor = repo.mmm(&["doctor", "--all-wip"]);
+    assert!(doctor.status.success(), "{}", show(&doctor));
+    assert!(
+        repo.git(&["for-each-ref", "refs/mmm/s/wip/"]).is_empty(),
+        "the wip ref was archived"
+    );
+    let archived = repo.git(&["log", "--format=%H", "refs/mmm/s/archive"]);
+    let kept = repo
+        .git(&["rev-list", "refs/mmm/s/archive"])
+        .lines()
+        .any(|c| {
+            repo.git_output(&["show", &format!("{c}:transcript.jsonl")])
+                .status
+                .success()
+                && repo
+                    .git(&["show", &format!("{c}:transcript.jsonl")])
+                    .contains("STREAMED-FIRST")
+        });
+    assert!(
+        kept,
+        "the checkpoint is reachable from the archive:\n{archived}"
+    );
+    assert_clean(&repo);
+}
+
+#[test]
+fn slow_gates_are_checkpointed_with_the_whole_answer() {
+    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
+    let check = format!("sleep 30\n{CHECK}");
+    let repo = project(
+        &config("[loop]\ncheckpoint_after = \"300ms\"\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", &check)],
+    );
+    let mut child = api_cmd(&repo, &fake)
+        .args(["run", "s"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let wip = wait_for_wip(&repo, std::time::Duration::from_secs(20));
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Some(w) = &wip {
+        records = checkpoint_records(&repo, w);
+        if records.iter().any(|r| r["kind"] == "response") || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    kill(&mut child);
+    assert!(wip.is_some(), "a checkpoint was written while the gate ran");
+    let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
+    assert_eq!(&kinds[..2], ["prompt", "response"], "{records:?}");
+    let response = &records[1];
+    assert!(
+        response.get("partial").is_none(),
+        "the whole answer: {response}"
+    );
+    assert!(
+        response["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("@mmm:complete"),
+        "{response}"
+    );
+}
+
+#[test]
+fn quick_iterations_write_no_checkpoint() {
+    let fake = fake();
+    let repo = project(
+        &config("[loop]\ncheckpoint_after = \"20s\"\n"),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s", "--json"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let finished = crate::support::project::events(&out)
+        .into_iter()
+        .find(|e| e["event"] == "finished")
+        .expect("a finished event");
+    assert_eq!(finished["checkpoints"], 0, "{finished}");
+    assert_eq!(iterations(&repo, "s").len(), 2);
+    assert_clean(&repo);
+}

@@ -57,6 +57,16 @@ pub enum Reply {
         /// The text that would have been sent.
         text: String,
     },
+    /// Stream the first `after_deltas` deltas of `text`, wait `pause_ms`, then the rest (a
+    /// long answer, for checkpoints of text streamed so far).
+    Pause {
+        /// Deltas sent before the pause.
+        after_deltas: usize,
+        /// How long the stream stalls.
+        pause_ms: u64,
+        /// The whole text.
+        text: String,
+    },
     /// Stream `text`, then an `event: error` after `after_deltas` deltas. A non-streaming
     /// request matched by this reply gets the whole text as JSON (the SDKs' fallback).
     StreamError {
@@ -455,6 +465,41 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             conn.shutdown(Shutdown::Both)
         }
         Reply::DropMidStream { .. } => conn.shutdown(Shutdown::Both),
+        Reply::Pause {
+            after_deltas,
+            pause_ms,
+            text,
+        } => {
+            let (usage, out) = complete(&text, "");
+            let mut sse = Sse::start(w, &rid)?;
+            sse.message_start(&msg_id, &model, usage)?;
+            let chars: Vec<char> = text.chars().collect();
+            let size = chars.len().div_ceil(3).max(1);
+            let cut = (size * after_deltas).min(chars.len());
+            let head: String = chars[..cut].iter().collect();
+            let tail: String = chars[cut..].iter().collect();
+            sse.event(
+                "content_block_start",
+                &json!({"type":"content_block_start","index":0,
+                "content_block":{"type":"text","text":""}}),
+            )?;
+            sse.event(
+                "content_block_delta",
+                &json!({"type":"content_block_delta","index":0,
+                "delta":{"type":"text_delta","text":head}}),
+            )?;
+            std::thread::sleep(std::time::Duration::from_millis(pause_ms));
+            sse.event(
+                "content_block_delta",
+                &json!({"type":"content_block_delta","index":0,
+                "delta":{"type":"text_delta","text":tail}}),
+            )?;
+            sse.event(
+                "content_block_stop",
+                &json!({"type":"content_block_stop","index":0}),
+            )?;
+            sse.finish_message("end_turn", usage, out)
+        }
         Reply::StreamError {
             after_deltas,
             error_type,
