@@ -37,7 +37,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             .map(|i| i.n)
             .ok_or(mmm::store::StoreError::NoBranch { spec: spec.clone() })?,
     };
-    let detail = store.iteration(&spec, n)?;
+    let mut detail = store.iteration(&spec, n)?;
+    if let Some(records) = detail.transcript.as_mut() {
+        store.resolve_prompts(&spec, records)?;
+    }
     let it = &detail.iteration;
     let mut out = out();
     if args.json {

@@ -413,6 +413,12 @@ struct Loop<'s, 'j, 'e> {
     tree: Option<Arc<context::Tree>>,
     /// Writes the iteration in flight to the wip ref when it runs long (started with the run).
     checkpoints: Option<Checkpointer>,
+    /// The system prompt as last written in full in a transcript note (its iteration's commit
+    /// and number). A later prompt record whose system prompt is the same refers to it
+    /// instead of repeating some hundred kilobytes (see [`crate::store::SYSTEM_SAME_AS`]).
+    written_system: Option<(Oid, u32, Vec<context::PromptBlock>)>,
+    /// The system prompt of the iteration in flight, when its record holds it in full.
+    pending_system: Option<Vec<context::PromptBlock>>,
 }
 
 /// What an iteration produced, before it is recorded.
@@ -452,6 +458,8 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             repo: None,
             tree: None,
             checkpoints: None,
+            written_system: None,
+            pending_system: None,
         }
     }
 
@@ -603,6 +611,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 },
             )?;
             self.checkpoint(|c| c.recorded());
+            if let Some(blocks) = self.pending_system.take() {
+                self.written_system = Some((recorded.commit, n, blocks));
+            }
             worktree.advance(recorded.commit)?;
             previous_tree = Some(tree);
             self.iterations_run += 1;
@@ -897,13 +908,25 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             Ok(m) => m,
             Err(stop) => return Ok(Err(stop)),
         };
+        // The system prompt is the same from one iteration to the next (that is what the
+        // provider's cache relies on): written once per run, then referred to.
+        let system = match &self.written_system {
+            Some((commit, k, blocks)) if *blocks == prompt.system => {
+                self.pending_system = None;
+                json!({crate::store::SYSTEM_SAME_AS: commit.to_string(), "iteration": k})
+            }
+            _ => {
+                self.pending_system = Some(prompt.system.clone());
+                json!(prompt.system)
+            }
+        };
         let prompt_record = self.record(
             run,
             "prompt",
             json!({
                 "model": self.model,
                 "max_tokens": max_tokens,
-                "system": prompt.system,
+                "system": system,
                 "user": prompt.user,
                 "omitted": prompt.omitted,
                 "files": prompt.files,

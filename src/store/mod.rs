@@ -235,8 +235,8 @@ pub struct Store {
     opts: StoreOptions,
     /// Objects written since the last ref update, held in memory and written as one pack.
     batch: pack::ObjectBatch,
-    /// The packs this store wrote: `.0` one per flush, not merged yet; `.1` merged ones.
-    packs: std::cell::RefCell<(Vec<PathBuf>, Vec<PathBuf>)>,
+    /// The packs this store wrote since it last merged them all (see [`Store::merge_packs`]).
+    packs: std::cell::RefCell<Vec<PathBuf>>,
 }
 
 /// An in-flight run of the loop on one spec.
@@ -391,6 +391,11 @@ pub fn archive_ref(spec: &SpecId) -> String {
     format!("refs/mmm/{spec}/archive")
 }
 
+/// The key of a prompt record's `system` object that refers to an earlier iteration's
+/// transcript instead of repeating its system prompt: `{"same_as": "<commit>", "iteration": k}`.
+/// [`Store::resolve_prompts`] follows it.
+pub const SYSTEM_SAME_AS: &str = "same_as";
+
 /// The wip ref of a run.
 pub fn wip_ref(spec: &SpecId, run: &str) -> String {
     format!("refs/mmm/{spec}/wip/{run}")
@@ -479,50 +484,45 @@ impl Store {
     /// Every ref update does this first; call it before handing an object id that no ref
     /// reaches to another process (a `git` command, say).
     pub fn flush(&self) -> Result<()> {
-        self.flush_only()?;
-        if self.packs.borrow().0.len() >= pack::MERGE_AFTER {
-            self.merge(false)?;
-        }
-        Ok(())
-    }
-
-    /// Folds every pack this store wrote into one (see [`Store::flush`]); a run does this when
-    /// it finishes.
-    pub fn merge_packs(&self) -> Result<()> {
-        self.flush_only()?;
-        self.merge(true)
-    }
-
-    /// Merges the packs of the flushes since the last merge (`all`: and the merged ones too).
-    fn merge(&self, all: bool) -> Result<()> {
-        let sources: Vec<PathBuf> = {
-            let packs = self.packs.borrow();
-            let merged = if all { &packs.1[..] } else { &[] };
-            merged.iter().chain(&packs.0).cloned().collect()
-        };
-        if sources.len() < 2 {
-            return Ok(());
-        }
-        let merged = pack::merge_packs(&self.repo, &sources, self.opts.sync)
-            .map_err(StoreError::git("merge the packs mmm wrote"))?;
-        let mut packs = self.packs.borrow_mut();
-        packs.0.clear();
-        if all {
-            packs.1.clear();
-        }
-        packs.1.extend(merged);
-        Ok(())
-    }
-
-    /// Writes the pending objects as a pack, without merging.
-    fn flush_only(&self) -> Result<()> {
         if let Some(pack) = self
             .batch
             .flush(&self.repo)
             .map_err(StoreError::git("write the new objects as a pack"))?
         {
-            self.packs.borrow_mut().0.push(pack);
+            let count = {
+                let mut packs = self.packs.borrow_mut();
+                packs.push(pack);
+                packs.len()
+            };
+            if count >= pack::MERGE_AFTER {
+                self.merge_own()?;
+            }
         }
+        Ok(())
+    }
+
+    /// Folds the packs this store wrote since it last did into one, then, when the repository
+    /// holds more than a few small packs in mmm's format (a run each, or left by killed runs),
+    /// those too. A run does this when it finishes.
+    pub fn merge_packs(&self) -> Result<()> {
+        self.flush()?;
+        self.merge_own()?;
+        self.packs.borrow_mut().clear();
+        pack::tidy(&self.repo, self.opts.sync)
+            .map_err(StoreError::git("merge the small packs mmm wrote"))?;
+        Ok(())
+    }
+
+    /// Merges the packs this store wrote since the last merge into one, which it keeps
+    /// counting (it joins the next merge).
+    fn merge_own(&self) -> Result<()> {
+        let sources = self.packs.borrow().clone();
+        if sources.len() < 2 {
+            return Ok(());
+        }
+        let merged = pack::merge_packs(&self.repo, &sources, self.opts.sync)
+            .map_err(StoreError::git("merge the packs mmm wrote"))?;
+        *self.packs.borrow_mut() = merged.into_iter().collect();
         Ok(())
     }
 
@@ -1132,6 +1132,38 @@ impl Store {
             transcript,
             metrics,
         })
+    }
+
+    /// Replaces, in the `prompt` records of `records`, a system prompt written as a reference
+    /// to an earlier iteration's (`{"same_as": "<commit>", "iteration": k}`, see
+    /// [`SYSTEM_SAME_AS`]) by the blocks that iteration's transcript holds, and notes where
+    /// they came from in `system_from`. A reference whose target cannot be read is left as it
+    /// is.
+    pub fn resolve_prompts(&self, spec: &SpecId, records: &mut [Record]) -> Result<()> {
+        for r in records.iter_mut().filter(|r| r.kind == "prompt") {
+            let Some(target) = r
+                .data
+                .get("system")
+                .and_then(|s| s.get(SYSTEM_SAME_AS))
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| Oid::from_str(s).ok())
+            else {
+                continue;
+            };
+            let Some(earlier) = self.read_note(&transcripts_ref(spec), target)? else {
+                continue;
+            };
+            let blocks = earlier
+                .iter()
+                .filter(|e| e.kind == "prompt")
+                .find_map(|e| e.data.get("system").filter(|s| s.is_array()).cloned());
+            if let Some(blocks) = blocks
+                && let Some(reference) = r.data.insert("system".into(), blocks)
+            {
+                r.data.insert("system_from".into(), reference);
+            }
+        }
+        Ok(())
     }
 
     /// The records of a note, sorted and deduped; `None` if there is no note.

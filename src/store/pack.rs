@@ -40,6 +40,12 @@ use sha1::{Digest, Sha1};
 /// A store merges the packs it wrote once there are this many.
 pub const MERGE_AFTER: usize = 32;
 
+/// [`tidy`] merges the small packs in mmm's format once there are more than this many.
+const TIDY_AFTER: usize = 8;
+
+/// Packs at least this large are left to git's own maintenance.
+const SMALL_PACK: u64 = 16 << 20;
+
 /// Pack entry types (the 3 bits after the continuation bit of an entry's first byte).
 const OBJ_COMMIT: u8 = 1;
 const OBJ_TREE: u8 = 2;
@@ -344,6 +350,53 @@ pub(crate) fn merge_packs(
     }
     repo.odb()?.refresh()?;
     Ok(Some(path))
+}
+
+/// Merges the repository's small packs in mmm's format (no deltas) when there are more than
+/// [`TIDY_AFTER`] of them: one per run and any a killed run left would otherwise pile up until
+/// git's `gc --auto` repacked everything at once. Packs git marks as special (kept, promisor,
+/// cruft, with a bitmap) are left alone, and so is everything when a multi-pack index lists
+/// the packs.
+pub(crate) fn tidy(repo: &Repository, sync: bool) -> Result<(), git2::Error> {
+    let dir = pack_dir(repo);
+    if dir.join("multi-pack-index").exists() {
+        return Ok(());
+    }
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    let mut small = Vec::new();
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "pack") {
+            continue;
+        }
+        let special = ["keep", "promisor", "mtimes", "bitmap"]
+            .iter()
+            .any(|ext| path.with_extension(ext).exists());
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(u64::MAX);
+        if !special && size < SMALL_PACK && path.with_extension("idx").exists() {
+            small.push((size, path));
+        }
+    }
+    if small.len() <= TIDY_AFTER {
+        return Ok(());
+    }
+    // Geometrically, as `git repack --geometric=2` does: the smallest packs, and each larger
+    // one only while it is at most twice all the smaller ones together. Pack sizes then grow
+    // by doubling, so a pack's bytes are copied a logarithmic number of times, not once per
+    // run.
+    small.sort();
+    let mut total = 0;
+    let mut chosen = Vec::new();
+    for (size, path) in small {
+        if chosen.len() >= 2 && size > 2 * total {
+            break;
+        }
+        total += size;
+        chosen.push(path);
+    }
+    merge_packs(repo, &chosen, sync).map(drop)
 }
 
 /// A pack read back: its bytes and, per entry, the id, the byte range and the CRC32.
@@ -749,5 +802,31 @@ mod tests {
             ours.exists() && theirs.exists(),
             "both packs are left as they were"
         );
+    }
+
+    #[test]
+    fn tidy_merges_many_small_packs_but_not_kept_ones() {
+        let (dir, repo, batch) = setup();
+        let mut written = Vec::new();
+        for i in 0..TIDY_AFTER + 2 {
+            let blob = repo.blob(format!("run {i}\n").as_bytes()).expect("blob");
+            written.push((blob, batch.flush(&repo).expect("flush").expect("pack")));
+        }
+        // One pack is kept by git's rules: it stays as it is.
+        let kept = written[0].1.clone();
+        std::fs::write(kept.with_extension("keep"), "").expect("keep");
+        tidy(&repo, true).expect("tidy");
+        let left = packs(dir.path());
+        assert_eq!(left.len(), 2, "the kept pack and the merged one: {left:?}");
+        assert!(left.contains(&kept));
+        for (blob, _) in &written {
+            assert_eq!(
+                git(dir.path(), &["cat-file", "-t", &blob.to_string()]),
+                "blob\n"
+            );
+        }
+        // Few packs: nothing to do.
+        tidy(&repo, true).expect("tidy");
+        assert_eq!(packs(dir.path()), left);
     }
 }

@@ -199,3 +199,64 @@ fn the_daily_budget_counts_what_other_specs_spent_today() {
         show(&out)
     );
 }
+
+#[test]
+fn the_system_prompt_is_written_once_per_run_and_shown_for_every_iteration() {
+    let rule = Rule::new(NEEDLE, Reply::text("Looking.\n")).then(Reply::Text(done()));
+    let fake = FakeAnthropic::start(vec![rule]);
+    let repo = project(
+        &config(""),
+        &[("s", &spec("s", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let its = iterations(&repo, "s");
+    assert_eq!(its.len(), 2);
+    let prompt = |commit: &str| {
+        transcript(&repo, "s", commit)
+            .into_iter()
+            .find(|r| r["kind"] == "prompt")
+            .expect("a prompt record")
+    };
+    let first = prompt(&its[0].commit);
+    let blocks = first["system"]
+        .as_array()
+        .expect("iteration 1 holds the system prompt");
+    assert!(!blocks.is_empty());
+    // Iteration 2 sent the same system prompt (the provider cached it) and its note refers to
+    // iteration 1's instead of repeating it.
+    let second = prompt(&its[1].commit);
+    assert_eq!(
+        second["system"],
+        serde_json::json!({"same_as": its[0].commit, "iteration": 1})
+    );
+    let requests = fake.requests();
+    let sent = |i: usize| {
+        serde_json::from_str::<serde_json::Value>(&requests[i].body).expect("JSON")["system"]
+            .clone()
+    };
+    assert_eq!(sent(0), sent(1), "the same system prompt was sent twice");
+    // `git mmm show` follows the reference, in text and in JSON.
+    let text = repo.mmm(&["show", "s", "2"]);
+    assert!(text.status.success(), "{}", show(&text));
+    let text = String::from_utf8_lossy(&text.stdout);
+    let first_line = blocks[0]["text"]
+        .as_str()
+        .expect("text")
+        .lines()
+        .next()
+        .expect("a line");
+    assert!(text.contains(first_line), "{text}");
+    let json = repo.mmm(&["show", "s", "2", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let shown = json["transcript"]
+        .as_array()
+        .expect("transcript")
+        .iter()
+        .find(|r| r["kind"] == "prompt")
+        .expect("prompt");
+    assert_eq!(&shown["system"], &first["system"]);
+    assert_eq!(shown["system_from"]["iteration"], 1);
+    assert_clean(&repo);
+}
