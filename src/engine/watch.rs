@@ -53,7 +53,11 @@ mod other {
 
     impl Watch {
         /// Always `None` here.
-        pub fn start(_root: &Path, _tracked_dirs: &[String]) -> Option<Watch> {
+        pub fn start(
+            _root: &Path,
+            _tracked_dirs: &[String],
+            _is_ignored: &mut dyn FnMut(&str) -> bool,
+        ) -> Option<Watch> {
             None
         }
 
@@ -67,7 +71,6 @@ mod other {
 #[cfg(target_os = "linux")]
 mod linux {
     use std::collections::{BTreeSet, HashMap};
-    use std::ffi::OsStr;
     use std::path::{Path, PathBuf};
 
     use inotify::{EventMask, Inotify, WatchDescriptor, WatchMask};
@@ -111,10 +114,15 @@ mod linux {
     }
 
     impl Watch {
-        /// Watches `root` and each directory below it that `.gitignore` does not exclude, plus
-        /// `tracked_dirs` (directories of tracked files, relative, which an ignore rule may
-        /// cover). `None` when inotify is unavailable or a watch cannot be added.
-        pub fn start(root: &Path, tracked_dirs: &[String]) -> Option<Watch> {
+        /// Watches `root` and each directory below it that git does not ignore (`is_ignored`
+        /// answers for a relative path), plus `tracked_dirs` (directories of tracked files,
+        /// relative, which an ignore rule may cover). `None` when inotify is unavailable, a
+        /// watch cannot be added or a name is not UTF-8.
+        pub fn start(
+            root: &Path,
+            tracked_dirs: &[String],
+            is_ignored: &mut dyn FnMut(&str) -> bool,
+        ) -> Option<Watch> {
             let mut watch = Watch {
                 inotify: Inotify::init().ok()?,
                 root: root.to_path_buf(),
@@ -123,7 +131,7 @@ mod linux {
                 lost: false,
                 buffer: vec![0; 64 * 1024],
             };
-            watch.add_tree("", None).ok()?;
+            watch.add_tree("", None, is_ignored).ok()?;
             for dir in tracked_dirs {
                 let mut partial = String::new();
                 for part in dir.split('/') {
@@ -141,39 +149,35 @@ mod linux {
             Ok(())
         }
 
-        /// Watches the directory `rel` and every directory below it that ignore rules do not
-        /// exclude, each before its entries are read, and (with `files`) lists every file
-        /// found as changed.
+        /// Watches the directory `rel` and every directory below it that git does not ignore,
+        /// each before its entries are read (so nothing created meanwhile is missed), and (with
+        /// `files`) lists every file found as changed. Git's own rules decide (through
+        /// `is_ignored`), not a walker's: an ignore file above the worktree, or a rule git does
+        /// not have, must not hide a directory git tracks.
         fn add_tree(
             &mut self,
             rel: &str,
             mut files: Option<&mut Vec<String>>,
+            is_ignored: &mut dyn FnMut(&str) -> bool,
         ) -> std::io::Result<()> {
-            let start = self.root.join(rel);
-            // Git's own rules only (`.ignore` files are not git's). A rule this walk misses
-            // makes it watch more than needed, which is harmless.
-            let walk = ignore::WalkBuilder::new(&start)
-                .hidden(false)
-                .ignore(false)
-                .parents(true)
-                .git_global(false)
-                .require_git(false)
-                .filter_entry(|e| e.file_name() != OsStr::new(".git"))
-                .build();
-            for entry in walk {
-                let entry = entry.map_err(std::io::Error::other)?;
-                let Ok(sub) = entry.path().strip_prefix(&self.root) else {
-                    continue;
-                };
-                let Some(sub) = sub.to_str().map(|s| s.replace('\\', "/")) else {
-                    continue;
-                };
-                match entry.file_type() {
-                    Some(t) if t.is_dir() => self.add_dir(&sub)?,
-                    _ => {
-                        if let Some(list) = files.as_deref_mut() {
-                            list.push(sub);
+            let mut pending = vec![rel.to_owned()];
+            while let Some(dir) = pending.pop() {
+                self.add_dir(&dir)?;
+                for entry in std::fs::read_dir(self.root.join(&dir))? {
+                    let entry = entry?;
+                    let name = entry.file_name();
+                    let Some(name) = name.to_str() else {
+                        return Err(std::io::Error::other("a name that is not UTF-8"));
+                    };
+                    let sub = join(&dir, name);
+                    let kind = entry.file_type()?;
+                    if kind.is_dir() {
+                        let git_dir = dir.is_empty() && name == ".git";
+                        if !git_dir && !is_ignored(&sub) {
+                            pending.push(sub);
                         }
+                    } else if let Some(list) = files.as_deref_mut() {
+                        list.push(sub);
                     }
                 }
             }
@@ -189,11 +193,15 @@ mod linux {
                     match self.inotify.read_events(&mut self.buffer) {
                         Ok(events) => events
                             .map(|e| {
-                                (
-                                    e.wd,
-                                    e.mask,
-                                    e.name.map(|n| n.to_string_lossy().into_owned()),
-                                )
+                                // A name that is not UTF-8 cannot be staged by its path.
+                                let name = e.name.map(|n| match n.to_str() {
+                                    Some(n) => n.to_owned(),
+                                    None => {
+                                        self.lost = true;
+                                        String::new()
+                                    }
+                                });
+                                (e.wd, e.mask, name)
                             })
                             .collect(),
                         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
@@ -261,7 +269,7 @@ mod linux {
                 } else if mask.contains(EventMask::CREATE) && !is_ignored(&rel) {
                     // Watched before its entries are listed: nothing created in it is missed.
                     let mut files = Vec::new();
-                    if self.add_tree(&rel, Some(&mut files)).is_err() {
+                    if self.add_tree(&rel, Some(&mut files), is_ignored).is_err() {
                         self.lost = true;
                     }
                     self.paths.extend(files);

@@ -154,7 +154,10 @@ impl Worktree {
             }
             Err(_) => Vec::new(),
         };
-        *self.watch.borrow_mut() = Watch::start(&self.path, &tracked);
+        let repo = &self.repo;
+        *self.watch.borrow_mut() = Watch::start(&self.path, &tracked, &mut |rel| {
+            repo.is_path_ignored(rel).unwrap_or(false)
+        });
     }
 
     /// What the watch saw since it was last asked (`Unknown` without a watch).
@@ -652,6 +655,9 @@ mod tests {
         git_in(root, &["add", "--all"]);
         git_in(root, &["commit", "--quiet", "-m", "base"]);
         let head = git_in(root, &["rev-parse", "HEAD"]);
+        // An ignore file above the worktree that git does not read must not hide anything.
+        std::fs::create_dir_all(root.join(".git/mmm")).expect("mkdir");
+        std::fs::write(root.join(".git/mmm/.gitignore"), "*\n").expect("write");
         let repo = Repository::open(root).expect("open");
         let wt = Worktree::create(&repo, None, "w", Oid::from_str(head.trim()).expect("oid"))
             .expect("worktree");

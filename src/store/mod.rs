@@ -237,6 +237,8 @@ pub struct Store {
     batch: pack::ObjectBatch,
     /// The packs this store wrote since it last merged them all (see [`Store::merge_packs`]).
     packs: std::cell::RefCell<Vec<PathBuf>>,
+    /// The refs this store has moved (and synced with all their directories) at least once.
+    synced_refs: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
 /// An in-flight run of the loop on one spec.
@@ -477,6 +479,7 @@ impl Store {
             opts,
             batch,
             packs: Default::default(),
+            synced_refs: Default::default(),
         })
     }
 
@@ -587,23 +590,44 @@ impl Store {
     }
 
     /// Makes a ref update durable: the ref's file (libgit2 writes every update as a loose ref,
-    /// through a lock file renamed into place) and the directory that holds it. As in git's
-    /// own default (`core.fsync=committed`), reflogs are not synced.
+    /// through a lock file renamed into place) and the directory that holds it; the first time
+    /// this store moves a ref, every directory between it and the git directory too (libgit2
+    /// may just have created them). Reflogs are not synced: they are a history of the refs, not
+    /// the state (git's `core.fsync=committed` makes the same choice).
     fn sync_ref(&self, name: &str) -> Result<()> {
         if !self.opts.sync {
             return Ok(());
         }
-        let path = self.repo.commondir().join(name);
-        let synced = sync_path(&path).and_then(|()| match path.parent() {
-            Some(dir) => sync_path(dir),
-            None => Ok(()),
-        });
-        match synced {
-            Ok(()) => Ok(()),
-            // Packed by a concurrent `git pack-refs` meanwhile: that rewrite synced itself.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Sync { path, source }),
+        let common = self.repo.commondir();
+        let path = common.join(name);
+        let first = self.synced_refs.borrow_mut().insert(name.to_owned());
+        let sync = |path: &Path| {
+            sync_path(path).map_err(|source| StoreError::Sync {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        match sync_path(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A concurrent `git pack-refs` moved it into packed-refs meanwhile.
+                let packed = common.join("packed-refs");
+                if packed.exists() {
+                    sync(&packed)?;
+                }
+                return sync(common);
+            }
+            Err(source) => return Err(StoreError::Sync { path, source }),
         }
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            sync(d)?;
+            if !first || d == common {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
     }
 
     fn ensure_log(&self, name: &str) -> Result<()> {

@@ -69,13 +69,23 @@ struct Backend {
 pub(crate) struct ObjectBatch {
     /// Whether packs are synced to the disk before they are renamed into place.
     sync: bool,
-    /// Owned by the object database, which frees it (through `free_cb`) when it is freed; the
-    /// store keeps the repository, and with it the database, for as long as it keeps this.
+    /// A reference to the object database the backend belongs to (released on drop), so that
+    /// the backend lives as long as this batch whatever happens to the repository.
+    odb: NonNull<raw::git_odb>,
+    /// Owned by the object database, which frees it (through `free_cb`) when it is freed.
     backend: NonNull<Backend>,
 }
 
-// SAFETY: the backend belongs to the repository's object database and moves with the
-// `Repository` that owns it (git2 repositories are `Send`); its map is behind a mutex.
+impl Drop for ObjectBatch {
+    fn drop(&mut self) {
+        // SAFETY: `odb` is the reference `attach` took with `git_repository_odb`; released once.
+        unsafe { raw::git_odb_free(self.odb.as_ptr()) }
+    }
+}
+
+// SAFETY: the batch holds a reference to the object database that owns the backend; libgit2's
+// databases are reference-counted atomically and safe to use from any thread, and the
+// backend's map is behind a mutex.
 unsafe impl Send for ObjectBatch {}
 
 impl ObjectBatch {
@@ -83,7 +93,18 @@ impl ObjectBatch {
     /// written through `repo` (or through any repository given the same database) stay in
     /// memory until [`ObjectBatch::flush`].
     pub(crate) fn attach(repo: &Repository, sync: bool) -> Result<ObjectBatch, git2::Error> {
-        let odb = repo.odb()?;
+        let mut odb_raw: *mut raw::git_odb = std::ptr::null_mut();
+        // SAFETY: `git_repository_odb` hands out a new reference to the repository's database,
+        // which this batch releases in `Drop`.
+        check(unsafe { raw::git_repository_odb(&mut odb_raw, git2::Binding::raw(repo)) })?;
+        let odb =
+            NonNull::new(odb_raw).ok_or_else(|| git2::Error::from_str("no object database"))?;
+        // From here on `batch` owns the reference: an early return releases it.
+        let mut batch = ObjectBatch {
+            sync,
+            odb,
+            backend: NonNull::dangling(),
+        };
         // SAFETY: a zeroed vtable is valid (every callback is an `Option` of a function
         // pointer, the rest are integers and a null pointer), and `git_odb_init_backend` fills
         // in the version as libgit2 expects.
@@ -104,7 +125,7 @@ impl ObjectBatch {
         // puts it before the loose (1) and pack (2) backends, for writes and for reads.
         let code = unsafe {
             raw::git_odb_add_backend(
-                git2::Binding::raw(&odb),
+                batch.odb.as_ptr(),
                 backend.cast::<raw::git_odb_backend>(),
                 1000 as c_int,
             )
@@ -113,8 +134,8 @@ impl ObjectBatch {
             drop(unsafe { Box::from_raw(backend) });
             return Err(e);
         }
-        let backend = NonNull::new(backend).ok_or_else(|| git2::Error::from_str("no backend"))?;
-        Ok(ObjectBatch { sync, backend })
+        batch.backend = NonNull::new(backend).ok_or_else(|| git2::Error::from_str("no backend"))?;
+        Ok(batch)
     }
 
     fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<Oid, Held>> {
@@ -301,6 +322,10 @@ pub(crate) fn merge_packs(
     packs: &[PathBuf],
     sync: bool,
 ) -> Result<Option<PathBuf>, git2::Error> {
+    // A multi-pack index lists packs by name; deleting one it lists is git's business.
+    if pack_dir(repo).join("multi-pack-index").exists() {
+        return Ok(None);
+    }
     let mut sources = Vec::new();
     for pack in packs {
         match read_pack(pack) {
@@ -362,6 +387,27 @@ pub(crate) fn tidy(repo: &Repository, sync: bool) -> Result<(), git2::Error> {
     if dir.join("multi-pack-index").exists() {
         return Ok(());
     }
+    // One tidy at a time: another mmm process tidying now does the work for this one.
+    let lock_path = repo.commondir().join("mmm").join("tidy.lock");
+    let _ = std::fs::create_dir_all(lock_path.parent().unwrap_or(&dir));
+    let lock = match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&lock_path)
+    {
+        Ok(_) => TidyLock(lock_path),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            // A lock left by a killed process goes after a minute.
+            let stale = std::fs::metadata(&lock_path)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 60));
+            if stale {
+                let _ = std::fs::remove_file(&lock_path);
+            }
+            return Ok(());
+        }
+        Err(_) => return Ok(()),
+    };
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(());
     };
@@ -396,7 +442,18 @@ pub(crate) fn tidy(repo: &Repository, sync: bool) -> Result<(), git2::Error> {
         total += size;
         chosen.push(path);
     }
-    merge_packs(repo, &chosen, sync).map(drop)
+    let merged = merge_packs(repo, &chosen, sync).map(drop);
+    drop(lock);
+    merged
+}
+
+/// Removes the tidy lock file when dropped.
+struct TidyLock(PathBuf);
+
+impl Drop for TidyLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
 }
 
 /// A pack read back: its bytes and, per entry, the id, the byte range and the CRC32.
