@@ -22,7 +22,7 @@ use std::time::Duration;
 use mmm::agent::{ApiAgent, Auth, Cancel, ClientConfig, PriceTable, TokenUsage};
 use mmm::clock::{SystemClock, UlidGen};
 use mmm::context::Templates;
-use mmm::engine::{Event, Job, Redactor, Services, Spent, run_spec};
+use mmm::engine::{DailyLedger, Event, Job, Redactor, Services, run_spec};
 use mmm::store::{Store, StoreOptions};
 
 use fake::{FakeAnthropic, KEY, Reply, Rule};
@@ -75,7 +75,7 @@ fn main() {
         prices: &prices,
         redactor: &redactor,
         cancel: &cancel,
-        spent_today: Spent::default(),
+        daily: &DailyLedger::default(),
     };
     let mut usages: Vec<TokenUsage> = Vec::new();
     let outcome = run_spec(&services, &job, &mut |e| {

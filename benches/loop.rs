@@ -25,7 +25,7 @@ use mmm::agent::scripted::Answer;
 use mmm::agent::{Cancel, PriceTable, ScriptedAgent};
 use mmm::clock::{SystemClock, UlidGen};
 use mmm::context::Templates;
-use mmm::engine::{Event, Job, Redactor, Services, Spent, Stage, run_spec};
+use mmm::engine::{DailyLedger, Event, Job, Redactor, Services, Stage, run_spec};
 use mmm::store::{Store, StoreOptions};
 use mmm::validate::{Gate, GateKind};
 
@@ -116,7 +116,7 @@ fn main() {
             prices: &prices,
             redactor: &redactor,
             cancel: &cancel,
-            spent_today: Spent::default(),
+            daily: &DailyLedger::default(),
         };
         let mut marks: Vec<Marks> = Vec::new();
         let outcome = run_spec(&services, &job, &mut |e| {

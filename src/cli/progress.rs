@@ -1,127 +1,182 @@
-//! Rendering of the engine's events: a live line per spec on a terminal (indicatif), plain
-//! lines when stderr is not a terminal, or one JSON object per line with `--json`.
+//! Rendering of the engine's events: a live line per running spec on a terminal (indicatif),
+//! plain lines when stderr is not a terminal, or one JSON object per line with `--json`. When
+//! several specs run at once, the model's streamed text is shown by whole lines, each with its
+//! spec's name.
 
+use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use mmm::engine::{Event, Stage};
 
 /// How events are shown.
-pub enum Progress {
+pub struct Progress {
+    mode: Mode,
+    /// Echo the model's streamed text.
+    stream_text: bool,
+    /// More than one spec may run at once: streamed text goes by whole, named lines.
+    concurrent: bool,
+    /// Streamed text of each spec not yet shown (no end of line yet).
+    partial: HashMap<String, String>,
+}
+
+enum Mode {
     /// One JSON object per line on stdout.
     Json,
-    /// A spinner line on stderr, plus a line per recorded iteration.
+    /// A spinner line per running spec on stderr, plus a line per recorded iteration.
     Live {
-        bar: Option<ProgressBar>,
-        stream_text: bool,
-        tokens: u64,
-        cost: f64,
+        multi: MultiProgress,
+        bars: HashMap<String, Bar>,
     },
     /// Plain lines on stderr (not a terminal).
-    Plain {
-        /// Echo streamed model text.
-        stream_text: bool,
-    },
+    Plain,
+}
+
+struct Bar {
+    bar: ProgressBar,
+    tokens: u64,
+    cost: f64,
 }
 
 impl Progress {
-    /// Picks the renderer for this process.
-    pub fn new(json: bool, stream_text: bool) -> Progress {
-        if json {
-            Progress::Json
+    /// Picks the renderer for this process; `concurrent` when several specs may run at once.
+    pub fn new(json: bool, stream_text: bool, concurrent: bool) -> Progress {
+        let mode = if json {
+            Mode::Json
         } else if std::io::stderr().is_terminal() {
-            Progress::Live {
-                bar: None,
-                stream_text,
-                tokens: 0,
-                cost: 0.0,
+            Mode::Live {
+                multi: MultiProgress::new(),
+                bars: HashMap::new(),
             }
         } else {
-            Progress::Plain { stream_text }
+            Mode::Plain
+        };
+        Progress {
+            mode,
+            stream_text,
+            concurrent,
+            partial: HashMap::new(),
         }
     }
 
     /// Shows one event.
     pub fn event(&mut self, event: &Event) {
-        match self {
-            Progress::Json => {
-                if let Ok(line) = serde_json::to_string(event) {
-                    let mut out = std::io::stdout().lock();
-                    let _ = writeln!(out, "{line}");
-                    let _ = out.flush();
-                }
+        if let Mode::Json = self.mode {
+            if let Ok(line) = serde_json::to_string(event) {
+                let mut out = std::io::stdout().lock();
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
             }
-            Progress::Plain { stream_text } => {
-                if let Some(line) = line_for(event, *stream_text) {
-                    eprintln!("{line}");
-                }
+            return;
+        }
+        if let Event::Text { spec, text } = event {
+            if self.stream_text {
+                self.text(spec, text);
             }
-            Progress::Live {
-                bar,
-                stream_text,
-                tokens,
-                cost,
-            } => {
-                match event {
-                    Event::Started { spec, .. } => {
-                        let pb = ProgressBar::new_spinner();
-                        pb.set_style(
-                            ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
-                                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
-                        );
-                        pb.set_prefix(spec.clone());
-                        pb.enable_steady_tick(Duration::from_millis(120));
-                        *tokens = 0;
-                        *cost = 0.0;
-                        *bar = Some(pb);
-                    }
-                    Event::Stage {
-                        iteration,
-                        stage,
-                        model,
-                        ..
-                    } => {
-                        if let Some(pb) = bar {
-                            let model = model
-                                .as_deref()
-                                .map(|m| format!(" ({m})"))
-                                .unwrap_or_default();
-                            pb.set_message(format!(
-                                "iteration {iteration}: {}{model} · {tokens} tokens · ${cost:.4}",
-                                stage_name(*stage)
-                            ));
-                        }
-                    }
-                    Event::Text { text, .. } if *stream_text => {
-                        if let Some(pb) = bar {
-                            pb.suspend(|| eprint!("{text}"));
-                        }
-                    }
-                    Event::Recorded {
-                        tokens: usage,
-                        cost_usd,
-                        ..
-                    } => {
-                        *tokens += usage.total();
-                        *cost += cost_usd;
-                    }
-                    _ => {}
-                }
-                if let Some(line) = line_for(event, false)
-                    && !matches!(event, Event::Stage { .. } | Event::Text { .. })
-                {
-                    match bar {
-                        Some(pb) => pb.println(line),
-                        None => eprintln!("{line}"),
-                    }
-                }
-                if let Event::Finished { .. } = event
-                    && let Some(pb) = bar.take()
-                {
-                    pb.finish_and_clear();
-                }
+            return;
+        }
+        if let Event::Finished { spec, .. } = event {
+            // What the model streamed last, if it did not end its line.
+            if let Some(rest) = self.partial.remove(spec)
+                && !rest.is_empty()
+            {
+                self.print(&format!("{spec}: {rest}"));
             }
+        }
+        if let Mode::Live { multi, bars } = &mut self.mode {
+            match event {
+                Event::Started { spec, .. } => {
+                    let pb = multi.add(ProgressBar::new_spinner());
+                    pb.set_style(
+                        ProgressStyle::with_template("{spinner} {prefix:.bold} {msg}")
+                            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+                    );
+                    pb.set_prefix(spec.clone());
+                    pb.enable_steady_tick(Duration::from_millis(120));
+                    bars.insert(
+                        spec.clone(),
+                        Bar {
+                            bar: pb,
+                            tokens: 0,
+                            cost: 0.0,
+                        },
+                    );
+                }
+                Event::Stage {
+                    spec,
+                    iteration,
+                    stage,
+                    model,
+                } => {
+                    if let Some(b) = bars.get(spec) {
+                        let model = model
+                            .as_deref()
+                            .map(|m| format!(" ({m})"))
+                            .unwrap_or_default();
+                        b.bar.set_message(format!(
+                            "iteration {iteration}: {}{model} · {} tokens · ${:.4}",
+                            stage_name(*stage),
+                            b.tokens,
+                            b.cost
+                        ));
+                    }
+                }
+                Event::Recorded {
+                    spec,
+                    tokens: usage,
+                    cost_usd,
+                    ..
+                } => {
+                    if let Some(b) = bars.get_mut(spec) {
+                        b.tokens += usage.total();
+                        b.cost += cost_usd;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let live = matches!(self.mode, Mode::Live { .. });
+        if let Some(line) = line_for(event)
+            && !(live && matches!(event, Event::Stage { .. }))
+        {
+            self.print(&line);
+        }
+        if let (Event::Finished { spec, .. }, Mode::Live { bars, .. }) = (event, &mut self.mode)
+            && let Some(b) = bars.remove(spec)
+        {
+            b.bar.finish_and_clear();
+        }
+    }
+
+    /// Streamed model text: as it comes for a single spec, by whole lines named after their
+    /// spec when several run at once.
+    fn text(&mut self, spec: &str, text: &str) {
+        if !self.concurrent {
+            match &self.mode {
+                Mode::Live { multi, .. } => multi.suspend(|| eprint!("{text}")),
+                _ => eprint!("{text}"),
+            }
+            return;
+        }
+        let buffer = self.partial.entry(spec.to_owned()).or_default();
+        buffer.push_str(text);
+        let Some(end) = buffer.rfind('\n') else {
+            return;
+        };
+        let done: String = buffer.drain(..=end).collect();
+        for line in done.lines() {
+            self.print(&format!("{spec}: {line}"));
+        }
+    }
+
+    /// One line on stderr, above the live bars when there are any.
+    fn print(&self, line: &str) {
+        match &self.mode {
+            Mode::Live { multi, .. } => {
+                let _ = multi.println(line);
+            }
+            _ => eprintln!("{line}"),
         }
     }
 }
@@ -136,8 +191,8 @@ fn stage_name(stage: Stage) -> &'static str {
     }
 }
 
-/// A human line for an event (`None` for events that only update a live display).
-fn line_for(event: &Event, stream_text: bool) -> Option<String> {
+/// A human line for an event (`None` for streamed text, shown on its own).
+fn line_for(event: &Event) -> Option<String> {
     match event {
         Event::Started {
             spec,
@@ -161,7 +216,7 @@ fn line_for(event: &Event, stream_text: bool) -> Option<String> {
             "{spec}: iteration {iteration}: {}",
             stage_name(*stage)
         )),
-        Event::Text { text, .. } => stream_text.then(|| text.clone()),
+        Event::Text { .. } => None,
         Event::Retry {
             spec,
             attempt,

@@ -16,7 +16,9 @@ use mmm::agent::{
 };
 use mmm::config::{AgentKind, CheckpointAfter, Config, FlagValue};
 use mmm::context::{ContextOptions, Templates, TokenBudget};
-use mmm::engine::{self, Event, Job, Outcome, Redactor, Services, Settings, Spent, StopReason};
+use mmm::engine::{
+    self, DailyLedger, Event, Job, Outcome, Redactor, Services, Settings, Spent, StopReason,
+};
 use mmm::spec::{Spec, SpecSet};
 use mmm::store::{IterationStatus, Store};
 use mmm::validate::{Gate, GateKind, GateOptions};
@@ -115,16 +117,19 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     hidden_env.dedup();
     // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
     let interrupt = Cancel::new();
-    let current: Current = Arc::new(Mutex::new(None));
+    let running: Running = Arc::new(Mutex::new(BTreeMap::new()));
     watch_for_stop(
         &store,
         &interrupt,
-        &current,
+        &running,
         selected.iter().map(|s| s.id.to_string()).collect(),
     );
     let clock = clock(ctx)?;
-    let spent_today = spent_today(&store, clock.now());
-    let mut progress = Progress::new(args.json, args.stream);
+    let daily = DailyLedger::new(spent_today(&store, clock.now()));
+    let concurrency = usize::try_from(config.r#loop.concurrency)
+        .unwrap_or(1)
+        .clamp(1, selected.len().max(1));
+    let mut progress = Progress::new(args.json, args.stream, concurrency > 1);
 
     let base = store
         .repo()
@@ -138,80 +143,108 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         })?
         .id();
 
+    let shared = Shared {
+        ctx,
+        root: &root,
+        config: &config,
+        args,
+        templates: &templates,
+        prices: &prices,
+        redactor: &redactor,
+        hidden_env: &hidden_env,
+        daily: &daily,
+        base,
+    };
     let mut outcomes: Vec<Outcome> = Vec::new();
     let mut complete: BTreeSet<String> = complete_specs(&store, &specs);
-    let mut run_spent = Spent::default();
-    for spec in &selected {
-        if interrupt.is_cancelled() {
-            break;
-        }
-        let cancel = Cancel::new();
-        *current.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((spec.id.to_string(), cancel.clone()));
-        let waiting: Vec<String> = spec
-            .depends_on
-            .iter()
-            .map(|d| d.to_string())
-            .filter(|d| !complete.contains(d))
-            .collect();
-        if !waiting.is_empty() {
-            progress.event(&Event::Finished {
-                spec: spec.id.to_string(),
-                reason: StopReason::Waiting,
-                detail: format!("waiting for {} to complete first", waiting.join(", ")),
-                iterations: 0,
-                cost_usd: 0.0,
-                checkpoints: 0,
-            });
-            continue;
-        }
-        let kind = agent_kind(&config, spec)?;
-        let agent = build_agent(ctx, &root, &config, kind)?;
-        let mut settings = settings(&config, spec, args, &hidden_env);
-        settings.worktree_root = worktree_root(ctx, kind, &store);
-        if kind == AgentKind::ClaudeCode {
-            // Claude Code reads the repository with its own tools: its prompt carries the
-            // spec, the criteria, the feedback and the memory, but no map and no file contents.
-            settings.context.repo_map = false;
-            settings.context.exclude.push("**".to_owned());
-        }
-        let job = Job {
-            spec,
-            base,
-            settings,
-            templates: &templates,
-            dependency_summaries: dependency_summaries(&store, spec),
-            completed_specs: complete.iter().cloned().collect(),
-            review_feedback: Vec::new(),
-        };
-        let services = Services {
-            store: &store,
-            agent: agent.as_ref(),
-            prices: &prices,
-            redactor: &redactor,
-            cancel: &cancel,
-            spent_today: Spent {
-                daily_usd: spent_today.daily_usd + run_spent.daily_usd,
-                daily_tokens: spent_today.daily_tokens + run_spent.daily_tokens,
-                ..Spent::default()
-            },
-        };
-        let outcome =
-            engine::run_spec(&services, &job, &mut |e| progress.event(&e)).map_err(|e| {
-                let hint = e.hint();
-                let err = anyhow::Error::new(e).context(format!("spec `{}`", spec.id));
-                match hint {
-                    Some(h) => CliError::with_hint(err, h),
-                    None => CliError::from(err),
+    let mut failure: Option<CliError> = None;
+    // Up to `[loop] concurrency` specs at once, each in a thread with its own store, agent and
+    // worktree; a spec starts once every spec it depends on is complete, and waits (is not
+    // run) when one of them did not complete. Events come back to this thread to be shown.
+    std::thread::scope(|scope| {
+        let (tx, rx) = std::sync::mpsc::channel::<Message>();
+        let mut pending: Vec<&Spec> = selected.clone();
+        let mut active: BTreeSet<String> = BTreeSet::new();
+        loop {
+            let mut i = 0;
+            while i < pending.len() && failure.is_none() && !interrupt.is_cancelled() {
+                let spec = pending[i];
+                let waiting: Vec<String> = spec
+                    .depends_on
+                    .iter()
+                    .map(|d| d.to_string())
+                    .filter(|d| !complete.contains(d))
+                    .collect();
+                if waiting.is_empty() {
+                    if active.len() >= concurrency {
+                        break;
+                    }
+                    pending.remove(i);
+                    let cancel = Cancel::new();
+                    lock(&running).insert(spec.id.to_string(), cancel.clone());
+                    active.insert(spec.id.to_string());
+                    let job = JobInputs {
+                        dependency_summaries: dependency_summaries(&store, spec),
+                        completed_specs: complete.iter().cloned().collect(),
+                    };
+                    let tx = tx.clone();
+                    let shared = &shared;
+                    scope.spawn(move || {
+                        let result = run_one(shared, spec, job, &cancel, &mut |e| {
+                            let _ = tx.send(Message::Event(Box::new(e)));
+                        });
+                        let _ = tx.send(Message::Done(spec.id.to_string(), result));
+                    });
+                    continue;
                 }
-            })?;
-        run_spent.daily_usd += outcome.cost_usd;
-        run_spent.daily_tokens += outcome.tokens.total();
-        if outcome.reason.is_complete() {
-            complete.insert(spec.id.to_string());
+                // A dependency that may still complete in this run: wait for it.
+                let may_complete = waiting
+                    .iter()
+                    .any(|d| active.contains(d) || pending.iter().any(|p| p.id.as_str() == d));
+                if !may_complete {
+                    pending.remove(i);
+                    progress.event(&Event::Finished {
+                        spec: spec.id.to_string(),
+                        reason: StopReason::Waiting,
+                        detail: format!("waiting for {} to complete first", waiting.join(", ")),
+                        iterations: 0,
+                        cost_usd: 0.0,
+                        checkpoints: 0,
+                    });
+                    continue;
+                }
+                i += 1;
+            }
+            if active.is_empty() {
+                break;
+            }
+            match rx.recv() {
+                Ok(Message::Event(e)) => progress.event(&e),
+                Ok(Message::Done(spec, result)) => {
+                    active.remove(&spec);
+                    lock(&running).remove(&spec);
+                    match result {
+                        Ok(outcome) => {
+                            if outcome.reason.is_complete() {
+                                complete.insert(spec);
+                            }
+                            outcomes.push(outcome);
+                        }
+                        Err(e) => {
+                            // No new spec starts; the ones running finish their loops.
+                            failure.get_or_insert(e);
+                        }
+                    }
+                }
+                Err(_) => break,
+            }
         }
-        outcomes.push(outcome);
+    });
+    if let Some(e) = failure {
+        return Err(e);
     }
+    // In the order the specs were selected (dependency order), not the order they finished.
+    outcomes.sort_by_key(|o| selected.iter().position(|s| s.id.as_str() == o.spec));
 
     if !args.json {
         let mut out = out();
@@ -253,6 +286,85 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         });
     }
     Ok(())
+}
+
+/// What every spec's thread reads.
+struct Shared<'a> {
+    ctx: &'a Ctx,
+    root: &'a Path,
+    config: &'a Config,
+    args: &'a Args,
+    templates: &'a Templates,
+    prices: &'a PriceTable,
+    redactor: &'a Redactor,
+    hidden_env: &'a [String],
+    daily: &'a DailyLedger,
+    base: git2::Oid,
+}
+
+/// What the scheduler knows of a spec's dependencies when it starts it.
+struct JobInputs {
+    dependency_summaries: Vec<(String, String)>,
+    completed_specs: Vec<String>,
+}
+
+/// From a spec's thread to the scheduler.
+enum Message {
+    Event(Box<Event>),
+    Done(String, Result<Outcome, CliError>),
+}
+
+/// Runs one spec's loop, in its own thread: a store, an agent and a worktree of its own.
+fn run_one(
+    shared: &Shared<'_>,
+    spec: &Spec,
+    inputs: JobInputs,
+    cancel: &Cancel,
+    events: &mut dyn FnMut(Event),
+) -> Result<Outcome, CliError> {
+    let store = open_store(shared.ctx)?;
+    let kind = agent_kind(shared.config, spec)?;
+    let agent = build_agent(shared.ctx, shared.root, shared.config, kind)?;
+    let mut settings = settings(shared.config, spec, shared.args, shared.hidden_env);
+    settings.worktree_root = worktree_root(shared.ctx, kind, &store);
+    if kind == AgentKind::ClaudeCode {
+        // Claude Code reads the repository with its own tools: its prompt carries the spec,
+        // the criteria, the feedback and the memory, but no map and no file contents.
+        settings.context.repo_map = false;
+        settings.context.exclude.push("**".to_owned());
+    }
+    let job = Job {
+        spec,
+        base: shared.base,
+        settings,
+        templates: shared.templates,
+        dependency_summaries: inputs.dependency_summaries,
+        completed_specs: inputs.completed_specs,
+        review_feedback: Vec::new(),
+    };
+    let services = Services {
+        store: &store,
+        agent: agent.as_ref(),
+        prices: shared.prices,
+        redactor: shared.redactor,
+        cancel,
+        daily: shared.daily,
+    };
+    engine::run_spec(&services, &job, events).map_err(|e| {
+        let hint = e.hint();
+        let err = anyhow::Error::new(e).context(format!("spec `{}`", spec.id));
+        match hint {
+            Some(h) => CliError::with_hint(err, h),
+            None => CliError::from(err),
+        }
+    })
+}
+
+/// The specs whose loops run now, with the flag that stops each.
+type Running = Arc<Mutex<BTreeMap<String, Cancel>>>;
+
+fn lock(running: &Running) -> std::sync::MutexGuard<'_, BTreeMap<String, Cancel>> {
+    running.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The specs to run: the named ones (with their order from the dependency graph), or every
@@ -629,24 +741,20 @@ pub fn stop_file(git_dir: &Path, spec: &str) -> PathBuf {
     git_dir.join("mmm").join("stop").join(spec)
 }
 
-/// The spec whose loop runs now, and its stop flag.
-type Current = Arc<Mutex<Option<(String, Cancel)>>>;
-
-/// Stops the current spec's loop when `git mmm stop` names it. The first Ctrl-C stops the
-/// current loop and the run; a second one ends the process at once (the next `git mmm run`
-/// resumes from the last recorded iteration).
-fn watch_for_stop(store: &Store, interrupt: &Cancel, current: &Current, specs: Vec<String>) {
+/// Stops a running spec's loop when `git mmm stop` names it. The first Ctrl-C stops every
+/// running loop and the run; a second one ends the process at once (the next `git mmm run`
+/// resumes).
+fn watch_for_stop(store: &Store, interrupt: &Cancel, running: &Running, specs: Vec<String>) {
     let git_dir = store.repo().commondir().to_path_buf();
     for spec in &specs {
         // A stop request left from an earlier run does not apply to this one.
         let _ = std::fs::remove_file(stop_file(&git_dir, spec));
     }
-    let now = Arc::clone(current);
+    let now = Arc::clone(running);
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(Duration::from_millis(200));
-            let guard = now.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some((spec, cancel)) = guard.as_ref() {
+            for (spec, cancel) in lock(&now).iter() {
                 let file = stop_file(&git_dir, spec);
                 if file.exists() && !cancel.is_cancelled() {
                     let _ = std::fs::remove_file(&file);
@@ -657,7 +765,7 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, current: &Current, specs: V
         }
     });
     let stop_all = interrupt.clone();
-    let now = Arc::clone(current);
+    let now = Arc::clone(running);
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -673,7 +781,7 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, current: &Current, specs: V
                 "\nmmm: stopping after the current stage (Ctrl-C again to abort; `git mmm run` resumes)"
             );
             stop_all.cancel();
-            if let Some((_, cancel)) = now.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            for cancel in lock(&now).values() {
                 cancel.cancel();
             }
             if tokio::signal::ctrl_c().await.is_ok() {

@@ -145,6 +145,92 @@ pub fn check(
     }
 }
 
+/// What was spent today (UTC) by every spec, shared by the loops that run at once: what today's
+/// metrics notes held when the run started, plus what each call since cost, plus the worst case
+/// of the calls in flight. A loop reserves its call's worst case before the call, in the same
+/// step as its budget check, so that loops running at once never overshoot a daily cap
+/// together; after the call it settles the reservation to what the call cost.
+#[derive(Debug, Default)]
+pub struct DailyLedger {
+    today: std::sync::Mutex<(f64, u64)>,
+}
+
+impl DailyLedger {
+    /// A ledger starting from what was spent today before this run (`daily_usd`,
+    /// `daily_tokens` of `before`).
+    pub fn new(before: Spent) -> DailyLedger {
+        DailyLedger {
+            today: std::sync::Mutex::new((before.daily_usd, before.daily_tokens)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (f64, u64)> {
+        self.today.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// USD and tokens spent today, calls in flight counted at their worst case.
+    pub fn today(&self) -> (f64, u64) {
+        *self.lock()
+    }
+
+    /// Runs `check` on what is spent today and, when it allows a call, reserves the worst case
+    /// it returns (`(value, usd, tokens)`), all under one lock.
+    pub fn reserve<T, E>(
+        &self,
+        check: impl FnOnce(f64, u64) -> Result<(T, f64, u64), E>,
+    ) -> Result<(T, Reservation<'_>), E> {
+        let mut today = self.lock();
+        let (value, usd, tokens) = check(today.0, today.1)?;
+        today.0 += usd;
+        today.1 += tokens;
+        Ok((
+            value,
+            Reservation {
+                ledger: self,
+                usd,
+                tokens,
+            },
+        ))
+    }
+
+    /// Adds what a call cost that was not reserved.
+    pub fn add(&self, usd: f64, tokens: u64) {
+        let mut today = self.lock();
+        today.0 += usd;
+        today.1 += tokens;
+    }
+}
+
+/// A call's worst case, held in a [`DailyLedger`] until the call's cost is known. Dropped
+/// unsettled (the call never happened), it is released.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    ledger: &'a DailyLedger,
+    usd: f64,
+    tokens: u64,
+}
+
+impl Reservation<'_> {
+    /// Replaces the reserved worst case by what the call cost.
+    pub fn settle(mut self, usd: f64, tokens: u64) {
+        let mut today = self.ledger.lock();
+        today.0 += usd - self.usd;
+        today.1 = today.1.saturating_sub(self.tokens) + tokens;
+        self.usd = 0.0;
+        self.tokens = 0;
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.usd != 0.0 || self.tokens != 0 {
+            let mut today = self.ledger.lock();
+            today.0 -= self.usd;
+            today.1 = today.1.saturating_sub(self.tokens);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +239,47 @@ mod tests {
         input: 2.0,
         output: 10.0,
     };
+
+    #[test]
+    fn loops_at_once_share_the_daily_cap() {
+        let ledger = DailyLedger::new(Spent {
+            daily_usd: 0.5,
+            daily_tokens: 100,
+            ..Spent::default()
+        });
+        let limits = Limits {
+            daily_usd: Some(1.0),
+            ..Limits::default()
+        };
+        let go = |usd: f64, tokens: u64| {
+            let spent = Spent {
+                daily_usd: usd,
+                daily_tokens: tokens,
+                ..Spent::default()
+            };
+            match check(&limits, &spent, SONNET, 1000, 40_000) {
+                Check::Go {
+                    max_tokens,
+                    worst_case_usd,
+                } => Ok((max_tokens, worst_case_usd, 1000 + u64::from(max_tokens))),
+                exceeded => Err(exceeded),
+            }
+        };
+        // The first call may take everything that is left.
+        let (first_max, first) = ledger.reserve(go).expect("the first call goes");
+        assert_eq!(first_max, 40_000);
+        // A second loop checking meanwhile sees the first call's worst case as spent.
+        let (second_max, second) = ledger.reserve(go).expect("the second call goes");
+        assert!(second_max < first_max, "{second_max}");
+        let (usd, _) = ledger.today();
+        assert!(usd <= 1.0 + 1e-9, "never over the cap together: {usd}");
+        // Settled to what the first call cost; the second never happened.
+        first.settle(0.01, 1200);
+        drop(second);
+        let (usd, tokens) = ledger.today();
+        assert!((usd - 0.51).abs() < 1e-9, "{usd}");
+        assert_eq!(tokens, 1300);
+    }
 
     #[test]
     fn unlimited_goes_with_full_output() {

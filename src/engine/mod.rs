@@ -12,7 +12,7 @@ pub mod run;
 pub mod watch;
 pub mod worktree;
 
-pub use budget::{Limits, Spent};
+pub use budget::{DailyLedger, Limits, Spent};
 pub use redact::Redactor;
 pub use run::{
     EngineError, Event, Job, Outcome, Services, Settings, Stage, StopReason, run_spec, spend_of,

@@ -21,7 +21,7 @@ use crate::spec::{Spec, SpecId};
 use crate::store::{IterationStatus, NewIteration, Record, Run, Store};
 use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
-use super::budget::{self, CallPrice, Limits, Spent};
+use super::budget::{self, CallPrice, DailyLedger, Limits, Spent};
 use super::checkpoint::Checkpointer;
 use super::redact::Redactor;
 use super::worktree::{Snapshot, Worktree};
@@ -182,8 +182,8 @@ pub struct Services<'a> {
     pub redactor: &'a Redactor,
     /// Set to stop after the current stage.
     pub cancel: &'a Cancel,
-    /// What was spent today before this run, by all specs.
-    pub spent_today: Spent,
+    /// What is spent today by all specs, shared with the loops running at once.
+    pub daily: &'a DailyLedger,
 }
 
 /// A stage of an iteration, for progress.
@@ -515,8 +515,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             ));
         }
         // What earlier runs on this branch spent and learned.
-        self.spent.daily_usd = self.s.spent_today.daily_usd;
-        self.spent.daily_tokens = self.s.spent_today.daily_tokens;
         for it in &history {
             if it.spec_revision.as_deref() == Some(revision.as_str()) {
                 self.iterations_this_revision += 1;
@@ -818,7 +816,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     /// The tightest USD limit left for the next call (per iteration, per spec, per day).
     fn usd_left(&self) -> Option<f64> {
         let limits = &self.job.settings.limits;
-        let today = self.s.spent_today.daily_usd + self.run_cost;
+        let today = self.s.daily.today().0;
         [
             limits.per_iteration_usd,
             limits.per_spec_usd.map(|l| l - self.spent.spec_usd),
@@ -831,6 +829,17 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     }
 
     fn budget_check(&self, input_tokens: u64) -> Result<u32, (StopReason, String)> {
+        self.budget_check_at(input_tokens, self.s.daily.today())
+            .map(|(max_tokens, _)| max_tokens)
+    }
+
+    /// The budget check with `today` (USD, tokens) spent today: the output cap that keeps every
+    /// budget and the call's worst-case cost in USD.
+    fn budget_check_at(
+        &self,
+        input_tokens: u64,
+        today: (f64, u64),
+    ) -> Result<(u32, f64), (StopReason, String)> {
         let settings = &self.job.settings;
         let Some(price) = self.s.prices.get(&self.model) else {
             return Err((
@@ -842,8 +851,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             ));
         };
         let mut spent = self.spent;
-        spent.daily_usd = self.s.spent_today.daily_usd + self.run_cost;
-        spent.daily_tokens = self.s.spent_today.daily_tokens + self.run_tokens.total();
+        (spent.daily_usd, spent.daily_tokens) = today;
         match budget::check(
             &settings.limits,
             &spent,
@@ -863,7 +871,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             input_tokens,
             settings.max_tokens,
         ) {
-            budget::Check::Go { max_tokens, .. } => Ok(max_tokens),
+            budget::Check::Go {
+                max_tokens,
+                worst_case_usd,
+            } => Ok((max_tokens, worst_case_usd)),
             budget::Check::Exceeded {
                 limit,
                 left,
@@ -903,9 +914,16 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         let prompt = self.build_prompt(worktree, n)?;
         durations.insert("context_ms".into(), ms(t.elapsed()));
 
-        // Budget, before the call.
-        let max_tokens = match self.budget_check(prompt.token_estimate as u64) {
-            Ok(m) => m,
+        // Budget, before the call; the call's worst case is held in the day's ledger until
+        // its cost is known, so that specs running at once keep the daily cap together.
+        let estimate = prompt.token_estimate as u64;
+        let daily = self.s.daily;
+        let reserved = daily.reserve(|usd, tokens| {
+            self.budget_check_at(estimate, (usd, tokens))
+                .map(|(max_tokens, worst)| (max_tokens, worst, estimate + u64::from(max_tokens)))
+        });
+        let (max_tokens, reservation) = match reserved {
+            Ok(r) => r,
             Err(stop) => return Ok(Err(stop)),
         };
         // The system prompt is the same from one iteration to the next (that is what the
@@ -999,6 +1017,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 .or_else(|| self.s.prices.cost(&self.model, &(&reply.usage).into()))
                 .unwrap_or(0.0)
         });
+        reservation.settle(cost, reply.usage.total());
         self.run_cost += cost;
         self.run_tokens.add(&reply.usage);
         self.spent.spec_usd += cost;

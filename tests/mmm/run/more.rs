@@ -260,3 +260,105 @@ fn the_system_prompt_is_written_once_per_run_and_shown_for_every_iteration() {
     assert_eq!(shown["system_from"]["iteration"], 1);
     assert_clean(&repo);
 }
+
+/// A spec whose only criterion meets the other spec's at a rendezvous in `dir`: it passes only
+/// when both checks run at the same time.
+fn rendezvous_spec(me: &str, other: &str, dir: &std::path::Path) -> String {
+    format!(
+        "# {me}\n\n## Objective\n\nMake `check.sh` pass for {me}.\n\n## Acceptance criteria\n\n\
+         - runs beside {other}. verify: `sh {} {me} {other}`\n",
+        dir.join("rdv.sh").display()
+    )
+}
+
+/// Two specs whose checks pass only side by side, run with `[loop] concurrency = n`.
+fn run_rendezvous(
+    concurrency: u32,
+    wait_tenths: u32,
+) -> (crate::support::TestRepo, std::process::Output) {
+    let rdv = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        rdv.path().join("rdv.sh"),
+        format!(
+            "dir={}\ntouch \"$dir/$1\"\ni=0\nwhile [ $i -lt {wait_tenths} ]; do\n  [ -e \"$dir/$2\" ] && exit 0\n  sleep 0.1\n  i=$((i+1))\ndone\necho \"$2 never ran beside $1\"\nexit 1\n",
+            rdv.path().display()
+        ),
+    )
+    .expect("write rdv.sh");
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("for a.", Reply::Text(done())),
+        Rule::new("for b.", Reply::Text(done())),
+    ]);
+    let repo = project(
+        &config(&format!(
+            "[loop]\nconcurrency = {concurrency}\nmax_iterations = 1\n"
+        )),
+        &[
+            ("a", &rendezvous_spec("a", "b", rdv.path())),
+            ("b", &rendezvous_spec("b", "a", rdv.path())),
+        ],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "--json"]);
+    (repo, out)
+}
+
+#[test]
+fn independent_specs_run_at_once() {
+    let (repo, out) = run_rendezvous(2, 100);
+    assert!(out.status.success(), "{}", show(&out));
+    for s in ["a", "b"] {
+        let its = iterations(&repo, s);
+        assert_eq!(its.len(), 1, "{s}");
+        assert_eq!(its[0].status(), "complete", "{s}: both checks met");
+    }
+    let finished: Vec<String> = crate::support::project::events(&out)
+        .into_iter()
+        .filter(|e| e["event"] == "finished")
+        .map(|e| e["spec"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(finished.len(), 2, "{finished:?}");
+    assert_clean(&repo);
+    // The control: one at a time, the first spec's check waits in vain.
+    let (repo, out) = run_rendezvous(1, 10);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let first = iterations(&repo, "a");
+    assert_eq!(first[0].status(), "max-iterations", "a ran alone");
+}
+
+#[test]
+fn specs_running_at_once_keep_the_daily_budget_together() {
+    // A daily budget that one call's worst case ($0.16 of output at most, plus its input) all
+    // but fills: while one spec's call is in flight, the other cannot start one.
+    let slow = || Reply::Pause {
+        after_deltas: 1,
+        pause_ms: 1500,
+        text: done(),
+    };
+    let fake = FakeAnthropic::start(vec![
+        Rule::new("for a.", slow()),
+        Rule::new("for b.", slow()),
+    ]);
+    let repo = project(
+        &config("[loop]\nconcurrency = 2\n\n[budget]\ndaily_usd = 0.165\n"),
+        &[("a", &spec("a", "")), ("b", &spec("b", ""))],
+        &[("check.sh", CHECK)],
+    );
+    let out = run_api(&repo, &fake, &["run", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(
+        fake.requests().len(),
+        1,
+        "one call at a time fits: {}",
+        show(&out)
+    );
+    let reasons: Vec<String> = crate::support::project::events(&out)
+        .into_iter()
+        .filter(|e| e["event"] == "finished")
+        .map(|e| e["reason"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    let mut sorted = reasons.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["budget", "complete"], "{reasons:?}");
+    assert_clean(&repo);
+}
