@@ -463,6 +463,10 @@ impl Agent for ClaudeCodeAgent {
         "claude-code"
     }
 
+    fn output_bounds_cost(&self) -> bool {
+        false
+    }
+
     fn invoke(
         &self,
         request: &AgentRequest<'_>,

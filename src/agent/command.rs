@@ -176,6 +176,10 @@ impl Agent for CommandAgent {
         "command"
     }
 
+    fn output_bounds_cost(&self) -> bool {
+        false
+    }
+
     fn invoke(
         &self,
         request: &AgentRequest<'_>,

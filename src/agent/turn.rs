@@ -159,6 +159,13 @@ pub trait Agent: Send + Sync {
     /// The agent's kind, for the transcript (`api`, `scripted`, …).
     fn kind(&self) -> &'static str;
 
+    /// Whether a call's cost is bounded by its `max_tokens` (one model call: the `api` and
+    /// `scripted` agents). An agent that runs a loop of its own (Claude Code, any command) may
+    /// spend up to the USD left it is given, and the engine holds all of that for its call.
+    fn output_bounds_cost(&self) -> bool {
+        true
+    }
+
     /// Runs one invocation. `cancel` is set when the user asks the loop to stop; long calls
     /// should check it and return [`AgentError::Interrupted`].
     fn invoke(

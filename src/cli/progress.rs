@@ -19,6 +19,8 @@ pub struct Progress {
     concurrent: bool,
     /// Streamed text of each spec not yet shown (no end of line yet).
     partial: HashMap<String, String>,
+    /// Streamed text was written as it came and did not end its line.
+    mid_line: bool,
 }
 
 enum Mode {
@@ -57,6 +59,18 @@ impl Progress {
             stream_text,
             concurrent,
             partial: HashMap::new(),
+            mid_line: false,
+        }
+    }
+
+    /// Shows what is left of streamed text (a loop that ended without an end of line).
+    pub fn finish(&mut self) {
+        let mut rest: Vec<(String, String)> = self.partial.drain().collect();
+        rest.sort();
+        for (spec, text) in rest {
+            if !text.is_empty() {
+                self.print(&format!("{spec}: {text}"));
+            }
         }
     }
 
@@ -76,7 +90,7 @@ impl Progress {
             }
             return;
         }
-        if let Event::Finished { spec, .. } = event {
+        if let Event::Recorded { spec, .. } | Event::Finished { spec, .. } = event {
             // What the model streamed last, if it did not end its line.
             if let Some(rest) = self.partial.remove(spec)
                 && !rest.is_empty()
@@ -157,6 +171,9 @@ impl Progress {
                 Mode::Live { multi, .. } => multi.suspend(|| eprint!("{text}")),
                 _ => eprint!("{text}"),
             }
+            if !text.is_empty() {
+                self.mid_line = !text.ends_with('\n');
+            }
             return;
         }
         let buffer = self.partial.entry(spec.to_owned()).or_default();
@@ -170,8 +187,15 @@ impl Progress {
         }
     }
 
-    /// One line on stderr, above the live bars when there are any.
-    fn print(&self, line: &str) {
+    /// One line on stderr, above the live bars when there are any (on a line of its own after
+    /// streamed text that did not end its line).
+    fn print(&mut self, line: &str) {
+        let line = if std::mem::take(&mut self.mid_line) {
+            format!("\n{line}")
+        } else {
+            line.to_owned()
+        };
+        let line = line.as_str();
         match &self.mode {
             Mode::Live { multi, .. } => {
                 let _ = multi.println(line);

@@ -98,6 +98,10 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         )?;
         return Ok(());
     }
+    // A spec asking for an unknown agent is an error before any loop starts.
+    for spec in &selected {
+        agent_kind(&config, spec)?;
+    }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
     let prices = price_table(&config);
@@ -181,7 +185,14 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
                     }
                     pending.remove(i);
                     let cancel = Cancel::new();
-                    lock(&running).insert(spec.id.to_string(), cancel.clone());
+                    {
+                        let mut running = lock(&running);
+                        running.insert(spec.id.to_string(), cancel.clone());
+                        // A Ctrl-C between the check above and the insert: it saw no entry.
+                        if interrupt.is_cancelled() {
+                            cancel.cancel();
+                        }
+                    }
                     active.insert(spec.id.to_string());
                     let job = JobInputs {
                         dependency_summaries: dependency_summaries(&store, spec),
@@ -190,8 +201,19 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
                     let tx = tx.clone();
                     let shared = &shared;
                     scope.spawn(move || {
-                        let result = run_one(shared, spec, job, &cancel, &mut |e| {
-                            let _ = tx.send(Message::Event(Box::new(e)));
+                        let events = tx.clone();
+                        // A loop that panics still reports, so the scheduler never waits on it.
+                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            run_one(shared, spec, job, &cancel, &mut |e| {
+                                let _ = events.send(Message::Event(Box::new(e)));
+                            })
+                        }))
+                        .unwrap_or_else(|_| {
+                            Err(CliError::from(anyhow!(
+                                "the loop of spec `{}` panicked; its recorded iterations are kept, \
+                                 `git mmm doctor` then `git mmm run` resume it",
+                                spec.id
+                            )))
                         });
                         let _ = tx.send(Message::Done(spec.id.to_string(), result));
                     });
@@ -231,8 +253,12 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
                             outcomes.push(outcome);
                         }
                         Err(e) => {
-                            // No new spec starts; the ones running finish their loops.
+                            // No new spec starts; the ones running stop after their current
+                            // stage, recording it as interrupted.
                             failure.get_or_insert(e);
+                            for cancel in lock(&running).values() {
+                                cancel.cancel();
+                            }
                         }
                     }
                 }
@@ -240,9 +266,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             }
         }
     });
-    if let Some(e) = failure {
-        return Err(e);
-    }
+    progress.finish();
     // In the order the specs were selected (dependency order), not the order they finished.
     outcomes.sort_by_key(|o| selected.iter().position(|s| s.id.as_str() == o.spec));
 
@@ -266,6 +290,9 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
                 o.detail
             )?;
         }
+    }
+    if let Some(e) = failure {
+        return Err(e);
     }
     let incomplete: Vec<&Outcome> = outcomes
         .iter()

@@ -149,10 +149,24 @@ pub fn check(
 /// metrics notes held when the run started, plus what each call since cost, plus the worst case
 /// of the calls in flight. A loop reserves its call's worst case before the call, in the same
 /// step as its budget check, so that loops running at once never overshoot a daily cap
-/// together; after the call it settles the reservation to what the call cost.
+/// together; after the call it settles the reservation to what the call cost. A loop whose call
+/// does not fit while other loops' calls are in flight waits for them to settle, since their
+/// worst case rarely comes true.
 #[derive(Debug, Default)]
 pub struct DailyLedger {
-    today: std::sync::Mutex<(f64, u64)>,
+    state: std::sync::Mutex<LedgerState>,
+    settled: std::sync::Condvar,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct LedgerState {
+    /// Spent by calls whose cost is known.
+    usd: f64,
+    tokens: u64,
+    /// Held by calls in flight.
+    reserved_usd: f64,
+    reserved_tokens: u64,
+    in_flight: usize,
 }
 
 impl DailyLedger {
@@ -160,73 +174,102 @@ impl DailyLedger {
     /// `daily_tokens` of `before`).
     pub fn new(before: Spent) -> DailyLedger {
         DailyLedger {
-            today: std::sync::Mutex::new((before.daily_usd, before.daily_tokens)),
+            state: std::sync::Mutex::new(LedgerState {
+                usd: before.daily_usd,
+                tokens: before.daily_tokens,
+                ..LedgerState::default()
+            }),
+            settled: std::sync::Condvar::new(),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (f64, u64)> {
-        self.today.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, LedgerState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// USD and tokens spent today, calls in flight counted at their worst case.
     pub fn today(&self) -> (f64, u64) {
-        *self.lock()
+        let st = *self.lock();
+        (st.usd + st.reserved_usd, st.tokens + st.reserved_tokens)
     }
 
-    /// Runs `check` on what is spent today and, when it allows a call, reserves the worst case
-    /// it returns (`(value, usd, tokens)`), all under one lock.
+    /// USD and tokens spent today by calls whose cost is known (calls in flight left out).
+    pub fn settled(&self) -> (f64, u64) {
+        let st = *self.lock();
+        (st.usd, st.tokens)
+    }
+
+    /// Runs `check` on what is spent today (calls in flight at their worst case) and, when it
+    /// allows a call, reserves the worst case it returns (`(value, usd, tokens)`), under one
+    /// lock. When it does not allow one while calls are in flight, waits for them to settle
+    /// and checks again, unless `give_up` says to stop waiting.
     pub fn reserve<T, E>(
         &self,
-        check: impl FnOnce(f64, u64) -> Result<(T, f64, u64), E>,
+        mut check: impl FnMut(f64, u64) -> Result<(T, f64, u64), E>,
+        give_up: &dyn Fn() -> bool,
     ) -> Result<(T, Reservation<'_>), E> {
-        let mut today = self.lock();
-        let (value, usd, tokens) = check(today.0, today.1)?;
-        today.0 += usd;
-        today.1 += tokens;
-        Ok((
-            value,
-            Reservation {
-                ledger: self,
-                usd,
-                tokens,
-            },
-        ))
+        let mut st = self.lock();
+        loop {
+            match check(st.usd + st.reserved_usd, st.tokens + st.reserved_tokens) {
+                Ok((value, usd, tokens)) => {
+                    st.reserved_usd += usd;
+                    st.reserved_tokens += tokens;
+                    st.in_flight += 1;
+                    return Ok((
+                        value,
+                        Reservation {
+                            ledger: self,
+                            usd,
+                            tokens,
+                            open: true,
+                        },
+                    ));
+                }
+                Err(e) if st.in_flight == 0 || give_up() => return Err(e),
+                Err(_) => {
+                    st = self
+                        .settled
+                        .wait_timeout(st, std::time::Duration::from_millis(200))
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|e| e.into_inner().0);
+                }
+            }
+        }
     }
 
-    /// Adds what a call cost that was not reserved.
-    pub fn add(&self, usd: f64, tokens: u64) {
-        let mut today = self.lock();
-        today.0 += usd;
-        today.1 += tokens;
+    fn release(&self, reserved_usd: f64, reserved_tokens: u64, usd: f64, tokens: u64) {
+        let mut st = self.lock();
+        st.reserved_usd = (st.reserved_usd - reserved_usd).max(0.0);
+        st.reserved_tokens = st.reserved_tokens.saturating_sub(reserved_tokens);
+        st.in_flight = st.in_flight.saturating_sub(1);
+        st.usd += usd;
+        st.tokens += tokens;
+        self.settled.notify_all();
     }
 }
 
 /// A call's worst case, held in a [`DailyLedger`] until the call's cost is known. Dropped
-/// unsettled (the call never happened), it is released.
+/// unsettled (the call never happened, or failed), it is released.
 #[derive(Debug)]
 pub struct Reservation<'a> {
     ledger: &'a DailyLedger,
     usd: f64,
     tokens: u64,
+    open: bool,
 }
 
 impl Reservation<'_> {
     /// Replaces the reserved worst case by what the call cost.
     pub fn settle(mut self, usd: f64, tokens: u64) {
-        let mut today = self.ledger.lock();
-        today.0 += usd - self.usd;
-        today.1 = today.1.saturating_sub(self.tokens) + tokens;
-        self.usd = 0.0;
-        self.tokens = 0;
+        self.open = false;
+        self.ledger.release(self.usd, self.tokens, usd, tokens);
     }
 }
 
 impl Drop for Reservation<'_> {
     fn drop(&mut self) {
-        if self.usd != 0.0 || self.tokens != 0 {
-            let mut today = self.ledger.lock();
-            today.0 -= self.usd;
-            today.1 = today.1.saturating_sub(self.tokens);
+        if self.open {
+            self.ledger.release(self.usd, self.tokens, 0.0, 0);
         }
     }
 }
@@ -265,20 +308,64 @@ mod tests {
                 exceeded => Err(exceeded),
             }
         };
+        let never = || false;
         // The first call may take everything that is left.
-        let (first_max, first) = ledger.reserve(go).expect("the first call goes");
+        let (first_max, first) = ledger.reserve(go, &never).expect("the first call goes");
         assert_eq!(first_max, 40_000);
         // A second loop checking meanwhile sees the first call's worst case as spent.
-        let (second_max, second) = ledger.reserve(go).expect("the second call goes");
+        let (second_max, second) = ledger.reserve(go, &never).expect("the second call goes");
         assert!(second_max < first_max, "{second_max}");
         let (usd, _) = ledger.today();
         assert!(usd <= 1.0 + 1e-9, "never over the cap together: {usd}");
+        assert_eq!(ledger.settled(), (0.5, 100), "nothing settled yet");
         // Settled to what the first call cost; the second never happened.
         first.settle(0.01, 1200);
         drop(second);
         let (usd, tokens) = ledger.today();
         assert!((usd - 0.51).abs() < 1e-9, "{usd}");
         assert_eq!(tokens, 1300);
+    }
+
+    #[test]
+    fn a_call_that_does_not_fit_waits_for_the_calls_in_flight() {
+        let ledger = std::sync::Arc::new(DailyLedger::default());
+        let limits = Limits {
+            daily_usd: Some(1.0),
+            ..Limits::default()
+        };
+        let go = move |usd: f64, _tokens: u64| {
+            let spent = Spent {
+                daily_usd: usd,
+                ..Spent::default()
+            };
+            match check(&limits, &spent, SONNET, 1000, 100_000) {
+                Check::Go {
+                    max_tokens,
+                    worst_case_usd,
+                } => Ok((max_tokens, worst_case_usd, 0)),
+                exceeded => Err(exceeded),
+            }
+        };
+        let (_, first) = ledger.reserve(go, &|| false).expect("the first call goes");
+        // Nothing is left while the first call is in flight; giving up at once says so.
+        assert!(ledger.reserve(go, &|| true).is_err());
+        // A second loop waits; the first call costs little; the second then goes.
+        let waiting = std::thread::spawn({
+            let ledger = ledger.clone();
+            move || {
+                ledger.reserve(go, &|| false).map(|(m, r)| {
+                    drop(r);
+                    m
+                })
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        first.settle(0.02, 0);
+        let max = waiting
+            .join()
+            .expect("thread")
+            .expect("the second call goes");
+        assert!(max > 50_000, "{max}");
     }
 
     #[test]

@@ -810,13 +810,15 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             ));
         }
         let input = next_input?;
-        self.budget_check(input).err()
+        // Other loops' calls in flight are left out: they hold their worst case, which rarely
+        // comes true; the next call waits for them if it must (see `DailyLedger::reserve`).
+        self.budget_check_at(input, self.s.daily.settled()).err()
     }
 
-    /// The tightest USD limit left for the next call (per iteration, per spec, per day).
-    fn usd_left(&self) -> Option<f64> {
+    /// The tightest USD limit left for the next call (per iteration, per spec, per day), with
+    /// `today` USD spent today.
+    fn usd_left_at(&self, today: f64) -> Option<f64> {
         let limits = &self.job.settings.limits;
-        let today = self.s.daily.today().0;
         [
             limits.per_iteration_usd,
             limits.per_spec_usd.map(|l| l - self.spent.spec_usd),
@@ -826,11 +828,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         .flatten()
         .map(|l| l.max(0.0))
         .reduce(f64::min)
-    }
-
-    fn budget_check(&self, input_tokens: u64) -> Result<u32, (StopReason, String)> {
-        self.budget_check_at(input_tokens, self.s.daily.today())
-            .map(|(max_tokens, _)| max_tokens)
     }
 
     /// The budget check with `today` (USD, tokens) spent today: the output cap that keeps every
@@ -916,14 +913,39 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
 
         // Budget, before the call; the call's worst case is held in the day's ledger until
         // its cost is known, so that specs running at once keep the daily cap together.
+        // An agent whose cost `max_tokens` does not bound may spend all the USD left. (A model
+        // without a price stops the loop at once; only a budget makes the reservation wait.)
+        if self.s.prices.get(&self.model).is_none() {
+            return Ok(Err(self
+                .budget_check_at(0, (0.0, 0))
+                .err()
+                .unwrap_or((StopReason::Critical, "no price".into()))));
+        }
         let estimate = prompt.token_estimate as u64;
         let daily = self.s.daily;
-        let reserved = daily.reserve(|usd, tokens| {
-            self.budget_check_at(estimate, (usd, tokens))
-                .map(|(max_tokens, worst)| (max_tokens, worst, estimate + u64::from(max_tokens)))
-        });
-        let (max_tokens, reservation) = match reserved {
+        let bounded = self.s.agent.output_bounds_cost();
+        let cancel = self.s.cancel;
+        let reserved = daily.reserve(
+            |usd, tokens| {
+                let (max_tokens, worst) = self.budget_check_at(estimate, (usd, tokens))?;
+                let usd_left = self.usd_left_at(usd);
+                let hold = match usd_left {
+                    Some(left) if !bounded => worst.max(left),
+                    _ => worst,
+                };
+                Ok((
+                    (max_tokens, usd_left),
+                    hold,
+                    estimate + u64::from(max_tokens),
+                ))
+            },
+            &|| cancel.is_cancelled(),
+        );
+        let ((max_tokens, usd_left), reservation) = match reserved {
             Ok(r) => r,
+            Err(_) if cancel.is_cancelled() => {
+                return Ok(Err((StopReason::Stopped, "stopped on request".into())));
+            }
             Err(stop) => return Ok(Err(stop)),
         };
         // The system prompt is the same from one iteration to the next (that is what the
@@ -975,7 +997,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             max_tokens,
             worktree: worktree.path(),
             iteration: n,
-            budget_left_usd: self.usd_left(),
+            budget_left_usd: usd_left,
             timeout: settings.timeout.saturating_sub(self.started.elapsed()),
         };
         let name = self.name.clone();

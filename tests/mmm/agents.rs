@@ -267,6 +267,28 @@ fn claude_code_commits_are_folded_into_one_iteration() {
 }
 
 #[test]
+fn claude_code_is_given_the_daily_budget_left_not_its_own_reservation() {
+    // Claude Code's cost is not bounded by an output cap: the engine holds all the USD left
+    // for its call, and what it tells Claude Code is what was left before that hold.
+    let (repo, plan, _tools) = claude_repo(json!([{
+        "writes": {"hello.txt": "hello\n"},
+        "text": "@mmm:complete",
+    }]));
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .env("FAKE_CLAUDE_PLAN", &plan)
+        .env("MMM_BUDGET_DAILY_USD", "1.5")
+        .args(["run", "hello", "--json"])
+        .output()
+        .expect("run git-mmm");
+    assert!(out.status.success(), "{}\n{}", stdout(&out), stderr(&out));
+    let calls = calls(&plan);
+    let argv = calls[0]["argv"].as_array().expect("argv");
+    assert_eq!(arg_after(argv, "--max-budget-usd"), "1.5000");
+}
+
+#[test]
 fn claude_code_cost_is_summed_across_iterations() {
     let (repo, plan, _tools) = claude_repo(json!([
         {"writes": {"hello.txt": "nope\n"}, "cost": 0.25, "text": "@mmm:complete"},
