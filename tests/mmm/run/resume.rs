@@ -136,6 +136,33 @@ fn checkpoint_records(repo: &TestRepo, wip: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// Starts `cmd` (a `git mmm run`), waits until a checkpoint of the iteration in flight holds a
+/// `response` record (or 20 s pass), kills the run, and returns the wip ref (if one appeared)
+/// with the records of its last checkpoint.
+fn checkpoint_of_a_killed_run(
+    repo: &TestRepo,
+    mut cmd: Command,
+) -> (Option<String>, Vec<serde_json::Value>) {
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let wip = wait_for_wip(repo, std::time::Duration::from_secs(20));
+    // The first checkpoint may predate the answer (or its first streamed delta).
+    let mut records = Vec::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while let Some(w) = &wip {
+        records = checkpoint_records(repo, w);
+        if records.iter().any(|r| r["kind"] == "response") || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    kill(&mut child);
+    (wip, records)
+}
+
 /// Kills `child` with SIGKILL and reaps it.
 fn kill(child: &mut std::process::Child) {
     let status = Command::new("kill")
@@ -165,25 +192,9 @@ fn a_long_model_call_is_checkpointed_with_the_text_streamed_so_far() {
         &[("s", &spec("s", ""))],
         &[("check.sh", CHECK)],
     );
-    let mut child = api_cmd(&repo, &fake)
-        .env("MY_SERVICE_TOKEN", SECRET)
-        .args(["run", "s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let wip = wait_for_wip(&repo, std::time::Duration::from_secs(20));
-    // Let a checkpoint with streamed text land (the first may predate the first delta).
-    let mut records = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while let Some(w) = &wip {
-        records = checkpoint_records(&repo, w);
-        if records.iter().any(|r| r["kind"] == "response") || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    kill(&mut child);
+    let mut cmd = api_cmd(&repo, &fake);
+    cmd.env("MY_SERVICE_TOKEN", SECRET).args(["run", "s"]);
+    let (wip, records) = checkpoint_of_a_killed_run(&repo, cmd);
     let wip = wip.expect("a checkpoint was written during the long call");
     assert_eq!(records[0]["kind"], "prompt", "{records:?}");
     let partial = records
@@ -251,23 +262,9 @@ fn slow_gates_are_checkpointed_with_the_whole_answer() {
         &[("s", &spec("s", ""))],
         &[("check.sh", &check)],
     );
-    let mut child = api_cmd(&repo, &fake)
-        .args(["run", "s"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn");
-    let wip = wait_for_wip(&repo, std::time::Duration::from_secs(20));
-    let mut records = Vec::new();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-    while let Some(w) = &wip {
-        records = checkpoint_records(&repo, w);
-        if records.iter().any(|r| r["kind"] == "response") || std::time::Instant::now() > deadline {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    kill(&mut child);
+    let mut cmd = api_cmd(&repo, &fake);
+    cmd.args(["run", "s"]);
+    let (wip, records) = checkpoint_of_a_killed_run(&repo, cmd);
     assert!(wip.is_some(), "a checkpoint was written while the gate ran");
     let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
     assert_eq!(&kinds[..2], ["prompt", "response"], "{records:?}");
