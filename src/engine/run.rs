@@ -830,6 +830,20 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         .reduce(f64::min)
     }
 
+    /// The price of the model about to be called; a model without one stops the loop, since
+    /// no budget could be kept.
+    fn price(&self) -> Result<&crate::agent::ModelPrice, (StopReason, String)> {
+        self.s.prices.get(&self.model).ok_or_else(|| {
+            (
+                StopReason::Critical,
+                format!(
+                    "no price is known for model `{}`, so the budget cannot be kept; add [prices.\"{}\"] to .mmm/config.toml",
+                    self.model, self.model
+                ),
+            )
+        })
+    }
+
     /// The budget check with `today` (USD, tokens) spent today: the output cap that keeps every
     /// budget and the call's worst-case cost in USD.
     fn budget_check_at(
@@ -838,15 +852,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         today: (f64, u64),
     ) -> Result<(u32, f64), (StopReason, String)> {
         let settings = &self.job.settings;
-        let Some(price) = self.s.prices.get(&self.model) else {
-            return Err((
-                StopReason::Critical,
-                format!(
-                    "no price is known for model `{}`, so the budget cannot be kept; add [prices.\"{}\"] to .mmm/config.toml",
-                    self.model, self.model
-                ),
-            ));
-        };
+        let price = self.price()?;
         let mut spent = self.spent;
         (spent.daily_usd, spent.daily_tokens) = today;
         match budget::check(
@@ -915,11 +921,8 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         // its cost is known, so that specs running at once keep the daily cap together.
         // An agent whose cost `max_tokens` does not bound may spend all the USD left. (A model
         // without a price stops the loop at once; only a budget makes the reservation wait.)
-        if self.s.prices.get(&self.model).is_none() {
-            return Ok(Err(self
-                .budget_check_at(0, (0.0, 0))
-                .err()
-                .unwrap_or((StopReason::Critical, "no price".into()))));
+        if let Err(stop) = self.price() {
+            return Ok(Err(stop));
         }
         let estimate = prompt.token_estimate as u64;
         let daily = self.s.daily;
