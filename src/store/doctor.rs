@@ -7,8 +7,9 @@
 //! * a note on a commit that is neither on the branch nor in the archive (a kill between the
 //!   notes and the branch): fast-forward the branch if the commit's first parent is the tip
 //!   (or create the branch if it is missing), else archive the commit;
-//! * a wip ref is stale if its run has since recorded the checkpointed iteration, if it is
-//!   older than [`DoctorOptions::stale_after`], or always with [`DoctorOptions::all_wip`]; it is
+//! * a wip ref is stale if its run has since recorded the checkpointed iteration, if its run's
+//!   worktree lock names a process that no longer runs (a killed `git mmm run`), if it is older
+//!   than [`DoctorOptions::stale_after`], or always with [`DoctorOptions::all_wip`]; it is
 //!   archived (its transcript stays reachable) and then deleted;
 //! * a worktree whose directory is gone, or an unlocked one under `.git/mmm/worktrees/`, is
 //!   pruned (the loop locks the worktrees it is using); so is a locked one whose lock reason
@@ -372,6 +373,8 @@ impl Store {
                 format!("its run recorded iteration {} after the checkpoint", i.n)
             } else if opts.all_wip {
                 "every wip ref was declared stale (--all)".to_owned()
+            } else if let Some(pid) = self.killed_run_pid(spec, &run) {
+                format!("its run's process (pid {pid}) no longer runs (killed)")
             } else if u64::try_from(age).unwrap_or(0) > opts.stale_after.as_secs() {
                 format!(
                     "its last checkpoint is {} old",
@@ -431,6 +434,25 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// The pid named by the worktree lock of `run` on `spec` (`mmm run <spec>-<run> pid N`) when
+    /// that process is known not to run: the run was killed. `None` when no such lock exists or
+    /// the process may be alive.
+    fn killed_run_pid(&self, spec: &SpecId, run: &str) -> Option<u32> {
+        let wanted = format!("{MMM_LOCK_PREFIX}{spec}-{} pid ", run.to_ascii_lowercase());
+        let names = self.repo.worktrees().ok()?;
+        names
+            .iter()
+            .filter_map(|n| n.ok().flatten())
+            .find_map(|name| {
+                let wt = self.repo.find_worktree(name).ok()?;
+                let git2::WorktreeLockStatus::Locked(Some(reason)) = wt.is_locked().ok()? else {
+                    return None;
+                };
+                let pid = reason.strip_prefix(&wanted)?.trim().parse::<u32>().ok()?;
+                owner_is_dead(&reason).then_some(pid)
+            })
     }
 
     fn doctor_worktrees(&self, opts: &DoctorOptions, report: &mut DoctorReport) -> Result<()> {

@@ -219,20 +219,18 @@ fn a_long_model_call_is_checkpointed_with_the_text_streamed_so_far() {
             .success(),
         "nothing was recorded"
     );
-    // doctor keeps a young wip ref (its run may be alive); told that no run is in flight,
-    // it moves the checkpoints to the archive: nothing is lost.
+    // doctor sees from the worktree's lock that the run's process is gone, and moves its
+    // checkpoints to the archive: nothing is lost.
     let doctor = repo.mmm(&["doctor"]);
     assert!(doctor.status.success(), "{}", show(&doctor));
-    assert_eq!(
-        repo.git(&["for-each-ref", "--format=%(refname)", "refs/mmm/s/wip/"])
-            .trim(),
-        wip
+    assert!(
+        String::from_utf8_lossy(&doctor.stdout).contains("no longer runs"),
+        "{}",
+        show(&doctor)
     );
-    let doctor = repo.mmm(&["doctor", "--all-wip"]);
-    assert!(doctor.status.success(), "{}", show(&doctor));
     assert!(
         repo.git(&["for-each-ref", "refs/mmm/s/wip/"]).is_empty(),
-        "the wip ref was archived"
+        "the wip ref {wip} was archived"
     );
     let archived = repo.git(&["log", "--format=%H", "refs/mmm/s/archive"]);
     let kept = repo
