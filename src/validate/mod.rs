@@ -86,13 +86,9 @@ impl Default for GateOptions {
     }
 }
 
-/// Runs every gate in order in `dir`. A gate that cannot even be started counts as failed with
-/// the reason as its output, so that the model and the user see it.
-pub fn run_gates(dir: &Path, gates: &[Gate], opts: &GateOptions) -> Vec<GateResult> {
-    gates.iter().map(|gate| run_gate(dir, gate, opts)).collect()
-}
-
-/// Runs one gate in `dir`.
+/// Runs one gate in `dir` (the engine runs them in order, reporting each). A gate that cannot
+/// even be started counts as failed with the reason as its output, so that the model and the
+/// user see it.
 pub fn run_gate(dir: &Path, gate: &Gate, opts: &GateOptions) -> GateResult {
     let outcome = process::run(&ShellCommand {
         command: &gate.command,
@@ -148,7 +144,7 @@ mod tests {
     fn gates_report_pass_fail_and_output() {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(dir.path().join("f.txt"), "hello").expect("write");
-        let gates = vec![
+        let gates = [
             Gate {
                 name: "build".into(),
                 kind: GateKind::Build,
@@ -160,7 +156,10 @@ mod tests {
                 command: "echo missing >&2; test -e g.txt".into(),
             },
         ];
-        let results = run_gates(dir.path(), &gates, &GateOptions::default());
+        let results: Vec<GateResult> = gates
+            .iter()
+            .map(|g| run_gate(dir.path(), g, &GateOptions::default()))
+            .collect();
         assert!(results[0].passed);
         assert!(!results[1].passed);
         assert_eq!(results[1].exit_code, Some(1));
@@ -180,7 +179,7 @@ mod tests {
             kind: GateKind::Test,
             command: "sleep 20".into(),
         };
-        let r = &run_gates(dir.path(), &[gate], &opts)[0];
+        let r = &run_gate(dir.path(), &gate, &opts);
         assert!(!r.passed && r.timed_out);
         assert!(r.output.contains("ended after the timeout"), "{}", r.output);
     }
