@@ -3,7 +3,7 @@
 //! Tolerant of what models get wrong: wrong or missing line counts in `@@` headers, a bare
 //! `@@ @@`, context lines whose leading space was dropped, missing `a/`/`b/` prefixes.
 
-use super::{Edit, Problem, ProblemKind};
+use super::{Edit, Problem, ProblemKind, excerpt};
 
 /// One line of a hunk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,10 +127,7 @@ pub(super) fn parse(body: &[&str], first_line: usize) -> (Vec<Edit>, Vec<Problem
                 stray_reported = true;
                 problems.push(Problem {
                     kind: ProblemKind::BadDiff,
-                    message: format!(
-                        "unexpected line in diff outside a hunk: {:?}",
-                        super::lines::excerpt(l)
-                    ),
+                    message: format!("unexpected line in diff outside a hunk: {:?}", excerpt(l)),
                     line: line_no,
                 });
             }

@@ -1,19 +1,7 @@
 //! The line scanner behind [`super::parse`]: fences, path lines, search/replace blocks and
 //! directives. One pass over the lines, linear in the size of the response.
 
-use super::{DIRECTIVE_PREFIX, Edit, Parsed, Problem, ProblemKind, diff};
-
-/// The longest excerpt of a response line quoted in a problem message.
-const EXCERPT_CHARS: usize = 60;
-
-/// A short, single-line excerpt of `s` for messages.
-pub(super) fn excerpt(s: &str) -> String {
-    let mut out: String = s.chars().take(EXCERPT_CHARS).collect();
-    if s.chars().count() > EXCERPT_CHARS {
-        out.push('…');
-    }
-    out
-}
+use super::{DIRECTIVE_PREFIX, Edit, Parsed, Problem, ProblemKind, diff, excerpt};
 
 struct Fence {
     ch: char,

@@ -7,6 +7,7 @@
 //! and it never fails — anything it cannot understand becomes a [`Problem`] that the engine
 //! feeds back to the model in the next iteration.
 
+// The chain reads one way: `parse` → `lines` (the scanner) → `diff` (unified diffs).
 mod diff;
 mod lines;
 
@@ -122,6 +123,19 @@ impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "line {}: {}: {}", self.line, self.kind, self.message)
     }
+}
+
+/// The longest excerpt of a response line quoted in a problem message.
+const EXCERPT_CHARS: usize = 60;
+
+/// A short, single-line excerpt of a response line, for a [`Problem`]'s message. Shared by
+/// the line scanner and the diff parser, which it calls: both quote lines the same way.
+fn excerpt(s: &str) -> String {
+    let mut out: String = s.chars().take(EXCERPT_CHARS).collect();
+    if s.chars().count() > EXCERPT_CHARS {
+        out.push('…');
+    }
+    out
 }
 
 /// Everything the parser chain found in one response.
