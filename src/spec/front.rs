@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use super::error::SpecErrorKind;
-use super::{Priority, SpecId};
+use super::{Priority, SpecId, yaml};
 
 /// The front-matter keys mmm knows.
 pub(crate) const KNOWN_KEYS: &[&str] = &[
@@ -249,36 +249,18 @@ fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
                 .collect::<Result<_, _>>()?
         }
         Format::Yaml => {
-            let value: serde_yaml::Value = serde_yaml::from_str(raw.text).map_err(|e| {
-                let line = e.location().map_or(1, |l| l.line()).saturating_sub(1) + raw.first_line;
-                let message = e.to_string();
-                // The location is reported as the file line instead.
-                let message = message.split(" at line ").next().unwrap_or(&message);
-                syntax(line, message.to_owned())
+            let front = yaml::parse(raw.text).map_err(|(line, message)| {
+                syntax(line.saturating_sub(1) + raw.first_line, message)
             })?;
-            let map = match value {
-                serde_yaml::Value::Mapping(map) => map,
-                serde_yaml::Value::Null => serde_yaml::Mapping::new(),
-                other => {
-                    let found = match other {
-                        serde_yaml::Value::Sequence(_) => "a list",
-                        _ => "a single value",
-                    };
-                    return Err(syntax(
-                        raw.first_line,
-                        format!("expected `key: value` lines, found {found}"),
-                    ));
-                }
-            };
             let mut pairs = Vec::new();
-            for (k, v) in map {
-                let serde_yaml::Value::String(k) = k else {
+            for (k, v) in front.entries {
+                let serde_json::Value::String(k) = k else {
                     return Err(syntax(
                         raw.first_line,
-                        format!("keys must be strings, found `{}`", yaml_inline(&k)),
+                        format!("keys must be strings, found `{k}`"),
                     ));
                 };
-                pairs.push(json(raw, k, &v)?);
+                pairs.push((k, v));
             }
             pairs
         }
@@ -312,12 +294,6 @@ fn json<T: serde::Serialize>(
             },
         )),
     }
-}
-
-fn yaml_inline(v: &serde_yaml::Value) -> String {
-    serde_yaml::to_string(v)
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "?".to_owned())
 }
 
 /// The 0-based line of a byte offset in `text`.

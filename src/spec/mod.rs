@@ -30,6 +30,7 @@ mod error;
 mod front;
 mod graph;
 mod load;
+mod yaml;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

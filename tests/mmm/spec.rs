@@ -217,7 +217,7 @@ fn invalid_front_matter_syntax() {
         hint: fix the TOML syntax at that line
     "#);
     insta::assert_snapshot!(invalid("bad-yaml.md"), @r#"
-        fixtures/specs/invalid/bad-yaml.md:4: invalid YAML front matter: did not find expected ',' or ']'
+        fixtures/specs/invalid/bad-yaml.md:4: invalid YAML front matter: illegal placement of ':' indicator
         hint: fix the YAML syntax at that line
     "#);
     insta::assert_snapshot!(invalid("yaml-list.md"), @r#"
@@ -316,6 +316,30 @@ fn a_50_mb_file_is_refused_from_its_size() {
     "#);
     let errors = discover(dir.path(), Path::new("specs")).expect_err("too large");
     assert_eq!(errors.errors().len(), 1);
+}
+
+/// A "billion laughs" in YAML front matter: nine anchors each naming the one before nine
+/// times. Refused at once with the file and line, without expanding it in memory.
+#[test]
+fn a_yaml_alias_bomb_is_refused_quickly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::create_dir(dir.path().join("specs")).expect("mkdir");
+    let mut text =
+        String::from("---\nid: bomb\na: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    for pair in names.windows(2) {
+        let refs = vec![format!("*{}", pair[0]); 9].join(", ");
+        text.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
+    }
+    text.push_str("labels: *i\n---\n# Bomb\n");
+    std::fs::write(dir.path().join("specs/bomb.md"), text).expect("write");
+    let start = std::time::Instant::now();
+    let err = load_file(dir.path(), Path::new("specs/bomb.md")).expect_err("refused");
+    assert!(start.elapsed() < Duration::from_secs(1));
+    insta::assert_snapshot!(format!("{err}\nhint: {}", err.hint().unwrap_or_default()), @r#"
+        specs/bomb.md:7: invalid YAML front matter: anchors and aliases expand to more than 10000 values (an alias bomb?); write the values out instead
+        hint: fix the YAML syntax at that line
+    "#);
 }
 
 #[test]
