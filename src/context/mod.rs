@@ -463,23 +463,34 @@ fn select(
     included: &dyn Fn(&str) -> bool,
     omitted: &mut Vec<Omitted>,
 ) -> Result<Vec<Item>, ContextError> {
-    let mut items = Vec::new();
-    let text = |what: &str, priority, slot, body: String| Item {
+    let mut items = critical_items(input);
+    let chosen = high_items(input, tree, &mut items, omitted)?;
+    items.extend(medium_items(input, repo));
+    items.extend(low_items(input, tree, &chosen, included));
+    Ok(items)
+}
+
+/// An item whose body is text rendered here (not a file read at packing time).
+fn text_item(what: &str, priority: Priority, slot: Slot, body: String) -> Item {
+    Item {
         what: what.to_owned(),
         priority,
         slot,
         body: Body::Text(body),
-    };
+    }
+}
 
-    // Critical.
-    items.push(text(
+/// Critical: the spec, its criteria, and what went wrong last time (failures, review
+/// feedback, edit problems, the criteria's status).
+fn critical_items(input: &ContextInput) -> Vec<Item> {
+    let mut items = vec![text_item(
         &format!("spec {}", input.spec_id),
         Priority::Critical,
         Slot::Spec,
         input.spec_content.trim_end().to_owned(),
-    ));
+    )];
     if !input.criteria.is_empty() {
-        items.push(text(
+        items.push(text_item(
             "acceptance criteria",
             Priority::Critical,
             Slot::Criteria,
@@ -488,7 +499,7 @@ fn select(
     }
     for f in &input.failures {
         let fence = fence_for(&f.output);
-        items.push(text(
+        items.push(text_item(
             &format!("failure {}", f.name),
             Priority::Critical,
             Slot::Failure,
@@ -501,7 +512,7 @@ fn select(
         ));
     }
     if !input.review_feedback.is_empty() {
-        items.push(text(
+        items.push(text_item(
             "review feedback",
             Priority::Critical,
             Slot::Review,
@@ -509,7 +520,7 @@ fn select(
         ));
     }
     if !input.problems.is_empty() {
-        items.push(text(
+        items.push(text_item(
             "edit problems",
             Priority::Critical,
             Slot::Problems,
@@ -517,15 +528,24 @@ fn select(
         ));
     }
     if input.criteria.iter().any(|c| c.last_result.is_some()) {
-        items.push(text(
+        items.push(text_item(
             "criteria status",
             Priority::Critical,
             Slot::CriteriaStatus,
             render_criteria_status(&input.criteria),
         ));
     }
+    items
+}
 
-    // High: files the spec names, files touched earlier, files named in failures.
+/// High: files the spec names, files touched earlier, files named in failures, each once.
+/// Returns the files chosen, which the low-priority search leaves out.
+fn high_items(
+    input: &ContextInput,
+    tree: &files::Tree,
+    items: &mut Vec<Item>,
+    omitted: &mut Vec<Omitted>,
+) -> Result<BTreeSet<String>, ContextError> {
     let mut chosen = BTreeSet::new();
     let mut high = |rel: String, why: &str, items: &mut Vec<Item>| {
         if chosen.insert(rel.clone()) {
@@ -548,12 +568,12 @@ fn select(
             });
         }
         for rel in matched {
-            high(rel, "spec context", &mut items);
+            high(rel, "spec context", items);
         }
     }
     for path in &input.touched_files {
         match tree.resolve(path) {
-            Some(rel) => high(rel, "touched earlier", &mut items),
+            Some(rel) => high(rel, "touched earlier", items),
             None => omitted.push(Omitted {
                 what: format!("file {} (touched earlier)", path.display()),
                 reason: "no longer in the worktree, or ignored".to_owned(),
@@ -563,15 +583,19 @@ fn select(
     }
     for f in &input.failures {
         for rel in files::paths_in_output(tree, &f.output) {
-            high(rel, "named in a failure", &mut items);
+            high(rel, "named in a failure", items);
         }
     }
+    Ok(chosen)
+}
 
-    // Medium: stable ones (map, dependencies, completed specs) first, then memory, newest first.
+/// Medium: stable ones (map, dependencies, completed specs) first, then memory, newest first.
+fn medium_items(input: &ContextInput, repo: &RepoSnapshot) -> Vec<Item> {
+    let mut items = Vec::new();
     if input.options.repo_map
         && let Some(map) = &repo.repo_map
     {
-        items.push(text(
+        items.push(text_item(
             "repository map",
             Priority::Medium,
             Slot::RepoMap,
@@ -579,7 +603,7 @@ fn select(
         ));
     }
     for (i, (id, summary)) in input.dependency_summaries.iter().enumerate() {
-        items.push(text(
+        items.push(text_item(
             &format!("dependency summary {id}"),
             Priority::Medium,
             Slot::Dependency(i),
@@ -587,7 +611,7 @@ fn select(
         ));
     }
     if !input.completed_specs.is_empty() {
-        items.push(text(
+        items.push(text_item(
             "completed specs",
             Priority::Medium,
             Slot::CompletedSpecs,
@@ -595,17 +619,25 @@ fn select(
         ));
     }
     for (i, m) in input.memory.iter().enumerate().rev() {
-        items.push(text(
+        items.push(text_item(
             &format!("memory {}", i + 1),
             Priority::Medium,
             Slot::Memory(i),
             format!("- {}", m.trim()),
         ));
     }
+    items
+}
 
-    // Low: other files whose path shares words with the spec, best first. A path word found
-    // in most paths (`src` when the spec names `src/…` files) says nothing about relevance and
-    // would pull the whole repository into every prompt, so it does not count.
+/// Low: other files whose path shares words with the spec, best first. A path word found in
+/// most paths (`src` when the spec names `src/…` files) says nothing about relevance and would
+/// pull the whole repository into every prompt, so it does not count.
+fn low_items(
+    input: &ContextInput,
+    tree: &files::Tree,
+    chosen: &BTreeSet<String>,
+    included: &dyn Fn(&str) -> bool,
+) -> Vec<Item> {
     let words = spec_words(&input.spec_content);
     let candidates: Vec<(&String, &BTreeSet<String>)> = tree
         .path_tokens(path_tokens)
@@ -629,15 +661,15 @@ fn select(
         .filter(|(score, _)| *score > 0)
         .collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-    for (_, rel) in ranked {
-        items.push(Item {
+    ranked
+        .into_iter()
+        .map(|(_, rel)| Item {
             what: format!("file {rel} (relevant by name)"),
             priority: Priority::Low,
             slot: Slot::File(rel.clone()),
             body: Body::File(rel.clone()),
-        });
-    }
-    Ok(items)
+        })
+        .collect()
 }
 
 /// Greedy packing in the given order: whole if it fits; else critical and high items are cut
