@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use git2::Oid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::agent::{
@@ -23,12 +23,13 @@ use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
 use super::budget::{self, CallPrice, DailyLedger, Limits, Spent};
 use super::checkpoint::Checkpointer;
+use super::metrics::{Durations, EditCounts, GateMetrics, IterationMetrics};
 use super::redact::Redactor;
 use super::worktree::{Snapshot, Worktree};
 
 /// Why a spec's loop stopped. Recorded in the metrics note of the last iteration and in its
 /// `Mmm-Status` trailer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopReason {
     /// The model said it is done and every gate and verifiable criterion passed.
@@ -425,7 +426,7 @@ struct Loop<'s, 'j, 'e> {
 struct Draft {
     status: IterationStatus,
     transcript: Vec<Record>,
-    metrics: serde_json::Map<String, Value>,
+    metrics: IterationMetrics,
     summary: String,
     usage: TokenUsage,
     cost: f64,
@@ -521,7 +522,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }
             if let Ok(detail) = store.iteration(&self.spec, it.n) {
                 let metrics = detail.metrics.unwrap_or_default();
-                let (usd, tokens) = spend_of(&metrics);
+                let (usd, tokens) = super::metrics::spend_of(&metrics);
                 self.spent.spec_usd += usd;
                 self.spent.spec_tokens += tokens;
                 remember(
@@ -576,13 +577,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }
             if let Some((reason, _)) = &draft.stop {
                 draft.status = reason.trailer_status(&draft.status);
-                draft
-                    .metrics
-                    .insert("stop_reason".into(), Value::from(reason.as_str()));
+                draft.metrics.stop_reason = Some(*reason);
             }
-            draft
-                .metrics
-                .insert("trailer_status".into(), Value::from(draft.status.as_str()));
+            draft.metrics.trailer_status = Some(draft.status.clone());
             self.emit(Event::Stage {
                 spec: self.name.clone(),
                 iteration: n,
@@ -593,7 +590,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 Some(tree) => tree,
                 None => self.scan(&worktree)?,
             };
-            let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
+            let metrics = self.record(&mut run, super::metrics::KIND, draft.metrics.to_value());
             let recorded = store.record_iteration(
                 &mut run,
                 NewIteration {
@@ -700,13 +697,12 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     /// changes and failures, escalation) from an earlier iteration, so that a resumed run (or
     /// one continued after a checkpoint) decides as an uninterrupted one would.
     fn replay_strategy_state(&mut self, it: &crate::store::Iteration, metrics: &[Record]) {
-        let Some(m) = metrics.iter().find(|r| r.kind == "metrics") else {
+        let Some(m) = IterationMetrics::of(metrics) else {
             return;
         };
-        let num = |k: &str| m.data.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let (passed, total) = (num("checks_passed"), num("checks_total"));
+        let (passed, total) = m.checks();
         let memory = &mut self.memory;
-        if m.data.get("status").and_then(Value::as_str) == Some("failed") {
+        if m.status == IterationStatus::Failed {
             memory.failed_in_a_row += 1;
         } else {
             memory.failed_in_a_row = 0;
@@ -714,7 +710,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         if total > 0 && passed == total {
             memory.last_good = Some(it.commit);
         }
-        memory.last_failing = Some(usize::try_from(total - passed.min(total)).unwrap_or(0));
+        memory.last_failing = Some(total - passed.min(total));
         let patch = patch_id(
             self.s.store.repo(),
             it.parent
@@ -743,10 +739,8 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             1
         };
         memory.last_failure_key = key;
-        if let Some(model) = m.data.get("model").and_then(Value::as_str)
-            && self.job.settings.escalate_to.as_deref() == Some(model)
-        {
-            self.model = model.to_owned();
+        if self.job.settings.escalate_to.as_deref() == Some(m.model.as_str()) {
+            self.model = m.model;
         }
     }
 
@@ -901,7 +895,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     ) -> Result<Result<Draft, (StopReason, String)>, EngineError> {
         let n = run.next_iteration;
         let settings = &self.job.settings;
-        let mut durations = serde_json::Map::new();
+        let mut durations = Durations::default();
         let mut transcript: Vec<Record> = Vec::new();
         let mut decisions: Vec<String> = Vec::new();
         self.checkpoint(|c| c.begin(n));
@@ -915,7 +909,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         });
         let t = Instant::now();
         let prompt = self.build_prompt(worktree, n)?;
-        durations.insert("context_ms".into(), ms(t.elapsed()));
+        durations.context_ms = Some(ms(t.elapsed()));
 
         // Budget, before the call; the call's worst case is held in the day's ledger until
         // its cost is known, so that specs running at once keep the daily cap together.
@@ -1028,7 +1022,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }),
         };
         let reply = self.s.agent.invoke(&request, self.s.cancel, &mut forward);
-        durations.insert("agent_ms".into(), ms(t.elapsed()));
+        durations.agent_ms = Some(ms(t.elapsed()));
         let reply: AgentReply = match reply {
             Ok(reply) => reply,
             Err(err) => return Ok(Ok(self.failed_call(run, transcript, durations, err))),
@@ -1095,7 +1089,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 &mut written,
             )?
         };
-        durations.insert("apply_ms".into(), ms(t.elapsed()));
+        durations.apply_ms = Some(ms(t.elapsed()));
         self.checkpoint(|c| c.update(&transcript));
 
         // Validate.
@@ -1125,7 +1119,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 results.push(r);
             }
         }
-        durations.insert("validate_ms".into(), ms(t.elapsed()));
+        durations.validate_ms = Some(ms(t.elapsed()));
         for r in &results {
             let rec = self.record(run, "gate", serde_json::to_value(r).unwrap_or(Value::Null));
             transcript.push(rec);
@@ -1177,7 +1171,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             tree,
             &mut decisions,
         );
-        durations.insert("decide_ms".into(), ms(t.elapsed()));
+        durations.decide_ms = Some(ms(t.elapsed()));
 
         // Carry what matters into the next iteration.
         self.memory.failures = failing
@@ -1203,50 +1197,31 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             .unwrap_or_else(|| {
                 format!("{status}: {checks_passed}/{} checks passed", results.len())
             });
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("iteration".into(), Value::from(n));
-        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
-        metrics.insert("model".into(), Value::from(reply.model.clone()));
-        metrics.insert("status".into(), Value::from(status.as_str()));
-        metrics.insert("tokens".into(), json!(reply.usage));
-        metrics.insert("cost_usd".into(), Value::from(cost));
-        metrics.insert("attempts".into(), Value::from(reply.attempts));
-        if !reply.metrics.is_empty() {
-            let mut agent_metrics = Value::Object(reply.metrics.clone());
-            self.s.redactor.redact_json(&mut agent_metrics);
-            metrics.insert("agent_metrics".into(), agent_metrics);
-        }
-        metrics.insert("durations".into(), Value::Object(durations));
-        metrics.insert(
-            "gates".into(),
-            Value::Array(
-                results
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "name": r.name, "kind": r.kind, "command": r.command,
-                            "passed": r.passed, "exit_code": r.exit_code,
-                            "duration_ms": r.duration_ms, "timed_out": r.timed_out,
-                        })
-                    })
-                    .collect(),
-            ),
-        );
-        metrics.insert("checks_passed".into(), Value::from(checks_passed));
-        metrics.insert("checks_total".into(), Value::from(results.len()));
-        metrics.insert(
-            "edits".into(),
-            json!({"applied": applied, "failed": failed, "refused": refused}),
-        );
-        metrics.insert("problems".into(), Value::from(problems.len()));
-        metrics.insert("decisions".into(), json!(decisions));
-        metrics.insert(
-            "complete_claimed".into(),
-            Value::from(parsed.directives.complete),
-        );
-        if let Some(s) = &parsed.directives.summary {
-            metrics.insert("summary".into(), Value::from(s.clone()));
-        }
+        let metrics = IterationMetrics {
+            iteration: n,
+            agent: self.s.agent.kind().to_owned(),
+            model: reply.model.clone(),
+            status: status.clone(),
+            tokens: reply.usage,
+            cost_usd: cost,
+            attempts: Some(reply.attempts),
+            // Redacted with the whole record.
+            agent_metrics: (!reply.metrics.is_empty()).then(|| reply.metrics.clone()),
+            durations,
+            gates: Some(results.iter().map(GateMetrics::from).collect()),
+            checks_passed: Some(checks_passed),
+            checks_total: Some(results.len()),
+            edits: Some(EditCounts {
+                applied,
+                failed,
+                refused,
+            }),
+            problems: Some(problems.len()),
+            decisions: Some(decisions.clone()),
+            complete_claimed: Some(parsed.directives.complete),
+            summary: parsed.directives.summary.clone(),
+            ..IterationMetrics::default()
+        };
         Ok(Ok(Draft {
             status,
             transcript,
@@ -1569,7 +1544,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         &mut self,
         run: &mut Run,
         mut transcript: Vec<Record>,
-        durations: serde_json::Map<String, Value>,
+        durations: Durations,
         err: AgentError,
     ) -> Draft {
         let (status, stop) = match &err {
@@ -1598,20 +1573,15 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         );
         transcript.push(rec);
         self.memory.problems = vec![format!("the previous model call failed: {err}")];
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("iteration".into(), Value::from(run.next_iteration));
-        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
-        metrics.insert("model".into(), Value::from(self.model.clone()));
-        metrics.insert("status".into(), Value::from(status.as_str()));
-        metrics.insert("tokens".into(), json!(TokenUsage::default()));
-        metrics.insert("cost_usd".into(), Value::from(0.0));
-        metrics.insert("durations".into(), Value::Object(durations));
-        metrics.insert("error".into(), Value::from(err.to_string()));
-        let mut redacted = Value::Object(metrics);
-        self.s.redactor.redact_json(&mut redacted);
-        let metrics = match redacted {
-            Value::Object(m) => m,
-            _ => serde_json::Map::new(),
+        // Redacted with the whole record.
+        let metrics = IterationMetrics {
+            iteration: run.next_iteration,
+            agent: self.s.agent.kind().to_owned(),
+            model: self.model.clone(),
+            status: status.clone(),
+            durations,
+            error: Some(err.to_string()),
+            ..IterationMetrics::default()
         };
         Draft {
             summary: format!("the agent call failed: {}", first_line(&err.to_string())),
@@ -1641,8 +1611,8 @@ fn critical_detail(err: &AgentError) -> String {
     }
 }
 
-fn ms(d: Duration) -> Value {
-    Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn first_line(s: &str) -> &str {
@@ -1686,34 +1656,14 @@ fn patch_id(repo: &git2::Repository, old: Option<Oid>, new: Oid) -> Option<Strin
     diff.patchid(None).ok().map(|id| id.to_string())
 }
 
-/// Cost and tokens recorded in an iteration's metrics note.
-pub fn spend_of(metrics: &[Record]) -> (f64, u64) {
-    let mut usd = 0.0;
-    let mut tokens = 0;
-    for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        usd += m
-            .data
-            .get("cost_usd")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
-        if let Some(t) = m.data.get("tokens")
-            && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
-        {
-            tokens += u.total();
-        }
-    }
-    (usd, tokens)
-}
-
 /// Restores memory (summaries, touched files, the last failures) from an earlier iteration's
 /// notes, so that a resumed run knows what came before.
 fn remember(memory: &mut Memory, metrics: &[Record], transcript: &[Record]) {
-    for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        if let (Some(s), Some(n)) = (
-            m.data.get("summary").and_then(Value::as_str),
-            m.data.get("iteration").and_then(Value::as_u64),
-        ) {
-            memory.summaries.push(format!("iteration {n}: {s}"));
+    for m in IterationMetrics::all_in(metrics) {
+        if let Some(s) = &m.summary {
+            memory
+                .summaries
+                .push(format!("iteration {}: {s}", m.iteration));
         }
     }
     memory.failures.clear();
