@@ -14,6 +14,7 @@ use crate::agent::TokenUsage;
 use crate::store::{IterationStatus, Record};
 use crate::validate::{GateKind, GateResult};
 
+use super::decide::Strategy;
 use super::run::StopReason;
 
 /// The `kind` of the record that holds an iteration's metrics in its metrics note.
@@ -62,6 +63,10 @@ pub struct IterationMetrics {
     /// The strategies taken after the iteration, as sentences for humans.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decisions: Option<Vec<String>>,
+    /// The same strategies by their stable names (absent when none was taken, and in records
+    /// written before they were typed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub strategies: Vec<Strategy>,
     /// Whether the model said the spec is complete.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub complete_claimed: Option<bool>,
@@ -97,6 +102,7 @@ impl Default for IterationMetrics {
             edits: None,
             problems: None,
             decisions: None,
+            strategies: Vec::new(),
             complete_claimed: None,
             summary: None,
             error: None,

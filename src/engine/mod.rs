@@ -7,6 +7,7 @@
 
 pub mod budget;
 mod checkpoint;
+pub mod decide;
 pub mod metrics;
 pub mod redact;
 pub mod run;

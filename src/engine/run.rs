@@ -23,6 +23,7 @@ use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
 use super::budget::{self, CallPrice, DailyLedger, Limits, Spent};
 use super::checkpoint::Checkpointer;
+use super::decide::{self, Observation, Rules, Strategy};
 use super::metrics::{Durations, EditCounts, GateMetrics, IterationMetrics};
 use super::redact::Redactor;
 use super::worktree::{Snapshot, Worktree};
@@ -372,16 +373,8 @@ struct Memory {
     problems: Vec<String>,
     touched: BTreeSet<PathBuf>,
     summaries: Vec<String>,
-    last_patch: Option<String>,
-    same_patch: u32,
-    last_failure_key: Option<String>,
-    same_failures: u32,
-    failed_in_a_row: u32,
-    hostile_in_a_row: u32,
-    /// The last iteration whose checks all passed.
-    last_good: Option<Oid>,
-    /// Failing checks of the previous iteration.
-    last_failing: Option<usize>,
+    /// What the strategies count.
+    strategy: decide::State,
 }
 
 /// Runs one spec's loop to a stop condition.
@@ -401,6 +394,7 @@ struct Loop<'s, 'j, 'e> {
     name: String,
     started: Instant,
     memory: Memory,
+    rules: Rules,
     spent: Spent,
     run_cost: f64,
     run_tokens: TokenUsage,
@@ -433,6 +427,7 @@ struct Draft {
     checks_passed: usize,
     checks_total: usize,
     decisions: Vec<String>,
+    strategies: Vec<Strategy>,
     stop: Option<(StopReason, String)>,
     /// The worktree's snapshot taken for the decision (`None` when none was taken), reused by
     /// the record so that the worktree is not scanned twice.
@@ -449,7 +444,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             name: spec.to_string(),
             spec,
             started: Instant::now(),
-            memory: Memory::default(),
+            memory: Memory {
+                strategy: decide::State::new(&job.settings.model),
+                ..Memory::default()
+            },
+            rules: Rules::from(&job.settings),
             spent: Spent::default(),
             run_cost: 0.0,
             run_tokens: TokenUsage::default(),
@@ -632,23 +631,25 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                         .into(),
                 );
             }
-            if draft.checks_total > 0 && draft.checks_passed == draft.checks_total {
-                self.memory.last_good = Some(recorded.commit);
-            }
+            self.memory
+                .strategy
+                .recorded(recorded.commit, draft.checks_passed, draft.checks_total);
             // Strategies take effect for the next iteration.
-            for d in &draft.decisions {
-                if d.starts_with("roll the workspace back")
-                    && let Some(good) = self.memory.last_good
-                {
-                    worktree.reset_to(good)?;
-                    worktree.advance(recorded.commit)?;
-                    self.tree = None;
-                    previous_tree = store.repo().find_commit(good).map(|c| c.tree_id()).ok();
-                }
-                if d.starts_with("escalate")
-                    && let Some(stronger) = &self.job.settings.escalate_to
-                {
-                    self.model = stronger.clone();
+            for strategy in &draft.strategies {
+                match strategy {
+                    Strategy::RollBack { to, .. } => {
+                        if let Ok(good) = Oid::from_str(to) {
+                            worktree.reset_to(good)?;
+                            worktree.advance(recorded.commit)?;
+                            self.tree = None;
+                            previous_tree =
+                                store.repo().find_commit(good).map(|c| c.tree_id()).ok();
+                        }
+                    }
+                    Strategy::Escalate { to, .. } => self.model = to.clone(),
+                    Strategy::FeedBack
+                    | Strategy::CheckpointComplete
+                    | Strategy::CheckpointIteration => {}
                 }
             }
             if let Some(stop) = draft.stop {
@@ -694,54 +695,40 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     }
 
     /// Rebuilds what the strategies count (failures in a row, the last good iteration, repeated
-    /// changes and failures, escalation) from an earlier iteration, so that a resumed run (or
-    /// one continued after a checkpoint) decides as an uninterrupted one would.
+    /// changes and failures, refused edits, escalation) from an earlier iteration, so that a
+    /// resumed run (or one continued after a checkpoint) decides as an uninterrupted one would:
+    /// its observation goes through [`decide::decide`] as it did live. An iteration whose agent
+    /// call failed was not decided on live, and is not here.
     fn replay_strategy_state(&mut self, it: &crate::store::Iteration, metrics: &[Record]) {
         let Some(m) = IterationMetrics::of(metrics) else {
             return;
         };
+        if m.error.is_some() {
+            return;
+        }
         let (passed, total) = m.checks();
-        let memory = &mut self.memory;
-        if m.status == IterationStatus::Failed {
-            memory.failed_in_a_row += 1;
-        } else {
-            memory.failed_in_a_row = 0;
-        }
-        if total > 0 && passed == total {
-            memory.last_good = Some(it.commit);
-        }
-        memory.last_failing = Some(total - passed.min(total));
-        let patch = patch_id(
-            self.s.store.repo(),
-            it.parent
-                .and_then(|p| self.s.store.repo().find_commit(p).ok())
-                .map(|c| c.tree_id()),
-            it.tree,
-        );
-        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
-            memory.same_patch + 1
-        } else {
-            1
+        let repo = self.s.store.repo();
+        let parent_tree = it
+            .parent
+            .and_then(|p| repo.find_commit(p).ok())
+            .map(|c| c.tree_id());
+        let seen = Observation {
+            status: m.status.clone(),
+            patch: patch_id(repo, parent_tree, it.tree),
+            failures: decide::failure_key(
+                self.memory
+                    .failures
+                    .iter()
+                    .map(|f| (f.name.as_str(), f.output.as_str())),
+            ),
+            failing: total - passed.min(total),
+            refused: m.edits.map_or(0, |e| e.refused),
+            needs_review: None,
         };
-        memory.last_patch = patch;
-        let failing: Vec<&context::Failure> = memory.failures.iter().collect();
-        let key = (!failing.is_empty()).then(|| {
-            let mut parts: Vec<String> = failing
-                .iter()
-                .map(|f| failure_part(&f.name, &f.output))
-                .collect();
-            parts.sort();
-            parts.join("\u{1}")
-        });
-        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
-            memory.same_failures + 1
-        } else {
-            1
-        };
-        memory.last_failure_key = key;
-        if self.job.settings.escalate_to.as_deref() == Some(m.model.as_str()) {
-            self.model = m.model;
-        }
+        let (mut state, _) = decide::decide(&self.rules, &self.memory.strategy, &seen);
+        state.recorded(it.commit, passed, total);
+        self.model = state.model.clone();
+        self.memory.strategy = state;
     }
 
     fn finish_without_run(
@@ -897,7 +884,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         let settings = &self.job.settings;
         let mut durations = Durations::default();
         let mut transcript: Vec<Record> = Vec::new();
-        let mut decisions: Vec<String> = Vec::new();
         self.checkpoint(|c| c.begin(n));
 
         // Context.
@@ -1162,15 +1148,20 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         } else {
             IterationStatus::Failed
         };
-        let stop = self.decide(
-            &status,
-            &parsed,
-            &failing,
+        let seen = Observation {
+            status: status.clone(),
+            patch: patch_id(self.s.store.repo(), previous_tree, tree),
+            failures: decide::failure_key(
+                failing.iter().map(|r| (r.name.as_str(), r.output.as_str())),
+            ),
+            failing: failing.len(),
             refused,
-            previous_tree,
-            tree,
-            &mut decisions,
-        );
+            needs_review: parsed.directives.needs_review.clone(),
+        };
+        let (state, decision) = decide::decide(&self.rules, &self.memory.strategy, &seen);
+        self.memory.strategy = state;
+        let (strategies, stop) = decision.into_parts();
+        let decisions: Vec<String> = strategies.iter().map(Strategy::text).collect();
         durations.decide_ms = Some(ms(t.elapsed()));
 
         // Carry what matters into the next iteration.
@@ -1186,7 +1177,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         if let Some(s) = &parsed.directives.summary {
             self.memory.summaries.push(format!("iteration {n}: {s}"));
         }
-        self.memory.last_failing = Some(failing.len());
 
         let summary = parsed
             .directives
@@ -1218,6 +1208,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }),
             problems: Some(problems.len()),
             decisions: Some(decisions.clone()),
+            strategies: strategies.clone(),
             complete_claimed: Some(parsed.directives.complete),
             summary: parsed.directives.summary.clone(),
             ..IterationMetrics::default()
@@ -1232,6 +1223,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_passed,
             checks_total: results.len(),
             decisions,
+            strategies,
             stop,
             tree: Some(tree),
         }))
@@ -1410,134 +1402,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         ))
     }
 
-    /// Stop conditions and strategies after an iteration.
-    #[allow(clippy::too_many_arguments)]
-    fn decide(
-        &mut self,
-        status: &IterationStatus,
-        parsed: &Parsed,
-        failing: &[&GateResult],
-        refused: usize,
-        previous_tree: Option<Oid>,
-        tree: Oid,
-        decisions: &mut Vec<String>,
-    ) -> Option<(StopReason, String)> {
-        let settings = &self.job.settings;
-        let memory = &mut self.memory;
-        let patch = patch_id(self.s.store.repo(), previous_tree, tree);
-        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
-            memory.same_patch + 1
-        } else {
-            1
-        };
-        memory.last_patch = patch;
-        let key = (!failing.is_empty()).then(|| failure_key(failing));
-        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
-            memory.same_failures + 1
-        } else {
-            1
-        };
-        memory.last_failure_key = key;
-        memory.hostile_in_a_row = if refused > 0 {
-            memory.hostile_in_a_row + 1
-        } else {
-            0
-        };
-
-        match status {
-            IterationStatus::Complete => {
-                memory.failed_in_a_row = 0;
-                return Some(if settings.checkpoint_after_complete {
-                    decisions
-                        .push("checkpoint: wait for a human to approve the completed spec".into());
-                    (
-                        StopReason::Checkpoint,
-                        "complete; a required checkpoint waits for a human".into(),
-                    )
-                } else {
-                    (
-                        StopReason::Complete,
-                        "the model said complete and every check passed".into(),
-                    )
-                });
-            }
-            IterationStatus::NeedsReview => {
-                let why = parsed.directives.needs_review.clone().unwrap_or_default();
-                return Some((
-                    StopReason::NeedsReview,
-                    format!("the model asked for a human: {why}"),
-                ));
-            }
-            IterationStatus::Interrupted => {
-                return Some((
-                    StopReason::Stopped,
-                    "stopped on request; the iteration is recorded as interrupted".into(),
-                ));
-            }
-            _ => {}
-        }
-        if memory.hostile_in_a_row >= settings.hostile_after.max(1) {
-            return Some((
-                StopReason::Critical,
-                format!(
-                    "the model's edits were refused in {} iterations in a row (hostile or confused output)",
-                    memory.hostile_in_a_row
-                ),
-            ));
-        }
-        if settings.stuck_after > 0 {
-            if memory.same_patch >= settings.stuck_after {
-                return Some((
-                    StopReason::Stuck,
-                    format!("the same change {} times in a row", memory.same_patch),
-                ));
-            }
-            if memory.same_failures >= settings.stuck_after {
-                return Some((
-                    StopReason::Stuck,
-                    format!(
-                        "the same failing checks {} times in a row",
-                        memory.same_failures
-                    ),
-                ));
-            }
-        }
-        if *status == IterationStatus::Failed {
-            memory.failed_in_a_row += 1;
-            decisions.push("feed the failures back to the model".into());
-            if let (Some(good), Some(before)) = (memory.last_good, memory.last_failing)
-                && failing.len() > before
-            {
-                decisions.push(format!(
-                    "roll the workspace back to the last iteration whose checks passed ({}), because this one made things worse ({} failing checks, {} before)",
-                    short(good),
-                    failing.len(),
-                    before
-                ));
-            }
-            if let Some(stronger) = &settings.escalate_to
-                && settings.escalate_after > 0
-                && memory.failed_in_a_row >= settings.escalate_after
-                && *stronger != self.model
-            {
-                decisions.push(format!(
-                    "escalate from {} to {stronger} after {} failed iterations",
-                    self.model, memory.failed_in_a_row
-                ));
-            }
-        } else {
-            memory.failed_in_a_row = 0;
-        }
-        if settings.checkpoint_after_iteration {
-            decisions.push("checkpoint: wait for a human after this iteration".into());
-            return Some((
-                StopReason::Checkpoint,
-                "a required checkpoint after each iteration waits for a human".into(),
-            ));
-        }
-        None
-    }
-
     /// Records nothing yet: turns a failed agent call into a draft iteration, so that the
     /// attempt and its cause are kept.
     fn failed_call(
@@ -1593,6 +1457,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_passed: 0,
             checks_total: 0,
             decisions: Vec::new(),
+            strategies: Vec::new(),
             stop,
             tree: None,
         }
@@ -1617,27 +1482,6 @@ fn ms(d: Duration) -> u64 {
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("").trim()
-}
-
-fn short(oid: Oid) -> String {
-    let s = oid.to_string();
-    s[..10.min(s.len())].to_owned()
-}
-
-/// Identifies failing checks by name and output with digits removed, so that timings and
-/// addresses do not make two identical failures look different.
-fn failure_key(failing: &[&GateResult]) -> String {
-    let mut parts: Vec<String> = failing
-        .iter()
-        .map(|r| failure_part(&r.name, &r.output))
-        .collect();
-    parts.sort();
-    parts.join("\u{1}")
-}
-
-fn failure_part(name: &str, output: &str) -> String {
-    let out: String = output.chars().filter(|c| !c.is_ascii_digit()).collect();
-    format!("{name}\u{0}{out}")
 }
 
 /// A stable id of the change between two trees (`None` when it cannot be computed).
