@@ -85,19 +85,6 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
     let prices = price_table(&config);
     let redactor = redactor(ctx, &config);
-    // Gates and the model's commands run without the secrets mmm knows of.
-    let mut hidden_env: Vec<String> = [
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    hidden_env.extend(redactor.env_names().iter().cloned());
-    hidden_env.sort();
-    hidden_env.dedup();
     // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
     let interrupt = Cancel::new();
     let running = Running::new();
@@ -131,7 +118,6 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         templates: &templates,
         prices: &prices,
         redactor: &redactor,
-        hidden_env,
         daily: &daily,
         factory: &Factory {
             ctx,

@@ -65,10 +65,9 @@ pub struct Schedule<'a, F> {
     pub templates: &'a Templates,
     /// Prices for cost and budgets.
     pub prices: &'a PriceTable,
-    /// Removes secrets from everything recorded.
+    /// Removes secrets from everything recorded; gates and the model's commands run without
+    /// the variables it holds ([`Redactor::hidden_env`]).
     pub redactor: &'a Redactor,
-    /// Environment variables that gates and the model's commands run without.
-    pub hidden_env: Vec<String>,
     /// Today's spend, shared by the loops running at once.
     pub daily: &'a DailyLedger,
     /// Makes each loop's store and agent.
@@ -369,7 +368,8 @@ fn run_one<F: LoopFactory>(
     let store = schedule.factory.store().map_err(LoopError::Setup)?;
     let kind = agent_kind(schedule.config, spec)?;
     let agent = schedule.factory.agent(kind).map_err(LoopError::Setup)?;
-    let mut settings = settings(schedule.config, spec, schedule.pinned, &schedule.hidden_env);
+    let hidden_env = schedule.redactor.hidden_env();
+    let mut settings = settings(schedule.config, spec, schedule.pinned, &hidden_env);
     settings.worktree_root = worktree_root(kind, &store, &schedule.temp_dir);
     if kind == AgentKind::ClaudeCode {
         // Claude Code reads the repository with its own tools: its prompt carries the spec,
