@@ -2,8 +2,9 @@
 //! build context → check the budget → invoke the agent → parse → apply → validate → decide →
 //! record, in a temporary worktree, until a stop condition.
 //!
-//! Owns: the order of the stages, stop conditions, strategies, budgets and redaction. Must not
-//! print or read the environment: progress goes out as [`Event`]s.
+//! Owns: the order of the stages, stop conditions, strategies, budgets, redaction, and the
+//! scheduling of several specs at once (`schedule`). Must not print or read the environment:
+//! progress goes out as [`Event`]s.
 
 pub mod budget;
 mod checkpoint;
@@ -11,6 +12,7 @@ pub mod decide;
 pub mod metrics;
 pub mod redact;
 pub mod run;
+pub mod schedule;
 pub mod watch;
 pub mod worktree;
 
