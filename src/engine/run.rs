@@ -412,6 +412,8 @@ struct Loop<'s, 'j, 'e> {
     spent: Spent,
     run_cost: f64,
     run_tokens: TokenUsage,
+    /// The model of the next call: the strategies' state names it as soon as an escalation is
+    /// decided, the loop calls it once that iteration is recorded.
     model: String,
     iterations_this_revision: u32,
     iterations_run: u32,
