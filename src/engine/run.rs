@@ -39,9 +39,6 @@ mod resume;
 
 use iteration::Step;
 
-/// Kept at this path for callers that read spend next to the loop (see [`super::metrics`]).
-pub use super::metrics::spend_of;
-
 /// Why a spec's loop stopped. Recorded in the metrics note of the last iteration and in its
 /// `Mmm-Status` trailer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
