@@ -262,3 +262,105 @@ impl Work {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::response::{Directives, Parsed};
+    use crate::validate::GateKind;
+
+    fn gate(name: &str, passed: bool) -> GateResult {
+        GateResult {
+            name: name.into(),
+            kind: GateKind::Test,
+            command: "check".into(),
+            passed,
+            exit_code: Some(if passed { 0 } else { 1 }),
+            timed_out: false,
+            duration_ms: 3,
+            output: String::new(),
+        }
+    }
+
+    fn work(directives: Directives, gates: &[bool], problems: usize, interrupted: bool) -> Work {
+        Work {
+            reply: AgentReply {
+                model: "m".into(),
+                attempts: 1,
+                ..AgentReply::default()
+            },
+            cost: 0.5,
+            answer: Answer {
+                parsed: Parsed {
+                    directives,
+                    ..Parsed::default()
+                },
+                problems: vec!["a problem".into(); problems],
+                written: Vec::new(),
+                edits: Default::default(),
+            },
+            checks: Checks {
+                results: gates
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| gate(&format!("g{i}"), *p))
+                    .collect(),
+                interrupted,
+            },
+        }
+    }
+
+    fn status(
+        directives: Directives,
+        gates: &[bool],
+        problems: usize,
+        interrupted: bool,
+    ) -> String {
+        let w = work(directives, gates, problems, interrupted);
+        w.status(&w.checks.failing()).to_string()
+    }
+
+    #[test]
+    fn the_status_of_an_answered_iteration() {
+        let complete = || Directives {
+            complete: true,
+            ..Directives::default()
+        };
+        assert_eq!(status(complete(), &[true], 0, false), "complete");
+        assert_eq!(status(complete(), &[true, false], 0, false), "failed");
+        assert_eq!(status(complete(), &[true], 1, false), "passed", "problems");
+        assert_eq!(status(complete(), &[], 0, true), "interrupted");
+        let review = Directives {
+            needs_review: Some(String::new()),
+            complete: true,
+            ..Directives::default()
+        };
+        assert_eq!(status(review, &[false], 0, false), "needs-review");
+        assert_eq!(status(Directives::default(), &[], 0, false), "passed");
+    }
+
+    #[test]
+    fn the_metrics_of_an_answered_iteration() {
+        let w = work(Directives::default(), &[true, false], 2, false);
+        let status = w.status(&w.checks.failing());
+        let m = w.metrics(
+            4,
+            "api",
+            &status,
+            Durations::default(),
+            &[Strategy::FeedBack],
+        );
+        assert_eq!(
+            (m.iteration, m.agent.as_str(), m.model.as_str()),
+            (4, "api", "m")
+        );
+        assert_eq!(m.checks(), (1, 2));
+        assert_eq!(m.problems, Some(2));
+        assert_eq!(
+            m.decisions,
+            Some(vec!["feed the failures back to the model".to_owned()])
+        );
+        assert_eq!(m.strategies, [Strategy::FeedBack]);
+        assert_eq!((m.agent_metrics, m.summary, m.error), (None, None, None));
+    }
+}
