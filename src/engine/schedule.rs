@@ -24,8 +24,8 @@ use crate::store::{IterationStatus, Store};
 use crate::validate::{Gate, GateKind, GateOptions};
 
 use super::budget::{DailyLedger, Limits, Spent};
-use super::redact::Redactor;
 use super::metrics::spend_of;
+use super::redact::Redactor;
 use super::run::{EngineError, Event, Job, Outcome, Services, Settings, StopReason, run_spec};
 
 /// What only the caller can make for each loop, in that loop's thread: a store of its own and
