@@ -4,13 +4,13 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use super::termination::{CHECK, NEEDLE, config, done};
 use crate::support::TestRepo;
 use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
 use crate::support::project::{
     api_cmd, assert_clean, assert_readable, iterations, metrics, project, run_api, show, spec,
     write_file,
 };
+use crate::support::scenario::{CHECK, NEEDLE, config, done};
 
 fn fake() -> FakeAnthropic {
     let rule = Rule::new(NEEDLE, Reply::Text(write_file("a.txt", "1"))).then(Reply::Text(done()));

@@ -1,10 +1,10 @@
 //! Retries through a whole run: the iteration still completes, and the attempts are recorded.
 
-use super::termination::{CHECK, NEEDLE, config, done};
 use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
 use crate::support::project::{
     assert_clean, iterations, metrics, project, run_api, show, spec, transcript,
 };
+use crate::support::scenario::{CHECK, NEEDLE, config, done};
 
 /// One run whose first call fails with `failure` and whose retry succeeds.
 fn completes_after(failure: Reply) {

@@ -1,11 +1,11 @@
 //! What the loop does after a failed iteration: feed the failures back, roll the workspace
 //! back when an iteration made things worse, escalate to a stronger model.
 
-use super::termination::{CHECK, NEEDLE, config, done};
 use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
 use crate::support::project::{
     assert_clean, assert_readable, iterations, metrics, project, run_api, show, spec, write_file,
 };
+use crate::support::scenario::{CHECK, NEEDLE, config, done};
 
 #[test]
 fn failures_are_fed_back_to_the_next_iteration() {

@@ -1,13 +1,13 @@
 //! Properties of a whole run: the prompt cache from the second iteration on, secrets kept out
 //! of git, `--json` events, and the offline demo.
 
-use super::termination::{CHECK, NEEDLE, config, done};
 use crate::support::TestRepo;
 use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
 use crate::support::project::{
     all_notes, api_cmd, assert_clean, assert_readable, events, iterations, metrics, project,
     run_api, show, spec, write_file,
 };
+use crate::support::scenario::{CHECK, NEEDLE, config, done};
 
 #[test]
 fn the_prompt_cache_serves_the_stable_prefix_from_iteration_2_on() {
