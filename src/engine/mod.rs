@@ -8,6 +8,8 @@
 
 pub mod budget;
 mod checkpoint;
+pub mod decide;
+pub mod metrics;
 pub mod redact;
 pub mod run;
 pub mod schedule;
@@ -15,7 +17,6 @@ pub mod watch;
 pub mod worktree;
 
 pub use budget::{DailyLedger, Limits, Spent};
+pub use metrics::{IterationMetrics, spend_of};
 pub use redact::Redactor;
-pub use run::{
-    EngineError, Event, Job, Outcome, Services, Settings, Stage, StopReason, run_spec, spend_of,
-};
+pub use run::{EngineError, Event, Job, Outcome, Services, Settings, Stage, StopReason, run_spec};

@@ -24,10 +24,9 @@ use crate::store::{IterationStatus, Store};
 use crate::validate::{Gate, GateKind, GateOptions};
 
 use super::budget::{DailyLedger, Limits, Spent};
+use super::metrics::spend_of;
 use super::redact::Redactor;
-use super::run::{
-    EngineError, Event, Job, Outcome, Services, Settings, StopReason, run_spec, spend_of,
-};
+use super::run::{EngineError, Event, Job, Outcome, Services, Settings, StopReason, run_spec};
 
 /// What only the caller can make for each loop, in that loop's thread: a store of its own and
 /// the agent (keys, clocks and paths come from the caller's environment).
