@@ -612,3 +612,267 @@ pub fn spent_today(store: &Store, now: SystemTime) -> Spent {
     }
     spent
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{FixedClock, UlidGen};
+    use crate::store::StoreOptions;
+
+    fn spec(id: &str, front: &str) -> Spec {
+        let text = format!("+++\n{front}\n+++\n\n# {id}\n\n## Objective\n\nDo {id}.\n");
+        Spec::parse(Path::new(&format!("specs/{id}.md")), text.as_bytes()).expect("a spec")
+    }
+
+    fn queue<'a>(pending: Vec<&'a Spec>, complete: &[&str]) -> Queue<'a> {
+        Queue {
+            pending,
+            active: BTreeSet::new(),
+            complete: complete.iter().map(|s| (*s).to_owned()).collect(),
+        }
+    }
+
+    fn started(ready: Option<Ready<'_>>) -> Option<String> {
+        match ready {
+            Some(Ready::Start(spec)) => Some(spec.id.to_string()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_spec_starts_once_the_specs_it_depends_on_are_complete() {
+        let (a, b) = (spec("a", ""), spec("b", "depends_on = [\"a\"]"));
+        let mut q = queue(vec![&a, &b], &[]);
+        assert_eq!(started(q.next(2)).as_deref(), Some("a"));
+        assert!(q.next(2).is_none(), "b waits for a, which runs");
+        q.active.remove("a");
+        q.complete.insert("a".to_owned());
+        assert_eq!(started(q.next(2)).as_deref(), Some("b"));
+        assert!(q.pending.is_empty());
+        // A dependency complete before the run holds nothing back.
+        let mut q = queue(vec![&b], &["a"]);
+        assert_eq!(started(q.next(1)).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn a_spec_whose_dependency_will_not_complete_is_waiting() {
+        let (a, b) = (spec("a", ""), spec("b", "depends_on = [\"a\"]"));
+        let mut q = queue(vec![&a, &b], &[]);
+        assert_eq!(started(q.next(1)).as_deref(), Some("a"));
+        // `a` stopped without completing.
+        q.active.remove("a");
+        match q.next(1) {
+            Some(Ready::Waiting(spec, waiting)) => {
+                assert_eq!(spec.id.as_str(), "b");
+                assert_eq!(waiting, ["a"]);
+            }
+            _ => panic!("b should be waiting"),
+        }
+        assert!(q.pending.is_empty() && q.next(1).is_none());
+        // Nor does a dependency that is not in the run and not complete.
+        let mut q = queue(vec![&b], &[]);
+        assert!(matches!(q.next(1), Some(Ready::Waiting(..))));
+    }
+
+    #[test]
+    fn no_more_loops_than_the_concurrency_run_at_once() {
+        let (a, b) = (spec("a", ""), spec("b", ""));
+        let mut q = queue(vec![&a, &b], &[]);
+        assert_eq!(started(q.next(1)).as_deref(), Some("a"));
+        assert!(q.next(1).is_none());
+        assert_eq!(q.pending.len(), 1);
+        q.active.remove("a");
+        assert_eq!(started(q.next(1)).as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_front_matter() {
+        let mut config = Config::default();
+        config.model.default = "m-default".to_owned();
+        config.model.small = "m-small".to_owned();
+        config.r#loop.max_iterations = 7;
+        let s = spec("s", "model = \"small\"\nmax_iterations = 3");
+        let free = settings(&config, &s, Pinned::default(), &[]);
+        assert_eq!((free.model.as_str(), free.max_iterations), ("m-small", 3));
+        let pinned = Pinned {
+            model: true,
+            max_iterations: true,
+        };
+        let pinned = settings(&config, &s, pinned, &[]);
+        assert_eq!(
+            (pinned.model.as_str(), pinned.max_iterations),
+            ("m-default", 7)
+        );
+    }
+
+    #[test]
+    fn gates_come_in_a_fixed_order_and_run_without_the_hidden_variables() {
+        let mut config = Config::default();
+        config.validate.test = Some("sh test.sh".to_owned());
+        config.validate.build = Some("make".to_owned());
+        config.validate.lint = Some("  ".to_owned());
+        config
+            .validate
+            .custom
+            .insert("docs".to_owned(), "sh docs.sh".to_owned());
+        let s = settings(
+            &config,
+            &spec("s", ""),
+            Pinned::default(),
+            &["K".to_owned()],
+        );
+        let names: Vec<&str> = s.gates.iter().map(|g| g.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["build", "test", "docs"],
+            "a blank command is no gate"
+        );
+        assert_eq!(s.gate_options.env_remove, ["K"]);
+        assert_eq!(s.command_policy.env_remove, ["K"]);
+    }
+
+    #[test]
+    fn a_loop_registered_after_an_interrupt_is_stopped_already() {
+        let (running, interrupt) = (Running::new(), Cancel::new());
+        let a = running.start("a", &interrupt);
+        assert!(!a.is_cancelled());
+        interrupt.cancel();
+        let b = running.start("b", &interrupt);
+        assert!(b.is_cancelled() && !a.is_cancelled());
+        running.cancel_all();
+        assert!(a.is_cancelled());
+        running.remove("a");
+        let left: Vec<String> = running.loops().into_iter().map(|(s, _)| s).collect();
+        assert_eq!(left, ["b"]);
+    }
+
+    /// A factory that cannot make a store: it fails, or its thread panics.
+    struct Broken {
+        panics: bool,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    fn broken(panics: bool) -> Broken {
+        Broken {
+            panics,
+            calls: Default::default(),
+        }
+    }
+
+    impl LoopFactory for Broken {
+        type Error = String;
+
+        fn store(&self) -> Result<Store, String> {
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            assert!(!self.panics, "a loop's thread panics");
+            Err("no store".to_owned())
+        }
+
+        fn agent(&self, _: AgentKind) -> Result<Box<dyn Agent>, String> {
+            Err("no agent".to_owned())
+        }
+    }
+
+    /// Runs `selected` of `all` with `factory` in an empty repository; returns the report and
+    /// the events.
+    fn schedule_in_a_repo(
+        all: &[&str],
+        selected: &[&str],
+        factory: &Broken,
+        interrupted: bool,
+    ) -> (Report<String>, Vec<Event>) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        git2::Repository::init(dir.path()).expect("init");
+        let opts = StoreOptions::new(
+            Arc::new(FixedClock::new(1_800_000_000, Duration::from_secs(1))),
+            Arc::new(UlidGen),
+        );
+        let store = Store::open(dir.path(), opts).expect("store");
+        let specs: Vec<Spec> = all
+            .iter()
+            .map(|id| match *id {
+                "b" => spec("b", "depends_on = [\"x\"]"),
+                id => spec(id, ""),
+            })
+            .collect();
+        let specs = SpecSet::new(specs).expect("a spec set");
+        // One loop at a time: what starts after a failure shows.
+        let mut config = Config::default();
+        config.r#loop.concurrency = 1;
+        let (templates, prices) = (Templates::builtin(), PriceTable::builtin());
+        let (redactor, daily) = (Redactor::default(), DailyLedger::new(Spent::default()));
+        let (interrupt, running) = (Cancel::new(), Running::new());
+        if interrupted {
+            interrupt.cancel();
+        }
+        let schedule = Schedule {
+            config: &config,
+            pinned: Pinned::default(),
+            specs: &specs,
+            selected: ordered(&specs)
+                .filter(|s| selected.contains(&s.id.as_str()))
+                .collect(),
+            base: Oid::ZERO_SHA1,
+            templates: &templates,
+            prices: &prices,
+            redactor: &redactor,
+            daily: &daily,
+            factory,
+            temp_dir: dir.path().to_path_buf(),
+            interrupt: &interrupt,
+            running: &running,
+        };
+        let mut events = Vec::new();
+        let report = run(&schedule, &store, &mut |e| events.push(e));
+        assert!(running.loops().is_empty(), "every loop is unregistered");
+        (report, events)
+    }
+
+    #[test]
+    fn a_loop_that_cannot_run_is_the_failure_and_no_spec_starts_after_it() {
+        let failing = broken(false);
+        let (report, events) = schedule_in_a_repo(&["a", "c"], &["a", "c"], &failing, false);
+        assert!(matches!(report.failure, Some(LoopError::Setup(ref e)) if e == "no store"));
+        assert!(report.outcomes.is_empty() && events.is_empty());
+        assert_eq!(
+            failing.calls.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "c did not start"
+        );
+        let (report, _) = schedule_in_a_repo(&["a"], &["a"], &broken(true), false);
+        match report.failure {
+            Some(LoopError::Panicked(p)) => assert_eq!(p.spec, "a"),
+            other => panic!("a panic is reported: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_interrupted_run_starts_nothing_and_a_spec_waiting_for_another_makes_no_loop() {
+        let broken = broken(true);
+        let (report, events) = schedule_in_a_repo(&["a"], &["a"], &broken, true);
+        assert!(report.failure.is_none() && report.outcomes.is_empty() && events.is_empty());
+        let (report, events) = schedule_in_a_repo(&["x", "b"], &["b"], &broken, false);
+        assert!(report.failure.is_none() && report.outcomes.is_empty());
+        match events.as_slice() {
+            [
+                Event::Finished {
+                    spec,
+                    reason: StopReason::Waiting,
+                    detail,
+                    ..
+                },
+            ] => {
+                assert_eq!(spec, "b");
+                assert_eq!(detail, "waiting for x to complete first");
+            }
+            other => panic!("one waiting event: {other:?}"),
+        }
+        assert_eq!(
+            broken.calls.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "no loop started"
+        );
+    }
+}
