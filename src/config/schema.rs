@@ -347,6 +347,39 @@ mod tests {
     }
 
     #[test]
+    fn the_declaration_makes_the_schema() {
+        assert_eq!(
+            section_keys("validate"),
+            ["build", "test", "lint", "format", "timeout", "custom"]
+        );
+        assert_eq!(ALL_SECTIONS.last(), Some(&"prices"));
+        let def = key_def("agent", "max_turns").expect("declared");
+        assert!(matches!(def.kind, Kind::Count { min: 1 }));
+        assert_eq!(def.example, Some("40"));
+        assert_eq!(
+            def.comment(),
+            "Claude Code's --max-turns (default: Claude Code's own limit)."
+        );
+        // A doc comment of several lines is one comment line in the file.
+        assert_eq!(
+            key_def("agent", "permission_mode")
+                .expect("declared")
+                .comment(),
+            "Claude Code's --permission-mode (the worktree is disposable and every change is gated)."
+        );
+        assert!(key_def("validate", "custom").is_none(), "not a plain key");
+        let mut names: Vec<String> = all_keys()
+            .map(|d| format!("{}.{}", d.section, d.key))
+            .collect();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count, "a key is declared twice");
+        assert_eq!(PRICE_KEYS.len(), 5);
+        assert_eq!(CHECKPOINT_KEYS[0].key, "after");
+    }
+
+    #[test]
     fn suggestions_catch_typos_only() {
         let keys = section_keys("loop");
         assert_eq!(

@@ -356,6 +356,21 @@ mod tests {
     }
 
     #[test]
+    fn yaml_keys_must_be_strings() {
+        let raw = RawFront {
+            format: Format::Yaml,
+            text: "id: x\n1: y\n",
+            first_line: 2,
+        };
+        let (line, kind) = parse(&raw).expect_err("a number as key");
+        assert_eq!(line, 2);
+        assert_eq!(
+            kind.to_string(),
+            "invalid YAML front matter: keys must be strings, found `1`"
+        );
+    }
+
+    #[test]
     fn split_forms() {
         let s = split("+++\nid = \"x\"\n+++\n# T\n").expect("toml");
         let f = s.front.expect("front");

@@ -166,6 +166,9 @@ mod tests {
                 .entries
                 .is_empty()
         );
+        let front = parse("model: ~\n1: x\n").expect("valid YAML");
+        assert_eq!(front.entries[0].1, serde_json::Value::Null);
+        assert_eq!(front.entries[1].0, serde_json::json!(1));
     }
 
     #[test]
