@@ -3,6 +3,9 @@
 //! the layers check against and the commented default file all come from here (see
 //! [`declare`](super::declare)). A new section is one more entry below.
 
+// The doc comments are the default file's comments, where a URL is plain text.
+#![allow(rustdoc::bare_urls)]
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
