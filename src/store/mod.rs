@@ -37,6 +37,34 @@
 //!
 //! Reads ([`Store::history`], [`Store::iteration`], [`Store::status_all`]) return plain data;
 //! the CLI renders it.
+//!
+//! # Rooms
+//!
+//! [`Store`] is the one door. Each room adds its methods to it in an `impl Store` block of its
+//! own, so callers see one type, whichever file a method lives in.
+//!
+//! ```text
+//! mod.rs       Store, StoreOptions, StoreError; opening; flushing the object batch and
+//!              merging packs; commit signatures; kill points
+//! refs.rs      ref names; compare-and-swap (creation too); syncing a moved ref; deleting;
+//!              retries with jittered backoff while other writers hold a lock
+//! notes.rs     notes commits (a union with the note already there); notes refs moved by CAS
+//! write.rs     runs, records, wip checkpoints, recording an iteration in the write order,
+//!              the archive
+//! read.rs      history, one iteration with its notes, notes' records, prompts, status
+//! rollback.rs  rollback and its undo
+//! doctor.rs    finding and repairing what a killed writer left
+//! pack.rs      the in-memory object batch written as one pack; merging small packs
+//! record.rs    the JSON Lines records of notes and checkpoints
+//! trailers.rs  commit messages and their `Mmm-*` trailers
+//! ```
+//!
+//! Rooms move refs only through `refs.rs` (`Store::cas_ref`, `Store::delete_ref`), never with
+//! git2's `reference()`: every move is then a compare-and-swap, synced, with a reflog.
+//!
+//! Exchanging mmm's refs with a remote (fetch, integrate, push) will be a room of its own,
+//! `sync.rs`, built the same way: an `impl Store` block whose ref moves go through `refs.rs`.
+//! It does not exist yet.
 
 mod doctor;
 mod notes;
@@ -249,6 +277,7 @@ pub struct Store {
     synced_refs: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
+/// Seconds since the epoch (0 before it), as git dates commits.
 fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -364,6 +393,7 @@ impl Store {
         }
     }
 
+    /// The author and committer of every commit the store writes, dated by its clock.
     fn signature(&self) -> Result<Signature<'static>> {
         let now = unix_secs(self.opts.clock.now());
         Signature::new(&self.opts.name, &self.opts.email, &git2::Time::new(now, 0)).map_err(
