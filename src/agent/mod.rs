@@ -2,7 +2,7 @@
 //! context stage and returns the model's text with usage and cost.
 //!
 //! * [`api`]: the built-in agent over the Messages API client: [`anthropic`] (HTTP, wire
-//!   types, streaming, errors), [`sse`] (stream framing), [`retry`] (the SDKs' retry policy)
+//!   types, errors, SSE framing and stream decoding), [`retry`] (the SDKs' retry policy)
 //!   and [`pricing`] (the price table as data);
 //! * [`scripted`]: replays answers from a TOML file (the demo, tests, benchmarks);
 //! * [`claude_code`]: runs the Claude Code CLI headless in the worktree;
@@ -18,7 +18,6 @@ pub mod command;
 pub mod pricing;
 pub mod retry;
 pub mod scripted;
-pub mod sse;
 pub mod turn;
 
 pub use anthropic::{

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use git2::Oid;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::agent::{
@@ -23,12 +23,14 @@ use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
 
 use super::budget::{self, CallPrice, DailyLedger, Limits, Spent};
 use super::checkpoint::Checkpointer;
+use super::decide::{self, Observation, Rules, Strategy};
+use super::metrics::{Durations, EditCounts, GateMetrics, IterationMetrics};
 use super::redact::Redactor;
 use super::worktree::{Snapshot, Worktree};
 
 /// Why a spec's loop stopped. Recorded in the metrics note of the last iteration and in its
 /// `Mmm-Status` trailer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopReason {
     /// The model said it is done and every gate and verifiable criterion passed.
@@ -371,16 +373,8 @@ struct Memory {
     problems: Vec<String>,
     touched: BTreeSet<PathBuf>,
     summaries: Vec<String>,
-    last_patch: Option<String>,
-    same_patch: u32,
-    last_failure_key: Option<String>,
-    same_failures: u32,
-    failed_in_a_row: u32,
-    hostile_in_a_row: u32,
-    /// The last iteration whose checks all passed.
-    last_good: Option<Oid>,
-    /// Failing checks of the previous iteration.
-    last_failing: Option<usize>,
+    /// What the strategies count.
+    strategy: decide::State,
 }
 
 /// Runs one spec's loop to a stop condition.
@@ -400,6 +394,7 @@ struct Loop<'s, 'j, 'e> {
     name: String,
     started: Instant,
     memory: Memory,
+    rules: Rules,
     spent: Spent,
     run_cost: f64,
     run_tokens: TokenUsage,
@@ -425,13 +420,14 @@ struct Loop<'s, 'j, 'e> {
 struct Draft {
     status: IterationStatus,
     transcript: Vec<Record>,
-    metrics: serde_json::Map<String, Value>,
+    metrics: IterationMetrics,
     summary: String,
     usage: TokenUsage,
     cost: f64,
     checks_passed: usize,
     checks_total: usize,
     decisions: Vec<String>,
+    strategies: Vec<Strategy>,
     stop: Option<(StopReason, String)>,
     /// The worktree's snapshot taken for the decision (`None` when none was taken), reused by
     /// the record so that the worktree is not scanned twice.
@@ -448,7 +444,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             name: spec.to_string(),
             spec,
             started: Instant::now(),
-            memory: Memory::default(),
+            memory: Memory {
+                strategy: decide::State::new(&job.settings.model),
+                ..Memory::default()
+            },
+            rules: Rules::from(&job.settings),
             spent: Spent::default(),
             run_cost: 0.0,
             run_tokens: TokenUsage::default(),
@@ -521,7 +521,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }
             if let Ok(detail) = store.iteration(&self.spec, it.n) {
                 let metrics = detail.metrics.unwrap_or_default();
-                let (usd, tokens) = spend_of(&metrics);
+                let (usd, tokens) = super::metrics::spend_of(&metrics);
                 self.spent.spec_usd += usd;
                 self.spent.spec_tokens += tokens;
                 remember(
@@ -576,13 +576,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }
             if let Some((reason, _)) = &draft.stop {
                 draft.status = reason.trailer_status(&draft.status);
-                draft
-                    .metrics
-                    .insert("stop_reason".into(), Value::from(reason.as_str()));
+                draft.metrics.stop_reason = Some(*reason);
             }
-            draft
-                .metrics
-                .insert("trailer_status".into(), Value::from(draft.status.as_str()));
+            draft.metrics.trailer_status = Some(draft.status.clone());
             self.emit(Event::Stage {
                 spec: self.name.clone(),
                 iteration: n,
@@ -593,7 +589,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 Some(tree) => tree,
                 None => self.scan(&worktree)?,
             };
-            let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
+            let metrics = self.record(&mut run, super::metrics::KIND, draft.metrics.to_value());
             let recorded = store.record_iteration(
                 &mut run,
                 NewIteration {
@@ -635,23 +631,25 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                         .into(),
                 );
             }
-            if draft.checks_total > 0 && draft.checks_passed == draft.checks_total {
-                self.memory.last_good = Some(recorded.commit);
-            }
+            self.memory
+                .strategy
+                .recorded(recorded.commit, draft.checks_passed, draft.checks_total);
             // Strategies take effect for the next iteration.
-            for d in &draft.decisions {
-                if d.starts_with("roll the workspace back")
-                    && let Some(good) = self.memory.last_good
-                {
-                    worktree.reset_to(good)?;
-                    worktree.advance(recorded.commit)?;
-                    self.tree = None;
-                    previous_tree = store.repo().find_commit(good).map(|c| c.tree_id()).ok();
-                }
-                if d.starts_with("escalate")
-                    && let Some(stronger) = &self.job.settings.escalate_to
-                {
-                    self.model = stronger.clone();
+            for strategy in &draft.strategies {
+                match strategy {
+                    Strategy::RollBack { to, .. } => {
+                        if let Ok(good) = Oid::from_str(to) {
+                            worktree.reset_to(good)?;
+                            worktree.advance(recorded.commit)?;
+                            self.tree = None;
+                            previous_tree =
+                                store.repo().find_commit(good).map(|c| c.tree_id()).ok();
+                        }
+                    }
+                    Strategy::Escalate { to, .. } => self.model = to.clone(),
+                    Strategy::FeedBack
+                    | Strategy::CheckpointComplete
+                    | Strategy::CheckpointIteration => {}
                 }
             }
             if let Some(stop) = draft.stop {
@@ -697,57 +695,40 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     }
 
     /// Rebuilds what the strategies count (failures in a row, the last good iteration, repeated
-    /// changes and failures, escalation) from an earlier iteration, so that a resumed run (or
-    /// one continued after a checkpoint) decides as an uninterrupted one would.
+    /// changes and failures, refused edits, escalation) from an earlier iteration, so that a
+    /// resumed run (or one continued after a checkpoint) decides as an uninterrupted one would:
+    /// its observation goes through [`decide::decide`] as it did live. An iteration whose agent
+    /// call failed was not decided on live, and is not here.
     fn replay_strategy_state(&mut self, it: &crate::store::Iteration, metrics: &[Record]) {
-        let Some(m) = metrics.iter().find(|r| r.kind == "metrics") else {
+        let Some(m) = IterationMetrics::of(metrics) else {
             return;
         };
-        let num = |k: &str| m.data.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let (passed, total) = (num("checks_passed"), num("checks_total"));
-        let memory = &mut self.memory;
-        if m.data.get("status").and_then(Value::as_str) == Some("failed") {
-            memory.failed_in_a_row += 1;
-        } else {
-            memory.failed_in_a_row = 0;
+        if m.error.is_some() {
+            return;
         }
-        if total > 0 && passed == total {
-            memory.last_good = Some(it.commit);
-        }
-        memory.last_failing = Some(usize::try_from(total - passed.min(total)).unwrap_or(0));
-        let patch = patch_id(
-            self.s.store.repo(),
-            it.parent
-                .and_then(|p| self.s.store.repo().find_commit(p).ok())
-                .map(|c| c.tree_id()),
-            it.tree,
-        );
-        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
-            memory.same_patch + 1
-        } else {
-            1
+        let (passed, total) = m.checks();
+        let repo = self.s.store.repo();
+        let parent_tree = it
+            .parent
+            .and_then(|p| repo.find_commit(p).ok())
+            .map(|c| c.tree_id());
+        let seen = Observation {
+            status: m.status.clone(),
+            patch: patch_id(repo, parent_tree, it.tree),
+            failures: decide::failure_key(
+                self.memory
+                    .failures
+                    .iter()
+                    .map(|f| (f.name.as_str(), f.output.as_str())),
+            ),
+            failing: total - passed.min(total),
+            refused: m.edits.map_or(0, |e| e.refused),
+            needs_review: None,
         };
-        memory.last_patch = patch;
-        let failing: Vec<&context::Failure> = memory.failures.iter().collect();
-        let key = (!failing.is_empty()).then(|| {
-            let mut parts: Vec<String> = failing
-                .iter()
-                .map(|f| failure_part(&f.name, &f.output))
-                .collect();
-            parts.sort();
-            parts.join("\u{1}")
-        });
-        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
-            memory.same_failures + 1
-        } else {
-            1
-        };
-        memory.last_failure_key = key;
-        if let Some(model) = m.data.get("model").and_then(Value::as_str)
-            && self.job.settings.escalate_to.as_deref() == Some(model)
-        {
-            self.model = model.to_owned();
-        }
+        let (mut state, _) = decide::decide(&self.rules, &self.memory.strategy, &seen);
+        state.recorded(it.commit, passed, total);
+        self.model = state.model.clone();
+        self.memory.strategy = state;
     }
 
     fn finish_without_run(
@@ -901,9 +882,8 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     ) -> Result<Result<Draft, (StopReason, String)>, EngineError> {
         let n = run.next_iteration;
         let settings = &self.job.settings;
-        let mut durations = serde_json::Map::new();
+        let mut durations = Durations::default();
         let mut transcript: Vec<Record> = Vec::new();
-        let mut decisions: Vec<String> = Vec::new();
         self.checkpoint(|c| c.begin(n));
 
         // Context.
@@ -915,7 +895,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         });
         let t = Instant::now();
         let prompt = self.build_prompt(worktree, n)?;
-        durations.insert("context_ms".into(), ms(t.elapsed()));
+        durations.context_ms = Some(ms(t.elapsed()));
 
         // Budget, before the call; the call's worst case is held in the day's ledger until
         // its cost is known, so that specs running at once keep the daily cap together.
@@ -1028,7 +1008,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }),
         };
         let reply = self.s.agent.invoke(&request, self.s.cancel, &mut forward);
-        durations.insert("agent_ms".into(), ms(t.elapsed()));
+        durations.agent_ms = Some(ms(t.elapsed()));
         let reply: AgentReply = match reply {
             Ok(reply) => reply,
             Err(err) => return Ok(Ok(self.failed_call(run, transcript, durations, err))),
@@ -1095,7 +1075,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 &mut written,
             )?
         };
-        durations.insert("apply_ms".into(), ms(t.elapsed()));
+        durations.apply_ms = Some(ms(t.elapsed()));
         self.checkpoint(|c| c.update(&transcript));
 
         // Validate.
@@ -1125,7 +1105,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 results.push(r);
             }
         }
-        durations.insert("validate_ms".into(), ms(t.elapsed()));
+        durations.validate_ms = Some(ms(t.elapsed()));
         for r in &results {
             let rec = self.record(run, "gate", serde_json::to_value(r).unwrap_or(Value::Null));
             transcript.push(rec);
@@ -1168,16 +1148,21 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         } else {
             IterationStatus::Failed
         };
-        let stop = self.decide(
-            &status,
-            &parsed,
-            &failing,
+        let seen = Observation {
+            status: status.clone(),
+            patch: patch_id(self.s.store.repo(), previous_tree, tree),
+            failures: decide::failure_key(
+                failing.iter().map(|r| (r.name.as_str(), r.output.as_str())),
+            ),
+            failing: failing.len(),
             refused,
-            previous_tree,
-            tree,
-            &mut decisions,
-        );
-        durations.insert("decide_ms".into(), ms(t.elapsed()));
+            needs_review: parsed.directives.needs_review.clone(),
+        };
+        let (state, decision) = decide::decide(&self.rules, &self.memory.strategy, &seen);
+        self.memory.strategy = state;
+        let (strategies, stop) = decision.into_parts();
+        let decisions: Vec<String> = strategies.iter().map(Strategy::text).collect();
+        durations.decide_ms = Some(ms(t.elapsed()));
 
         // Carry what matters into the next iteration.
         self.memory.failures = failing
@@ -1192,7 +1177,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         if let Some(s) = &parsed.directives.summary {
             self.memory.summaries.push(format!("iteration {n}: {s}"));
         }
-        self.memory.last_failing = Some(failing.len());
 
         let summary = parsed
             .directives
@@ -1203,50 +1187,32 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             .unwrap_or_else(|| {
                 format!("{status}: {checks_passed}/{} checks passed", results.len())
             });
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("iteration".into(), Value::from(n));
-        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
-        metrics.insert("model".into(), Value::from(reply.model.clone()));
-        metrics.insert("status".into(), Value::from(status.as_str()));
-        metrics.insert("tokens".into(), json!(reply.usage));
-        metrics.insert("cost_usd".into(), Value::from(cost));
-        metrics.insert("attempts".into(), Value::from(reply.attempts));
-        if !reply.metrics.is_empty() {
-            let mut agent_metrics = Value::Object(reply.metrics.clone());
-            self.s.redactor.redact_json(&mut agent_metrics);
-            metrics.insert("agent_metrics".into(), agent_metrics);
-        }
-        metrics.insert("durations".into(), Value::Object(durations));
-        metrics.insert(
-            "gates".into(),
-            Value::Array(
-                results
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "name": r.name, "kind": r.kind, "command": r.command,
-                            "passed": r.passed, "exit_code": r.exit_code,
-                            "duration_ms": r.duration_ms, "timed_out": r.timed_out,
-                        })
-                    })
-                    .collect(),
-            ),
-        );
-        metrics.insert("checks_passed".into(), Value::from(checks_passed));
-        metrics.insert("checks_total".into(), Value::from(results.len()));
-        metrics.insert(
-            "edits".into(),
-            json!({"applied": applied, "failed": failed, "refused": refused}),
-        );
-        metrics.insert("problems".into(), Value::from(problems.len()));
-        metrics.insert("decisions".into(), json!(decisions));
-        metrics.insert(
-            "complete_claimed".into(),
-            Value::from(parsed.directives.complete),
-        );
-        if let Some(s) = &parsed.directives.summary {
-            metrics.insert("summary".into(), Value::from(s.clone()));
-        }
+        let metrics = IterationMetrics {
+            iteration: n,
+            agent: self.s.agent.kind().to_owned(),
+            model: reply.model.clone(),
+            status: status.clone(),
+            tokens: reply.usage,
+            cost_usd: cost,
+            attempts: Some(reply.attempts),
+            // Redacted with the whole record.
+            agent_metrics: (!reply.metrics.is_empty()).then(|| reply.metrics.clone()),
+            durations,
+            gates: Some(results.iter().map(GateMetrics::from).collect()),
+            checks_passed: Some(checks_passed),
+            checks_total: Some(results.len()),
+            edits: Some(EditCounts {
+                applied,
+                failed,
+                refused,
+            }),
+            problems: Some(problems.len()),
+            decisions: Some(decisions.clone()),
+            strategies: strategies.clone(),
+            complete_claimed: Some(parsed.directives.complete),
+            summary: parsed.directives.summary.clone(),
+            ..IterationMetrics::default()
+        };
         Ok(Ok(Draft {
             status,
             transcript,
@@ -1257,6 +1223,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_passed,
             checks_total: results.len(),
             decisions,
+            strategies,
             stop,
             tree: Some(tree),
         }))
@@ -1435,141 +1402,13 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         ))
     }
 
-    /// Stop conditions and strategies after an iteration.
-    #[allow(clippy::too_many_arguments)]
-    fn decide(
-        &mut self,
-        status: &IterationStatus,
-        parsed: &Parsed,
-        failing: &[&GateResult],
-        refused: usize,
-        previous_tree: Option<Oid>,
-        tree: Oid,
-        decisions: &mut Vec<String>,
-    ) -> Option<(StopReason, String)> {
-        let settings = &self.job.settings;
-        let memory = &mut self.memory;
-        let patch = patch_id(self.s.store.repo(), previous_tree, tree);
-        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
-            memory.same_patch + 1
-        } else {
-            1
-        };
-        memory.last_patch = patch;
-        let key = (!failing.is_empty()).then(|| failure_key(failing));
-        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
-            memory.same_failures + 1
-        } else {
-            1
-        };
-        memory.last_failure_key = key;
-        memory.hostile_in_a_row = if refused > 0 {
-            memory.hostile_in_a_row + 1
-        } else {
-            0
-        };
-
-        match status {
-            IterationStatus::Complete => {
-                memory.failed_in_a_row = 0;
-                return Some(if settings.checkpoint_after_complete {
-                    decisions
-                        .push("checkpoint: wait for a human to approve the completed spec".into());
-                    (
-                        StopReason::Checkpoint,
-                        "complete; a required checkpoint waits for a human".into(),
-                    )
-                } else {
-                    (
-                        StopReason::Complete,
-                        "the model said complete and every check passed".into(),
-                    )
-                });
-            }
-            IterationStatus::NeedsReview => {
-                let why = parsed.directives.needs_review.clone().unwrap_or_default();
-                return Some((
-                    StopReason::NeedsReview,
-                    format!("the model asked for a human: {why}"),
-                ));
-            }
-            IterationStatus::Interrupted => {
-                return Some((
-                    StopReason::Stopped,
-                    "stopped on request; the iteration is recorded as interrupted".into(),
-                ));
-            }
-            _ => {}
-        }
-        if memory.hostile_in_a_row >= settings.hostile_after.max(1) {
-            return Some((
-                StopReason::Critical,
-                format!(
-                    "the model's edits were refused in {} iterations in a row (hostile or confused output)",
-                    memory.hostile_in_a_row
-                ),
-            ));
-        }
-        if settings.stuck_after > 0 {
-            if memory.same_patch >= settings.stuck_after {
-                return Some((
-                    StopReason::Stuck,
-                    format!("the same change {} times in a row", memory.same_patch),
-                ));
-            }
-            if memory.same_failures >= settings.stuck_after {
-                return Some((
-                    StopReason::Stuck,
-                    format!(
-                        "the same failing checks {} times in a row",
-                        memory.same_failures
-                    ),
-                ));
-            }
-        }
-        if *status == IterationStatus::Failed {
-            memory.failed_in_a_row += 1;
-            decisions.push("feed the failures back to the model".into());
-            if let (Some(good), Some(before)) = (memory.last_good, memory.last_failing)
-                && failing.len() > before
-            {
-                decisions.push(format!(
-                    "roll the workspace back to the last iteration whose checks passed ({}), because this one made things worse ({} failing checks, {} before)",
-                    short(good),
-                    failing.len(),
-                    before
-                ));
-            }
-            if let Some(stronger) = &settings.escalate_to
-                && settings.escalate_after > 0
-                && memory.failed_in_a_row >= settings.escalate_after
-                && *stronger != self.model
-            {
-                decisions.push(format!(
-                    "escalate from {} to {stronger} after {} failed iterations",
-                    self.model, memory.failed_in_a_row
-                ));
-            }
-        } else {
-            memory.failed_in_a_row = 0;
-        }
-        if settings.checkpoint_after_iteration {
-            decisions.push("checkpoint: wait for a human after this iteration".into());
-            return Some((
-                StopReason::Checkpoint,
-                "a required checkpoint after each iteration waits for a human".into(),
-            ));
-        }
-        None
-    }
-
     /// Records nothing yet: turns a failed agent call into a draft iteration, so that the
     /// attempt and its cause are kept.
     fn failed_call(
         &mut self,
         run: &mut Run,
         mut transcript: Vec<Record>,
-        durations: serde_json::Map<String, Value>,
+        durations: Durations,
         err: AgentError,
     ) -> Draft {
         let (status, stop) = match &err {
@@ -1598,20 +1437,15 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         );
         transcript.push(rec);
         self.memory.problems = vec![format!("the previous model call failed: {err}")];
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("iteration".into(), Value::from(run.next_iteration));
-        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
-        metrics.insert("model".into(), Value::from(self.model.clone()));
-        metrics.insert("status".into(), Value::from(status.as_str()));
-        metrics.insert("tokens".into(), json!(TokenUsage::default()));
-        metrics.insert("cost_usd".into(), Value::from(0.0));
-        metrics.insert("durations".into(), Value::Object(durations));
-        metrics.insert("error".into(), Value::from(err.to_string()));
-        let mut redacted = Value::Object(metrics);
-        self.s.redactor.redact_json(&mut redacted);
-        let metrics = match redacted {
-            Value::Object(m) => m,
-            _ => serde_json::Map::new(),
+        // Redacted with the whole record.
+        let metrics = IterationMetrics {
+            iteration: run.next_iteration,
+            agent: self.s.agent.kind().to_owned(),
+            model: self.model.clone(),
+            status: status.clone(),
+            durations,
+            error: Some(err.to_string()),
+            ..IterationMetrics::default()
         };
         Draft {
             summary: format!("the agent call failed: {}", first_line(&err.to_string())),
@@ -1623,6 +1457,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             checks_passed: 0,
             checks_total: 0,
             decisions: Vec::new(),
+            strategies: Vec::new(),
             stop,
             tree: None,
         }
@@ -1641,33 +1476,12 @@ fn critical_detail(err: &AgentError) -> String {
     }
 }
 
-fn ms(d: Duration) -> Value {
-    Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("").trim()
-}
-
-fn short(oid: Oid) -> String {
-    let s = oid.to_string();
-    s[..10.min(s.len())].to_owned()
-}
-
-/// Identifies failing checks by name and output with digits removed, so that timings and
-/// addresses do not make two identical failures look different.
-fn failure_key(failing: &[&GateResult]) -> String {
-    let mut parts: Vec<String> = failing
-        .iter()
-        .map(|r| failure_part(&r.name, &r.output))
-        .collect();
-    parts.sort();
-    parts.join("\u{1}")
-}
-
-fn failure_part(name: &str, output: &str) -> String {
-    let out: String = output.chars().filter(|c| !c.is_ascii_digit()).collect();
-    format!("{name}\u{0}{out}")
 }
 
 /// A stable id of the change between two trees (`None` when it cannot be computed).
@@ -1686,34 +1500,14 @@ fn patch_id(repo: &git2::Repository, old: Option<Oid>, new: Oid) -> Option<Strin
     diff.patchid(None).ok().map(|id| id.to_string())
 }
 
-/// Cost and tokens recorded in an iteration's metrics note.
-pub fn spend_of(metrics: &[Record]) -> (f64, u64) {
-    let mut usd = 0.0;
-    let mut tokens = 0;
-    for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        usd += m
-            .data
-            .get("cost_usd")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
-        if let Some(t) = m.data.get("tokens")
-            && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
-        {
-            tokens += u.total();
-        }
-    }
-    (usd, tokens)
-}
-
 /// Restores memory (summaries, touched files, the last failures) from an earlier iteration's
 /// notes, so that a resumed run knows what came before.
 fn remember(memory: &mut Memory, metrics: &[Record], transcript: &[Record]) {
-    for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        if let (Some(s), Some(n)) = (
-            m.data.get("summary").and_then(Value::as_str),
-            m.data.get("iteration").and_then(Value::as_u64),
-        ) {
-            memory.summaries.push(format!("iteration {n}: {s}"));
+    for m in IterationMetrics::all_in(metrics) {
+        if let Some(s) = &m.summary {
+            memory
+                .summaries
+                .push(format!("iteration {}: {s}", m.iteration));
         }
     }
     memory.failures.clear();

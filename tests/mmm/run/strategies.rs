@@ -44,6 +44,7 @@ fn failures_are_fed_back_to_the_next_iteration() {
                 .starts_with("feed the failures back")),
         "{first}"
     );
+    assert_eq!(first["strategies"][0]["strategy"], "feed-back", "{first}");
     assert_readable(&repo, "s");
     assert_clean(&repo);
 }
@@ -166,6 +167,14 @@ fn an_iteration_that_makes_things_worse_is_rolled_back() {
             .iter()
             .any(|d| d.starts_with("roll the workspace back") && d.contains(&its[0].commit[..10])),
         "{decisions:?}"
+    );
+    // The same strategy by its stable name, with the full commit it returns to.
+    let strategies = second["strategies"].as_array().expect("strategies");
+    assert!(
+        strategies
+            .iter()
+            .any(|s| s["strategy"] == "roll-back" && s["to"] == its[0].commit.as_str()),
+        "{strategies:?}"
     );
     // The third iteration starts from the first one's tree: broken.txt is gone again.
     let tree = |c: &str| repo.git(&["rev-parse", &format!("{c}^{{tree}}")]);

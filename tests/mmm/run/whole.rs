@@ -191,7 +191,7 @@ fn the_demo_leaves_a_failed_and_a_complete_iteration() {
     let out = cmd.args(["demo", "d"]).output().expect("demo");
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("git mmm log slugify"), "{stdout}");
+    assert!(stdout.contains(" log slugify  "), "{stdout}");
     let demo = TestRepo {
         path: dir.path().join("d"),
         home: home.clone(),
