@@ -8,11 +8,13 @@
 //! * `wire`: request, content blocks, usage and the finished [`Response`];
 //! * `error`: [`ApiError`], which errors are retried or critical, and their hints;
 //! * [`sse`]: server-sent events framing (bytes to records);
-//! * `stream`: stream events decoded and assembled into a message;
+//! * `event`: a stream record's JSON decoded into a typed event;
+//! * `stream`: a message assembled from its stream, and the events the callback sees;
 //! * `client`: the [`Client`], its configuration and the retry loop.
 
 mod client;
 mod error;
+mod event;
 pub mod sse;
 mod stream;
 mod wire;
