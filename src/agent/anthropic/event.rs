@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::{ApiError, Failure};
+use super::error::{ApiError, ErrorDetail, Failure};
 use super::sse::SseRecord;
 use super::wire::UsageFields;
 
@@ -51,7 +51,7 @@ pub(super) enum Event {
     /// The stream failed after it had begun.
     Error {
         #[serde(default)]
-        error: StreamError,
+        error: ErrorDetail,
     },
     /// An event type this client does not know.
     #[serde(other)]
@@ -143,31 +143,6 @@ pub(super) struct MessageDelta {
     pub stop_reason: Option<String>,
     #[serde(default)]
     pub stop_sequence: Option<String>,
-}
-
-/// The `error` of an `error` event.
-#[derive(Debug, Default, PartialEq, Deserialize)]
-pub(super) struct StreamError {
-    #[serde(default, rename = "type")]
-    pub kind: Option<String>,
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-impl StreamError {
-    /// The failure it ends the attempt with: an overloaded or internal error is retried.
-    pub fn into_failure(self) -> Failure {
-        let error_type = self.kind.unwrap_or_else(|| "unknown_error".to_string());
-        let retry = matches!(error_type.as_str(), "overloaded_error" | "api_error");
-        Failure {
-            error: ApiError::Stream {
-                error_type,
-                message: self.message.unwrap_or_default(),
-            },
-            retry,
-            headers: Box::default(),
-        }
-    }
 }
 
 /// The event names whose JSON must decode: a malformed one of these is an error, while an
@@ -336,7 +311,7 @@ mod tests {
             f.error.to_string(),
             "stream error (overloaded_error): Overloaded"
         );
-        let f = StreamError::default().into_failure();
+        let f = ErrorDetail::default().into_failure();
         assert!(!f.retry);
     }
 }
