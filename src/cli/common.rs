@@ -58,3 +58,35 @@ pub fn short_oid(oid: git2::Oid) -> String {
     let s = oid.to_string();
     s[..10.min(s.len())].to_owned()
 }
+
+/// Checks that `spec` names a spec: a spec file defines it, or it has a branch (a spec whose
+/// file was deleted keeps its history). An unknown spec is an error in every command, with
+/// the closest known id when there is one. While some spec file is malformed, an id that no
+/// valid spec defines is let through: it may be the broken one.
+pub fn require_spec(ctx: &Ctx, store: &Store, spec: &SpecId) -> Result<(), CliError> {
+    let branches: Vec<String> = store
+        .status_all()?
+        .into_iter()
+        .map(|s| s.spec.to_string())
+        .collect();
+    if branches.iter().any(|b| b == spec.as_str()) {
+        return Ok(());
+    }
+    let (specs, problems) = super::specs::discover_lenient(ctx)?;
+    if specs.iter().any(|s| &s.id == spec) || !problems.is_empty() {
+        return Ok(());
+    }
+    let known: Vec<&str> = specs
+        .iter()
+        .map(|s| s.id.as_str())
+        .chain(branches.iter().map(String::as_str))
+        .collect();
+    let hint = match mmm::text::closest(spec.as_str(), known.iter().copied()) {
+        Some(close) => format!("did you mean `{close}`? `git mmm specs` lists the specs"),
+        None => "`git mmm specs` lists the specs".to_owned(),
+    };
+    Err(CliError::with_hint(
+        anyhow::anyhow!("no spec `{spec}`"),
+        hint,
+    ))
+}

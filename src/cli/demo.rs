@@ -104,25 +104,69 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     if !args.json {
         let d = dir.display();
         let mut msg = out();
-        if !on_path(ctx, "git-mmm") {
+        // `git mmm` works only once `git-mmm` is on PATH; until then the hints name this
+        // binary, so that they work as printed.
+        let mmm = if on_path(ctx, "git-mmm") {
+            "git mmm".to_owned()
+        } else {
             writeln!(
                 msg,
-                "\n(`git mmm` needs `git-mmm` on PATH: `cargo install --path .` in the mmm checkout)"
+                "\n(`git mmm` needs `git-mmm` on PATH: run `cargo install --path . --locked` in \
+                 the mmm checkout, then `git mmm install-extras` for `git mmm --help` and \
+                 completion; until then the commands below name this binary)"
             )?;
-        }
+            std::env::current_exe()
+                .map(|p| shell_word(&p.display().to_string()))
+                .unwrap_or_else(|_| "git-mmm".to_owned())
+        };
+        let lines = [
+            (format!("cd {d}"), ""),
+            (format!("{mmm} log slugify"), "the iterations"),
+            (
+                format!("{mmm} show slugify 1"),
+                "the failing first iteration: prompt, answer, checks",
+            ),
+            (format!("{mmm} show slugify"), "the last iteration"),
+            (
+                "git log --format=%B mmm/slugify".into(),
+                "commits with Mmm-* trailers",
+            ),
+            (
+                "git notes --ref=mmm/slugify/metrics show mmm/slugify".into(),
+                "",
+            ),
+            ("git diff main...mmm/slugify".into(), "the whole change"),
+        ];
+        let width = lines
+            .iter()
+            .filter(|(_, what)| !what.is_empty())
+            .map(|(cmd, _)| cmd.len())
+            .max()
+            .unwrap_or(0);
         writeln!(
             msg,
-            "\nLook at what the loop recorded (plain git works too):\n\
-             \x20 cd {d}\n\
-             \x20 git mmm log slugify                 # the iterations\n\
-             \x20 git mmm show slugify 1              # the failing first iteration: prompt, answer, checks\n\
-             \x20 git mmm show slugify                # the last iteration\n\
-             \x20 git log --format=%B mmm/slugify     # commits with Mmm-* trailers\n\
-             \x20 git notes --ref=mmm/slugify/metrics show mmm/slugify\n\
-             \x20 git diff main...mmm/slugify         # the whole change"
+            "\nLook at what the loop recorded (plain git works too):"
         )?;
+        for (cmd, what) in lines {
+            if what.is_empty() {
+                writeln!(msg, "  {cmd}")?;
+            } else {
+                writeln!(msg, "  {cmd:<width$}  # {what}")?;
+            }
+        }
     }
     outcome
+}
+
+/// `s` quoted for a POSIX shell when it holds anything but safe characters.
+fn shell_word(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%,=".contains(c))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
 }
 
 /// True when an executable of that name is in one of `PATH`'s directories.

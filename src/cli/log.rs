@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde_json::json;
 
-use super::common::{open_store, short_oid, short_time, spec_id};
+use super::common::{open_store, require_spec, short_oid, short_time, spec_id};
 use super::{CliResult, Ctx, out};
 
 /// Arguments of `git mmm log`.
@@ -22,6 +22,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     let spec = spec_id(&args.spec)?;
     let store = open_store(ctx)?;
+    require_spec(ctx, &store, &spec)?;
     // The store reads oldest first; like `git log`, show the newest first.
     let mut history = store.history(&spec)?;
     history.reverse();
@@ -45,15 +46,27 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         writeln!(out)?;
         return Ok(());
     }
-    for i in &history {
-        writeln!(
-            out,
-            "{:>4}  {:<12}  {}  {}  {}",
-            i.n,
+    let statuses: Vec<String> = history
+        .iter()
+        .map(|i| {
             i.status
                 .as_ref()
                 .map(|s| s.to_string())
-                .unwrap_or_else(|| "?".into()),
+                .unwrap_or_else(|| "?".into())
+        })
+        .collect();
+    // Columns as wide as their widest value, so that rows line up whatever the numbers.
+    let n_width = history
+        .iter()
+        .map(|i| i.n.to_string().len())
+        .max()
+        .unwrap_or(1);
+    let s_width = statuses.iter().map(String::len).max().unwrap_or(1);
+    for (i, status) in history.iter().zip(&statuses) {
+        writeln!(
+            out,
+            "{:>n_width$}  {status:<s_width$}  {}  {}  {}",
+            i.n,
             short_oid(i.commit),
             short_time(i.time),
             i.summary

@@ -16,6 +16,7 @@ mod config;
 mod demo;
 mod doctor;
 mod init;
+mod install;
 mod log;
 mod plumbing;
 mod progress;
@@ -88,6 +89,8 @@ pub enum Command {
     Config(config::Args),
     /// Print shell completions or the man page, generated from these definitions.
     Completions(completions::Args),
+    /// Install the man pages and shell completions where `man` and the shells find them.
+    InstallExtras(install::Args),
     /// Low-level commands for scripts, tests and benchmarks (hidden).
     #[command(hide = true, subcommand)]
     Plumbing(plumbing::Command),
@@ -209,6 +212,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),
+        Command::InstallExtras(args) => install::run(ctx, &args),
         Command::Plumbing(cmd) => plumbing::run(ctx, cmd),
     }
 }

@@ -2,7 +2,7 @@
 
 use std::io::Write;
 
-use super::common::{open_store, short_oid, spec_id};
+use super::common::{open_store, require_spec, short_oid, spec_id};
 use super::{CliResult, Ctx, out};
 
 /// Arguments of `git mmm rollback`.
@@ -28,6 +28,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     let spec = spec_id(&args.spec)?;
     let store = open_store(ctx)?;
+    require_spec(ctx, &store, &spec)?;
     let r = match args.to {
         Some(n) => store.rollback(&spec, n)?,
         None => store.undo_rollback(&spec)?,

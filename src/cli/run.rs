@@ -6,22 +6,21 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::anyhow;
 use mmm::agent::{
     Agent, ApiAgent, Auth, Cancel, ClaudeCodeAgent, ClaudeCodeConfig, ClientConfig, CommandAgent,
     CommandConfig, ModelPrice, PriceTable, RetryPolicy, ScriptedAgent,
 };
-use mmm::config::{AgentKind, CheckpointAfter, Config, FlagValue};
-use mmm::context::{ContextOptions, Templates, TokenBudget};
-use mmm::engine::{
-    self, DailyLedger, Event, Job, Outcome, Redactor, Services, Settings, Spent, StopReason,
+use mmm::config::{AgentKind, Config, FlagValue};
+use mmm::context::Templates;
+use mmm::engine::schedule::{
+    self, LoopError, LoopFactory, Pinned, Report, Running, Schedule, UnknownAgent,
 };
+use mmm::engine::{DailyLedger, Outcome, Redactor};
 use mmm::spec::{Spec, SpecSet};
-use mmm::store::{IterationStatus, Store};
-use mmm::validate::{Gate, GateKind, GateOptions};
+use mmm::store::Store;
 
 use super::common::{clock, open_store, spec_id};
 use super::progress::Progress;
@@ -60,6 +59,90 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
 /// Runs the loop as `git mmm run` does (the demo uses it too). Exit status: success when every
 /// spec run is complete.
 pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
+    let (root, loaded) = super::config::load(ctx, flags(args))?;
+    let root = root.ok_or_else(|| {
+        CliError::with_hint(
+            anyhow!("not inside a git repository"),
+            "run `git mmm run` inside the repository that holds your specs",
+        )
+    })?;
+    let config = loaded.config;
+    let store = open_store(ctx)?;
+    let specs = super::specs::discover_strict(&root, &config)?;
+    let selected = select(&store, &specs, &args.specs)?;
+    if selected.is_empty() {
+        writeln!(
+            out(),
+            "nothing to run: every spec is complete (see `git mmm status`)"
+        )?;
+        return Ok(());
+    }
+    // A spec asking for an unknown agent is an error before any loop starts.
+    for spec in &selected {
+        schedule::agent_kind(&config, spec).map_err(unknown_agent)?;
+    }
+    let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
+        .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
+    let prices = price_table(&config);
+    let redactor = redactor(ctx, &config);
+    // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
+    let interrupt = Cancel::new();
+    let running = Running::new();
+    watch_for_stop(
+        &store,
+        &interrupt,
+        &running,
+        selected.iter().map(|s| s.id.to_string()).collect(),
+    );
+    let daily = DailyLedger::new(schedule::spent_today(&store, clock(ctx)?.now()));
+    let base = store
+        .repo()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| {
+            CliError::with_hint(
+                anyhow!("the repository has no commit to start from: {e}"),
+                "commit something first (`git commit`)",
+            )
+        })?
+        .id();
+    let schedule = Schedule {
+        config: &config,
+        pinned: Pinned {
+            model: args.model.is_some(),
+            max_iterations: args.max_iterations.is_some(),
+        },
+        specs: &specs,
+        selected,
+        base,
+        templates: &templates,
+        prices: &prices,
+        redactor: &redactor,
+        daily: &daily,
+        factory: &Factory {
+            ctx,
+            root: &root,
+            config: &config,
+        },
+        temp_dir: ctx
+            .var("TMPDIR")
+            .filter(|t| !t.is_empty())
+            .map(PathBuf::from)
+            .unwrap_or_else(std::env::temp_dir),
+        interrupt: &interrupt,
+        running: &running,
+    };
+    let mut progress = Progress::new(args.json, args.stream, schedule.concurrency() > 1);
+    let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
+    progress.finish();
+    if !args.json {
+        summary(&report.outcomes)?;
+    }
+    finish(report, schedule.selected.len(), &interrupt)
+}
+
+/// The configuration's values given as flags.
+fn flags(args: &Args) -> Vec<FlagValue> {
     let mut flags = Vec::new();
     let mut flag = |key: &str, value: String, name: &str| {
         flags.push(FlagValue {
@@ -80,230 +163,47 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     if let Some(b) = args.budget_usd {
         flag("budget.per_spec_usd", b.to_string(), "--budget-usd");
     }
-    let (root, loaded) = super::config::load(ctx, flags)?;
-    let root = root.ok_or_else(|| {
-        CliError::with_hint(
-            anyhow!("not inside a git repository"),
-            "run `git mmm run` inside the repository that holds your specs",
-        )
-    })?;
-    let config = loaded.config;
-    let store = open_store(ctx)?;
-    let specs = super::specs::discover_strict(&root, &config)?;
-    let selected = select(&store, &specs, &args.specs)?;
-    if selected.is_empty() {
-        writeln!(
-            out(),
-            "nothing to run: every spec is complete (see `git mmm status`)"
-        )?;
-        return Ok(());
-    }
-    // A spec asking for an unknown agent is an error before any loop starts.
-    for spec in &selected {
-        agent_kind(&config, spec)?;
-    }
-    let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
-        .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
-    let prices = price_table(&config);
-    let redactor = redactor(ctx, &config);
-    // Gates and the model's commands run without the secrets mmm knows of.
-    let mut hidden_env: Vec<String> = [
-        "ANTHROPIC_API_KEY",
-        "ANTHROPIC_AUTH_TOKEN",
-        "GITHUB_TOKEN",
-        "GH_TOKEN",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    hidden_env.extend(redactor.env_names().iter().cloned());
-    hidden_env.sort();
-    hidden_env.dedup();
-    // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
-    let interrupt = Cancel::new();
-    let running: Running = Arc::new(Mutex::new(BTreeMap::new()));
-    watch_for_stop(
-        &store,
-        &interrupt,
-        &running,
-        selected.iter().map(|s| s.id.to_string()).collect(),
-    );
-    let clock = clock(ctx)?;
-    let daily = DailyLedger::new(spent_today(&store, clock.now()));
-    let concurrency = usize::try_from(config.r#loop.concurrency)
-        .unwrap_or(1)
-        .clamp(1, selected.len().max(1));
-    let mut progress = Progress::new(args.json, args.stream, concurrency > 1);
+    flags
+}
 
-    let base = store
-        .repo()
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| {
-            CliError::with_hint(
-                anyhow!("the repository has no commit to start from: {e}"),
-                "commit something first (`git commit`)",
-            )
-        })?
-        .id();
-
-    let shared = Shared {
-        ctx,
-        root: &root,
-        config: &config,
-        args,
-        templates: &templates,
-        prices: &prices,
-        redactor: &redactor,
-        hidden_env: &hidden_env,
-        daily: &daily,
-        base,
-    };
-    let mut outcomes: Vec<Outcome> = Vec::new();
-    let mut complete: BTreeSet<String> = complete_specs(&store, &specs);
-    let mut failure: Option<CliError> = None;
-    // Up to `[loop] concurrency` specs at once, each in a thread with its own store, agent and
-    // worktree; a spec starts once every spec it depends on is complete, and waits (is not
-    // run) when one of them did not complete. Events come back to this thread to be shown.
-    std::thread::scope(|scope| {
-        let (tx, rx) = std::sync::mpsc::channel::<Message>();
-        let mut pending: Vec<&Spec> = selected.clone();
-        let mut active: BTreeSet<String> = BTreeSet::new();
-        loop {
-            let mut i = 0;
-            while i < pending.len() && failure.is_none() && !interrupt.is_cancelled() {
-                let spec = pending[i];
-                let waiting: Vec<String> = spec
-                    .depends_on
-                    .iter()
-                    .map(|d| d.to_string())
-                    .filter(|d| !complete.contains(d))
-                    .collect();
-                if waiting.is_empty() {
-                    if active.len() >= concurrency {
-                        break;
-                    }
-                    pending.remove(i);
-                    let cancel = Cancel::new();
-                    {
-                        let mut running = lock(&running);
-                        running.insert(spec.id.to_string(), cancel.clone());
-                        // A Ctrl-C between the check above and the insert: it saw no entry.
-                        if interrupt.is_cancelled() {
-                            cancel.cancel();
-                        }
-                    }
-                    active.insert(spec.id.to_string());
-                    let job = JobInputs {
-                        dependency_summaries: dependency_summaries(&store, spec),
-                        completed_specs: complete.iter().cloned().collect(),
-                    };
-                    let tx = tx.clone();
-                    let shared = &shared;
-                    scope.spawn(move || {
-                        let events = tx.clone();
-                        // A loop that panics still reports, so the scheduler never waits on it.
-                        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                            run_one(shared, spec, job, &cancel, &mut |e| {
-                                let _ = events.send(Message::Event(Box::new(e)));
-                            })
-                        }))
-                        .unwrap_or_else(|_| {
-                            Err(CliError::from(anyhow!(
-                                "the loop of spec `{}` panicked; its recorded iterations are kept, \
-                                 `git mmm doctor` then `git mmm run` resume it",
-                                spec.id
-                            )))
-                        });
-                        let _ = tx.send(Message::Done(spec.id.to_string(), result));
-                    });
-                    continue;
-                }
-                // A dependency that may still complete in this run: wait for it.
-                let may_complete = waiting
-                    .iter()
-                    .any(|d| active.contains(d) || pending.iter().any(|p| p.id.as_str() == d));
-                if !may_complete {
-                    pending.remove(i);
-                    progress.event(&Event::Finished {
-                        spec: spec.id.to_string(),
-                        reason: StopReason::Waiting,
-                        detail: format!("waiting for {} to complete first", waiting.join(", ")),
-                        iterations: 0,
-                        cost_usd: 0.0,
-                        checkpoints: 0,
-                    });
-                    continue;
-                }
-                i += 1;
-            }
-            if active.is_empty() {
-                break;
-            }
-            match rx.recv() {
-                Ok(Message::Event(e)) => progress.event(&e),
-                Ok(Message::Done(spec, result)) => {
-                    active.remove(&spec);
-                    lock(&running).remove(&spec);
-                    match result {
-                        Ok(outcome) => {
-                            if outcome.reason.is_complete() {
-                                complete.insert(spec);
-                            }
-                            outcomes.push(outcome);
-                        }
-                        Err(e) => {
-                            // No new spec starts; the ones running stop after their current
-                            // stage, recording it as interrupted.
-                            failure.get_or_insert(e);
-                            for cancel in lock(&running).values() {
-                                cancel.cancel();
-                            }
-                        }
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-    });
-    progress.finish();
-    // In the order the specs were selected (dependency order), not the order they finished.
-    outcomes.sort_by_key(|o| selected.iter().position(|s| s.id.as_str() == o.spec));
-
-    if !args.json {
-        let mut out = out();
-        let total: f64 = outcomes.iter().map(|o| o.cost_usd).sum();
-        let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
+/// The lines after the run: totals, then one line per spec.
+fn summary(outcomes: &[Outcome]) -> CliResult {
+    let mut out = out();
+    let total: f64 = outcomes.iter().map(|o| o.cost_usd).sum();
+    let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
+    writeln!(
+        out,
+        "\n{} spec(s) run, {} complete, {tokens} tokens, ${total:.4}",
+        outcomes.len(),
+        outcomes.iter().filter(|o| o.reason.is_complete()).count()
+    )?;
+    for o in outcomes {
         writeln!(
             out,
-            "\n{} spec(s) run, {} complete, {tokens} tokens, ${total:.4}",
-            outcomes.len(),
-            outcomes.iter().filter(|o| o.reason.is_complete()).count()
+            "  {:<24} {:<16} iteration {:<3} {}",
+            o.spec,
+            o.reason.as_str(),
+            o.last_iteration,
+            o.detail
         )?;
-        for o in &outcomes {
-            writeln!(
-                out,
-                "  {:<24} {:<16} iteration {:<3} {}",
-                o.spec,
-                o.reason.as_str(),
-                o.last_iteration,
-                o.detail
-            )?;
-        }
     }
-    if let Some(e) = failure {
-        return Err(e);
+    Ok(())
+}
+
+/// The exit status: the first loop that could not run, else a failure unless every selected
+/// spec completed.
+fn finish(report: Report<CliError>, selected: usize, interrupt: &Cancel) -> CliResult {
+    if let Some(e) = report.failure {
+        return Err(loop_error(e));
     }
-    let incomplete: Vec<&Outcome> = outcomes
-        .iter()
-        .filter(|o| !o.reason.is_complete())
-        .collect();
-    if interrupt.is_cancelled() || !incomplete.is_empty() || outcomes.len() < selected.len() {
+    let outcomes = report.outcomes;
+    let incomplete = outcomes.iter().filter(|o| !o.reason.is_complete()).count();
+    if interrupt.is_cancelled() || incomplete > 0 || outcomes.len() < selected {
         return Err(CliError {
             error: anyhow!(
                 "{} of {} spec(s) did not complete",
-                selected.len() - (outcomes.len() - incomplete.len()),
-                selected.len()
+                selected - (outcomes.len() - incomplete),
+                selected
             ),
             hints: vec![
                 "see `git mmm status` and `git mmm show SPEC`; `git mmm run` resumes where a run stopped"
@@ -315,83 +215,45 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     Ok(())
 }
 
-/// What every spec's thread reads.
-struct Shared<'a> {
+/// A loop that could not run, for the user.
+fn loop_error(e: LoopError<CliError>) -> CliError {
+    match e {
+        LoopError::Setup(e) => e,
+        LoopError::UnknownAgent(e) => unknown_agent(e),
+        LoopError::Engine { spec, error } => {
+            let hint = error.hint();
+            let err = anyhow::Error::new(error).context(format!("spec `{spec}`"));
+            match hint {
+                Some(h) => CliError::with_hint(err, h),
+                None => CliError::from(err),
+            }
+        }
+        LoopError::Panicked(e) => CliError::from(e),
+    }
+}
+
+fn unknown_agent(e: UnknownAgent) -> CliError {
+    let hint = e.hint();
+    CliError::with_hint(e, hint)
+}
+
+/// Each loop's store and agent, from this process's environment.
+struct Factory<'a> {
     ctx: &'a Ctx,
     root: &'a Path,
     config: &'a Config,
-    args: &'a Args,
-    templates: &'a Templates,
-    prices: &'a PriceTable,
-    redactor: &'a Redactor,
-    hidden_env: &'a [String],
-    daily: &'a DailyLedger,
-    base: git2::Oid,
 }
 
-/// What the scheduler knows of a spec's dependencies when it starts it.
-struct JobInputs {
-    dependency_summaries: Vec<(String, String)>,
-    completed_specs: Vec<String>,
-}
+impl LoopFactory for Factory<'_> {
+    type Error = CliError;
 
-/// From a spec's thread to the scheduler.
-enum Message {
-    Event(Box<Event>),
-    Done(String, Result<Outcome, CliError>),
-}
-
-/// Runs one spec's loop, in its own thread: a store, an agent and a worktree of its own.
-fn run_one(
-    shared: &Shared<'_>,
-    spec: &Spec,
-    inputs: JobInputs,
-    cancel: &Cancel,
-    events: &mut dyn FnMut(Event),
-) -> Result<Outcome, CliError> {
-    let store = open_store(shared.ctx)?;
-    let kind = agent_kind(shared.config, spec)?;
-    let agent = build_agent(shared.ctx, shared.root, shared.config, kind)?;
-    let mut settings = settings(shared.config, spec, shared.args, shared.hidden_env);
-    settings.worktree_root = worktree_root(shared.ctx, kind, &store);
-    if kind == AgentKind::ClaudeCode {
-        // Claude Code reads the repository with its own tools: its prompt carries the spec,
-        // the criteria, the feedback and the memory, but no map and no file contents.
-        settings.context.repo_map = false;
-        settings.context.exclude.push("**".to_owned());
+    fn store(&self) -> Result<Store, CliError> {
+        open_store(self.ctx)
     }
-    let job = Job {
-        spec,
-        base: shared.base,
-        settings,
-        templates: shared.templates,
-        dependency_summaries: inputs.dependency_summaries,
-        completed_specs: inputs.completed_specs,
-        review_feedback: Vec::new(),
-    };
-    let services = Services {
-        store: &store,
-        agent: agent.as_ref(),
-        prices: shared.prices,
-        redactor: shared.redactor,
-        cancel,
-        daily: shared.daily,
-    };
-    engine::run_spec(&services, &job, events).map_err(|e| {
-        let hint = e.hint();
-        let err = anyhow::Error::new(e).context(format!("spec `{}`", spec.id));
-        match hint {
-            Some(h) => CliError::with_hint(err, h),
-            None => CliError::from(err),
-        }
-    })
-}
 
-/// The specs whose loops run now, with the flag that stops each.
-type Running = Arc<Mutex<BTreeMap<String, Cancel>>>;
-
-fn lock(running: &Running) -> std::sync::MutexGuard<'_, BTreeMap<String, Cancel>> {
-    running.lock().unwrap_or_else(|e| e.into_inner())
+    fn agent(&self, kind: AgentKind) -> Result<Box<dyn Agent>, CliError> {
+        build_agent(self.ctx, self.root, self.config, kind)
+    }
 }
 
 /// The specs to run: the named ones (with their order from the dependency graph), or every
@@ -401,97 +263,23 @@ fn select<'a>(
     specs: &'a SpecSet,
     named: &[String],
 ) -> Result<Vec<&'a Spec>, CliError> {
-    if !named.is_empty() {
-        let mut wanted = BTreeSet::new();
-        for n in named {
-            let id = spec_id(n)?;
-            if specs.get(&id).is_none() {
-                return Err(CliError::with_hint(
-                    anyhow!("no spec `{id}`"),
-                    "`git mmm specs` lists the specs",
-                ));
-            }
-            wanted.insert(id);
+    if named.is_empty() {
+        return Ok(schedule::incomplete(store, specs));
+    }
+    let mut wanted = BTreeSet::new();
+    for n in named {
+        let id = spec_id(n)?;
+        if specs.get(&id).is_none() {
+            return Err(CliError::with_hint(
+                anyhow!("no spec `{id}`"),
+                "`git mmm specs` lists the specs",
+            ));
         }
-        return Ok(ordered(specs).filter(|s| wanted.contains(&s.id)).collect());
+        wanted.insert(id);
     }
-    let states: BTreeMap<String, (Option<IterationStatus>, Option<String>)> = store
-        .status_all()
-        .map(|v| {
-            v.into_iter()
-                .map(|s| (s.spec.to_string(), (s.status, s.spec_revision)))
-                .collect()
-        })
-        .unwrap_or_default();
-    Ok(ordered(specs)
-        .filter(|s| match states.get(s.id.as_str()) {
-            Some((Some(IterationStatus::Complete), Some(rev))) => *rev != s.revision,
-            _ => true,
-        })
+    Ok(schedule::ordered(specs)
+        .filter(|s| wanted.contains(&s.id))
         .collect())
-}
-
-fn ordered(specs: &SpecSet) -> impl Iterator<Item = &Spec> {
-    specs.order().iter().filter_map(|id| specs.get(id))
-}
-
-fn complete_specs(store: &Store, specs: &SpecSet) -> BTreeSet<String> {
-    let Ok(states) = store.status_all() else {
-        return BTreeSet::new();
-    };
-    states
-        .into_iter()
-        .filter(|s| s.status == Some(IterationStatus::Complete))
-        .filter(|s| {
-            specs
-                .get(&s.spec)
-                .is_none_or(|spec| s.spec_revision.as_deref() == Some(spec.revision.as_str()))
-        })
-        .map(|s| s.spec.to_string())
-        .collect()
-}
-
-fn dependency_summaries(store: &Store, spec: &Spec) -> Vec<(String, String)> {
-    spec.depends_on
-        .iter()
-        .filter_map(|d| {
-            // History is oldest first: the latest summary is the last.
-            let history = store.history(d).ok()?;
-            let last = history.last()?;
-            Some((d.to_string(), last.summary.clone()))
-        })
-        .collect()
-}
-
-/// The agent kind for a spec: its front matter's `agent`, else the configuration's.
-fn agent_kind(config: &Config, spec: &Spec) -> Result<AgentKind, CliError> {
-    match spec.agent.as_deref() {
-        Some(k) => k.parse::<AgentKind>().map_err(|_| {
-            CliError::with_hint(
-                anyhow!("spec `{}` asks for an unknown agent `{k}`", spec.id),
-                "agents: api, claude-code, command, scripted",
-            )
-        }),
-        None => Ok(config.agent.kind),
-    }
-}
-
-/// Where a run's worktree goes. Claude Code refuses to edit files below a `.git` directory,
-/// so its worktrees live in the temporary directory instead of `.git/mmm/worktrees/`.
-fn worktree_root(ctx: &Ctx, kind: AgentKind, store: &Store) -> Option<PathBuf> {
-    (kind == AgentKind::ClaudeCode).then(|| {
-        let tmp = ctx
-            .var("TMPDIR")
-            .filter(|t| !t.is_empty())
-            .map(PathBuf::from)
-            .unwrap_or_else(std::env::temp_dir);
-        let git_dir = store.repo().commondir();
-        let id =
-            git2::Oid::hash_object(git2::ObjectType::Blob, git_dir.to_string_lossy().as_bytes())
-                .map(|o| o.to_string()[..12].to_owned())
-                .unwrap_or_default();
-        tmp.join("mmm-worktrees").join(id)
-    })
 }
 
 /// The agent for a spec.
@@ -631,138 +419,6 @@ fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
     )
 }
 
-/// The engine's settings for one spec: configuration, then the spec's front matter.
-fn settings(config: &Config, spec: &Spec, args: &Args, hidden_env: &[String]) -> Settings {
-    // A spec may name a model, or one of the configured roles: `default`, `small` (cheap,
-    // for easy specs) or `escalate` (the strong one).
-    // A flag wins over the spec's front matter (flag > … > file > default).
-    let spec_model = if args.model.is_some() {
-        None
-    } else {
-        spec.model.as_deref()
-    };
-    let model = match spec_model {
-        None | Some("default") => config.model.default.clone(),
-        Some("small") => config.model.small.clone(),
-        Some("escalate") => config.model.escalate_to.clone(),
-        Some(m) => m.to_owned(),
-    };
-    let mut gates = Vec::new();
-    for (name, kind, cmd) in [
-        ("build", GateKind::Build, &config.validate.build),
-        ("test", GateKind::Test, &config.validate.test),
-        ("lint", GateKind::Lint, &config.validate.lint),
-        ("format", GateKind::Format, &config.validate.format),
-    ] {
-        if let Some(cmd) = cmd.as_ref().filter(|c| !c.trim().is_empty()) {
-            gates.push(Gate {
-                name: name.into(),
-                kind,
-                command: cmd.clone(),
-            });
-        }
-    }
-    for (name, cmd) in &config.validate.custom {
-        gates.push(Gate {
-            name: name.clone(),
-            kind: GateKind::Custom,
-            command: cmd.clone(),
-        });
-    }
-    let budget = &config.budget;
-    let positive = |v: f64| (v > 0.0).then_some(v);
-    Settings {
-        max_iterations: spec
-            .max_iterations
-            .filter(|_| args.max_iterations.is_none())
-            .unwrap_or(u32::try_from(config.r#loop.max_iterations).unwrap_or(u32::MAX)),
-        timeout: spec.timeout.unwrap_or(config.r#loop.timeout),
-        stuck_after: u32::try_from(config.r#loop.stuck_after).unwrap_or(u32::MAX),
-        model,
-        escalate_to: Some(config.model.escalate_to.clone()).filter(|m| !m.is_empty()),
-        escalate_after: u32::try_from(config.model.escalate_after).unwrap_or(u32::MAX),
-        max_tokens: u32::try_from(config.model.max_tokens).unwrap_or(u32::MAX),
-        limits: engine::Limits {
-            per_iteration_usd: positive(budget.per_iteration_usd),
-            per_spec_usd: positive(budget.per_spec_usd),
-            daily_usd: positive(budget.daily_usd),
-            per_iteration_tokens: budget.per_iteration_tokens,
-            per_spec_tokens: budget.per_spec_tokens,
-            daily_tokens: budget.daily_tokens,
-        },
-        gates,
-        gate_options: GateOptions {
-            timeout: config.validate.timeout,
-            env_remove: hidden_env.to_vec(),
-            ..GateOptions::default()
-        },
-        apply_policy: mmm::apply::ApplyPolicy {
-            deny: config.apply.deny.clone(),
-            ..mmm::apply::ApplyPolicy::default()
-        },
-        command_policy: mmm::apply::CommandPolicy {
-            allow: config.commands.allow.clone(),
-            timeout: config.commands.timeout,
-            max_output_bytes: usize::try_from(config.commands.max_output_bytes)
-                .unwrap_or(usize::MAX),
-            env_remove: hidden_env.to_vec(),
-        },
-        context: ContextOptions {
-            include: config.context.include.clone(),
-            exclude: config.context.exclude.clone(),
-            max_file_bytes: usize::try_from(config.context.max_file_bytes).unwrap_or(usize::MAX),
-            repo_map: config.context.repo_map,
-        },
-        token_budget: TokenBudget {
-            window: usize::try_from(config.model.context_window).unwrap_or(usize::MAX),
-            output_reserve: usize::try_from(
-                config.context.output_reserve.max(config.model.max_tokens),
-            )
-            .unwrap_or(usize::MAX),
-        },
-        checkpoint_after_iteration: config
-            .checkpoints
-            .iter()
-            .any(|c| c.required && c.after == CheckpointAfter::Iteration)
-            || !config.r#loop.auto_commit,
-        checkpoint_after_complete: config
-            .checkpoints
-            .iter()
-            .any(|c| c.required && c.after == CheckpointAfter::Complete),
-        hostile_after: 2,
-        worktree_root: None,
-        checkpoint_after: config.r#loop.checkpoint_after,
-    }
-}
-
-/// What was spent today (UTC) by every spec, from the metrics notes of today's iterations.
-fn spent_today(store: &Store, now: SystemTime) -> Spent {
-    let secs = now
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let midnight = UNIX_EPOCH + Duration::from_secs(secs - secs % 86_400);
-    let mut spent = Spent::default();
-    let Ok(states) = store.status_all() else {
-        return spent;
-    };
-    for state in states.iter().filter(|s| s.time >= midnight) {
-        let Ok(history) = store.history(&state.spec) else {
-            continue;
-        };
-        // History is oldest first: walk back from the tip while the iterations are today's.
-        for it in history.iter().rev().take_while(|i| i.time >= midnight) {
-            let Ok(detail) = store.iteration(&state.spec, it.n) else {
-                continue;
-            };
-            let (usd, tokens) = engine::spend_of(detail.metrics.as_deref().unwrap_or(&[]));
-            spent.daily_usd += usd;
-            spent.daily_tokens += tokens;
-        }
-    }
-    spent
-}
-
 /// The file `git mmm stop SPEC` creates to ask a running loop to stop.
 pub fn stop_file(git_dir: &Path, spec: &str) -> PathBuf {
     git_dir.join("mmm").join("stop").join(spec)
@@ -777,12 +433,12 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, running: &Running, specs: V
         // A stop request left from an earlier run does not apply to this one.
         let _ = std::fs::remove_file(stop_file(&git_dir, spec));
     }
-    let now = Arc::clone(running);
+    let now = running.clone();
     std::thread::spawn(move || {
         loop {
             std::thread::sleep(Duration::from_millis(200));
-            for (spec, cancel) in lock(&now).iter() {
-                let file = stop_file(&git_dir, spec);
+            for (spec, cancel) in now.loops() {
+                let file = stop_file(&git_dir, &spec);
                 if file.exists() && !cancel.is_cancelled() {
                     let _ = std::fs::remove_file(&file);
                     eprintln!("mmm: stop requested for {spec}; stopping after the current stage");
@@ -792,7 +448,7 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, running: &Running, specs: V
         }
     });
     let stop_all = interrupt.clone();
-    let now = Arc::clone(running);
+    let now = running.clone();
     std::thread::spawn(move || {
         let Ok(rt) = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -808,9 +464,7 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, running: &Running, specs: V
                 "\nmmm: stopping after the current stage (Ctrl-C again to abort; `git mmm run` resumes)"
             );
             stop_all.cancel();
-            for cancel in lock(&now).values() {
-                cancel.cancel();
-            }
+            now.cancel_all();
             if tokio::signal::ctrl_c().await.is_ok() {
                 // Children run in their own process groups and never saw the SIGINT.
                 mmm::process::kill_all_groups();

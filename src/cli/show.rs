@@ -5,7 +5,7 @@ use std::io::Write;
 use mmm::store::Record;
 use serde_json::{Value, json};
 
-use super::common::{open_store, spec_id};
+use super::common::{open_store, require_spec, spec_id};
 use super::{CliResult, Ctx, out};
 
 /// Arguments of `git mmm show`.
@@ -29,6 +29,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     let spec = spec_id(&args.spec)?;
     let store = open_store(ctx)?;
+    require_spec(ctx, &store, &spec)?;
     let n = match args.iteration {
         Some(n) => n,
         None => store

@@ -5,7 +5,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 
-use super::common::{open_store, spec_id};
+use super::common::{open_store, require_spec, spec_id};
 use super::{CliResult, Ctx, out};
 
 /// Arguments of `git mmm stop`.
@@ -19,6 +19,7 @@ pub struct Args {
 pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     let spec = spec_id(&args.spec)?;
     let store = open_store(ctx)?;
+    require_spec(ctx, &store, &spec)?;
     let file = super::run::stop_file(store.repo().commondir(), spec.as_str());
     if let Some(dir) = file.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -10,7 +10,7 @@ use toml::de::{DeTable, DeValue};
 
 use super::error::{ConfigError, Location};
 use super::schema::{
-    self, CHECKPOINT_KEYS, KEYS, Kind, PRICE_KEYS, SECTIONS, key_def, section_keys, suggest,
+    self, CHECKPOINT_KEYS, Kind, PRICE_KEYS, all_keys, key_def, section_keys, suggest,
 };
 use super::{Checkpoint, Config};
 
@@ -150,8 +150,7 @@ impl Loaded {
         if is_known_key(key) {
             return Ok(None);
         }
-        let all: Vec<String> = KEYS
-            .iter()
+        let all: Vec<String> = all_keys()
             .map(|d| format!("{}.{}", d.section, d.key))
             .chain(std::iter::once("checkpoints".to_owned()))
             .collect();
@@ -171,7 +170,7 @@ fn is_known_key(key: &str) -> bool {
     }
     if let Some(rest) = key.strip_prefix("prices.") {
         return PRICE_KEYS.iter().any(|f| {
-            rest.strip_suffix(f)
+            rest.strip_suffix(f.key)
                 .is_some_and(|m| m.len() > 1 && m.ends_with('.'))
         });
     }
@@ -350,7 +349,7 @@ impl Merger {
             match name.as_str() {
                 "checkpoints" => self.checkpoints(&cx, offset, value, dv)?,
                 "prices" => self.prices(&cx, offset, value, sub_de)?,
-                section if SECTIONS.iter().any(|(s, _)| *s == section) => {
+                section if schema::section(section).is_some() => {
                     let toml::Value::Table(t) = value else {
                         return Err(cx.bad(
                             offset,
@@ -532,11 +531,11 @@ impl Merger {
             for (field, v) in file_order(fields, de_fields) {
                 let (field_offset, _) = spanned(de_fields, field);
                 let path = ["prices", model.as_str(), field.as_str()];
-                if !PRICE_KEYS.contains(&field.as_str()) {
+                if !PRICE_KEYS.iter().any(|d| d.key == field) {
                     return Err(ConfigError::UnknownKey {
                         at: cx.at(field_offset),
                         key: dotted(&path),
-                        suggestion: suggest(field, PRICE_KEYS.iter().copied()),
+                        suggestion: suggest(field, PRICE_KEYS.iter().map(|d| d.key)),
                     });
                 }
                 let checked =
@@ -591,8 +590,7 @@ impl Merger {
             .split_once('.')
             .and_then(|(s, k)| key_def(s, k))
             .ok_or_else(|| {
-                let all: Vec<String> = KEYS
-                    .iter()
+                let all: Vec<String> = all_keys()
                     .map(|d| format!("{}.{}", d.section, d.key))
                     .collect();
                 ConfigError::UnknownKey {

@@ -1,6 +1,6 @@
-//! The key schema: every key of every section, its kind, its one-line documentation, and the
-//! checks a value must pass. The commented default file is generated from it, so the two
-//! cannot drift.
+//! The key schema: what a key may hold ([`Kind`]) and the checks a value must pass, the
+//! definitions that `keys.rs` declares ([`KeyDef`], [`Section`]) and the commented default
+//! file generated from them, so that the file and the checks cannot drift.
 
 use std::fmt::Write as _;
 
@@ -29,43 +29,45 @@ pub(crate) enum Kind {
     List,
 }
 
-/// One key of a section.
+/// One key of a section, as declared in `keys.rs`.
 #[derive(Debug)]
 pub(crate) struct KeyDef {
     pub section: &'static str,
     pub key: &'static str,
     pub kind: Kind,
-    /// One line for the default file.
+    /// The key's doc comment, its lines joined: its comment line in the default file.
     pub doc: &'static str,
     /// For keys without a default: the example written (commented out) in the default file.
     pub example: Option<&'static str>,
 }
 
-const fn k(section: &'static str, key: &'static str, kind: Kind, doc: &'static str) -> KeyDef {
-    KeyDef {
-        section,
-        key,
-        kind,
-        doc,
-        example: None,
+impl KeyDef {
+    /// The comment line of the default file.
+    pub fn comment(&self) -> &'static str {
+        self.doc.trim()
     }
 }
 
-const fn opt(
-    section: &'static str,
-    key: &'static str,
-    kind: Kind,
-    doc: &'static str,
-    example: &'static str,
-) -> KeyDef {
-    KeyDef {
-        section,
-        key,
-        kind,
-        doc,
-        example: Some(example),
-    }
+/// A section made of plain keys.
+#[derive(Debug)]
+pub(crate) struct Section {
+    pub name: &'static str,
+    /// The section's doc comment: its comment line in the default file.
+    pub doc: &'static str,
+    pub keys: &'static [KeyDef],
+    /// Fields of the section that are not plain keys (`[validate.custom]`).
+    pub more: &'static [More],
 }
+
+/// A field of a section that is not a plain key: the layers check it themselves.
+#[derive(Debug)]
+pub(crate) struct More {
+    pub key: &'static str,
+    /// The lines it has in the default file.
+    pub file: &'static str,
+}
+
+pub(crate) use super::keys::{ALL_SECTIONS, CHECKPOINT_KEYS, PRICE_KEYS, SECTIONS};
 
 /// The agent kinds, as written in the file.
 pub(crate) const AGENT_KINDS: &[&str] = &["api", "claude-code", "command", "scripted"];
@@ -82,443 +84,31 @@ pub(crate) const PERMISSION_MODES: &[&str] = &[
 /// The checkpoint positions, as written in the file.
 pub(crate) const CHECKPOINT_AFTER: &[&str] = &["iteration", "complete"];
 
-/// The sections made of plain keys, in the order of the default file.
-pub(crate) const SECTIONS: &[(&str, &str)] = &[
-    ("loop", "How long and how often a spec is iterated."),
-    ("specs", "Where the specs live."),
-    (
-        "agent",
-        "Which agent answers the prompts, and how it is reached.",
-    ),
-    ("model", "Which models are used."),
-    (
-        "budget",
-        "Spending limits: a run stops before it would exceed one of them.",
-    ),
-    (
-        "validate",
-        "Quality gates, run by mmm in the iteration's worktree (a gate that is not set is skipped).",
-    ),
-    ("commands", "Commands the model may ask mmm to run."),
-    ("apply", "Paths that the model's edits may not touch."),
-    ("context", "What goes into the prompt."),
-    ("github", "Pull requests and review on GitHub."),
-    (
-        "secrets",
-        "What is redacted from transcripts and logs, besides the API tokens mmm knows.",
-    ),
-];
+/// Every plain key of every section, in the order of the default file.
+pub(crate) fn all_keys() -> impl Iterator<Item = &'static KeyDef> {
+    SECTIONS.iter().flat_map(|s| s.keys)
+}
 
-/// Every section name, the structured ones included.
-pub(crate) const ALL_SECTIONS: &[&str] = &[
-    "loop",
-    "specs",
-    "agent",
-    "model",
-    "budget",
-    "validate",
-    "commands",
-    "apply",
-    "context",
-    "github",
-    "secrets",
-    "checkpoints",
-    "prices",
-];
-
-/// The plain keys.
-pub(crate) const KEYS: &[KeyDef] = &[
-    k(
-        "loop",
-        "max_iterations",
-        Kind::Count { min: 1 },
-        "Iterations per spec and run before the loop stops.",
-    ),
-    k(
-        "loop",
-        "timeout",
-        Kind::Duration,
-        "Wall-clock limit of one run of one spec.",
-    ),
-    k(
-        "loop",
-        "auto_commit",
-        Kind::Bool,
-        "Commit each iteration without asking (false: stop before committing and ask).",
-    ),
-    k(
-        "loop",
-        "stuck_after",
-        Kind::Count { min: 1 },
-        "Stop as stuck after this many iterations in a row with the same diff or failures.",
-    ),
-    k(
-        "loop",
-        "concurrency",
-        Kind::Count { min: 1 },
-        "Specs run at the same time.",
-    ),
-    k(
-        "loop",
-        "checkpoint_after",
-        Kind::Duration,
-        "Checkpoint an iteration in flight to the run's wip ref once it has run this long.",
-    ),
-    k(
-        "specs",
-        "dir",
-        Kind::Str,
-        "Directory of the specs, relative to the repository root.",
-    ),
-    k(
-        "agent",
-        "kind",
-        Kind::Enum(AGENT_KINDS),
-        "api | claude-code | command | scripted.",
-    ),
-    opt(
-        "agent",
-        "script",
-        Kind::Str,
-        "File of scripted answers for kind = \"scripted\", relative to the repository root.",
-        "\"fixtures/answers.jsonl\"",
-    ),
-    opt(
-        "agent",
-        "api_base_url",
-        Kind::Url,
-        "Base URL of the Messages API (default: the client's own).",
-        "\"https://api.anthropic.com\"",
-    ),
-    k(
-        "agent",
-        "anthropic_version",
-        Kind::Str,
-        "The anthropic-version header sent to the API.",
-    ),
-    k(
-        "agent",
-        "max_retries",
-        Kind::Count { min: 0 },
-        "Retries of a failed request (429, 529, network errors).",
-    ),
-    k(
-        "agent",
-        "request_timeout",
-        Kind::Duration,
-        "Time limit of one request, streaming included.",
-    ),
-    opt(
-        "agent",
-        "claude_path",
-        Kind::Str,
-        "The `claude` executable for kind = \"claude-code\" (default: `claude` on PATH).",
-        "\"/usr/local/bin/claude\"",
-    ),
-    opt(
-        "agent",
-        "max_turns",
-        Kind::Count { min: 1 },
-        "Claude Code's --max-turns (default: Claude Code's own limit).",
-        "40",
-    ),
-    k(
-        "agent",
-        "permission_mode",
-        Kind::Enum(PERMISSION_MODES),
-        "Claude Code's --permission-mode (the worktree is disposable and every change is gated).",
-    ),
-    k(
-        "agent",
-        "allowed_tools",
-        Kind::List,
-        "Claude Code's --allowedTools, e.g. \"Bash(cargo test *)\".",
-    ),
-    k(
-        "agent",
-        "disallowed_tools",
-        Kind::List,
-        "Claude Code's --disallowedTools, e.g. \"WebFetch\".",
-    ),
-    opt(
-        "agent",
-        "command",
-        Kind::Str,
-        "Command line of kind = \"command\"; placeholders {prompt_file} (else the prompt is on stdin), {worktree}, {model}.",
-        "\"aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}\"",
-    ),
-    opt(
-        "agent",
-        "cost_regex",
-        Kind::Str,
-        "Regex over the command's output whose first group is the cost in USD (last match wins).",
-        "\"Cost: \\\\$[0-9.]+ message, \\\\$([0-9.]+) session\"",
-    ),
-    opt(
-        "agent",
-        "tokens_regex",
-        Kind::Str,
-        "Regex over the command's output with named groups `input` and `output` (token counts).",
-        "\"Tokens: (?P<input>[0-9.,k]+) sent, (?P<output>[0-9.,k]+) received\"",
-    ),
-    opt(
-        "agent",
-        "cost_json_field",
-        Kind::Str,
-        "Dotted path to the cost in USD in the last JSON line of the command's stdout.",
-        "\"total_cost_usd\"",
-    ),
-    opt(
-        "agent",
-        "tokens_json_field",
-        Kind::Str,
-        "Dotted path to an object with input_tokens/output_tokens in that JSON line.",
-        "\"usage\"",
-    ),
-    k(
-        "model",
-        "default",
-        Kind::Str,
-        "Model of ordinary iterations.",
-    ),
-    k(
-        "model",
-        "escalate_to",
-        Kind::Str,
-        "Model used after escalate_after failed iterations.",
-    ),
-    k(
-        "model",
-        "small",
-        Kind::Str,
-        "Model for summaries and easy specs.",
-    ),
-    k(
-        "model",
-        "max_tokens",
-        Kind::Count { min: 1 },
-        "Output tokens per answer.",
-    ),
-    k(
-        "model",
-        "escalate_after",
-        Kind::Count { min: 1 },
-        "Failed iterations in a row before switching to escalate_to.",
-    ),
-    k(
-        "model",
-        "context_window",
-        Kind::Count { min: 1 },
-        "The model's context window, in tokens.",
-    ),
-    k(
-        "budget",
-        "per_iteration_usd",
-        Kind::Usd,
-        "USD per iteration.",
-    ),
-    k("budget", "per_spec_usd", Kind::Usd, "USD per spec and run."),
-    k(
-        "budget",
-        "daily_usd",
-        Kind::Usd,
-        "USD per day over all specs.",
-    ),
-    opt(
-        "budget",
-        "per_iteration_tokens",
-        Kind::Count { min: 1 },
-        "Tokens (input and output) per iteration (default: no limit).",
-        "200000",
-    ),
-    opt(
-        "budget",
-        "per_spec_tokens",
-        Kind::Count { min: 1 },
-        "Tokens per spec and run (default: no limit).",
-        "1000000",
-    ),
-    opt(
-        "budget",
-        "daily_tokens",
-        Kind::Count { min: 1 },
-        "Tokens per day over all specs (default: no limit).",
-        "10000000",
-    ),
-    opt(
-        "validate",
-        "build",
-        Kind::Str,
-        "Build command.",
-        "\"cargo build\"",
-    ),
-    opt(
-        "validate",
-        "test",
-        Kind::Str,
-        "Test command.",
-        "\"cargo test\"",
-    ),
-    opt(
-        "validate",
-        "lint",
-        Kind::Str,
-        "Lint command.",
-        "\"cargo clippy -- -D warnings\"",
-    ),
-    opt(
-        "validate",
-        "format",
-        Kind::Str,
-        "Format check command.",
-        "\"cargo fmt --check\"",
-    ),
-    k(
-        "validate",
-        "timeout",
-        Kind::Duration,
-        "Time limit of each gate.",
-    ),
-    k(
-        "commands",
-        "allow",
-        Kind::List,
-        "Glob-like patterns of command lines the model may run, e.g. \"cargo test *\".",
-    ),
-    k(
-        "commands",
-        "timeout",
-        Kind::Duration,
-        "Time limit of one command.",
-    ),
-    k(
-        "commands",
-        "max_output_bytes",
-        Kind::Count { min: 1 },
-        "Output kept per command, in bytes.",
-    ),
-    k(
-        "apply",
-        "deny",
-        Kind::List,
-        "Globs of paths the model may not edit.",
-    ),
-    k(
-        "context",
-        "include",
-        Kind::List,
-        "Globs of files always included, besides the spec's own context section.",
-    ),
-    k(
-        "context",
-        "exclude",
-        Kind::List,
-        "Globs of files never included (.gitignore is honoured anyway).",
-    ),
-    k(
-        "context",
-        "max_file_bytes",
-        Kind::Count { min: 1 },
-        "Files larger than this many bytes are left out.",
-    ),
-    k(
-        "context",
-        "output_reserve",
-        Kind::Count { min: 0 },
-        "Tokens of the context window kept free for the answer.",
-    ),
-    k(
-        "context",
-        "repo_map",
-        Kind::Bool,
-        "Include a map of the repository (paths and top-level items).",
-    ),
-    k(
-        "github",
-        "reviewers",
-        Kind::List,
-        "Logins asked to review each pull request.",
-    ),
-    k(
-        "github",
-        "labels",
-        Kind::List,
-        "Labels put on each pull request.",
-    ),
-    k(
-        "github",
-        "draft",
-        Kind::Bool,
-        "Open pull requests as drafts.",
-    ),
-    opt(
-        "github",
-        "base_url",
-        Kind::Url,
-        "Base URL of the GitHub API, for GitHub Enterprise (default: https://api.github.com).",
-        "\"https://github.example.com/api/v3\"",
-    ),
-    k(
-        "github",
-        "merge_on_approval",
-        Kind::Bool,
-        "Merge the pull request when it is approved.",
-    ),
-    k(
-        "secrets",
-        "redact",
-        Kind::List,
-        "Literal values, or names of environment variables whose values are redacted.",
-    ),
-];
-
-/// The keys of one `[[checkpoints]]` entry.
-pub(crate) const CHECKPOINT_KEYS: &[KeyDef] = &[
-    k(
-        "checkpoints",
-        "after",
-        Kind::Enum(CHECKPOINT_AFTER),
-        "\"iteration\" (after every iteration) or \"complete\" (when the spec is done).",
-    ),
-    k(
-        "checkpoints",
-        "required",
-        Kind::Bool,
-        "The loop may not go on without an answer.",
-    ),
-    k(
-        "checkpoints",
-        "timeout",
-        Kind::Duration,
-        "How long to wait for the answer before stopping.",
-    ),
-];
-
-/// The keys of one `[prices."<model-id>"]` table.
-pub(crate) const PRICE_KEYS: &[&str] = &[
-    "input",
-    "output",
-    "cache_write_5m",
-    "cache_write_1h",
-    "cache_read",
-];
+/// The section of plain keys called `name`.
+pub(crate) fn section(name: &str) -> Option<&'static Section> {
+    SECTIONS.iter().find(|s| s.name == name)
+}
 
 /// The definition of `section.key`, if it is a plain key.
 pub(crate) fn key_def(section: &str, key: &str) -> Option<&'static KeyDef> {
-    KEYS.iter().find(|d| d.section == section && d.key == key)
+    self::section(section)?.keys.iter().find(|d| d.key == key)
 }
 
-/// The names of the plain keys of a section (plus `custom` for `[validate]`).
+/// The names of the fields of a section: its plain keys, then the others (`custom` for
+/// `[validate]`).
 pub(crate) fn section_keys(section: &str) -> Vec<&'static str> {
-    let mut keys: Vec<&'static str> = KEYS
-        .iter()
-        .filter(|d| d.section == section)
-        .map(|d| d.key)
-        .collect();
-    if section == "validate" {
-        keys.push("custom");
-    }
-    keys
+    self::section(section).map_or_else(Vec::new, |s| {
+        s.keys
+            .iter()
+            .map(|d| d.key)
+            .chain(s.more.iter().map(|m| m.key))
+            .collect()
+    })
 }
 
 /// The closest candidate to a misspelt name, if one is close enough to be a likely typo.
@@ -526,13 +116,7 @@ pub(crate) fn suggest<'a>(
     name: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<String> {
-    let limit = (name.chars().count() / 3).max(2);
-    candidates
-        .into_iter()
-        .map(|c| (crate::text::edit_distance(name, c), c))
-        .filter(|(d, _)| *d <= limit)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, c)| c.to_owned())
+    crate::text::closest(name, candidates).map(str::to_owned)
 }
 
 /// "a string", "an integer", … for messages.
@@ -691,11 +275,11 @@ pub fn default_config_toml() -> String {
          # MMM_<SECTION>_<KEY> environment variables > this file > ~/.config/mmm/config.toml >\n\
          # built-in defaults. `git mmm config` shows the effective values and their origins.\n",
     );
-    for (section, doc) in SECTIONS {
-        let _ = write!(out, "\n# {doc}\n[{section}]\n");
-        let table = defaults.get(*section).and_then(toml::Value::as_table);
-        for def in KEYS.iter().filter(|d| d.section == *section) {
-            let _ = writeln!(out, "# {}", def.doc);
+    for section in SECTIONS {
+        let _ = write!(out, "\n# {}\n[{}]\n", section.doc.trim(), section.name);
+        let table = defaults.get(section.name).and_then(toml::Value::as_table);
+        for def in section.keys {
+            let _ = writeln!(out, "# {}", def.comment());
             match (table.and_then(|t| t.get(def.key)), def.example) {
                 (Some(value), _) => {
                     let _ = writeln!(out, "{} = {value}", def.key);
@@ -708,12 +292,8 @@ pub fn default_config_toml() -> String {
                 }
             }
         }
-        if *section == "validate" {
-            out.push_str(
-                "# More gates: [validate.custom], one command per name, e.g.\n\
-                 # [validate.custom]\n\
-                 # audit = \"cargo audit\"\n",
-            );
+        for more in section.more {
+            out.push_str(more.file);
         }
     }
     out.push_str(
@@ -728,7 +308,7 @@ pub fn default_config_toml() -> String {
             .get(def.key)
             .map(ToString::to_string)
             .unwrap_or_default();
-        let _ = writeln!(out, "# {}\n# {} = {value}", def.doc, def.key);
+        let _ = writeln!(out, "# {}\n# {} = {value}", def.comment(), def.key);
     }
     out.push_str(
         "\n# Prices in USD per million tokens: override or extend the built-in price table,\n\
@@ -750,7 +330,7 @@ mod tests {
     #[test]
     fn every_key_is_in_the_default_file() {
         let text = default_config_toml();
-        for def in KEYS {
+        for def in all_keys() {
             let set = format!("\n{} = ", def.key);
             let commented = format!("\n# {} = ", def.key);
             assert!(
@@ -760,11 +340,9 @@ mod tests {
                 def.key
             );
         }
-        for (section, _) in SECTIONS {
-            assert!(
-                text.contains(&format!("\n[{section}]\n")),
-                "[{section}] missing"
-            );
+        for section in SECTIONS {
+            let name = section.name;
+            assert!(text.contains(&format!("\n[{name}]\n")), "[{name}] missing");
         }
     }
 

@@ -229,18 +229,14 @@ fn line_of_placeholder(t: &Template, name: &str) -> usize {
 }
 
 fn did_you_mean(name: &str) -> String {
-    let best = PLACEHOLDERS
-        .iter()
-        .map(|p| (crate::text::edit_distance(name, p), *p))
-        .min()
-        .filter(|(d, p)| *d <= 3.max(p.len() / 3));
+    let best = crate::text::closest(name, PLACEHOLDERS.iter().copied());
     let known = PLACEHOLDERS
         .iter()
         .map(|p| format!("{{{p}}}"))
         .collect::<Vec<_>>()
         .join(", ");
     match best {
-        Some((_, p)) => format!("did you mean `{{{p}}}`? Known placeholders: {known}"),
+        Some(p) => format!("did you mean `{{{p}}}`? Known placeholders: {known}"),
         None => format!("known placeholders: {known}"),
     }
 }

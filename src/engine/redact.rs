@@ -3,11 +3,26 @@
 
 use std::borrow::Cow;
 
+use regex::Regex;
+
+/// The well-known variables that hold keys and tokens: always judged secret, and kept from
+/// gates and the model's commands even when not set (a gate could set one for its children).
+pub const SECRET_ENV: &[&str] = &[
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "GITHUB_TOKEN",
+    "GH_TOKEN",
+];
+
 /// Replaces known secret values with `[redacted:NAME]`.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     // Longest first, so that a secret containing another is replaced whole.
     secrets: Vec<(String, String)>,
+    // Every secret value as one alternation, longest first: the leftmost match at a position
+    // is the longest secret there, and the text is rewritten in one pass, so a secret is never
+    // looked for inside another's `[redacted:NAME]`. `None` without secrets.
+    pattern: Option<Regex>,
     // The environment variables judged secret, to keep them from child processes.
     env_names: Vec<String>,
 }
@@ -28,8 +43,20 @@ impl Redactor {
             .collect();
         secrets.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then_with(|| a.0.cmp(&b.0)));
         secrets.dedup_by(|a, b| a.1 == b.1);
+        let pattern = (!secrets.is_empty())
+            .then(|| {
+                let alternation: Vec<String> =
+                    secrets.iter().map(|(_, v)| regex::escape(v)).collect();
+                // Secrets are few and short; a huge one (a whole key file) may need room.
+                regex::RegexBuilder::new(&alternation.join("|"))
+                    .size_limit(1 << 28)
+                    .build()
+                    .ok()
+            })
+            .flatten();
         Redactor {
             secrets,
+            pattern,
             env_names: Vec::new(),
         }
     }
@@ -47,10 +74,7 @@ impl Redactor {
             let named_secret = ["_KEY", "_TOKEN", "_SECRET", "_PASSWORD", "_PAT"]
                 .iter()
                 .any(|s| upper.ends_with(s))
-                || matches!(
-                    upper.as_str(),
-                    "ANTHROPIC_API_KEY" | "GITHUB_TOKEN" | "GH_TOKEN"
-                )
+                || SECRET_ENV.contains(&upper.as_str())
                 || extra_names.iter().any(|n| n == name);
             if named_secret {
                 secrets.push((name.to_owned(), value.to_owned()));
@@ -72,15 +96,61 @@ impl Redactor {
         &self.env_names
     }
 
-    /// The text with every secret replaced.
+    /// What gates and the model's commands run without: [`SECRET_ENV`] and every variable
+    /// judged secret, sorted.
+    pub fn hidden_env(&self) -> Vec<String> {
+        let mut hidden: Vec<String> = SECRET_ENV.iter().map(|s| (*s).to_owned()).collect();
+        hidden.extend(self.env_names.iter().cloned());
+        hidden.sort();
+        hidden.dedup();
+        hidden
+    }
+
+    /// The text with every secret replaced, in one pass: at each position the longest secret
+    /// found there is replaced, and what a replacement wrote is not searched again.
     pub fn redact<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let mut out = Cow::Borrowed(text);
-        for (name, value) in &self.secrets {
-            if out.contains(value.as_str()) {
-                out = Cow::Owned(out.replace(value.as_str(), &format!("[redacted:{name}]")));
+        match &self.pattern {
+            Some(pattern) => pattern.replace_all(text, |m: &regex::Captures<'_>| {
+                format!("[redacted:{}]", self.name_of(&m[0]))
+            }),
+            None => self.redact_by_scan(text),
+        }
+    }
+
+    /// The name of a secret value.
+    fn name_of(&self, value: &str) -> &str {
+        self.secrets
+            .iter()
+            .find(|(_, v)| v == value)
+            .map_or("secret", |(n, _)| n.as_str())
+    }
+
+    /// One pass without the pattern (it could not be built): at each position, the first of
+    /// the secrets (longest first) that starts there.
+    fn redact_by_scan<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let mut out = String::new();
+        let mut copied = 0;
+        let mut at = 0;
+        while let Some(rest) = text.get(at..).filter(|r| !r.is_empty()) {
+            match self
+                .secrets
+                .iter()
+                .find(|(_, v)| rest.starts_with(v.as_str()))
+            {
+                Some((name, value)) => {
+                    out.push_str(&text[copied..at]);
+                    out.push_str(&format!("[redacted:{name}]"));
+                    at += value.len();
+                    copied = at;
+                }
+                None => at += rest.chars().next().map_or(1, char::len_utf8),
             }
         }
-        out
+        if copied == 0 {
+            return Cow::Borrowed(text);
+        }
+        out.push_str(&text[copied..]);
+        Cow::Owned(out)
     }
 
     /// Redacts every string (keys too) inside a JSON value.
@@ -132,6 +202,44 @@ mod tests {
         assert_eq!(v["nested"][0], "[redacted:ANTHROPIC_API_KEY]");
         assert!(r.env_names().contains(&"MY_SERVICE_TOKEN".to_string()));
         assert!(!r.env_names().contains(&"PATH".to_string()));
+    }
+
+    #[test]
+    fn one_pass_never_looks_inside_a_replacement() {
+        // `redacted` is a secret too, and `abcdef` is inside another secret: each is found
+        // only in the text given, never in what redaction wrote.
+        let r = Redactor::new([
+            ("LONG_KEY".to_owned(), "abcdef-123456".to_owned()),
+            ("SHORT_KEY".to_owned(), "abcdef".to_owned()),
+            ("WORD".to_owned(), "redacted".to_owned()),
+            ("NAME".to_owned(), "SHORT_KEY".to_owned()),
+        ]);
+        let text = "abcdef-123456 then abcdef then redacted then SHORT_KEY";
+        let want = "[redacted:LONG_KEY] then [redacted:SHORT_KEY] then [redacted:WORD] then \
+                    [redacted:NAME]";
+        assert_eq!(r.redact(text), want);
+        // The scan used when the pattern cannot be built gives the same text.
+        assert_eq!(r.redact_by_scan(text), want);
+        assert!(matches!(r.redact("nothing secret"), Cow::Borrowed(_)));
+        assert!(matches!(
+            r.redact_by_scan("nothing secret"),
+            Cow::Borrowed(_)
+        ));
+    }
+
+    #[test]
+    fn hidden_env_holds_the_well_known_names_and_the_secrets_found() {
+        let r = Redactor::from_env([("MY_TOKEN", "tok_abcdefgh"), ("HOME", "/h")], &[], &[]);
+        assert_eq!(
+            r.hidden_env(),
+            [
+                "ANTHROPIC_API_KEY",
+                "ANTHROPIC_AUTH_TOKEN",
+                "GH_TOKEN",
+                "GITHUB_TOKEN",
+                "MY_TOKEN"
+            ]
+        );
     }
 
     #[test]

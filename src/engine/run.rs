@@ -1,4 +1,10 @@
 //! One spec's loop: iterations until a stop condition, each recorded through the store.
+//!
+//! This file holds the loop's public types and the loop over iterations; the stages of an
+//! iteration are in `run/`: `iteration.rs` (their order, and the decide stage), `prompt.rs`
+//! (context), `limits.rs` (stop conditions and budgets before a call), `call.rs` (the agent),
+//! `edits.rs` (parse and apply), `checks.rs` (validate), `record.rs` (record and strategies),
+//! `resume.rs` (what a run takes over from earlier runs).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -6,29 +12,36 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use git2::Oid;
-use serde::Serialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::agent::{
-    Agent, AgentError, AgentEvent, AgentReply, AgentRequest, Cancel, PriceTable, TokenUsage,
-};
+use crate::agent::{Agent, Cancel, PriceTable, TokenUsage};
 use crate::apply::{self, ApplyPolicy, CommandPolicy};
-use crate::context::{
-    self, ContextInput, ContextOptions, Prompt, RepoSnapshot, Templates, TokenBudget,
-};
-use crate::response::{self, Parsed};
+use crate::context::{self, ContextOptions, RepoSnapshot, Templates, TokenBudget};
 use crate::spec::{Spec, SpecId};
-use crate::store::{IterationStatus, NewIteration, Record, Run, Store};
-use crate::validate::{self, Gate, GateKind, GateOptions, GateResult};
+use crate::store::{IterationStatus, Record, Run, Store};
+use crate::validate::{Gate, GateOptions};
 
-use super::budget::{self, CallPrice, DailyLedger, Limits, Spent};
+use super::budget::{DailyLedger, Limits, Spent};
 use super::checkpoint::Checkpointer;
+use super::decide::{self, Rules};
 use super::redact::Redactor;
-use super::worktree::{Snapshot, Worktree};
+use super::worktree::Worktree;
+
+mod call;
+mod checks;
+mod edits;
+mod iteration;
+mod limits;
+mod prompt;
+mod record;
+mod resume;
+
+use iteration::Step;
 
 /// Why a spec's loop stopped. Recorded in the metrics note of the last iteration and in its
 /// `Mmm-Status` trailer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StopReason {
     /// The model said it is done and every gate and verifiable criterion passed.
@@ -371,16 +384,8 @@ struct Memory {
     problems: Vec<String>,
     touched: BTreeSet<PathBuf>,
     summaries: Vec<String>,
-    last_patch: Option<String>,
-    same_patch: u32,
-    last_failure_key: Option<String>,
-    same_failures: u32,
-    failed_in_a_row: u32,
-    hostile_in_a_row: u32,
-    /// The last iteration whose checks all passed.
-    last_good: Option<Oid>,
-    /// Failing checks of the previous iteration.
-    last_failing: Option<usize>,
+    /// What the strategies count.
+    strategy: decide::State,
 }
 
 /// Runs one spec's loop to a stop condition.
@@ -400,9 +405,12 @@ struct Loop<'s, 'j, 'e> {
     name: String,
     started: Instant,
     memory: Memory,
+    rules: Rules,
     spent: Spent,
     run_cost: f64,
     run_tokens: TokenUsage,
+    /// The model of the next call: the strategies' state names it as soon as an escalation is
+    /// decided, the loop calls it once that iteration is recorded.
     model: String,
     iterations_this_revision: u32,
     iterations_run: u32,
@@ -421,23 +429,6 @@ struct Loop<'s, 'j, 'e> {
     pending_system: Option<Vec<context::PromptBlock>>,
 }
 
-/// What an iteration produced, before it is recorded.
-struct Draft {
-    status: IterationStatus,
-    transcript: Vec<Record>,
-    metrics: serde_json::Map<String, Value>,
-    summary: String,
-    usage: TokenUsage,
-    cost: f64,
-    checks_passed: usize,
-    checks_total: usize,
-    decisions: Vec<String>,
-    stop: Option<(StopReason, String)>,
-    /// The worktree's snapshot taken for the decision (`None` when none was taken), reused by
-    /// the record so that the worktree is not scanned twice.
-    tree: Option<Oid>,
-}
-
 impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
     fn new(s: &'s Services<'s>, job: &'j Job<'j>, events: &'e mut dyn FnMut(Event)) -> Self {
         let spec = job.spec.id.clone();
@@ -448,7 +439,11 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             name: spec.to_string(),
             spec,
             started: Instant::now(),
-            memory: Memory::default(),
+            memory: Memory {
+                strategy: decide::State::new(&job.settings.model),
+                ..Memory::default()
+            },
+            rules: Rules::from(&job.settings),
             spent: Spent::default(),
             run_cost: 0.0,
             run_tokens: TokenUsage::default(),
@@ -463,171 +458,32 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         }
     }
 
-    fn emit(&mut self, e: Event) {
-        (self.events)(e);
-    }
-
-    fn record(&self, run: &mut Run, kind: &str, mut value: Value) -> Record {
-        self.s.redactor.redact_json(&mut value);
-        let mut r = self.s.store.new_record(run, kind);
-        match value {
-            // A key that names one of the record's own fields (a gate result's `kind`) would
-            // be written twice and make the whole note unreadable: it gets the record's kind
-            // as a prefix (`gate_kind`).
-            Value::Object(map) => {
-                for (k, v) in map {
-                    let k = if RESERVED_FIELDS.contains(&k.as_str()) {
-                        format!("{kind}_{k}")
-                    } else {
-                        k
-                    };
-                    r.data.insert(k, v);
-                }
-            }
-            other => {
-                r.data.insert("value".into(), other);
-            }
-        }
-        r
-    }
-
+    /// The loop: iterations, each recorded, until a stop condition.
     fn run(mut self) -> Result<Outcome, EngineError> {
-        let store = self.s.store;
-        let revision = self.job.spec.revision.clone();
-        let history = match store.history(&self.spec) {
-            Ok(h) => h,
-            Err(crate::store::StoreError::NoBranch { .. }) => Vec::new(),
-            Err(e) => return Err(e.into()),
-        };
-        if let Some(last) = history.last()
-            && last.status == Some(IterationStatus::Complete)
-            && last.spec_revision.as_deref() == Some(revision.as_str())
-        {
-            let detail = format!(
-                "complete at iteration {} and the spec has not changed since",
-                last.n
-            );
-            return Ok(self.finish_without_run(
-                last.run.clone().unwrap_or_default(),
-                last.n,
-                StopReason::AlreadyComplete,
-                detail,
-            ));
+        if let Some(outcome) = self.resume()? {
+            return Ok(outcome);
         }
-        // What earlier runs on this branch spent and learned.
-        for it in &history {
-            if it.spec_revision.as_deref() == Some(revision.as_str()) {
-                self.iterations_this_revision += 1;
-            }
-            if let Ok(detail) = store.iteration(&self.spec, it.n) {
-                let metrics = detail.metrics.unwrap_or_default();
-                let (usd, tokens) = spend_of(&metrics);
-                self.spent.spec_usd += usd;
-                self.spent.spec_tokens += tokens;
-                remember(
-                    &mut self.memory,
-                    &metrics,
-                    detail.transcript.as_deref().unwrap_or(&[]),
-                );
-                self.replay_strategy_state(it, &metrics);
-            }
-        }
-
-        let mut run = store.start_run(&self.spec, self.job.base)?;
-        self.checkpoints = Some(Checkpointer::start(
-            store,
-            &run,
-            self.s.redactor.clone(),
-            self.job.settings.checkpoint_after,
-        )?);
-        let start_commit = run.parent();
-        self.emit(Event::Started {
-            spec: self.name.clone(),
-            run: run.id.clone(),
-            iteration: run.next_iteration,
-            resumed: run.tip.is_some(),
-        });
-        let worktree = Worktree::create(
-            store.repo(),
-            self.job.settings.worktree_root.as_deref(),
-            &format!("{}-{}", self.name, run.id.to_ascii_lowercase()),
-            start_commit,
-        )?;
-        let mut previous_tree = store
+        let mut run = self.s.store.start_run(&self.spec, self.job.base)?;
+        let worktree = self.start(&run)?;
+        let mut previous_tree = self
+            .s
+            .store
             .repo()
-            .find_commit(start_commit)
+            .find_commit(run.parent())
             .map(|c| c.tree_id())
             .ok();
         let mut last_iteration = run.next_iteration.saturating_sub(1);
-
         let (reason, detail) = loop {
             if let Some(stop) = self.stop_before_call(None, 0) {
                 break stop;
             }
-            let n = run.next_iteration;
-            let mut draft = match self.iteration(&mut run, &worktree, previous_tree)? {
-                Ok(draft) => draft,
-                Err(stop) => break stop,
+            let draft = match self.iteration(&mut run, &worktree, previous_tree)? {
+                Step::Record(draft) => *draft,
+                Step::Stop(reason, detail) => break (reason, detail),
             };
-            // Look ahead: a loop that cannot make another call stops now, so that the reason
-            // is recorded on this iteration.
-            if draft.stop.is_none() {
-                draft.stop = self.stop_before_call(Some(draft.usage.total_input()), 1);
-            }
-            if let Some((reason, _)) = &draft.stop {
-                draft.status = reason.trailer_status(&draft.status);
-                draft
-                    .metrics
-                    .insert("stop_reason".into(), Value::from(reason.as_str()));
-            }
-            draft
-                .metrics
-                .insert("trailer_status".into(), Value::from(draft.status.as_str()));
-            self.emit(Event::Stage {
-                spec: self.name.clone(),
-                iteration: n,
-                stage: Stage::Record,
-                model: None,
-            });
-            let tree = match draft.tree {
-                Some(tree) => tree,
-                None => self.scan(&worktree)?,
-            };
-            let metrics = self.record(&mut run, "metrics", Value::Object(draft.metrics.clone()));
-            let recorded = store.record_iteration(
-                &mut run,
-                NewIteration {
-                    tree,
-                    status: draft.status.clone(),
-                    // The summary becomes the commit message: a secret the model echoed in
-                    // its `@mmm:summary` must not land there either.
-                    summary: self.s.redactor.redact(&draft.summary).into_owned(),
-                    body: String::new(),
-                    spec_revision: Some(revision.clone()),
-                    transcript: draft.transcript,
-                    metrics: vec![metrics],
-                },
-            )?;
-            self.checkpoint(|c| c.recorded());
-            if let Some(blocks) = self.pending_system.take() {
-                self.written_system = Some((recorded.commit, n, blocks));
-            }
-            worktree.advance(recorded.commit)?;
+            let (draft, recorded, tree) = self.record_draft(&mut run, &worktree, draft)?;
             previous_tree = Some(tree);
-            self.iterations_run += 1;
-            self.iterations_this_revision += 1;
-            last_iteration = n;
-            self.emit(Event::Recorded {
-                spec: self.name.clone(),
-                iteration: n,
-                status: draft.status.to_string(),
-                commit: recorded.commit.to_string(),
-                tokens: draft.usage,
-                cost_usd: draft.cost,
-                checks_passed: draft.checks_passed,
-                checks_total: draft.checks_total,
-                decisions: draft.decisions.clone(),
-            });
+            last_iteration = recorded.iteration;
             if recorded.superseded {
                 break (
                     StopReason::Superseded,
@@ -635,30 +491,57 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                         .into(),
                 );
             }
-            if draft.checks_total > 0 && draft.checks_passed == draft.checks_total {
-                self.memory.last_good = Some(recorded.commit);
-            }
+            let (passed, total) = (draft.checks_passed, draft.checks_total);
+            self.memory
+                .strategy
+                .recorded(recorded.commit, passed, total);
             // Strategies take effect for the next iteration.
-            for d in &draft.decisions {
-                if d.starts_with("roll the workspace back")
-                    && let Some(good) = self.memory.last_good
-                {
-                    worktree.reset_to(good)?;
-                    worktree.advance(recorded.commit)?;
-                    self.tree = None;
-                    previous_tree = store.repo().find_commit(good).map(|c| c.tree_id()).ok();
-                }
-                if d.starts_with("escalate")
-                    && let Some(stronger) = &self.job.settings.escalate_to
-                {
-                    self.model = stronger.clone();
-                }
-            }
+            self.take_strategies(
+                &worktree,
+                &draft.strategies,
+                recorded.commit,
+                &mut previous_tree,
+            )?;
             if let Some(stop) = draft.stop {
                 break stop;
             }
         };
-        let mut detail = detail;
+        self.finish(run, worktree, reason, detail, last_iteration)
+    }
+
+    /// Starts the run's checkpoint thread and its worktree.
+    fn start(&mut self, run: &Run) -> Result<Worktree, EngineError> {
+        let store = self.s.store;
+        self.checkpoints = Some(Checkpointer::start(
+            store,
+            run,
+            self.s.redactor.clone(),
+            self.job.settings.checkpoint_after,
+        )?);
+        self.emit(Event::Started {
+            spec: self.name.clone(),
+            run: run.id.clone(),
+            iteration: run.next_iteration,
+            resumed: run.tip.is_some(),
+        });
+        Ok(Worktree::create(
+            store.repo(),
+            self.job.settings.worktree_root.as_deref(),
+            &format!("{}-{}", self.name, run.id.to_ascii_lowercase()),
+            run.parent(),
+        )?)
+    }
+
+    /// Ends the run: stops the checkpoints, finishes the run in the store, removes the
+    /// worktree and reports.
+    fn finish(
+        &mut self,
+        run: Run,
+        worktree: Worktree,
+        reason: StopReason,
+        mut detail: String,
+        last_iteration: u32,
+    ) -> Result<Outcome, EngineError> {
         let checkpoints = match self.checkpoints.take().map(Checkpointer::stop) {
             Some(Ok(n)) => n,
             Some(Err(e)) => {
@@ -668,7 +551,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             }
             None => 0,
         };
-        store.finish_run(&run)?;
+        self.s.store.finish_run(&run)?;
         if let Err(e) = worktree.remove() {
             // Everything is recorded; a leftover worktree is for `git mmm doctor`.
             detail.push_str(&format!(
@@ -694,60 +577,6 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             tokens: self.run_tokens,
             checkpoints,
         })
-    }
-
-    /// Rebuilds what the strategies count (failures in a row, the last good iteration, repeated
-    /// changes and failures, escalation) from an earlier iteration, so that a resumed run (or
-    /// one continued after a checkpoint) decides as an uninterrupted one would.
-    fn replay_strategy_state(&mut self, it: &crate::store::Iteration, metrics: &[Record]) {
-        let Some(m) = metrics.iter().find(|r| r.kind == "metrics") else {
-            return;
-        };
-        let num = |k: &str| m.data.get(k).and_then(Value::as_u64).unwrap_or(0);
-        let (passed, total) = (num("checks_passed"), num("checks_total"));
-        let memory = &mut self.memory;
-        if m.data.get("status").and_then(Value::as_str) == Some("failed") {
-            memory.failed_in_a_row += 1;
-        } else {
-            memory.failed_in_a_row = 0;
-        }
-        if total > 0 && passed == total {
-            memory.last_good = Some(it.commit);
-        }
-        memory.last_failing = Some(usize::try_from(total - passed.min(total)).unwrap_or(0));
-        let patch = patch_id(
-            self.s.store.repo(),
-            it.parent
-                .and_then(|p| self.s.store.repo().find_commit(p).ok())
-                .map(|c| c.tree_id()),
-            it.tree,
-        );
-        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
-            memory.same_patch + 1
-        } else {
-            1
-        };
-        memory.last_patch = patch;
-        let failing: Vec<&context::Failure> = memory.failures.iter().collect();
-        let key = (!failing.is_empty()).then(|| {
-            let mut parts: Vec<String> = failing
-                .iter()
-                .map(|f| failure_part(&f.name, &f.output))
-                .collect();
-            parts.sort();
-            parts.join("\u{1}")
-        });
-        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
-            memory.same_failures + 1
-        } else {
-            1
-        };
-        memory.last_failure_key = key;
-        if let Some(model) = m.data.get("model").and_then(Value::as_str)
-            && self.job.settings.escalate_to.as_deref() == Some(model)
-        {
-            self.model = model.to_owned();
-        }
     }
 
     fn finish_without_run(
@@ -778,534 +607,18 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         }
     }
 
-    /// A reason not to make another call: a stop request, the timeout, `max_iterations`, or
-    /// (when the next prompt's size is known or estimated) a budget. `pending` counts the
-    /// iterations about to be recorded but not yet counted (1 when looking ahead from a draft).
-    fn stop_before_call(
-        &self,
-        next_input: Option<u64>,
-        pending: u32,
-    ) -> Option<(StopReason, String)> {
-        let settings = &self.job.settings;
-        if self.s.cancel.is_cancelled() {
-            return Some((StopReason::Stopped, "stopped on request".into()));
-        }
-        if self.started.elapsed() >= settings.timeout {
-            return Some((
-                StopReason::Timeout,
-                format!(
-                    "the run's timeout of {} passed",
-                    humantime::format_duration(settings.timeout)
-                ),
-            ));
-        }
-        let iterations = self.iterations_this_revision + pending;
-        if iterations >= settings.max_iterations {
-            return Some((
-                StopReason::MaxIterations,
-                format!(
-                    "{iterations} iterations of this spec revision (max_iterations = {})",
-                    settings.max_iterations
-                ),
-            ));
-        }
-        let input = next_input?;
-        // Other loops' calls in flight are left out: they hold their worst case, which rarely
-        // comes true; the next call waits for them if it must (see `DailyLedger::reserve`).
-        self.budget_check_at(input, self.s.daily.settled()).err()
+    fn emit(&mut self, e: Event) {
+        (self.events)(e);
     }
 
-    /// The tightest USD limit left for the next call (per iteration, per spec, per day), with
-    /// `today` USD spent today.
-    fn usd_left_at(&self, today: f64) -> Option<f64> {
-        let limits = &self.job.settings.limits;
-        [
-            limits.per_iteration_usd,
-            limits.per_spec_usd.map(|l| l - self.spent.spec_usd),
-            limits.daily_usd.map(|l| l - today),
-        ]
-        .into_iter()
-        .flatten()
-        .map(|l| l.max(0.0))
-        .reduce(f64::min)
-    }
-
-    /// The price of the model about to be called; a model without one stops the loop, since
-    /// no budget could be kept.
-    fn price(&self) -> Result<&crate::agent::ModelPrice, (StopReason, String)> {
-        self.s.prices.get(&self.model).ok_or_else(|| {
-            (
-                StopReason::Critical,
-                format!(
-                    "no price is known for model `{}`, so the budget cannot be kept; add [prices.\"{}\"] to .mmm/config.toml",
-                    self.model, self.model
-                ),
-            )
-        })
-    }
-
-    /// The budget check with `today` (USD, tokens) spent today: the output cap that keeps every
-    /// budget and the call's worst-case cost in USD.
-    fn budget_check_at(
-        &self,
-        input_tokens: u64,
-        today: (f64, u64),
-    ) -> Result<(u32, f64), (StopReason, String)> {
-        let settings = &self.job.settings;
-        let price = self.price()?;
-        let mut spent = self.spent;
-        (spent.daily_usd, spent.daily_tokens) = today;
-        match budget::check(
-            &settings.limits,
-            &spent,
-            // An upper bound: input may be written to the cache (dearer than plain input), and
-            // a long prompt may be billed at the long-prompt tier.
-            CallPrice {
-                input: price.input.max(price.cache_write_5m).max(
-                    price
-                        .long_prompt
-                        .as_ref()
-                        .map_or(0.0, |t| t.input.max(t.cache_write_5m)),
-                ),
-                output: price
-                    .output
-                    .max(price.long_prompt.as_ref().map_or(0.0, |t| t.output)),
-            },
-            input_tokens,
-            settings.max_tokens,
-        ) {
-            budget::Check::Go {
-                max_tokens,
-                worst_case_usd,
-            } => Ok((max_tokens, worst_case_usd)),
-            budget::Check::Exceeded {
-                limit,
-                left,
-                needed,
-            } => Err((
-                StopReason::Budget,
-                format!(
-                    "the next call could exceed budget.{limit}: {left:.4} left, the smallest useful call may need {needed:.4}"
-                ),
-            )),
-        }
-    }
-
-    /// One iteration up to (not including) the record. `Ok(Err(stop))` means the loop stops
-    /// before anything worth recording happened.
-    fn iteration(
-        &mut self,
-        run: &mut Run,
-        worktree: &Worktree,
-        previous_tree: Option<Oid>,
-    ) -> Result<Result<Draft, (StopReason, String)>, EngineError> {
-        let n = run.next_iteration;
-        let settings = &self.job.settings;
-        let mut durations = serde_json::Map::new();
-        let mut transcript: Vec<Record> = Vec::new();
-        let mut decisions: Vec<String> = Vec::new();
-        self.checkpoint(|c| c.begin(n));
-
-        // Context.
+    /// Reports that a stage of iteration `n` began.
+    fn stage(&mut self, n: u32, stage: Stage, model: Option<String>) {
         self.emit(Event::Stage {
             spec: self.name.clone(),
             iteration: n,
-            stage: Stage::Context,
-            model: None,
+            stage,
+            model,
         });
-        let t = Instant::now();
-        let prompt = self.build_prompt(worktree, n)?;
-        durations.insert("context_ms".into(), ms(t.elapsed()));
-
-        // Budget, before the call; the call's worst case is held in the day's ledger until
-        // its cost is known, so that specs running at once keep the daily cap together.
-        // An agent whose cost `max_tokens` does not bound may spend all the USD left. (A model
-        // without a price stops the loop at once; only a budget makes the reservation wait.)
-        if let Err(stop) = self.price() {
-            return Ok(Err(stop));
-        }
-        let estimate = prompt.token_estimate as u64;
-        let daily = self.s.daily;
-        let bounded = self.s.agent.output_bounds_cost();
-        let cancel = self.s.cancel;
-        let reserved = daily.reserve(
-            |usd, tokens| {
-                let (max_tokens, worst) = self.budget_check_at(estimate, (usd, tokens))?;
-                let usd_left = self.usd_left_at(usd);
-                let hold = match usd_left {
-                    Some(left) if !bounded => worst.max(left),
-                    _ => worst,
-                };
-                Ok((
-                    (max_tokens, usd_left),
-                    hold,
-                    estimate + u64::from(max_tokens),
-                ))
-            },
-            &|| cancel.is_cancelled(),
-        );
-        let ((max_tokens, usd_left), reservation) = match reserved {
-            Ok(r) => r,
-            Err(_) if cancel.is_cancelled() => {
-                return Ok(Err((StopReason::Stopped, "stopped on request".into())));
-            }
-            Err(stop) => return Ok(Err(stop)),
-        };
-        // The system prompt is the same from one iteration to the next (that is what the
-        // provider's cache relies on): written once per run, then referred to.
-        let system = match &self.written_system {
-            Some((commit, k, blocks)) if *blocks == prompt.system => {
-                self.pending_system = None;
-                json!({crate::store::SYSTEM_SAME_AS: commit.to_string(), "iteration": k})
-            }
-            _ => {
-                self.pending_system = Some(prompt.system.clone());
-                json!(prompt.system)
-            }
-        };
-        let prompt_record = self.record(
-            run,
-            "prompt",
-            json!({
-                "model": self.model,
-                "max_tokens": max_tokens,
-                "system": system,
-                "user": prompt.user,
-                "omitted": prompt.omitted,
-                "files": prompt.files,
-                "token_estimate": prompt.token_estimate,
-                "stable_tokens": prompt.stable_tokens,
-            }),
-        );
-        transcript.push(prompt_record);
-        self.checkpoint(|c| c.update(&transcript));
-        let streaming = self.s.store.new_record(run, "response");
-        self.checkpoint(|c| c.stream_into(streaming));
-
-        // The agent.
-        self.emit(Event::Stage {
-            spec: self.name.clone(),
-            iteration: n,
-            stage: Stage::Agent,
-            model: Some(self.model.clone()),
-        });
-        let t = Instant::now();
-        let system: Vec<_> = prompt.system.clone();
-        let user: Vec<_> = prompt.user.clone();
-        let model = self.model.clone();
-        let request = AgentRequest {
-            system: &system,
-            user: &user,
-            model: &model,
-            max_tokens,
-            worktree: worktree.path(),
-            iteration: n,
-            budget_left_usd: usd_left,
-            timeout: settings.timeout.saturating_sub(self.started.elapsed()),
-        };
-        let name = self.name.clone();
-        let events = &mut self.events;
-        let checkpoints = self.checkpoints.as_ref();
-        let mut forward = |e: AgentEvent| match e {
-            AgentEvent::Text(text) => {
-                if let Some(c) = checkpoints {
-                    c.streamed(&text);
-                }
-                events(Event::Text {
-                    spec: name.clone(),
-                    text,
-                })
-            }
-            AgentEvent::Retry {
-                attempt,
-                delay,
-                reason,
-            } => events(Event::Retry {
-                spec: name.clone(),
-                attempt,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                reason,
-            }),
-        };
-        let reply = self.s.agent.invoke(&request, self.s.cancel, &mut forward);
-        durations.insert("agent_ms".into(), ms(t.elapsed()));
-        let reply: AgentReply = match reply {
-            Ok(reply) => reply,
-            Err(err) => return Ok(Ok(self.failed_call(run, transcript, durations, err))),
-        };
-        let cost = reply.cost_usd.unwrap_or_else(|| {
-            self.s
-                .prices
-                .cost(&reply.model, &(&reply.usage).into())
-                // The API may answer with a dated id the table (or an override) does not
-                // know: price it as the model that was asked for.
-                .or_else(|| self.s.prices.cost(&self.model, &(&reply.usage).into()))
-                .unwrap_or(0.0)
-        });
-        reservation.settle(cost, reply.usage.total());
-        self.run_cost += cost;
-        self.run_tokens.add(&reply.usage);
-        self.spent.spec_usd += cost;
-        self.spent.spec_tokens += reply.usage.total();
-        let response_record = self.record(
-            run,
-            "response",
-            json!({
-                "agent": self.s.agent.kind(),
-                "model": reply.model,
-                "text": reply.text,
-                "stop_reason": reply.stop_reason,
-                "attempts": reply.attempts,
-                "usage": reply.usage,
-                "records": reply.records,
-            }),
-        );
-        transcript.push(response_record);
-        self.checkpoint(|c| c.update(&transcript));
-        let interrupted_early = self.s.cancel.is_cancelled();
-
-        // Parse and apply.
-        self.emit(Event::Stage {
-            spec: self.name.clone(),
-            iteration: n,
-            stage: Stage::Apply,
-            model: None,
-        });
-        let t = Instant::now();
-        let parsed = if reply.edits_in_worktree {
-            // The agent edited the worktree itself; only directives are read from its text.
-            let mut p = response::parse(&reply.text);
-            p.edits.clear();
-            p.commands.clear();
-            p
-        } else {
-            response::parse(&reply.text)
-        };
-        let mut problems: Vec<String> = parsed.problems.iter().map(|p| p.to_string()).collect();
-        let mut written = Vec::new();
-        let (applied, failed, refused) = if interrupted_early {
-            (0, 0, 0)
-        } else {
-            self.apply(
-                run,
-                worktree,
-                &parsed,
-                &mut problems,
-                &mut transcript,
-                &mut written,
-            )?
-        };
-        durations.insert("apply_ms".into(), ms(t.elapsed()));
-        self.checkpoint(|c| c.update(&transcript));
-
-        // Validate.
-        let t = Instant::now();
-        let mut results: Vec<GateResult> = Vec::new();
-        // A stop that arrives while the gates run does not void an iteration whose checks all
-        // ran: it is recorded for what it is, and the loop stops after it.
-        let interrupted = self.s.cancel.is_cancelled();
-        if !interrupted {
-            self.emit(Event::Stage {
-                spec: self.name.clone(),
-                iteration: n,
-                stage: Stage::Validate,
-                model: None,
-            });
-            for gate in self.gates() {
-                let r = validate::run_gate(worktree.path(), &gate, &self.job.settings.gate_options);
-                self.emit(Event::Checked {
-                    spec: self.name.clone(),
-                    iteration: n,
-                    name: r.name.clone(),
-                    passed: r.passed,
-                    exit_code: r.exit_code,
-                    timed_out: r.timed_out,
-                    duration_ms: r.duration_ms,
-                });
-                results.push(r);
-            }
-        }
-        durations.insert("validate_ms".into(), ms(t.elapsed()));
-        for r in &results {
-            let rec = self.record(run, "gate", serde_json::to_value(r).unwrap_or(Value::Null));
-            transcript.push(rec);
-        }
-        self.checkpoint(|c| c.update(&transcript));
-
-        // Decide.
-        let t = Instant::now();
-        // The snapshot stages what changed: the paths the worktree's watch saw change (gates,
-        // commands and agents may write anywhere) and mmm's own edits. Without a watch, just
-        // the edits when nothing else ran (no gate, no command, an agent that does not edit
-        // files itself, every edit applied whole); otherwise the whole worktree is scanned.
-        // An iteration about to be recorded as complete is always scanned in full, so that the
-        // final state never rests on the watch.
-        let own_edits_only = results.is_empty()
-            && self.gates().is_empty()
-            && parsed.commands.is_empty()
-            && !reply.edits_in_worktree
-            && failed == 0;
-        let failing: Vec<&GateResult> = results.iter().filter(|r| !r.passed).collect();
-        let may_complete = !interrupted
-            && parsed.directives.needs_review.is_none()
-            && parsed.directives.complete
-            && failing.is_empty()
-            && problems.is_empty();
-        let tree = if may_complete {
-            self.scan(worktree)?
-        } else {
-            self.refresh(worktree, &written, own_edits_only)?
-        };
-        let checks_passed = results.len() - failing.len();
-        let status = if interrupted {
-            IterationStatus::Interrupted
-        } else if parsed.directives.needs_review.is_some() {
-            IterationStatus::NeedsReview
-        } else if parsed.directives.complete && failing.is_empty() && problems.is_empty() {
-            IterationStatus::Complete
-        } else if failing.is_empty() {
-            IterationStatus::Passed
-        } else {
-            IterationStatus::Failed
-        };
-        let stop = self.decide(
-            &status,
-            &parsed,
-            &failing,
-            refused,
-            previous_tree,
-            tree,
-            &mut decisions,
-        );
-        durations.insert("decide_ms".into(), ms(t.elapsed()));
-
-        // Carry what matters into the next iteration.
-        self.memory.failures = failing
-            .iter()
-            .map(|r| context::Failure {
-                name: r.name.clone(),
-                command: r.command.clone(),
-                output: r.output.clone(),
-            })
-            .collect();
-        self.memory.problems = problems.clone();
-        if let Some(s) = &parsed.directives.summary {
-            self.memory.summaries.push(format!("iteration {n}: {s}"));
-        }
-        self.memory.last_failing = Some(failing.len());
-
-        let summary = parsed
-            .directives
-            .summary
-            .as_deref()
-            .map(|s| first_line(s).to_owned())
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| {
-                format!("{status}: {checks_passed}/{} checks passed", results.len())
-            });
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("iteration".into(), Value::from(n));
-        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
-        metrics.insert("model".into(), Value::from(reply.model.clone()));
-        metrics.insert("status".into(), Value::from(status.as_str()));
-        metrics.insert("tokens".into(), json!(reply.usage));
-        metrics.insert("cost_usd".into(), Value::from(cost));
-        metrics.insert("attempts".into(), Value::from(reply.attempts));
-        if !reply.metrics.is_empty() {
-            let mut agent_metrics = Value::Object(reply.metrics.clone());
-            self.s.redactor.redact_json(&mut agent_metrics);
-            metrics.insert("agent_metrics".into(), agent_metrics);
-        }
-        metrics.insert("durations".into(), Value::Object(durations));
-        metrics.insert(
-            "gates".into(),
-            Value::Array(
-                results
-                    .iter()
-                    .map(|r| {
-                        json!({
-                            "name": r.name, "kind": r.kind, "command": r.command,
-                            "passed": r.passed, "exit_code": r.exit_code,
-                            "duration_ms": r.duration_ms, "timed_out": r.timed_out,
-                        })
-                    })
-                    .collect(),
-            ),
-        );
-        metrics.insert("checks_passed".into(), Value::from(checks_passed));
-        metrics.insert("checks_total".into(), Value::from(results.len()));
-        metrics.insert(
-            "edits".into(),
-            json!({"applied": applied, "failed": failed, "refused": refused}),
-        );
-        metrics.insert("problems".into(), Value::from(problems.len()));
-        metrics.insert("decisions".into(), json!(decisions));
-        metrics.insert(
-            "complete_claimed".into(),
-            Value::from(parsed.directives.complete),
-        );
-        if let Some(s) = &parsed.directives.summary {
-            metrics.insert("summary".into(), Value::from(s.clone()));
-        }
-        Ok(Ok(Draft {
-            status,
-            transcript,
-            metrics,
-            summary,
-            usage: reply.usage,
-            cost,
-            checks_passed,
-            checks_total: results.len(),
-            decisions,
-            stop,
-            tree: Some(tree),
-        }))
-    }
-
-    fn build_prompt(&mut self, worktree: &Worktree, n: u32) -> Result<Prompt, EngineError> {
-        let settings = &self.job.settings;
-        let spec = self.job.spec;
-        let mut input = ContextInput {
-            worktree: worktree.path().to_path_buf(),
-            spec_id: self.name.clone(),
-            spec_content: spec.content.clone(),
-            criteria: spec
-                .criteria
-                .iter()
-                .map(|c| context::CriterionView {
-                    text: c.text.clone(),
-                    verify: c.verify.clone(),
-                    last_result: None,
-                })
-                .collect(),
-            context_globs: spec.context.clone(),
-            iteration: n,
-            max_iterations: settings.max_iterations.max(n),
-            failures: self.memory.failures.clone(),
-            review_feedback: self.job.review_feedback.clone(),
-            problems: self.memory.problems.clone(),
-            touched_files: self.memory.touched.iter().cloned().collect(),
-            memory: self.memory.summaries.clone(),
-            dependency_summaries: self.job.dependency_summaries.clone(),
-            completed_specs: self.job.completed_specs.clone(),
-            budget: settings.token_budget,
-            options: settings.context.clone(),
-            repo: self.repo.clone(),
-            tree: self.tree.clone(),
-        };
-        if input.tree.is_none() {
-            let tree = Arc::new(context::walk_tree(&input)?);
-            self.tree = Some(tree.clone());
-            input.tree = Some(tree);
-        }
-        if input.repo.is_none() {
-            // Once per run, from the worktree at the run's start: the map stays byte-identical
-            // (the cached prefix) and 2,000 files are not re-read on every iteration.
-            let repo = Arc::new(context::repo_snapshot(&input)?);
-            self.repo = Some(repo.clone());
-            input.repo = Some(repo);
-        }
-        Ok(context::build_prompt(&input, self.job.templates)?)
     }
 
     /// Hands something to the checkpoint thread (there is one while a run is under way).
@@ -1315,359 +628,41 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
         }
     }
 
-    /// Snapshots the worktree; forgets the context's list of files when files were added or
-    /// deleted, so that the next prompt walks the worktree again.
-    fn scan(&mut self, worktree: &Worktree) -> Result<Oid, EngineError> {
-        let snap = worktree.scan()?;
-        Ok(self.saw(snap))
-    }
-
-    /// Keeps the context's list of files and what it read in step with a snapshot.
-    fn saw(&mut self, snap: Snapshot) -> Oid {
-        if snap.files_changed {
-            self.tree = None;
-        } else if let Some(tree) = &self.tree {
-            tree.forget(snap.changed.iter().map(String::as_str));
-        }
-        snap.tree
-    }
-
-    /// [`Loop::scan`] by the cheapest exact way (see [`Worktree::refresh`]).
-    fn refresh(
-        &mut self,
-        worktree: &Worktree,
-        written: &[String],
-        nothing_else: bool,
-    ) -> Result<Oid, EngineError> {
-        let snap = worktree.refresh(written, nothing_else)?;
-        Ok(self.saw(snap))
-    }
-
-    fn gates(&self) -> Vec<Gate> {
-        let mut gates = self.job.settings.gates.clone();
-        for (i, c) in self.job.spec.criteria.iter().enumerate() {
-            if let Some(cmd) = &c.verify {
-                gates.push(Gate {
-                    name: format!("criterion {}", i + 1),
-                    kind: GateKind::Criterion,
-                    command: cmd.clone(),
-                });
+    /// A redacted record of the run for a note.
+    fn record(&self, run: &mut Run, kind: &str, mut value: Value) -> Record {
+        self.s.redactor.redact_json(&mut value);
+        let mut r = self.s.store.new_record(run, kind);
+        match value {
+            // A key that names one of the record's own fields (a gate result's `kind`) would
+            // be written twice and make the whole note unreadable: it gets the record's kind
+            // as a prefix (`gate_kind`).
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let k = if RESERVED_FIELDS.contains(&k.as_str()) {
+                        format!("{kind}_{k}")
+                    } else {
+                        k
+                    };
+                    r.data.insert(k, v);
+                }
+            }
+            other => {
+                r.data.insert("value".into(), other);
             }
         }
-        gates
-    }
-
-    /// Applies the parsed edits and runs the allowed commands; returns the counts of applied,
-    /// failed and refused edits, and adds the paths of the applied ones to `written`.
-    fn apply(
-        &mut self,
-        run: &mut Run,
-        worktree: &Worktree,
-        parsed: &Parsed,
-        problems: &mut Vec<String>,
-        transcript: &mut Vec<Record>,
-        written: &mut Vec<String>,
-    ) -> Result<(usize, usize, usize), EngineError> {
-        let settings = &self.job.settings;
-        let report = apply::apply(worktree.path(), &parsed.edits, &settings.apply_policy)?;
-        for a in &report.applied {
-            self.memory.touched.insert(PathBuf::from(&a.path));
-            written.push(a.path.clone());
-        }
-        for f in &report.failed {
-            problems.push(format!("the edit of `{}` failed: {}", f.path, f.reason));
-        }
-        for r in &report.refused {
-            problems.push(format!(
-                "the edit of `{}` was refused: {}",
-                r.path, r.reason
-            ));
-        }
-        let rec = self.record(
-            run,
-            "edits",
-            json!({
-                "applied": report.applied.iter().map(|a| json!({"path": a.path, "kind": format!("{:?}", a.kind).to_lowercase(), "bytes": a.bytes})).collect::<Vec<_>>(),
-                "failed": report.failed.iter().map(|f| json!({"path": f.path, "reason": f.reason.to_string()})).collect::<Vec<_>>(),
-                "refused": report.refused.iter().map(|r| json!({"path": r.path, "reason": r.reason.to_string()})).collect::<Vec<_>>(),
-                "problems": parsed.problems.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            }),
-        );
-        transcript.push(rec);
-        for command in &parsed.commands {
-            let outcome =
-                match apply::run_command(worktree.path(), command, &settings.command_policy) {
-                    Ok(o) => o,
-                    Err(e) => {
-                        problems.push(format!("the command `{command}` could not run: {e}"));
-                        continue;
-                    }
-                };
-            if let Some(why) = &outcome.refusal {
-                problems.push(format!("the command `{command}` was not run: {why}"));
-            } else if !outcome.succeeded() {
-                problems.push(format!(
-                    "the command `{command}` failed (exit {:?}{})",
-                    outcome.exit_code,
-                    if outcome.timed_out { ", timed out" } else { "" }
-                ));
-            }
-            let rec = self.record(
-                run,
-                "command",
-                json!({
-                    "command": outcome.command,
-                    "allowed": outcome.allowed,
-                    "refusal": outcome.refusal,
-                    "exit_code": outcome.exit_code,
-                    "timed_out": outcome.timed_out,
-                    "duration_ms": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
-                    "stdout": outcome.stdout,
-                    "stderr": outcome.stderr,
-                }),
-            );
-            transcript.push(rec);
-        }
-        Ok((
-            report.applied.len(),
-            report.failed.len(),
-            report.refused.len(),
-        ))
-    }
-
-    /// Stop conditions and strategies after an iteration.
-    #[allow(clippy::too_many_arguments)]
-    fn decide(
-        &mut self,
-        status: &IterationStatus,
-        parsed: &Parsed,
-        failing: &[&GateResult],
-        refused: usize,
-        previous_tree: Option<Oid>,
-        tree: Oid,
-        decisions: &mut Vec<String>,
-    ) -> Option<(StopReason, String)> {
-        let settings = &self.job.settings;
-        let memory = &mut self.memory;
-        let patch = patch_id(self.s.store.repo(), previous_tree, tree);
-        memory.same_patch = if patch.is_some() && patch == memory.last_patch {
-            memory.same_patch + 1
-        } else {
-            1
-        };
-        memory.last_patch = patch;
-        let key = (!failing.is_empty()).then(|| failure_key(failing));
-        memory.same_failures = if key.is_some() && key == memory.last_failure_key {
-            memory.same_failures + 1
-        } else {
-            1
-        };
-        memory.last_failure_key = key;
-        memory.hostile_in_a_row = if refused > 0 {
-            memory.hostile_in_a_row + 1
-        } else {
-            0
-        };
-
-        match status {
-            IterationStatus::Complete => {
-                memory.failed_in_a_row = 0;
-                return Some(if settings.checkpoint_after_complete {
-                    decisions
-                        .push("checkpoint: wait for a human to approve the completed spec".into());
-                    (
-                        StopReason::Checkpoint,
-                        "complete; a required checkpoint waits for a human".into(),
-                    )
-                } else {
-                    (
-                        StopReason::Complete,
-                        "the model said complete and every check passed".into(),
-                    )
-                });
-            }
-            IterationStatus::NeedsReview => {
-                let why = parsed.directives.needs_review.clone().unwrap_or_default();
-                return Some((
-                    StopReason::NeedsReview,
-                    format!("the model asked for a human: {why}"),
-                ));
-            }
-            IterationStatus::Interrupted => {
-                return Some((
-                    StopReason::Stopped,
-                    "stopped on request; the iteration is recorded as interrupted".into(),
-                ));
-            }
-            _ => {}
-        }
-        if memory.hostile_in_a_row >= settings.hostile_after.max(1) {
-            return Some((
-                StopReason::Critical,
-                format!(
-                    "the model's edits were refused in {} iterations in a row (hostile or confused output)",
-                    memory.hostile_in_a_row
-                ),
-            ));
-        }
-        if settings.stuck_after > 0 {
-            if memory.same_patch >= settings.stuck_after {
-                return Some((
-                    StopReason::Stuck,
-                    format!("the same change {} times in a row", memory.same_patch),
-                ));
-            }
-            if memory.same_failures >= settings.stuck_after {
-                return Some((
-                    StopReason::Stuck,
-                    format!(
-                        "the same failing checks {} times in a row",
-                        memory.same_failures
-                    ),
-                ));
-            }
-        }
-        if *status == IterationStatus::Failed {
-            memory.failed_in_a_row += 1;
-            decisions.push("feed the failures back to the model".into());
-            if let (Some(good), Some(before)) = (memory.last_good, memory.last_failing)
-                && failing.len() > before
-            {
-                decisions.push(format!(
-                    "roll the workspace back to the last iteration whose checks passed ({}), because this one made things worse ({} failing checks, {} before)",
-                    short(good),
-                    failing.len(),
-                    before
-                ));
-            }
-            if let Some(stronger) = &settings.escalate_to
-                && settings.escalate_after > 0
-                && memory.failed_in_a_row >= settings.escalate_after
-                && *stronger != self.model
-            {
-                decisions.push(format!(
-                    "escalate from {} to {stronger} after {} failed iterations",
-                    self.model, memory.failed_in_a_row
-                ));
-            }
-        } else {
-            memory.failed_in_a_row = 0;
-        }
-        if settings.checkpoint_after_iteration {
-            decisions.push("checkpoint: wait for a human after this iteration".into());
-            return Some((
-                StopReason::Checkpoint,
-                "a required checkpoint after each iteration waits for a human".into(),
-            ));
-        }
-        None
-    }
-
-    /// Records nothing yet: turns a failed agent call into a draft iteration, so that the
-    /// attempt and its cause are kept.
-    fn failed_call(
-        &mut self,
-        run: &mut Run,
-        mut transcript: Vec<Record>,
-        durations: serde_json::Map<String, Value>,
-        err: AgentError,
-    ) -> Draft {
-        let (status, stop) = match &err {
-            AgentError::Interrupted => (
-                IterationStatus::Interrupted,
-                Some((
-                    StopReason::Stopped,
-                    "stopped on request during the model call".to_owned(),
-                )),
-            ),
-            AgentError::Critical { .. } => (
-                IterationStatus::Error,
-                Some((StopReason::Critical, critical_detail(&err))),
-            ),
-            // The agent already retried (the API client with backoff); another iteration
-            // would only burn the budget of iterations. The next `git mmm run` resumes here.
-            AgentError::Failed { .. } => (
-                IterationStatus::Error,
-                Some((StopReason::Critical, critical_detail(&err))),
-            ),
-        };
-        let rec = self.record(
-            run,
-            "agent-error",
-            json!({"error": err.to_string(), "hint": err.hint()}),
-        );
-        transcript.push(rec);
-        self.memory.problems = vec![format!("the previous model call failed: {err}")];
-        let mut metrics = serde_json::Map::new();
-        metrics.insert("iteration".into(), Value::from(run.next_iteration));
-        metrics.insert("agent".into(), Value::from(self.s.agent.kind()));
-        metrics.insert("model".into(), Value::from(self.model.clone()));
-        metrics.insert("status".into(), Value::from(status.as_str()));
-        metrics.insert("tokens".into(), json!(TokenUsage::default()));
-        metrics.insert("cost_usd".into(), Value::from(0.0));
-        metrics.insert("durations".into(), Value::Object(durations));
-        metrics.insert("error".into(), Value::from(err.to_string()));
-        let mut redacted = Value::Object(metrics);
-        self.s.redactor.redact_json(&mut redacted);
-        let metrics = match redacted {
-            Value::Object(m) => m,
-            _ => serde_json::Map::new(),
-        };
-        Draft {
-            summary: format!("the agent call failed: {}", first_line(&err.to_string())),
-            status,
-            transcript,
-            metrics,
-            usage: TokenUsage::default(),
-            cost: 0.0,
-            checks_passed: 0,
-            checks_total: 0,
-            decisions: Vec::new(),
-            stop,
-            tree: None,
-        }
+        r
     }
 }
 
 /// The fields of a [`Record`] itself, which its `data` must not repeat.
 const RESERVED_FIELDS: [&str; 6] = ["v", "kind", "id", "run", "seq", "ts"];
 
-fn critical_detail(err: &AgentError) -> String {
-    let message = err.to_string();
-    match err.hint() {
-        // API errors carry their own hint in the message.
-        Some(h) if !h.is_empty() && !message.contains("hint:") => format!("{message} ({h})"),
-        _ => message,
-    }
-}
-
-fn ms(d: Duration) -> Value {
-    Value::from(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn first_line(s: &str) -> &str {
     s.lines().next().unwrap_or("").trim()
-}
-
-fn short(oid: Oid) -> String {
-    let s = oid.to_string();
-    s[..10.min(s.len())].to_owned()
-}
-
-/// Identifies failing checks by name and output with digits removed, so that timings and
-/// addresses do not make two identical failures look different.
-fn failure_key(failing: &[&GateResult]) -> String {
-    let mut parts: Vec<String> = failing
-        .iter()
-        .map(|r| failure_part(&r.name, &r.output))
-        .collect();
-    parts.sort();
-    parts.join("\u{1}")
-}
-
-fn failure_part(name: &str, output: &str) -> String {
-    let out: String = output.chars().filter(|c| !c.is_ascii_digit()).collect();
-    format!("{name}\u{0}{out}")
 }
 
 /// A stable id of the change between two trees (`None` when it cannot be computed).
@@ -1684,69 +679,4 @@ fn patch_id(repo: &git2::Repository, old: Option<Oid>, new: Oid) -> Option<Strin
         return Some("empty".into());
     }
     diff.patchid(None).ok().map(|id| id.to_string())
-}
-
-/// Cost and tokens recorded in an iteration's metrics note.
-pub fn spend_of(metrics: &[Record]) -> (f64, u64) {
-    let mut usd = 0.0;
-    let mut tokens = 0;
-    for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        usd += m
-            .data
-            .get("cost_usd")
-            .and_then(Value::as_f64)
-            .unwrap_or(0.0);
-        if let Some(t) = m.data.get("tokens")
-            && let Ok(u) = serde_json::from_value::<TokenUsage>(t.clone())
-        {
-            tokens += u.total();
-        }
-    }
-    (usd, tokens)
-}
-
-/// Restores memory (summaries, touched files, the last failures) from an earlier iteration's
-/// notes, so that a resumed run knows what came before.
-fn remember(memory: &mut Memory, metrics: &[Record], transcript: &[Record]) {
-    for m in metrics.iter().filter(|r| r.kind == "metrics") {
-        if let (Some(s), Some(n)) = (
-            m.data.get("summary").and_then(Value::as_str),
-            m.data.get("iteration").and_then(Value::as_u64),
-        ) {
-            memory.summaries.push(format!("iteration {n}: {s}"));
-        }
-    }
-    memory.failures.clear();
-    for t in transcript {
-        match t.kind.as_str() {
-            "edits" => {
-                for a in t
-                    .data
-                    .get("applied")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                {
-                    if let Some(p) = a.get("path").and_then(Value::as_str) {
-                        memory.touched.insert(PathBuf::from(p));
-                    }
-                }
-            }
-            "gate" if t.data.get("passed").and_then(Value::as_bool) == Some(false) => {
-                let field = |k: &str| {
-                    t.data
-                        .get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_owned()
-                };
-                memory.failures.push(context::Failure {
-                    name: field("name"),
-                    command: field("command"),
-                    output: field("output"),
-                });
-            }
-            _ => {}
-        }
-    }
 }

@@ -363,12 +363,7 @@ fn key_line(raw: &RawFront<'_>, key: &str) -> usize {
 /// The known key closest to `key`, if it is close enough to be a typo.
 fn closest_key(key: &str) -> Option<&'static str> {
     let lower = key.to_ascii_lowercase().replace('-', "_");
-    KNOWN_KEYS
-        .iter()
-        .map(|k| (crate::text::edit_distance(&lower, k), *k))
-        .filter(|(d, k)| *d <= (k.len() / 3).max(1))
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k)
+    crate::text::closest(&lower, KNOWN_KEYS.iter().copied())
 }
 
 #[cfg(test)]

@@ -39,21 +39,27 @@
 //! the CLI renders it.
 
 mod doctor;
+mod notes;
 mod pack;
+mod read;
 pub mod record;
+mod refs;
 pub mod trailers;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use git2::{ErrorCode, Oid, Repository, Signature};
+use git2::{Oid, Repository, Signature};
 
 use crate::clock::{Clock, IdGen, rfc3339};
 use crate::spec::SpecId;
 
 pub use doctor::{DoctorAction, DoctorOptions, DoctorReport, Finding, MMM_LOCK_PREFIX, Problem};
+pub use read::{Iteration, IterationDetail, SYSTEM_SAME_AS, SpecState};
 pub use record::{IterationStatus, RECORD_VERSION, Record};
+use refs::{MAX_ATTEMPTS, backoff};
+pub use refs::{archive_ref, branch_ref, metrics_ref, transcripts_ref, wip_ref};
 use trailers::{Trailers, key};
 
 /// The names of the steps of the write protocol at which [`StoreOptions::kill_point`] can stop
@@ -301,63 +307,6 @@ pub struct Recorded {
     pub superseded: bool,
 }
 
-/// One iteration commit, read from its trailers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Iteration {
-    /// The spec.
-    pub spec: SpecId,
-    /// The iteration number.
-    pub n: u32,
-    /// The commit.
-    pub commit: Oid,
-    /// Its first parent.
-    pub parent: Option<Oid>,
-    /// Its tree.
-    pub tree: Oid,
-    /// The run that wrote it.
-    pub run: Option<String>,
-    /// Its status (`None` if the trailer is missing).
-    pub status: Option<IterationStatus>,
-    /// The spec file's blob id.
-    pub spec_revision: Option<String>,
-    /// The commit subject.
-    pub summary: String,
-    /// The commit time.
-    pub time: SystemTime,
-}
-
-/// An iteration with its notes.
-#[derive(Debug, Clone, PartialEq)]
-pub struct IterationDetail {
-    /// The iteration.
-    pub iteration: Iteration,
-    /// The full commit message.
-    pub message: String,
-    /// The transcript records, sorted by `(run, seq)` and deduped; `None` if the note is missing.
-    pub transcript: Option<Vec<Record>>,
-    /// The metrics records, likewise.
-    pub metrics: Option<Vec<Record>>,
-}
-
-/// The state of one spec, read from its branch tip's trailers only.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SpecState {
-    /// The spec.
-    pub spec: SpecId,
-    /// The branch tip.
-    pub tip: Oid,
-    /// The last iteration number (`None` if the tip is not an mmm iteration commit).
-    pub iteration: Option<u32>,
-    /// The last status.
-    pub status: Option<IterationStatus>,
-    /// The run that wrote the tip.
-    pub run: Option<String>,
-    /// The spec revision the tip was made from.
-    pub spec_revision: Option<String>,
-    /// The tip's commit time.
-    pub time: SystemTime,
-}
-
 /// The outcome of a rollback or its undo.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rollback {
@@ -373,74 +322,10 @@ pub struct Rollback {
     pub archive: Oid,
 }
 
-/// The branch of a spec.
-pub fn branch_ref(spec: &SpecId) -> String {
-    format!("refs/heads/mmm/{spec}")
-}
-
-/// The transcripts notes ref of a spec.
-pub fn transcripts_ref(spec: &SpecId) -> String {
-    format!("refs/notes/mmm/{spec}/transcripts")
-}
-
-/// The metrics notes ref of a spec.
-pub fn metrics_ref(spec: &SpecId) -> String {
-    format!("refs/notes/mmm/{spec}/metrics")
-}
-
-/// The archive ref of a spec.
-pub fn archive_ref(spec: &SpecId) -> String {
-    format!("refs/mmm/{spec}/archive")
-}
-
-/// The key of a prompt record's `system` object that refers to an earlier iteration's
-/// transcript instead of repeating its system prompt: `{"same_as": "<commit>", "iteration": k}`.
-/// [`Store::resolve_prompts`] follows it.
-pub const SYSTEM_SAME_AS: &str = "same_as";
-
-/// The wip ref of a run.
-pub fn wip_ref(spec: &SpecId, run: &str) -> String {
-    format!("refs/mmm/{spec}/wip/{run}")
-}
-
-/// Flushes a file's or a directory's content and metadata to the disk.
-fn sync_path(path: &Path) -> std::io::Result<()> {
-    std::fs::File::open(path)?.sync_all()
-}
-
-const MAX_ATTEMPTS: u32 = 200;
-
-fn retriable(e: &git2::Error) -> bool {
-    matches!(
-        e.code(),
-        ErrorCode::Locked | ErrorCode::Modified | ErrorCode::Exists
-    )
-}
-
-/// Sleeps a jittered, growing delay before attempt `attempt + 1`.
-fn backoff(attempt: u32) {
-    use std::hash::{BuildHasher, Hasher};
-    let base_ms = (1u64 << attempt.min(6)).min(50);
-    // RandomState is seeded randomly per instance: a cheap jitter source without a dependency.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    let jitter = h.finish() % (base_ms * 1000 + 1);
-    std::thread::sleep(Duration::from_micros(base_ms * 500 + jitter));
-}
-
 fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
-}
-
-fn git_time(t: git2::Time) -> SystemTime {
-    let secs = t.seconds();
-    if secs >= 0 {
-        UNIX_EPOCH + Duration::from_secs(secs.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
-    }
 }
 
 /// Why an archive entry was made (the `Mmm-Archive` trailer).
@@ -581,98 +466,6 @@ impl Store {
         )
     }
 
-    fn ref_target(&self, name: &str) -> Result<Option<Oid>> {
-        match self.repo.refname_to_id(name) {
-            Ok(oid) => Ok(Some(oid)),
-            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
-            Err(e) => Err(StoreError::git(format!("read {name}"))(e)),
-        }
-    }
-
-    /// Makes a ref update durable: the ref's file (libgit2 writes every update as a loose ref,
-    /// through a lock file renamed into place) and the directory that holds it; the first time
-    /// this store moves a ref, every directory between it and the git directory too (libgit2
-    /// may just have created them). Reflogs are not synced: they are a history of the refs, not
-    /// the state (git's `core.fsync=committed` makes the same choice).
-    fn sync_ref(&self, name: &str) -> Result<()> {
-        if !self.opts.sync {
-            return Ok(());
-        }
-        let common = self.repo.commondir();
-        let path = common.join(name);
-        let first = self.synced_refs.borrow_mut().insert(name.to_owned());
-        let sync = |path: &Path| {
-            sync_path(path).map_err(|source| StoreError::Sync {
-                path: path.to_owned(),
-                source,
-            })
-        };
-        match sync_path(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                // A concurrent `git pack-refs` moved it into packed-refs meanwhile.
-                let packed = common.join("packed-refs");
-                if packed.exists() {
-                    sync(&packed)?;
-                }
-                return sync(common);
-            }
-            Err(source) => return Err(StoreError::Sync { path, source }),
-        }
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            sync(d)?;
-            if !first || d == common {
-                break;
-            }
-            dir = d.parent();
-        }
-        Ok(())
-    }
-
-    fn ensure_log(&self, name: &str) -> Result<()> {
-        retry(&format!("create the reflog of {name}"), || {
-            self.repo.reference_ensure_log(name)
-        })
-    }
-
-    /// Moves `name` from `expected` (`None`: must not exist) to `new`. `Ok(false)` if another
-    /// writer got there first; retries while the ref is locked.
-    fn cas_ref(&self, name: &str, expected: Option<Oid>, new: Oid, msg: &str) -> Result<bool> {
-        // The objects the ref will reach must be on disk before it moves.
-        self.flush()?;
-        self.ensure_log(name)?;
-        let msg = trailers::one_line(msg);
-        for attempt in 0..MAX_ATTEMPTS {
-            // "Must not exist yet" is the zero id: libgit2 checks it under the ref's lock. A
-            // non-forced `reference()` checks for an existing ref *before* taking the lock,
-            // so two writers creating the same ref at once could both succeed, the second
-            // overwriting the first (it lost notes when four processes started one notes ref).
-            let old = expected.unwrap_or(Oid::ZERO_SHA1);
-            let res = self.repo.reference_matching(name, new, true, old, &msg);
-            match res {
-                Ok(_) => {
-                    self.sync_ref(name)?;
-                    return Ok(true);
-                }
-                Err(e) if e.code() == ErrorCode::Locked => backoff(attempt),
-                Err(e)
-                    if matches!(
-                        e.code(),
-                        ErrorCode::Modified | ErrorCode::Exists | ErrorCode::NotFound
-                    ) =>
-                {
-                    return Ok(false);
-                }
-                Err(e) => return Err(StoreError::git(format!("update {name}"))(e)),
-            }
-        }
-        Err(StoreError::Contention {
-            what: name.to_owned(),
-            attempts: MAX_ATTEMPTS,
-        })
-    }
-
     /// A fresh record for `run`, with the next sequence number, a new id and the current time.
     pub fn new_record(&self, run: &mut Run, kind: &str) -> Record {
         run.seq += 1;
@@ -733,17 +526,6 @@ impl Store {
             None => 1,
         };
         Ok(())
-    }
-
-    /// The trailers of a commit, and its iteration number if it is an iteration of `spec`.
-    fn trailers_of(&self, oid: Oid) -> Result<(Trailers, Option<u32>)> {
-        let c = self
-            .repo
-            .find_commit(oid)
-            .map_err(StoreError::git(format!("read commit {oid}")))?;
-        let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
-        let n = t.iteration();
-        Ok((t, n))
     }
 
     fn empty_tree(&self) -> Result<Oid> {
@@ -819,101 +601,6 @@ impl Store {
         run.wip = Some(c);
         run.checkpoints = n;
         Ok(c)
-    }
-
-    /// Builds (without moving any ref) the notes commit that adds `new` to the note of `commit`
-    /// on the current tip of `notes_ref`, as a union with any note already there. `None` when
-    /// the note already holds every line. [`Store::publish_note`] moves the ref.
-    ///
-    /// Not `Repository::note`: libgit2's `git_note_create` moves the notes ref with a *forced*
-    /// write (`git_reference_create(.., force = 1)`), so two concurrent writers silently drop
-    /// each other's notes. We build the notes commit ourselves and move the ref by
-    /// compare-and-swap.
-    fn prepare_note(&self, notes_ref: &str, commit: Oid, new: &str) -> Result<Option<NoteCommit>> {
-        let sig = self.signature()?;
-        let what = format!("write the note {notes_ref} on {commit}");
-        let hex = commit.to_string();
-        let old = self.ref_target(notes_ref)?;
-        let old_commit = match old {
-            Some(o) => Some(
-                self.repo
-                    .find_commit(o)
-                    .map_err(StoreError::git(format!("read {notes_ref}")))?,
-            ),
-            None => None,
-        };
-        let old_tree = match &old_commit {
-            Some(c) => Some(
-                c.tree()
-                    .map_err(StoreError::git(format!("read {notes_ref}")))?,
-            ),
-            None => None,
-        };
-        let existing = match &old_tree {
-            Some(t) => find_note_blob(&self.repo, t, &hex)
-                .map_err(StoreError::git(format!("read {notes_ref}")))?,
-            None => None,
-        };
-        let text = match existing {
-            Some(blob) => {
-                let old_text = String::from_utf8_lossy(blob.content()).into_owned();
-                let merged = record::union_jsonl(&old_text, new);
-                if merged == old_text {
-                    return Ok(None);
-                }
-                merged
-            }
-            None => new.to_owned(),
-        };
-        let blob = self
-            .repo
-            .blob(text.as_bytes())
-            .map_err(StoreError::git(&what))?;
-        let tree = insert_note(&self.repo, old_tree.as_ref(), &hex, blob)
-            .map_err(StoreError::git(&what))?;
-        let tree = self.repo.find_tree(tree).map_err(StoreError::git(&what))?;
-        let parents: Vec<&git2::Commit<'_>> = old_commit.iter().collect();
-        let notes_commit = self
-            .repo
-            .commit(
-                None,
-                &sig,
-                &sig,
-                "Notes added by 'git mmm'\n",
-                &tree,
-                &parents,
-            )
-            .map_err(StoreError::git(&what))?;
-        Ok(Some(NoteCommit {
-            old,
-            new: notes_commit,
-        }))
-    }
-
-    /// Moves `notes_ref` to a prepared notes commit by compare-and-swap; when another writer
-    /// moved it first, prepares the note again on the new tip and retries.
-    fn publish_note(
-        &self,
-        notes_ref: &str,
-        commit: Oid,
-        new: &str,
-        mut prepared: Option<NoteCommit>,
-    ) -> Result<()> {
-        let hex = commit.to_string();
-        for attempt in 0..MAX_ATTEMPTS {
-            let Some(p) = prepared else {
-                return Ok(());
-            };
-            if self.cas_ref(notes_ref, p.old, p.new, &format!("mmm: note on {hex}"))? {
-                return Ok(());
-            }
-            backoff(attempt);
-            prepared = self.prepare_note(notes_ref, commit, new)?;
-        }
-        Err(StoreError::Contention {
-            what: format!("write the note {notes_ref} on {commit}"),
-            attempts: MAX_ATTEMPTS,
-        })
     }
 
     /// Records one iteration: the commit object, its transcripts and metrics notes, then the
@@ -1004,16 +691,6 @@ impl Store {
         self.merge_packs()
     }
 
-    fn delete_ref(&self, name: &str) -> Result<()> {
-        retry(&format!("delete {name}"), || {
-            match self.repo.find_reference(name) {
-                Ok(mut r) => r.delete(),
-                Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
-    }
-
     /// Appends `target` to the spec's archive: a commit with the empty tree and parents
     /// `[previous archive, target]`, with `extra` trailers. Returns the archive commit.
     pub(crate) fn archive(
@@ -1075,176 +752,6 @@ impl Store {
         })
     }
 
-    fn iteration_of(&self, spec: &SpecId, c: &git2::Commit<'_>) -> Option<Iteration> {
-        let t = Trailers::parse(&String::from_utf8_lossy(c.message_bytes()));
-        if t.get(key::SPEC) != Some(spec.as_str()) {
-            return None;
-        }
-        let n = t.iteration()?;
-        Some(Iteration {
-            spec: spec.clone(),
-            n,
-            commit: c.id(),
-            parent: c.parent_id(0).ok(),
-            tree: c.tree_id(),
-            run: t.get(key::RUN).map(str::to_owned),
-            status: t.get(key::STATUS).map(|s| {
-                s.parse()
-                    .unwrap_or_else(|e: std::convert::Infallible| match e {})
-            }),
-            spec_revision: t.get(key::SPEC_REVISION).map(str::to_owned),
-            summary: String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned(),
-            time: git_time(c.time()),
-        })
-    }
-
-    /// The iterations on the spec's branch, oldest first: a first-parent walk from the tip
-    /// that stops at the first commit without this spec's trailers (the base).
-    pub fn history(&self, spec: &SpecId) -> Result<Vec<Iteration>> {
-        let tip = self
-            .ref_target(&branch_ref(spec))?
-            .ok_or_else(|| StoreError::NoBranch { spec: spec.clone() })?;
-        let mut out = Vec::new();
-        let mut cur = Some(tip);
-        while let Some(oid) = cur {
-            let c = self
-                .repo
-                .find_commit(oid)
-                .map_err(StoreError::git(format!("read commit {oid}")))?;
-            match self.iteration_of(spec, &c) {
-                // Numbers count down by one to iteration 1; an older chain of the same spec
-                // below it (a branch merged into the base and deleted) is not this branch.
-                Some(it)
-                    if out
-                        .last()
-                        .is_none_or(|newer: &Iteration| newer.n == it.n + 1) =>
-                {
-                    cur = if it.n <= 1 { None } else { it.parent };
-                    out.push(it);
-                }
-                _ => break,
-            }
-        }
-        out.reverse();
-        Ok(out)
-    }
-
-    /// One iteration of the spec's branch with its notes.
-    pub fn iteration(&self, spec: &SpecId, n: u32) -> Result<IterationDetail> {
-        let history = self.history(spec)?;
-        let Some(it) = history.iter().find(|i| i.n == n).cloned() else {
-            let range = match (history.first(), history.last()) {
-                (Some(a), Some(b)) => format!("{}..={}", a.n, b.n),
-                _ => "none".to_owned(),
-            };
-            return Err(StoreError::NoSuchIteration {
-                spec: spec.clone(),
-                n,
-                range,
-            });
-        };
-        let c = self
-            .repo
-            .find_commit(it.commit)
-            .map_err(StoreError::git("read the iteration commit"))?;
-        let message = String::from_utf8_lossy(c.message_bytes()).into_owned();
-        let transcript = self.read_note(&transcripts_ref(spec), it.commit)?;
-        let metrics = self.read_note(&metrics_ref(spec), it.commit)?;
-        Ok(IterationDetail {
-            iteration: it,
-            message,
-            transcript,
-            metrics,
-        })
-    }
-
-    /// Replaces, in the `prompt` records of `records`, a system prompt written as a reference
-    /// to an earlier iteration's (`{"same_as": "<commit>", "iteration": k}`, see
-    /// [`SYSTEM_SAME_AS`]) by the blocks that iteration's transcript holds, and notes where
-    /// they came from in `system_from`. A reference whose target cannot be read is left as it
-    /// is.
-    pub fn resolve_prompts(&self, spec: &SpecId, records: &mut [Record]) -> Result<()> {
-        for r in records.iter_mut().filter(|r| r.kind == "prompt") {
-            let Some(target) = r
-                .data
-                .get("system")
-                .and_then(|s| s.get(SYSTEM_SAME_AS))
-                .and_then(serde_json::Value::as_str)
-                .and_then(|s| Oid::from_str(s).ok())
-            else {
-                continue;
-            };
-            let Some(earlier) = self.read_note(&transcripts_ref(spec), target)? else {
-                continue;
-            };
-            let blocks = earlier
-                .iter()
-                .filter(|e| e.kind == "prompt")
-                .find_map(|e| e.data.get("system").filter(|s| s.is_array()).cloned());
-            if let Some(blocks) = blocks
-                && let Some(reference) = r.data.insert("system".into(), blocks)
-            {
-                r.data.insert("system_from".into(), reference);
-            }
-        }
-        Ok(())
-    }
-
-    /// The records of a note, sorted and deduped; `None` if there is no note.
-    pub fn read_note(&self, notes_ref: &str, commit: Oid) -> Result<Option<Vec<Record>>> {
-        let note = match self.repo.find_note(Some(notes_ref), commit) {
-            Ok(n) => n,
-            Err(e) if e.code() == ErrorCode::NotFound => return Ok(None),
-            Err(e) => return Err(StoreError::git(format!("read the note {notes_ref}"))(e)),
-        };
-        let text = String::from_utf8_lossy(note.message_bytes());
-        let records = record::parse_jsonl(&text).map_err(|b| StoreError::BadNote {
-            notes_ref: notes_ref.to_owned(),
-            commit,
-            line: b.line,
-            message: b.message,
-        })?;
-        Ok(Some(record::normalize(records)))
-    }
-
-    /// The state of every spec that has a branch, sorted by spec id. Reads only each tip
-    /// commit (no history walk).
-    pub fn status_all(&self) -> Result<Vec<SpecState>> {
-        let refs = self
-            .repo
-            .references_glob("refs/heads/mmm/*")
-            .map_err(StoreError::git("list the mmm branches"))?;
-        let mut out = Vec::new();
-        for r in refs {
-            let r = r.map_err(StoreError::git("list the mmm branches"))?;
-            let Some(name) = r
-                .name()
-                .ok()
-                .and_then(|n| n.strip_prefix("refs/heads/mmm/"))
-            else {
-                continue;
-            };
-            let Ok(spec) = SpecId::new(name) else {
-                continue;
-            };
-            let c = r
-                .peel_to_commit()
-                .map_err(StoreError::git(format!("read the tip of mmm/{spec}")))?;
-            let it = self.iteration_of(&spec, &c);
-            out.push(SpecState {
-                tip: c.id(),
-                iteration: it.as_ref().map(|i| i.n),
-                status: it.as_ref().and_then(|i| i.status.clone()),
-                run: it.as_ref().and_then(|i| i.run.clone()),
-                spec_revision: it.and_then(|i| i.spec_revision),
-                time: git_time(c.time()),
-                spec,
-            });
-        }
-        out.sort_by(|a, b| a.spec.cmp(&b.spec));
-        Ok(out)
-    }
-
     /// Resets the spec's branch to iteration `to`. The old tip is first appended to the
     /// archive (with `Mmm-Rollback-From`/`-To` trailers), so it stays reachable and the
     /// rollback can be undone.
@@ -1254,15 +761,7 @@ impl Store {
             .ref_target(&branch_ref(spec))?
             .ok_or_else(|| StoreError::NoBranch { spec: spec.clone() })?;
         let Some(target) = history.iter().find(|i| i.n == to) else {
-            let range = match (history.first(), history.last()) {
-                (Some(a), Some(b)) => format!("{}..={}", a.n, b.n),
-                _ => "none".to_owned(),
-            };
-            return Err(StoreError::NoSuchIteration {
-                spec: spec.clone(),
-                n: to,
-                range,
-            });
+            return Err(read::no_such_iteration(spec, to, &history));
         };
         if target.commit == tip {
             return Err(StoreError::AlreadyAt {
@@ -1354,70 +853,4 @@ impl Store {
             archive,
         })
     }
-}
-
-/// A notes commit built on `old`, the notes ref's tip when it was built.
-#[derive(Debug, Clone, Copy)]
-struct NoteCommit {
-    old: Option<Oid>,
-    new: Oid,
-}
-
-/// The note blob for `hex` in a notes tree, following any fanout (`ab/cdef…`) git made.
-fn find_note_blob<'r>(
-    repo: &'r Repository,
-    tree: &git2::Tree<'_>,
-    hex: &str,
-) -> Result<Option<git2::Blob<'r>>, git2::Error> {
-    if let Some(e) = tree.get_name(hex) {
-        return repo.find_blob(e.id()).map(Some);
-    }
-    if hex.len() > 2
-        && let Some(e) = tree.get_name(&hex[..2])
-        && e.kind() == Some(git2::ObjectType::Tree)
-    {
-        let sub = repo.find_tree(e.id())?;
-        return find_note_blob(repo, &sub, &hex[2..]);
-    }
-    Ok(None)
-}
-
-/// A notes tree with `blob` as the note for `hex`: replaces an existing note where it is,
-/// follows existing fanout directories, and otherwise inserts flat (as libgit2 does).
-fn insert_note(
-    repo: &Repository,
-    tree: Option<&git2::Tree<'_>>,
-    hex: &str,
-    blob: Oid,
-) -> Result<Oid, git2::Error> {
-    let mut tb = repo.treebuilder(tree)?;
-    if let Some(t) = tree
-        && t.get_name(hex).is_none()
-        && hex.len() > 2
-        && let Some(e) = t.get_name(&hex[..2])
-        && e.kind() == Some(git2::ObjectType::Tree)
-    {
-        let sub = repo.find_tree(e.id())?;
-        let sub_id = insert_note(repo, Some(&sub), &hex[2..], blob)?;
-        tb.insert(&hex[..2], sub_id, 0o040000)?;
-        return tb.write();
-    }
-    tb.insert(hex, blob, 0o100644)?;
-    tb.write()
-}
-
-/// Runs `f` until it succeeds, retrying with jittered backoff while git reports a lock or a
-/// concurrent change.
-fn retry<T>(what: &str, mut f: impl FnMut() -> Result<T, git2::Error>) -> Result<T> {
-    for attempt in 0..MAX_ATTEMPTS {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(e) if retriable(&e) => backoff(attempt),
-            Err(e) => return Err(StoreError::git(what)(e)),
-        }
-    }
-    Err(StoreError::Contention {
-        what: what.to_owned(),
-        attempts: MAX_ATTEMPTS,
-    })
 }

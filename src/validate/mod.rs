@@ -13,7 +13,7 @@ use serde::Serialize;
 use crate::process::{self, ShellCommand};
 
 /// What kind of check a gate is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum GateKind {
     /// `[validate] build`.

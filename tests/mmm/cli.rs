@@ -410,11 +410,58 @@ fn log_is_newest_first_like_git_log() {
 }
 
 #[test]
+fn log_columns_line_up_whatever_the_widths() {
+    let repo = three_specs();
+    record(&repo, "alpha", 10, None);
+    let text = mmm_at_ok(&repo, &["log", "alpha"]);
+    let commit_columns: Vec<usize> = text
+        .lines()
+        .map(|l| {
+            let commit = l.split_whitespace().nth(2).expect("commit");
+            l.find(commit).expect("column")
+        })
+        .collect();
+    assert_eq!(commit_columns.len(), 10, "{text}");
+    assert!(
+        commit_columns.iter().all(|&c| c == commit_columns[0]),
+        "{text}"
+    );
+    assert!(
+        text.lines().last().expect("line").starts_with(" 1  passed"),
+        "{text}"
+    );
+}
+
+#[test]
 fn log_of_an_unknown_spec_fails_with_a_hint_and_a_bad_id_is_a_usage_error() {
     let repo = three_specs();
     let out = repo.mmm(&["log", "nope"]);
     assert_eq!(out.status.code(), Some(1));
-    insta::assert_snapshot!(stderr(&out), @"error: spec `nope` has no iterations yet (no branch refs/heads/mmm/nope); run the loop on it first");
+    insta::assert_snapshot!(stderr(&out), @r"
+    error: no spec `nope`
+    hint: `git mmm specs` lists the specs
+    ");
+    // A spec that exists but never ran is not unknown.
+    let out = repo.mmm(&["log", "beta"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(stderr(&out), @"error: spec `beta` has no iterations yet (no branch refs/heads/mmm/beta); run the loop on it first");
+    // An unknown spec is an error in every command, with the closest id.
+    for args in [
+        &["stop", "alpah"][..],
+        &["show", "alpah"],
+        &["show", "alpah", "1"],
+        &["rollback", "alpah", "--to", "1"],
+        &["run", "alpah"],
+    ] {
+        let out = repo.mmm(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.starts_with("error: no spec `alpah`"), "{args:?}: {err}");
+        if args[0] != "run" {
+            assert!(err.contains("did you mean `alpha`?"), "{args:?}: {err}");
+        }
+    }
+    assert!(!repo.path.join(".git/mmm/stop/alpah").exists());
 
     let out = repo.mmm(&["log", "Bad Name"]);
     assert_eq!(out.status.code(), Some(2));

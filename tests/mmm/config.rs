@@ -228,6 +228,183 @@ fn errors_in_the_user_file_name_the_user_file() {
     );
 }
 
+/// The default file, as `git mmm init` writes it: generated from the one declaration of each
+/// key, it must not change by accident.
+#[test]
+fn default_file_is_stable() {
+    insta::assert_snapshot!(default_config_toml(), @r#"
+    # mmm configuration (.mmm/config.toml). Every key is shown with its default value;
+    # keys that are commented out have no default. Precedence: command-line flags >
+    # MMM_<SECTION>_<KEY> environment variables > this file > ~/.config/mmm/config.toml >
+    # built-in defaults. `git mmm config` shows the effective values and their origins.
+
+    # How long and how often a spec is iterated.
+    [loop]
+    # Iterations per spec and run before the loop stops.
+    max_iterations = 3
+    # Wall-clock limit of one run of one spec.
+    timeout = "2h"
+    # Commit each iteration without asking (false: stop before committing and ask).
+    auto_commit = true
+    # Stop as stuck after this many iterations in a row with the same diff or failures.
+    stuck_after = 2
+    # Specs run at the same time.
+    concurrency = 2
+    # Checkpoint an iteration in flight to the run's wip ref once it has run this long.
+    checkpoint_after = "1s"
+
+    # Where the specs live.
+    [specs]
+    # Directory of the specs, relative to the repository root.
+    dir = "specs"
+
+    # Which agent answers the prompts, and how it is reached.
+    [agent]
+    # api | claude-code | command | scripted.
+    kind = "api"
+    # File of scripted answers for kind = "scripted", relative to the repository root.
+    # script = "fixtures/answers.jsonl"
+    # Base URL of the Messages API (default: the client's own).
+    # api_base_url = "https://api.anthropic.com"
+    # The anthropic-version header sent to the API.
+    anthropic_version = "2023-06-01"
+    # Retries of a failed request (429, 529, network errors).
+    max_retries = 2
+    # Time limit of one request, streaming included.
+    request_timeout = "10m"
+    # The `claude` executable for kind = "claude-code" (default: `claude` on PATH).
+    # claude_path = "/usr/local/bin/claude"
+    # Claude Code's --max-turns (default: Claude Code's own limit).
+    # max_turns = 40
+    # Claude Code's --permission-mode (the worktree is disposable and every change is gated).
+    permission_mode = "acceptEdits"
+    # Claude Code's --allowedTools, e.g. "Bash(cargo test *)".
+    allowed_tools = []
+    # Claude Code's --disallowedTools, e.g. "WebFetch".
+    disallowed_tools = []
+    # Command line of kind = "command"; placeholders {prompt_file} (else the prompt is on stdin), {worktree}, {model}.
+    # command = "aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}"
+    # Regex over the command's output whose first group is the cost in USD (last match wins).
+    # cost_regex = "Cost: \\$[0-9.]+ message, \\$([0-9.]+) session"
+    # Regex over the command's output with named groups `input` and `output` (token counts).
+    # tokens_regex = "Tokens: (?P<input>[0-9.,k]+) sent, (?P<output>[0-9.,k]+) received"
+    # Dotted path to the cost in USD in the last JSON line of the command's stdout.
+    # cost_json_field = "total_cost_usd"
+    # Dotted path to an object with input_tokens/output_tokens in that JSON line.
+    # tokens_json_field = "usage"
+
+    # Which models are used.
+    [model]
+    # Model of ordinary iterations.
+    default = "claude-sonnet-5-5"
+    # Model used after escalate_after failed iterations.
+    escalate_to = "claude-opus-5-5"
+    # Model for summaries and easy specs.
+    small = "claude-haiku-5-5"
+    # Output tokens per answer.
+    max_tokens = 16000
+    # Failed iterations in a row before switching to escalate_to.
+    escalate_after = 2
+    # The model's context window, in tokens.
+    context_window = 1000000
+
+    # Spending limits: a run stops before it would exceed one of them.
+    [budget]
+    # USD per iteration.
+    per_iteration_usd = 2.0
+    # USD per spec and run.
+    per_spec_usd = 10.0
+    # USD per day over all specs.
+    daily_usd = 50.0
+    # Tokens (input and output) per iteration (default: no limit).
+    # per_iteration_tokens = 200000
+    # Tokens per spec and run (default: no limit).
+    # per_spec_tokens = 1000000
+    # Tokens per day over all specs (default: no limit).
+    # daily_tokens = 10000000
+
+    # Quality gates, run by mmm in the iteration's worktree (a gate that is not set is skipped).
+    [validate]
+    # Build command.
+    # build = "cargo build"
+    # Test command.
+    # test = "cargo test"
+    # Lint command.
+    # lint = "cargo clippy -- -D warnings"
+    # Format check command.
+    # format = "cargo fmt --check"
+    # Time limit of each gate.
+    timeout = "10m"
+    # More gates: [validate.custom], one command per name, e.g.
+    # [validate.custom]
+    # audit = "cargo audit"
+
+    # Commands the model may ask mmm to run.
+    [commands]
+    # Glob-like patterns of command lines the model may run, e.g. "cargo test *".
+    allow = []
+    # Time limit of one command.
+    timeout = "2m"
+    # Output kept per command, in bytes.
+    max_output_bytes = 65536
+
+    # Paths that the model's edits may not touch.
+    [apply]
+    # Globs of paths the model may not edit.
+    deny = [".github/workflows/**"]
+
+    # What goes into the prompt.
+    [context]
+    # Globs of files always included, besides the spec's own context section.
+    include = []
+    # Globs of files never included (.gitignore is honoured anyway).
+    exclude = []
+    # Files larger than this many bytes are left out.
+    max_file_bytes = 100000
+    # Tokens of the context window kept free for the answer.
+    output_reserve = 16000
+    # Include a map of the repository (paths and top-level items).
+    repo_map = true
+
+    # Pull requests and review on GitHub.
+    [github]
+    # Logins asked to review each pull request.
+    reviewers = []
+    # Labels put on each pull request.
+    labels = ["mmm"]
+    # Open pull requests as drafts.
+    draft = true
+    # Base URL of the GitHub API, for GitHub Enterprise (default: https://api.github.com).
+    # base_url = "https://github.example.com/api/v3"
+    # Merge the pull request when it is approved.
+    merge_on_approval = false
+
+    # What is redacted from transcripts and logs, besides the API tokens mmm knows.
+    [secrets]
+    # Literal values, or names of environment variables whose values are redacted.
+    redact = []
+
+    # Points where the loop waits for a human (default: none). A file that sets
+    # checkpoints replaces the list of the files below it.
+    # [[checkpoints]]
+    # "iteration" (after every iteration) or "complete" (when the spec is done).
+    # after = "complete"
+    # The loop may not go on without an answer.
+    # required = true
+    # How long to wait for the answer before stopping.
+    # timeout = "24h"
+
+    # Prices in USD per million tokens: override or extend the built-in price table,
+    # per model and per field (default: the built-in table only).
+    # [prices."claude-sonnet-5-5"]
+    # input = 3.0
+    # output = 15.0
+    # cache_write_5m = 3.75
+    # cache_write_1h = 6.0
+    # cache_read = 0.3
+    "#);
+}
+
 #[test]
 fn default_file_parses_back_into_the_defaults() {
     let text = default_config_toml();

@@ -8,6 +8,7 @@ mod apply;
 mod cli;
 mod config;
 mod context;
+mod install;
 mod run;
 mod spec;
 mod store;

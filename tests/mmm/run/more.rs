@@ -1,60 +1,52 @@
 //! Checkpoints, several specs with `depends_on`, commands the model asks for, and token
 //! budgets, through `git mmm run`.
 
-use super::termination::{CHECK, NEEDLE, config, done};
-use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
-use crate::support::project::{
-    assert_clean, iterations, metrics, project, run_api, show, spec, transcript,
-};
+use crate::support::fake_anthropic::{Reply, Rule};
+use crate::support::project::{assert_clean, iterations, show, transcript};
+use crate::support::scenario::{CHECK, NEEDLE, Scenario, done};
 
 #[test]
 fn a_checkpoint_after_each_iteration_pauses_and_the_next_run_continues() {
-    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::text("Looking.\n"))]);
-    let repo = project(
-        &config("[loop]\nstuck_after = 9\n\n[[checkpoints]]\nafter = \"iteration\"\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let its = iterations(&repo, "s");
+    let ran = Scenario::spec_s()
+        .config("[loop]\nstuck_after = 9\n\n[[checkpoints]]\nafter = \"iteration\"\n")
+        .answer(NEEDLE, Reply::text("Looking.\n"))
+        .run(&["run", "s"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.show());
+    let its = ran.iterations("s");
     assert_eq!(its.len(), 1, "the loop paused after one iteration");
     assert_eq!(its[0].status(), "checkpoint");
-    let m = metrics(&repo, "s", &its[0].commit);
+    let m = &ran.metrics("s")[0];
     assert_eq!(m["stop_reason"], "checkpoint");
     assert!(
-        String::from_utf8_lossy(&out.stdout).contains("checkpoint"),
+        ran.stdout().contains("checkpoint"),
         "run reports the checkpoint: {}",
-        show(&out)
+        ran.show()
     );
     // Running again is the approval: the loop continues at iteration 2.
-    let out = run_api(&repo, &fake, &["run", "s"]);
+    let out = ran.run(&["run", "s"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let its = iterations(&repo, "s");
+    let its = ran.iterations("s");
     assert_eq!(its.len(), 2);
     assert_eq!(its[1].n(), 2);
-    assert_clean(&repo);
+    assert_clean(&ran.repo);
 }
 
 #[test]
 fn a_checkpoint_after_completion_keeps_the_spec_complete() {
-    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
-    let repo = project(
-        &config("[[checkpoints]]\nafter = \"complete\"\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s"]);
+    let ran = Scenario::spec_s()
+        .config("[[checkpoints]]\nafter = \"complete\"\n")
+        .answer(NEEDLE, Reply::Text(done()))
+        .run(&["run", "s"]);
     assert_eq!(
-        out.status.code(),
+        ran.code(),
         Some(1),
         "waiting for a human is not done: {}",
-        show(&out)
+        ran.show()
     );
-    let its = iterations(&repo, "s");
+    let its = ran.iterations("s");
     assert_eq!(its.len(), 1);
     assert_eq!(its[0].status(), "complete");
-    let m = metrics(&repo, "s", &its[0].commit);
+    let m = &ran.metrics("s")[0];
     assert_eq!(m["stop_reason"], "checkpoint");
     assert!(m["decisions"].to_string().contains("checkpoint"), "{m}");
 }
@@ -64,21 +56,21 @@ fn specs_run_in_dependency_order_and_wait_for_their_dependencies() {
     // `app` depends on `lib`. The model completes `lib` only.
     let lib = "+++\ndepends_on = []\n+++\n\n# lib\n\n## Objective\n\nBuild the lib part.\n\n## Acceptance criteria\n\n- done.txt exists. verify: `test -e done.txt`\n";
     let app = "+++\ndepends_on = [\"lib\"]\n+++\n\n# app\n\n## Objective\n\nBuild the app part.\n\n## Acceptance criteria\n\n- app.txt exists. verify: `test -e app.txt`\n";
-    let fake = FakeAnthropic::start(vec![
-        Rule::new("Build the lib part", Reply::Text(done())),
-        Rule::new("Build the app part", Reply::text("Not yet.\n")),
-    ]);
-    let repo = project(
-        "[agent]\nkind = \"api\"\n\n[loop]\nmax_iterations = 1\n",
-        &[("app", app), ("lib", lib)],
-        &[],
-    );
-    let out = run_api(&repo, &fake, &["run"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let bodies: Vec<String> = fake.requests().iter().map(|r| r.body.clone()).collect();
+    let project = || {
+        Scenario::new()
+            .raw_config("[agent]\nkind = \"api\"\n\n[loop]\nmax_iterations = 1\n")
+            .spec_text("app", app)
+            .spec_text("lib", lib)
+    };
+    let ran = project()
+        .answer("Build the lib part", Reply::Text(done()))
+        .answer("Build the app part", Reply::text("Not yet.\n"))
+        .run(&["run"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.show());
+    let bodies: Vec<String> = ran.fake.requests().iter().map(|r| r.body.clone()).collect();
     assert!(bodies[0].contains("Build the lib part"), "lib runs first");
     assert!(bodies[1].contains("Build the app part"), "then app");
-    assert_eq!(iterations(&repo, "lib")[0].status(), "complete");
+    assert_eq!(ran.iterations("lib")[0].status(), "complete");
     // The app's prompt names the completed dependency.
     assert!(
         bodies[1].contains("lib"),
@@ -86,47 +78,37 @@ fn specs_run_in_dependency_order_and_wait_for_their_dependencies() {
     );
 
     // With `lib` incomplete, `app` waits and makes no call.
-    let fake = FakeAnthropic::start(vec![Rule::new("Build", Reply::text("Not yet.\n"))]);
-    let repo = project(
-        "[agent]\nkind = \"api\"\n\n[loop]\nmax_iterations = 1\n",
-        &[("app", app), ("lib", lib)],
-        &[],
-    );
-    let out = run_api(&repo, &fake, &["run"]);
-    assert_eq!(out.status.code(), Some(1));
+    let ran = project()
+        .answer("Build", Reply::text("Not yet.\n"))
+        .run(&["run"]);
+    assert_eq!(ran.code(), Some(1));
     assert_eq!(
-        fake.requests().len(),
+        ran.fake.requests().len(),
         1,
         "only lib was asked: {}",
-        show(&out)
+        ran.show()
     );
+    assert!(ran.stderr().contains("waiting for lib"), "{}", ran.show());
     assert!(
-        String::from_utf8_lossy(&out.stderr).contains("waiting for lib"),
-        "{}",
-        show(&out)
-    );
-    assert!(
-        repo.git_output(&["rev-parse", "--verify", "mmm/app"])
+        ran.repo
+            .git_output(&["rev-parse", "--verify", "mmm/app"])
             .status
             .code()
             != Some(0)
     );
-    assert_clean(&repo);
+    assert_clean(&ran.repo);
 }
 
 #[test]
 fn allowed_commands_run_and_others_are_refused() {
     let answer = "Checking.\n@mmm:run echo hello-from-command\n@mmm:run rm -rf check.sh\n";
-    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::text(answer))]);
-    let repo = project(
-        &config("[loop]\nmax_iterations = 1\n\n[commands]\nallow = [\"echo *\"]\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let its = iterations(&repo, "s");
-    let commands: Vec<_> = transcript(&repo, "s", &its[0].commit)
+    let ran = Scenario::spec_s()
+        .config("[loop]\nmax_iterations = 1\n\n[commands]\nallow = [\"echo *\"]\n")
+        .answer(NEEDLE, Reply::text(answer))
+        .run(&["run", "s"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.show());
+    let its = ran.iterations("s");
+    let commands: Vec<_> = transcript(&ran.repo, "s", &its[0].commit)
         .into_iter()
         .filter(|r| r["kind"] == "command")
         .collect();
@@ -142,31 +124,25 @@ fn allowed_commands_run_and_others_are_refused() {
     );
     // The refused command did not run.
     assert!(
-        repo.git(&["ls-tree", "--name-only", "mmm/s"])
+        ran.repo
+            .git(&["ls-tree", "--name-only", "mmm/s"])
             .contains("check.sh")
     );
 }
 
 #[test]
 fn a_token_budget_stops_before_the_call() {
-    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::text("Hi.\n"))]);
-    let repo = project(
-        &config("[budget]\nper_spec_tokens = 100\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s"]);
-    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let ran = Scenario::spec_s()
+        .config("[budget]\nper_spec_tokens = 100\n")
+        .answer(NEEDLE, Reply::text("Hi.\n"))
+        .run(&["run", "s"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.show());
     assert_eq!(
-        fake.requests().len(),
+        ran.fake.requests().len(),
         0,
         "no call may break the token budget"
     );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains("per_spec_tokens"),
-        "{}",
-        show(&out)
-    );
+    assert!(ran.stdout().contains("per_spec_tokens"), "{}", ran.show());
 }
 
 #[test]
@@ -174,25 +150,28 @@ fn the_daily_budget_counts_what_other_specs_spent_today() {
     // Spec `a` spends about $0.1 (a long answer); with a daily budget of $0.1 no call for `b`
     // can fit any more, although `b` itself has spent nothing.
     let long = format!("{}\n{}\n", done(), "words ".repeat(7_000));
-    let fake = FakeAnthropic::start(vec![
-        Rule::new("for a.", Reply::Text(long)),
-        Rule::new("for b.", Reply::Text(done())),
-    ]);
-    let repo = project(
-        &config("[budget]\ndaily_usd = 0.1\nper_spec_usd = 5.0\nper_iteration_usd = 5.0\n"),
-        &[("a", &spec("a", "")), ("b", &spec("b", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "a"]);
-    assert!(out.status.success(), "{}", show(&out));
-    let a = metrics(&repo, "a", &iterations(&repo, "a")[0].commit);
+    let ran = Scenario::new()
+        .config("[budget]\ndaily_usd = 0.1\nper_spec_usd = 5.0\nper_iteration_usd = 5.0\n")
+        .spec("a", "")
+        .spec("b", "")
+        .check(CHECK)
+        .answer("for a.", Reply::Text(long))
+        .answer("for b.", Reply::Text(done()))
+        .run(&["run", "a"]);
+    assert!(ran.out.status.success(), "{}", ran.show());
+    let a = &ran.metrics("a")[0];
     assert!(
         a["cost_usd"].as_f64().expect("cost") > 0.05,
         "spec a spent enough to matter: {a}"
     );
-    let out = run_api(&repo, &fake, &["run", "b"]);
+    let out = ran.run(&["run", "b"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    assert_eq!(fake.requests().len(), 1, "no call for b: {}", show(&out));
+    assert_eq!(
+        ran.fake.requests().len(),
+        1,
+        "no call for b: {}",
+        show(&out)
+    );
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("daily_usd"),
         "{}",
@@ -203,18 +182,13 @@ fn the_daily_budget_counts_what_other_specs_spent_today() {
 #[test]
 fn the_system_prompt_is_written_once_per_run_and_shown_for_every_iteration() {
     let rule = Rule::new(NEEDLE, Reply::text("Looking.\n")).then(Reply::Text(done()));
-    let fake = FakeAnthropic::start(vec![rule]);
-    let repo = project(
-        &config(""),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s"]);
-    assert!(out.status.success(), "{}", show(&out));
-    let its = iterations(&repo, "s");
+    let ran = Scenario::spec_s().rule(rule).run(&["run", "s"]);
+    assert!(ran.out.status.success(), "{}", ran.show());
+    let (repo, fake) = (&ran.repo, &ran.fake);
+    let its = ran.iterations("s");
     assert_eq!(its.len(), 2);
     let prompt = |commit: &str| {
-        transcript(&repo, "s", commit)
+        transcript(repo, "s", commit)
             .into_iter()
             .find(|r| r["kind"] == "prompt")
             .expect("a prompt record")
@@ -258,7 +232,7 @@ fn the_system_prompt_is_written_once_per_run_and_shown_for_every_iteration() {
         .expect("prompt");
     assert_eq!(&shown["system"], &first["system"]);
     assert_eq!(shown["system_from"]["iteration"], 1);
-    assert_clean(&repo);
+    assert_clean(repo);
 }
 
 /// A spec whose only criterion meets the other spec's at a rendezvous in `dir`: it passes only
@@ -285,22 +259,17 @@ fn run_rendezvous(
         ),
     )
     .expect("write rdv.sh");
-    let fake = FakeAnthropic::start(vec![
-        Rule::new("for a.", Reply::Text(done())),
-        Rule::new("for b.", Reply::Text(done())),
-    ]);
-    let repo = project(
-        &config(&format!(
+    let ran = Scenario::new()
+        .config(&format!(
             "[loop]\nconcurrency = {concurrency}\nmax_iterations = 1\n"
-        )),
-        &[
-            ("a", &rendezvous_spec("a", "b", rdv.path())),
-            ("b", &rendezvous_spec("b", "a", rdv.path())),
-        ],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "--json"]);
-    (repo, out)
+        ))
+        .spec_text("a", &rendezvous_spec("a", "b", rdv.path()))
+        .spec_text("b", &rendezvous_spec("b", "a", rdv.path()))
+        .check(CHECK)
+        .answer("for a.", Reply::Text(done()))
+        .answer("for b.", Reply::Text(done()))
+        .run(&["run", "--json"]);
+    (ran.project.repo, ran.out)
 }
 
 #[test]
@@ -336,26 +305,24 @@ fn specs_running_at_once_keep_the_daily_budget_together() {
         pause_ms: 1500,
         text: done(),
     };
-    let fake = FakeAnthropic::start(vec![
-        Rule::new("for a.", slow()),
-        Rule::new("for b.", slow()),
-    ]);
-    let repo = project(
-        &config("[loop]\nconcurrency = 2\n\n[budget]\ndaily_usd = 0.165\n"),
-        &[("a", &spec("a", "")), ("b", &spec("b", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    let requests = fake.requests();
-    assert_eq!(requests.len(), 2, "{}", show(&out));
+    let ran = Scenario::new()
+        .config("[loop]\nconcurrency = 2\n\n[budget]\ndaily_usd = 0.165\n")
+        .spec("a", "")
+        .spec("b", "")
+        .check(CHECK)
+        .answer("for a.", slow())
+        .answer("for b.", slow())
+        .run(&["run", "--json"]);
+    assert!(ran.out.status.success(), "{}", ran.show());
+    let requests = ran.fake.requests();
+    assert_eq!(requests.len(), 2, "{}", ran.show());
     let gap = requests[1].at.duration_since(requests[0].at);
     assert!(
         gap >= std::time::Duration::from_millis(1200),
         "the second call waited for the first to settle: {gap:?}"
     );
     for s in ["a", "b"] {
-        assert_eq!(iterations(&repo, s)[0].status(), "complete", "{s}");
+        assert_eq!(ran.iterations(s)[0].status(), "complete", "{s}");
     }
-    assert_clean(&repo);
+    assert_clean(&ran.repo);
 }

@@ -4,32 +4,31 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-use super::termination::{CHECK, NEEDLE, config, done};
 use crate::support::TestRepo;
-use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
-use crate::support::project::{
-    api_cmd, assert_clean, assert_readable, iterations, metrics, project, run_api, show, spec,
-    write_file,
-};
+use crate::support::fake_anthropic::{Reply, Rule};
+use crate::support::project::{assert_clean, assert_readable, metrics, show, write_file};
+use crate::support::scenario::{CHECK, NEEDLE, Project, Scenario, done};
 
-fn fake() -> FakeAnthropic {
+/// Spec `s` whose first answer writes a file and whose second completes it.
+fn two_answers() -> Scenario {
     let rule = Rule::new(NEEDLE, Reply::Text(write_file("a.txt", "1"))).then(Reply::Text(done()));
-    FakeAnthropic::start(vec![rule])
+    Scenario::spec_s().rule(rule)
 }
 
 /// After the kill: doctor, run again, and check that iteration 2 follows iteration 1.
-fn resume_and_check(repo: &TestRepo, fake: &FakeAnthropic, tip_before: &str) {
+fn resume_and_check(project: &Project, tip_before: &str) {
+    let repo = &project.repo;
     // A killed run leaves its worktree locked by a pid that no longer runs: doctor prunes it.
     let doctor = repo.mmm(&["doctor"]);
     assert!(doctor.status.success(), "{}", show(&doctor));
-    let out = run_api(repo, fake, &["run", "s"]);
+    let out = project.run(&["run", "s"]);
     assert!(out.status.success(), "{}", show(&out));
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("resuming"),
         "{}",
         show(&out)
     );
-    let its = iterations(repo, "s");
+    let its = project.iterations("s");
     let ns: Vec<u32> = its.iter().map(|i| i.n()).collect();
     assert_eq!(ns, [1, 2]);
     assert_eq!(its[0].commit, tip_before, "iteration 1 is kept as it was");
@@ -54,13 +53,9 @@ fn resume_and_check(repo: &TestRepo, fake: &FakeAnthropic, tip_before: &str) {
 
 #[test]
 fn resume_after_the_store_is_killed_after_the_branch_update() {
-    let fake = fake();
-    let repo = project(
-        &config(""),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = api_cmd(&repo, &fake)
+    let project = two_answers().build();
+    let out = project
+        .cmd()
         .env("MMM_KILL_AT", "after-branch")
         .args(["run", "s"])
         .output()
@@ -70,23 +65,19 @@ fn resume_after_the_store_is_killed_after_the_branch_update() {
         "the kill point aborts: {}",
         show(&out)
     );
-    let its = iterations(&repo, "s");
+    let its = project.iterations("s");
     assert_eq!(its.len(), 1, "iteration 1 reached the branch");
     assert_eq!(its[0].status(), "failed");
-    resume_and_check(&repo, &fake, &its[0].commit);
+    resume_and_check(&project, &its[0].commit);
 }
 
 #[test]
 fn resume_after_sigkill_once_iteration_1_is_recorded() {
-    let fake = fake();
     // A slow gate, so that the kill lands while iteration 2 is in flight.
     let check = format!("sleep 1\n{CHECK}");
-    let repo = project(
-        &config(""),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", &check)],
-    );
-    let mut child = api_cmd(&repo, &fake)
+    let project = two_answers().check(&check).build();
+    let mut child = project
+        .cmd()
         .args(["run", "s", "--json"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -106,13 +97,13 @@ fn resume_after_sigkill_once_iteration_1_is_recorded() {
     assert!(kill.success());
     let status = child.wait().expect("wait");
     assert!(!status.success());
-    let its = iterations(&repo, "s");
+    let its = project.iterations("s");
     assert_eq!(
         its.len(),
         1,
         "only iteration 1 was recorded before the kill"
     );
-    resume_and_check(&repo, &fake, &its[0].commit);
+    resume_and_check(&project, &its[0].commit);
 }
 
 /// The wip ref of spec `s`, once one exists (polled for up to `within`).
@@ -179,22 +170,21 @@ fn a_long_model_call_is_checkpointed_with_the_text_streamed_so_far() {
     // than `checkpoint_after`, so the wip ref must hold the prompt and that part.
     const SECRET: &str = "tok-5151-streamed-secret";
     let answer = format!("STREAMED-FIRST token {SECRET} and then {}", done());
-    let fake = FakeAnthropic::start(vec![Rule::new(
-        NEEDLE,
-        Reply::Pause {
-            after_deltas: 1,
-            pause_ms: 30_000,
-            text: answer,
-        },
-    )]);
-    let repo = project(
-        &config("[loop]\ncheckpoint_after = \"300ms\"\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let mut cmd = api_cmd(&repo, &fake);
+    let project = Scenario::spec_s()
+        .config("[loop]\ncheckpoint_after = \"300ms\"\n")
+        .answer(
+            NEEDLE,
+            Reply::Pause {
+                after_deltas: 1,
+                pause_ms: 30_000,
+                text: answer,
+            },
+        )
+        .build();
+    let repo = &project.repo;
+    let mut cmd = project.cmd();
     cmd.env("MY_SERVICE_TOKEN", SECRET).args(["run", "s"]);
-    let (wip, records) = checkpoint_of_a_killed_run(&repo, cmd);
+    let (wip, records) = checkpoint_of_a_killed_run(repo, cmd);
     let wip = wip.expect("a checkpoint was written during the long call");
     assert_eq!(records[0]["kind"], "prompt", "{records:?}");
     let partial = records
@@ -248,21 +238,20 @@ fn a_long_model_call_is_checkpointed_with_the_text_streamed_so_far() {
         kept,
         "the checkpoint is reachable from the archive:\n{archived}"
     );
-    assert_clean(&repo);
+    assert_clean(repo);
 }
 
 #[test]
 fn slow_gates_are_checkpointed_with_the_whole_answer() {
-    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
     let check = format!("sleep 30\n{CHECK}");
-    let repo = project(
-        &config("[loop]\ncheckpoint_after = \"300ms\"\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", &check)],
-    );
-    let mut cmd = api_cmd(&repo, &fake);
+    let project = Scenario::spec_s()
+        .config("[loop]\ncheckpoint_after = \"300ms\"\n")
+        .check(&check)
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+    let mut cmd = project.cmd();
     cmd.args(["run", "s"]);
-    let (wip, records) = checkpoint_of_a_killed_run(&repo, cmd);
+    let (wip, records) = checkpoint_of_a_killed_run(&project.repo, cmd);
     assert!(wip.is_some(), "a checkpoint was written while the gate ran");
     let kinds: Vec<&str> = records.iter().filter_map(|r| r["kind"].as_str()).collect();
     assert_eq!(&kinds[..2], ["prompt", "response"], "{records:?}");
@@ -282,19 +271,15 @@ fn slow_gates_are_checkpointed_with_the_whole_answer() {
 
 #[test]
 fn quick_iterations_write_no_checkpoint() {
-    let fake = fake();
-    let repo = project(
-        &config("[loop]\ncheckpoint_after = \"20s\"\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    let finished = crate::support::project::events(&out)
+    let ran = two_answers()
+        .config("[loop]\ncheckpoint_after = \"20s\"\n")
+        .run(&["run", "s", "--json"]);
+    assert!(ran.out.status.success(), "{}", ran.show());
+    let finished = crate::support::project::events(&ran.out)
         .into_iter()
         .find(|e| e["event"] == "finished")
         .expect("a finished event");
     assert_eq!(finished["checkpoints"], 0, "{finished}");
-    assert_eq!(iterations(&repo, "s").len(), 2);
-    assert_clean(&repo);
+    assert_eq!(ran.iterations("s").len(), 2);
+    assert_clean(&ran.repo);
 }

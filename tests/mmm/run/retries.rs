@@ -1,41 +1,30 @@
 //! Retries through a whole run: the iteration still completes, and the attempts are recorded.
 
-use super::termination::{CHECK, NEEDLE, config, done};
-use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
-use crate::support::project::{
-    assert_clean, iterations, metrics, project, run_api, show, spec, transcript,
-};
+use crate::support::fake_anthropic::{Reply, Rule};
+use crate::support::project::{assert_clean, transcript};
+use crate::support::scenario::{NEEDLE, Scenario, done};
 
 /// One run whose first call fails with `failure` and whose retry succeeds.
 fn completes_after(failure: Reply) {
-    let fake = FakeAnthropic::start(vec![Rule::fail_then(
-        NEEDLE,
-        1,
-        failure,
-        Reply::Text(done()),
-    )]);
-    let repo = project(
-        &config(""),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    assert_eq!(fake.requests().len(), 2);
-    let its = iterations(&repo, "s");
+    let ran = Scenario::spec_s()
+        .rule(Rule::fail_then(NEEDLE, 1, failure, Reply::Text(done())))
+        .run(&["run", "s", "--json"]);
+    assert!(ran.out.status.success(), "{}", ran.show());
+    assert_eq!(ran.fake.requests().len(), 2);
+    let its = ran.iterations("s");
     assert_eq!(its.len(), 1, "the retry happens inside the iteration");
     assert_eq!(its[0].status(), "complete");
-    let m = metrics(&repo, "s", &its[0].commit);
+    let m = &ran.metrics("s")[0];
     assert_eq!(m["attempts"], 2, "{m}");
-    let t = transcript(&repo, "s", &its[0].commit);
+    let t = transcript(&ran.repo, "s", &its[0].commit);
     let response = t
         .iter()
         .find(|r| r["kind"] == "response")
         .expect("response");
     assert_eq!(response["attempts"], 2);
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = ran.stdout();
     assert!(stdout.contains(r#""event":"retry""#), "{stdout}");
-    assert_clean(&repo);
+    assert_clean(&ran.repo);
 }
 
 #[test]

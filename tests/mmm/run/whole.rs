@@ -1,13 +1,12 @@
 //! Properties of a whole run: the prompt cache from the second iteration on, secrets kept out
 //! of git, `--json` events, and the offline demo.
 
-use super::termination::{CHECK, NEEDLE, config, done};
 use crate::support::TestRepo;
-use crate::support::fake_anthropic::{FakeAnthropic, Reply, Rule};
+use crate::support::fake_anthropic::{Reply, Rule};
 use crate::support::project::{
-    all_notes, api_cmd, assert_clean, assert_readable, events, iterations, metrics, project,
-    run_api, show, spec, write_file,
+    all_notes, assert_clean, assert_readable, events, iterations, metrics, show, write_file,
 };
+use crate::support::scenario::{CHECK, NEEDLE, Scenario, done};
 
 #[test]
 fn the_prompt_cache_serves_the_stable_prefix_from_iteration_2_on() {
@@ -16,21 +15,22 @@ fn the_prompt_cache_serves_the_stable_prefix_from_iteration_2_on() {
     let rule = Rule::new(NEEDLE, Reply::Text(write_file("a.txt", "1")))
         .then(Reply::Text(write_file("a.txt", "2")))
         .then(Reply::Text(write_file("a.txt", "3")));
-    let fake = FakeAnthropic::start(vec![rule]);
+    let project = Scenario::spec_s()
+        .config("[loop]\nmax_iterations = 3\n")
+        .check("exit 0\n")
+        .file("a.txt", "0\n")
+        .rule(rule)
+        .build();
+    let (repo, fake) = (&project.repo, &project.fake);
     fake.set_min_cache_tokens(1);
-    let repo = project(
-        &config("[loop]\nmax_iterations = 3\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", "exit 0\n"), ("a.txt", "0\n")],
-    );
-    let out = run_api(&repo, &fake, &["run", "s"]);
+    let out = project.run(&["run", "s"]);
     assert_eq!(out.status.code(), Some(1), "{}", show(&out));
-    let its = iterations(&repo, "s");
+    let its = project.iterations("s");
     assert_eq!(its.len(), 3);
     let read: Vec<u64> = its
         .iter()
         .map(|i| {
-            metrics(&repo, "s", &i.commit)["tokens"]["cache_read_input_tokens"]
+            metrics(repo, "s", &i.commit)["tokens"]["cache_read_input_tokens"]
                 .as_u64()
                 .expect("cache read tokens")
         })
@@ -42,13 +42,13 @@ fn the_prompt_cache_serves_the_stable_prefix_from_iteration_2_on() {
     );
     // The share of input served from the cache from iteration 2 on.
     for i in &its[1..] {
-        let t = &metrics(&repo, "s", &i.commit)["tokens"];
+        let t = &metrics(repo, "s", &i.commit)["tokens"];
         let n = |k: &str| t[k].as_u64().unwrap_or(0) as f64;
         let share = n("cache_read_input_tokens")
             / (n("cache_read_input_tokens") + n("cache_creation_input_tokens") + n("input_tokens"));
         assert!(share >= 0.5, "cache share {share:.2} in {t}");
     }
-    let first_write = metrics(&repo, "s", &its[0].commit)["tokens"]["cache_creation_input_tokens"]
+    let first_write = metrics(repo, "s", &its[0].commit)["tokens"]["cache_creation_input_tokens"]
         .as_u64()
         .expect("cache write tokens");
     assert!(first_write > 0);
@@ -69,13 +69,14 @@ fn secrets_never_reach_git() {
         "The token is {SECRET}.\n\n{}\n@mmm:summary used {SECRET}\n",
         write_file("a.txt", "1")
     );
-    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(answer))]);
-    let repo = project(
-        &config("[loop]\nmax_iterations = 2\nstuck_after = 5\n"),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", "echo \"token=$MY_SERVICE_TOKEN\"\nexit 1\n")],
-    );
-    let out = api_cmd(&repo, &fake)
+    let project = Scenario::spec_s()
+        .config("[loop]\nmax_iterations = 2\nstuck_after = 5\n")
+        .check("echo \"token=$MY_SERVICE_TOKEN\"\nexit 1\n")
+        .answer(NEEDLE, Reply::Text(answer))
+        .build();
+    let (repo, fake) = (&project.repo, &project.fake);
+    let out = project
+        .cmd()
         .env("MY_SERVICE_TOKEN", SECRET)
         .args(["run", "s"])
         .output()
@@ -86,7 +87,7 @@ fn secrets_never_reach_git() {
         fake.requests()[1].body.contains(SECRET),
         "the gate output reached the second prompt"
     );
-    let notes = all_notes(&repo);
+    let notes = all_notes(repo);
     assert!(!notes.is_empty());
     assert!(!notes.contains(SECRET), "a note holds the secret");
     assert!(
@@ -104,20 +105,16 @@ fn secrets_never_reach_git() {
         let msgs = repo.git(&["log", "--format=%B", r]);
         assert!(!msgs.contains(SECRET), "{r} holds the secret");
     }
-    assert_clean(&repo);
+    assert_clean(repo);
 }
 
 #[test]
 fn json_prints_one_event_object_per_line() {
-    let fake = FakeAnthropic::start(vec![Rule::new(NEEDLE, Reply::Text(done()))]);
-    let repo = project(
-        &config(""),
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK)],
-    );
-    let out = run_api(&repo, &fake, &["run", "s", "--json"]);
-    assert!(out.status.success(), "{}", show(&out));
-    let events = events(&out);
+    let ran = Scenario::spec_s()
+        .answer(NEEDLE, Reply::Text(done()))
+        .run(&["run", "s", "--json"]);
+    assert!(ran.out.status.success(), "{}", ran.show());
+    let events = events(&ran.out);
     assert!(!events.is_empty());
     for e in &events {
         assert!(e.is_object() && e["event"].is_string(), "{e}");
@@ -133,7 +130,7 @@ fn json_prints_one_event_object_per_line() {
         .iter()
         .find(|e| e["event"] == "recorded")
         .expect("recorded");
-    let its = iterations(&repo, "s");
+    let its = ran.iterations("s");
     assert_eq!(recorded["commit"], its[0].commit.as_str());
     assert_eq!(recorded["status"], "complete");
     let finished = events.last().expect("finished");
@@ -148,22 +145,21 @@ fn scripted_agent_runs_without_network() {
         "Nothing yet.\n",
         done()
     );
-    let repo = project(
-        "[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n[validate]\ntest = \"sh check.sh\"\n",
-        &[("s", &spec("s", ""))],
-        &[("check.sh", CHECK), (".mmm/answers.toml", &script)],
-    );
+    let project = Scenario::spec_s()
+        .raw_config("[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n[validate]\ntest = \"sh check.sh\"\n")
+        .check(CHECK)
+        .file(".mmm/answers.toml", &script)
+        .build();
+    let repo = &project.repo;
     let out = repo.mmm(&["run"]);
     assert!(out.status.success(), "{}", show(&out));
-    let its = iterations(&repo, "s");
-    let statuses: Vec<String> = its.iter().map(|i| i.status()).collect();
-    assert_eq!(statuses, ["failed", "complete"]);
-    assert_eq!(metrics(&repo, "s", &its[1].commit)["agent"], "scripted");
+    assert_eq!(project.statuses("s"), ["failed", "complete"]);
+    assert_eq!(project.metrics("s")[1]["agent"], "scripted");
     // A second run has nothing to do.
     let again = repo.mmm_ok(&["run"]);
     assert!(again.contains("nothing to run"), "{again}");
-    assert_readable(&repo, "s");
-    assert_clean(&repo);
+    assert_readable(repo, "s");
+    assert_clean(repo);
 }
 
 #[test]
@@ -191,7 +187,7 @@ fn the_demo_leaves_a_failed_and_a_complete_iteration() {
     let out = cmd.args(["demo", "d"]).output().expect("demo");
     assert!(out.status.success(), "{}", show(&out));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("git mmm log slugify"), "{stdout}");
+    assert!(stdout.contains(" log slugify  "), "{stdout}");
     let demo = TestRepo {
         path: dir.path().join("d"),
         home: home.clone(),

@@ -1,9 +1,11 @@
-//! Shared test support: temporary repositories built with the real `git`, pinned dates, and a
-//! runner for the `git-mmm` binary.
+//! Shared test support: temporary repositories built with the real `git`, pinned dates, a
+//! runner for the `git-mmm` binary, and scenarios of `git mmm run` against the fake Messages
+//! API (`scenario`).
 #![allow(dead_code)]
 
 pub mod fake_anthropic;
 pub mod project;
+pub mod scenario;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

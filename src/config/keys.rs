@@ -1,0 +1,262 @@
+//! Every configuration key, declared once: its comment in the default file (which is also its
+//! rustdoc), its name, type, default and kind. The structs, their `Default`s, the key schema
+//! the layers check against and the commented default file all come from here (see
+//! [`declare`](super::declare)). A new section is one more entry below.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::declare::settings;
+use super::duration_serde;
+use super::schema::{AGENT_KINDS, CHECKPOINT_AFTER, KeyDef, Kind, More, PERMISSION_MODES, Section};
+use super::{AgentKind, CheckpointAfter};
+
+settings! {
+    /// The effective configuration. Every key has a default (see [`Config::default`] and
+    /// [`default_config_toml`](super::default_config_toml)); the files, `MMM_*` variables and
+    /// flags override them.
+    pub struct Config;
+
+    sections {
+        /// How long and how often a spec is iterated.
+        "loop" => r#loop: LoopConfig {
+            /// Iterations per spec and run before the loop stops.
+            max_iterations: u64 = 3, Kind::Count { min: 1 };
+            /// Wall-clock limit of one run of one spec.
+            #[serde(with = "duration_serde")]
+            timeout: Duration = Duration::from_secs(2 * 3600), Kind::Duration;
+            /// Commit each iteration without asking (false: stop before committing and ask).
+            auto_commit: bool = true, Kind::Bool;
+            /// Stop as stuck after this many iterations in a row with the same diff or failures.
+            stuck_after: u64 = 2, Kind::Count { min: 1 };
+            /// Specs run at the same time.
+            concurrency: u64 = 2, Kind::Count { min: 1 };
+            /// Checkpoint an iteration in flight to the run's wip ref once it has run this long.
+            #[serde(with = "duration_serde")]
+            checkpoint_after: Duration = Duration::from_secs(1), Kind::Duration;
+        }
+
+        /// Where the specs live.
+        "specs" => specs: SpecsConfig {
+            /// Directory of the specs, relative to the repository root.
+            dir: String = "specs".to_owned(), Kind::Str;
+        }
+
+        /// Which agent answers the prompts, and how it is reached.
+        "agent" => agent: AgentConfig {
+            /// api | claude-code | command | scripted.
+            kind: AgentKind = AgentKind::Api, Kind::Enum(AGENT_KINDS);
+            /// File of scripted answers for kind = "scripted", relative to the repository root.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            script: Option<String> = None, Kind::Str, example "\"fixtures/answers.jsonl\"";
+            /// Base URL of the Messages API (default: the client's own).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            api_base_url: Option<String> = None, Kind::Url,
+                example "\"https://api.anthropic.com\"";
+            /// The anthropic-version header sent to the API.
+            anthropic_version: String = "2023-06-01".to_owned(), Kind::Str;
+            /// Retries of a failed request (429, 529, network errors).
+            max_retries: u64 = 2, Kind::Count { min: 0 };
+            /// Time limit of one request, streaming included.
+            #[serde(with = "duration_serde")]
+            request_timeout: Duration = Duration::from_secs(600), Kind::Duration;
+            /// The `claude` executable for kind = "claude-code" (default: `claude` on PATH).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            claude_path: Option<String> = None, Kind::Str, example "\"/usr/local/bin/claude\"";
+            /// Claude Code's --max-turns (default: Claude Code's own limit).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            max_turns: Option<u64> = None, Kind::Count { min: 1 }, example "40";
+            /// Claude Code's --permission-mode (the worktree is disposable and every change is
+            /// gated).
+            permission_mode: String = "acceptEdits".to_owned(), Kind::Enum(PERMISSION_MODES);
+            /// Claude Code's --allowedTools, e.g. "Bash(cargo test *)".
+            allowed_tools: Vec<String> = Vec::new(), Kind::List;
+            /// Claude Code's --disallowedTools, e.g. "WebFetch".
+            disallowed_tools: Vec<String> = Vec::new(), Kind::List;
+            /// Command line of kind = "command"; placeholders {prompt_file} (else the prompt is
+            /// on stdin), {worktree}, {model}.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            command: Option<String> = None, Kind::Str,
+                example "\"aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}\"";
+            /// Regex over the command's output whose first group is the cost in USD (last match
+            /// wins).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cost_regex: Option<String> = None, Kind::Str,
+                example "\"Cost: \\\\$[0-9.]+ message, \\\\$([0-9.]+) session\"";
+            /// Regex over the command's output with named groups `input` and `output` (token
+            /// counts).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tokens_regex: Option<String> = None, Kind::Str,
+                example "\"Tokens: (?P<input>[0-9.,k]+) sent, (?P<output>[0-9.,k]+) received\"";
+            /// Dotted path to the cost in USD in the last JSON line of the command's stdout.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            cost_json_field: Option<String> = None, Kind::Str, example "\"total_cost_usd\"";
+            /// Dotted path to an object with input_tokens/output_tokens in that JSON line.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            tokens_json_field: Option<String> = None, Kind::Str, example "\"usage\"";
+        }
+
+        /// Which models are used.
+        "model" => model: ModelConfig {
+            /// Model of ordinary iterations.
+            default: String = "claude-sonnet-5-5".to_owned(), Kind::Str;
+            /// Model used after escalate_after failed iterations.
+            escalate_to: String = "claude-opus-5-5".to_owned(), Kind::Str;
+            /// Model for summaries and easy specs.
+            small: String = "claude-haiku-5-5".to_owned(), Kind::Str;
+            /// Output tokens per answer.
+            max_tokens: u64 = 16000, Kind::Count { min: 1 };
+            /// Failed iterations in a row before switching to escalate_to.
+            escalate_after: u64 = 2, Kind::Count { min: 1 };
+            /// The model's context window, in tokens.
+            context_window: u64 = 1_000_000, Kind::Count { min: 1 };
+        }
+
+        /// Spending limits: a run stops before it would exceed one of them.
+        "budget" => budget: BudgetConfig {
+            /// USD per iteration.
+            per_iteration_usd: f64 = 2.0, Kind::Usd;
+            /// USD per spec and run.
+            per_spec_usd: f64 = 10.0, Kind::Usd;
+            /// USD per day over all specs.
+            daily_usd: f64 = 50.0, Kind::Usd;
+            /// Tokens (input and output) per iteration (default: no limit).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            per_iteration_tokens: Option<u64> = None, Kind::Count { min: 1 }, example "200000";
+            /// Tokens per spec and run (default: no limit).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            per_spec_tokens: Option<u64> = None, Kind::Count { min: 1 }, example "1000000";
+            /// Tokens per day over all specs (default: no limit).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            daily_tokens: Option<u64> = None, Kind::Count { min: 1 }, example "10000000";
+        }
+
+        /// Quality gates, run by mmm in the iteration's worktree (a gate that is not set is
+        /// skipped).
+        "validate" => validate: ValidateConfig {
+            /// Build command.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            build: Option<String> = None, Kind::Str, example "\"cargo build\"";
+            /// Test command.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            test: Option<String> = None, Kind::Str, example "\"cargo test\"";
+            /// Lint command.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            lint: Option<String> = None, Kind::Str, example "\"cargo clippy -- -D warnings\"";
+            /// Format check command.
+            #[serde(skip_serializing_if = "Option::is_none")]
+            format: Option<String> = None, Kind::Str, example "\"cargo fmt --check\"";
+            /// Time limit of each gate.
+            #[serde(with = "duration_serde")]
+            timeout: Duration = Duration::from_secs(600), Kind::Duration;
+            more:
+            /// `[validate.custom]`: more gates, name → command. Default: none.
+            custom: BTreeMap<String, String> = BTreeMap::new(),
+                file "# More gates: [validate.custom], one command per name, e.g.\n\
+                      # [validate.custom]\n\
+                      # audit = \"cargo audit\"\n";
+        }
+
+        /// Commands the model may ask mmm to run.
+        "commands" => commands: CommandsConfig {
+            /// Glob-like patterns of command lines the model may run, e.g. "cargo test *".
+            allow: Vec<String> = Vec::new(), Kind::List;
+            /// Time limit of one command.
+            #[serde(with = "duration_serde")]
+            timeout: Duration = Duration::from_secs(120), Kind::Duration;
+            /// Output kept per command, in bytes.
+            max_output_bytes: u64 = 65536, Kind::Count { min: 1 };
+        }
+
+        /// Paths that the model's edits may not touch.
+        "apply" => apply: ApplyConfig {
+            /// Globs of paths the model may not edit.
+            deny: Vec<String> = vec![".github/workflows/**".to_owned()], Kind::List;
+        }
+
+        /// What goes into the prompt.
+        "context" => context: ContextConfig {
+            /// Globs of files always included, besides the spec's own context section.
+            include: Vec<String> = Vec::new(), Kind::List;
+            /// Globs of files never included (.gitignore is honoured anyway).
+            exclude: Vec<String> = Vec::new(), Kind::List;
+            /// Files larger than this many bytes are left out.
+            max_file_bytes: u64 = 100_000, Kind::Count { min: 1 };
+            /// Tokens of the context window kept free for the answer.
+            output_reserve: u64 = 16000, Kind::Count { min: 0 };
+            /// Include a map of the repository (paths and top-level items).
+            repo_map: bool = true, Kind::Bool;
+        }
+
+        /// Pull requests and review on GitHub.
+        "github" => github: GithubConfig {
+            /// Logins asked to review each pull request.
+            reviewers: Vec<String> = Vec::new(), Kind::List;
+            /// Labels put on each pull request.
+            labels: Vec<String> = vec!["mmm".to_owned()], Kind::List;
+            /// Open pull requests as drafts.
+            draft: bool = true, Kind::Bool;
+            /// Base URL of the GitHub API, for GitHub Enterprise (default:
+            /// https://api.github.com).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            base_url: Option<String> = None, Kind::Url,
+                example "\"https://github.example.com/api/v3\"";
+            /// Merge the pull request when it is approved.
+            merge_on_approval: bool = false, Kind::Bool;
+        }
+
+        /// What is redacted from transcripts and logs, besides the API tokens mmm knows.
+        "secrets" => secrets: SecretsConfig {
+            /// Literal values, or names of environment variables whose values are redacted.
+            redact: Vec<String> = Vec::new(), Kind::List;
+        }
+    }
+
+    tables {
+        /// `[[checkpoints]]`: where the loop waits for a human. Default: none. A layer that sets
+        /// checkpoints replaces the whole list of the layers below it.
+        "checkpoints" => checkpoints: Vec<Checkpoint>,
+        /// `[prices."<model-id>"]`: overrides and extensions of the built-in price table, in USD
+        /// per million tokens. Merged per model and per field across layers.
+        "prices" => prices: BTreeMap<String, PriceOverride>,
+    }
+}
+
+settings! {
+    table
+    /// `[[checkpoints]]`: a point where the loop waits for a human.
+    "checkpoints" => Checkpoint, CHECKPOINT_KEYS {
+        /// "iteration" (after every iteration) or "complete" (when the spec is done).
+        after: CheckpointAfter = CheckpointAfter::Complete, Kind::Enum(CHECKPOINT_AFTER);
+        /// The loop may not go on without an answer.
+        required: bool = true, Kind::Bool;
+        /// How long to wait for the answer before stopping.
+        #[serde(with = "duration_serde")]
+        timeout: Duration = Duration::from_secs(24 * 3600), Kind::Duration;
+    }
+}
+
+settings! {
+    table
+    /// `[prices."<model-id>"]`: prices in USD per million tokens; unset fields keep the
+    /// built-in price.
+    "prices" => PriceOverride, PRICE_KEYS {
+        /// Input tokens.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        input: Option<f64> = None, Kind::Price;
+        /// Output tokens.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        output: Option<f64> = None, Kind::Price;
+        /// Tokens written to the prompt cache with a 5-minute lifetime.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_write_5m: Option<f64> = None, Kind::Price;
+        /// Tokens written to the prompt cache with a 1-hour lifetime.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_write_1h: Option<f64> = None, Kind::Price;
+        /// Tokens read from the prompt cache.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        cache_read: Option<f64> = None, Kind::Price;
+    }
+}

@@ -1,0 +1,136 @@
+//! The record stage: the worktree snapshotted, a drafted iteration written through the store
+//! (commit, transcript note, metrics note, branch), and the strategies it decided taken.
+
+use git2::Oid;
+
+use crate::store::{NewIteration, Recorded, Run};
+
+use super::super::decide::Strategy;
+use super::super::metrics;
+use super::super::worktree::{Snapshot, Worktree};
+use super::iteration::Draft;
+use super::{EngineError, Event, Loop, Stage};
+
+impl Loop<'_, '_, '_> {
+    /// Records a drafted iteration. A loop that cannot make another call stops now, so that
+    /// the reason is recorded on this iteration. Returns the draft as recorded, the record and
+    /// the snapshot's tree.
+    pub(super) fn record_draft(
+        &mut self,
+        run: &mut Run,
+        worktree: &Worktree,
+        mut draft: Draft,
+    ) -> Result<(Draft, Recorded, Oid), EngineError> {
+        let n = run.next_iteration;
+        if draft.stop.is_none() {
+            draft.stop = self.stop_before_call(Some(draft.usage.total_input()), 1);
+        }
+        if let Some((reason, _)) = &draft.stop {
+            draft.status = reason.trailer_status(&draft.status);
+            draft.metrics.stop_reason = Some(*reason);
+        }
+        draft.metrics.trailer_status = Some(draft.status.clone());
+        self.stage(n, Stage::Record, None);
+        let tree = match draft.tree {
+            Some(tree) => tree,
+            None => self.scan(worktree)?,
+        };
+        let metrics = self.record(run, metrics::KIND, draft.metrics.to_value());
+        let recorded = self.s.store.record_iteration(
+            run,
+            NewIteration {
+                tree,
+                status: draft.status.clone(),
+                // The summary becomes the commit message: a secret the model echoed in its
+                // `@mmm:summary` must not land there either.
+                summary: self.s.redactor.redact(&draft.summary).into_owned(),
+                body: String::new(),
+                spec_revision: Some(self.job.spec.revision.clone()),
+                transcript: std::mem::take(&mut draft.transcript),
+                metrics: vec![metrics],
+            },
+        )?;
+        self.checkpoint(|c| c.recorded());
+        if let Some(blocks) = self.pending_system.take() {
+            self.written_system = Some((recorded.commit, n, blocks));
+        }
+        worktree.advance(recorded.commit)?;
+        self.iterations_run += 1;
+        self.iterations_this_revision += 1;
+        self.emit(Event::Recorded {
+            spec: self.name.clone(),
+            iteration: n,
+            status: draft.status.to_string(),
+            commit: recorded.commit.to_string(),
+            tokens: draft.usage,
+            cost_usd: draft.cost,
+            checks_passed: draft.checks_passed,
+            checks_total: draft.checks_total,
+            decisions: draft.decisions.clone(),
+        });
+        Ok((draft, recorded, tree))
+    }
+
+    /// Takes the strategies an iteration decided, for the next iteration: a roll-back resets
+    /// the worktree to the last good iteration (and `previous_tree` to its tree); an
+    /// escalation changes the model.
+    pub(super) fn take_strategies(
+        &mut self,
+        worktree: &Worktree,
+        strategies: &[Strategy],
+        recorded: Oid,
+        previous_tree: &mut Option<Oid>,
+    ) -> Result<(), EngineError> {
+        for strategy in strategies {
+            match strategy {
+                Strategy::RollBack { to, .. } => {
+                    if let Ok(good) = Oid::from_str(to) {
+                        worktree.reset_to(good)?;
+                        worktree.advance(recorded)?;
+                        self.tree = None;
+                        *previous_tree = self
+                            .s
+                            .store
+                            .repo()
+                            .find_commit(good)
+                            .map(|c| c.tree_id())
+                            .ok();
+                    }
+                }
+                Strategy::Escalate { to, .. } => self.model = to.clone(),
+                Strategy::FeedBack
+                | Strategy::CheckpointComplete
+                | Strategy::CheckpointIteration => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Snapshots the worktree; forgets the context's list of files when files were added or
+    /// deleted, so that the next prompt walks the worktree again.
+    pub(super) fn scan(&mut self, worktree: &Worktree) -> Result<Oid, EngineError> {
+        let snap = worktree.scan()?;
+        Ok(self.saw(snap))
+    }
+
+    /// [`Loop::scan`] by the cheapest exact way (see [`Worktree::refresh`]).
+    pub(super) fn refresh(
+        &mut self,
+        worktree: &Worktree,
+        written: &[String],
+        nothing_else: bool,
+    ) -> Result<Oid, EngineError> {
+        let snap = worktree.refresh(written, nothing_else)?;
+        Ok(self.saw(snap))
+    }
+
+    /// Keeps the context's list of files and what it read in step with a snapshot.
+    fn saw(&mut self, snap: Snapshot) -> Oid {
+        if snap.files_changed {
+            self.tree = None;
+        } else if let Some(tree) = &self.tree {
+            tree.forget(snap.changed.iter().map(String::as_str));
+        }
+        snap.tree
+    }
+}

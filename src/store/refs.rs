@@ -1,0 +1,193 @@
+//! Refs: the names of mmm's refs, and how the store moves them.
+//!
+//! Owns: the ref names of a spec (its branch, the two notes refs, the archive, a run's wip
+//! ref); moving a ref by compare-and-swap (also when creating it: "must not exist" is the zero
+//! id, checked under the ref's lock); syncing a moved ref's file and directories to the disk;
+//! deleting a ref; retrying with jittered backoff while other writers hold a lock.
+//! Every other room moves refs only through `Store::cas_ref` and `Store::delete_ref`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use git2::{ErrorCode, Oid};
+
+use super::{Result, Store, StoreError, trailers};
+use crate::spec::SpecId;
+
+/// The branch of a spec.
+pub fn branch_ref(spec: &SpecId) -> String {
+    format!("refs/heads/mmm/{spec}")
+}
+
+/// The transcripts notes ref of a spec.
+pub fn transcripts_ref(spec: &SpecId) -> String {
+    format!("refs/notes/mmm/{spec}/transcripts")
+}
+
+/// The metrics notes ref of a spec.
+pub fn metrics_ref(spec: &SpecId) -> String {
+    format!("refs/notes/mmm/{spec}/metrics")
+}
+
+/// The archive ref of a spec.
+pub fn archive_ref(spec: &SpecId) -> String {
+    format!("refs/mmm/{spec}/archive")
+}
+
+/// The wip ref of a run.
+pub fn wip_ref(spec: &SpecId, run: &str) -> String {
+    format!("refs/mmm/{spec}/wip/{run}")
+}
+
+/// Flushes a file's or a directory's content and metadata to the disk.
+fn sync_path(path: &Path) -> std::io::Result<()> {
+    std::fs::File::open(path)?.sync_all()
+}
+
+pub(super) const MAX_ATTEMPTS: u32 = 200;
+
+fn retriable(e: &git2::Error) -> bool {
+    matches!(
+        e.code(),
+        ErrorCode::Locked | ErrorCode::Modified | ErrorCode::Exists
+    )
+}
+
+/// Sleeps a jittered, growing delay before attempt `attempt + 1`.
+pub(super) fn backoff(attempt: u32) {
+    use std::hash::{BuildHasher, Hasher};
+    let base_ms = (1u64 << attempt.min(6)).min(50);
+    // RandomState is seeded randomly per instance: a cheap jitter source without a dependency.
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let jitter = h.finish() % (base_ms * 1000 + 1);
+    std::thread::sleep(Duration::from_micros(base_ms * 500 + jitter));
+}
+
+/// Runs `f` until it succeeds, retrying with jittered backoff while git reports a lock or a
+/// concurrent change.
+fn retry<T>(what: &str, mut f: impl FnMut() -> Result<T, git2::Error>) -> Result<T> {
+    for attempt in 0..MAX_ATTEMPTS {
+        match f() {
+            Ok(v) => return Ok(v),
+            Err(e) if retriable(&e) => backoff(attempt),
+            Err(e) => return Err(StoreError::git(what)(e)),
+        }
+    }
+    Err(StoreError::Contention {
+        what: what.to_owned(),
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+impl Store {
+    /// Where `name` points, or `None` if it does not exist.
+    pub(super) fn ref_target(&self, name: &str) -> Result<Option<Oid>> {
+        match self.repo.refname_to_id(name) {
+            Ok(oid) => Ok(Some(oid)),
+            Err(e) if e.code() == ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(StoreError::git(format!("read {name}"))(e)),
+        }
+    }
+
+    /// Makes a ref update durable: the ref's file (libgit2 writes every update as a loose ref,
+    /// through a lock file renamed into place) and the directory that holds it; the first time
+    /// this store moves a ref, every directory between it and the git directory too (libgit2
+    /// may just have created them). Reflogs are not synced: they are a history of the refs, not
+    /// the state (git's `core.fsync=committed` makes the same choice).
+    fn sync_ref(&self, name: &str) -> Result<()> {
+        if !self.opts.sync {
+            return Ok(());
+        }
+        let common = self.repo.commondir();
+        let path = common.join(name);
+        let first = self.synced_refs.borrow_mut().insert(name.to_owned());
+        let sync = |path: &Path| {
+            sync_path(path).map_err(|source| StoreError::Sync {
+                path: path.to_owned(),
+                source,
+            })
+        };
+        match sync_path(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // A concurrent `git pack-refs` moved it into packed-refs meanwhile.
+                let packed = common.join("packed-refs");
+                if packed.exists() {
+                    sync(&packed)?;
+                }
+                return sync(common);
+            }
+            Err(source) => return Err(StoreError::Sync { path, source }),
+        }
+        let mut dir = path.parent();
+        while let Some(d) = dir {
+            sync(d)?;
+            if !first || d == common {
+                break;
+            }
+            dir = d.parent();
+        }
+        Ok(())
+    }
+
+    fn ensure_log(&self, name: &str) -> Result<()> {
+        retry(&format!("create the reflog of {name}"), || {
+            self.repo.reference_ensure_log(name)
+        })
+    }
+
+    /// Moves `name` from `expected` (`None`: must not exist) to `new`. `Ok(false)` if another
+    /// writer got there first; retries while the ref is locked.
+    pub(super) fn cas_ref(
+        &self,
+        name: &str,
+        expected: Option<Oid>,
+        new: Oid,
+        msg: &str,
+    ) -> Result<bool> {
+        // The objects the ref will reach must be on disk before it moves.
+        self.flush()?;
+        self.ensure_log(name)?;
+        let msg = trailers::one_line(msg);
+        for attempt in 0..MAX_ATTEMPTS {
+            // "Must not exist yet" is the zero id: libgit2 checks it under the ref's lock. A
+            // non-forced `reference()` checks for an existing ref *before* taking the lock,
+            // so two writers creating the same ref at once could both succeed, the second
+            // overwriting the first (it lost notes when four processes started one notes ref).
+            let old = expected.unwrap_or(Oid::ZERO_SHA1);
+            let res = self.repo.reference_matching(name, new, true, old, &msg);
+            match res {
+                Ok(_) => {
+                    self.sync_ref(name)?;
+                    return Ok(true);
+                }
+                Err(e) if e.code() == ErrorCode::Locked => backoff(attempt),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::Modified | ErrorCode::Exists | ErrorCode::NotFound
+                    ) =>
+                {
+                    return Ok(false);
+                }
+                Err(e) => return Err(StoreError::git(format!("update {name}"))(e)),
+            }
+        }
+        Err(StoreError::Contention {
+            what: name.to_owned(),
+            attempts: MAX_ATTEMPTS,
+        })
+    }
+
+    /// Deletes `name` if it exists, retrying while it is locked.
+    pub(super) fn delete_ref(&self, name: &str) -> Result<()> {
+        retry(&format!("delete {name}"), || {
+            match self.repo.find_reference(name) {
+                Ok(mut r) => r.delete(),
+                Err(e) if e.code() == ErrorCode::NotFound => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+    }
+}
