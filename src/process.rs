@@ -5,10 +5,11 @@
 //!
 //! Owns: child processes. Must not decide whether a command is allowed: callers do that.
 
-use std::io::Read;
+use std::ffi::OsStr;
+use std::io::{Read, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -65,47 +66,21 @@ impl CommandOutput {
 /// at all (for example, no `sh`); a failing command is an `Ok` with its exit code.
 pub fn run(cmd: &ShellCommand<'_>) -> std::io::Result<CommandOutput> {
     let start = Instant::now();
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(cmd.command)
-        .current_dir(cmd.dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    for name in cmd.env_remove {
-        command.env_remove(name);
-    }
-    for (k, v) in cmd.env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn()?;
-    let pid = child.id();
-    track(pid);
+    let mut group = Group::spawn(&Spawn {
+        program: OsStr::new("sh"),
+        args: &[OsStr::new("-c"), OsStr::new(cmd.command)],
+        dir: cmd.dir,
+        stdin: None,
+        env: cmd.env,
+        env_remove: cmd.env_remove,
+    })?;
     let limit = cmd.max_output_bytes;
-    let stdout = child.stdout.take().map(|s| spawn_reader(s, limit));
-    let stderr = child.stderr.take().map(|s| spawn_reader(s, limit));
-
-    let (tx, rx) = mpsc::channel();
-    let waiter = thread::spawn(move || {
-        let status = child.wait();
-        let _ = tx.send(());
-        status
-    });
-    let timed_out = rx.recv_timeout(cmd.timeout).is_err();
-    if timed_out {
-        kill_group(pid);
-    }
-    // The group is dead or the child exited; waiting cannot block for long now.
-    let status = waiter
-        .join()
-        .map_err(|_| std::io::Error::other("the waiter thread panicked"))??;
-    if !timed_out {
-        // Descendants that outlive the shell would keep the pipes open: end them too.
-        kill_group(pid);
-    }
-    untrack(pid);
+    let stdout = group.stdout.take().map(|s| spawn_reader(s, limit));
+    let stderr = group.stderr.take().map(|s| spawn_reader(s, limit));
+    let timed_out = !group.wait_timeout(cmd.timeout);
+    // Ends the group: on timeout the command itself, otherwise descendants that outlive the
+    // shell and would keep the pipes open.
+    let status = group.end()?;
     let stdout = stdout.map(join_reader).unwrap_or_default();
     let stderr = stderr.map(join_reader).unwrap_or_default();
     Ok(CommandOutput {
@@ -117,11 +92,123 @@ pub fn run(cmd: &ShellCommand<'_>) -> std::io::Result<CommandOutput> {
     })
 }
 
+/// What to start: a program with its arguments, in a directory, with its environment adjusted.
+#[derive(Debug)]
+pub(crate) struct Spawn<'a> {
+    /// The executable.
+    pub program: &'a OsStr,
+    /// Its arguments.
+    pub args: &'a [&'a OsStr],
+    /// The working directory.
+    pub dir: &'a Path,
+    /// Bytes written to stdin, which is then closed; `None`: stdin is closed from the start.
+    pub stdin: Option<Vec<u8>>,
+    /// Extra environment variables.
+    pub env: &'a [(String, String)],
+    /// Variables removed from the child's environment (API keys, `CLAUDECODE`, …).
+    pub env_remove: &'a [String],
+}
+
+/// A child running in its own process group, so that ending the group ends everything it
+/// started. Its group is known to [`kill_all_groups`] until [`Group::end`] (or drop) kills it.
+#[derive(Debug)]
+pub(crate) struct Group {
+    pid: u32,
+    /// Signalled by the waiter thread when the child has exited.
+    exited: mpsc::Receiver<()>,
+    waiter: Option<thread::JoinHandle<std::io::Result<ExitStatus>>>,
+    /// The child's stdout, for the caller to read.
+    pub stdout: Option<ChildStdout>,
+    /// The child's stderr, for the caller to read.
+    pub stderr: Option<ChildStderr>,
+}
+
+impl Group {
+    /// Starts `spec` in a new process group with stdout and stderr piped. An error means it
+    /// could not be started.
+    pub(crate) fn spawn(spec: &Spawn<'_>) -> std::io::Result<Group> {
+        let mut command = Command::new(spec.program);
+        command
+            .args(spec.args)
+            .current_dir(spec.dir)
+            .stdin(if spec.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        for name in spec.env_remove {
+            command.env_remove(name);
+        }
+        for (k, v) in spec.env {
+            command.env(k, v);
+        }
+        let mut child = command.spawn()?;
+        let pid = child.id();
+        track(pid);
+        if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
+            // A child that does not read its stdin must not block us: write from a thread.
+            thread::spawn(move || {
+                let _ = stdin.write_all(&bytes);
+            });
+        }
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let (tx, exited) = mpsc::channel();
+        let waiter = thread::spawn(move || {
+            let status = child.wait();
+            let _ = tx.send(());
+            status
+        });
+        Ok(Group {
+            pid,
+            exited,
+            waiter: Some(waiter),
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Waits up to `timeout` for the child to exit: true once it has, false while it runs.
+    pub(crate) fn wait_timeout(&self, timeout: Duration) -> bool {
+        !matches!(
+            self.exited.recv_timeout(timeout),
+            Err(mpsc::RecvTimeoutError::Timeout)
+        )
+    }
+
+    /// Kills the group (the child if it still runs, whatever it left behind otherwise) and
+    /// returns how the child ended.
+    pub(crate) fn end(mut self) -> std::io::Result<ExitStatus> {
+        self.kill();
+        // The group is dead or the child exited; waiting cannot block for long now.
+        self.waiter
+            .take()
+            .expect("a group is ended once")
+            .join()
+            .map_err(|_| std::io::Error::other("the waiter thread panicked"))?
+    }
+
+    fn kill(&self) {
+        kill_group(self.pid);
+        untrack(self.pid);
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if self.waiter.is_some() {
+            self.kill();
+        }
+    }
+}
+
 /// The process groups of the children running now, so that an abort can end them all.
 static LIVE_GROUPS: std::sync::Mutex<Vec<u32>> = std::sync::Mutex::new(Vec::new());
 
 /// Notes a child's process group as running (until [`untrack`]).
-pub(crate) fn track(pid: u32) {
+fn track(pid: u32) {
     LIVE_GROUPS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -129,7 +216,7 @@ pub(crate) fn track(pid: u32) {
 }
 
 /// Forgets a child's process group.
-pub(crate) fn untrack(pid: u32) {
+fn untrack(pid: u32) {
     LIVE_GROUPS
         .lock()
         .unwrap_or_else(|e| e.into_inner())
@@ -146,7 +233,7 @@ pub fn kill_all_groups() {
 }
 
 /// Sends SIGKILL to a process group.
-pub(crate) fn kill_group(pid: u32) {
+fn kill_group(pid: u32) {
     if let Ok(pid) = libc::pid_t::try_from(pid) {
         // SAFETY: killpg only sends a signal; a stale group id yields ESRCH, which is ignored.
         unsafe {
@@ -155,13 +242,15 @@ pub(crate) fn kill_group(pid: u32) {
     }
 }
 
-type Reader = mpsc::Receiver<String>;
+/// The text a reader thread kept, once its pipe has closed.
+pub(crate) type Reader = mpsc::Receiver<String>;
 
 /// How long to wait for a pipe to drain once the process group is gone. A descendant that left
 /// the group (`setsid`) can hold the pipe open for ever; its output is then given up.
 const DRAIN: Duration = Duration::from_secs(2);
 
-fn spawn_reader(mut source: impl Read + Send + 'static, limit: usize) -> Reader {
+/// Reads `source` to its end in a thread, keeping the first and last `limit / 2` bytes.
+pub(crate) fn spawn_reader(mut source: impl Read + Send + 'static, limit: usize) -> Reader {
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut kept = HeadTail::new(limit);
@@ -184,7 +273,7 @@ fn join_reader(rx: Reader) -> String {
 }
 
 /// Keeps the first and last `limit / 2` bytes of a stream.
-pub(crate) struct HeadTail {
+struct HeadTail {
     limit: usize,
     head: Vec<u8>,
     tail: std::collections::VecDeque<u8>,
@@ -192,7 +281,7 @@ pub(crate) struct HeadTail {
 }
 
 impl HeadTail {
-    pub(crate) fn new(limit: usize) -> Self {
+    fn new(limit: usize) -> Self {
         HeadTail {
             limit,
             head: Vec::new(),
@@ -201,7 +290,7 @@ impl HeadTail {
         }
     }
 
-    pub(crate) fn push(&mut self, bytes: &[u8]) {
+    fn push(&mut self, bytes: &[u8]) {
         self.total += bytes.len();
         let head_cap = self.limit / 2;
         let take = head_cap.saturating_sub(self.head.len()).min(bytes.len());
@@ -217,7 +306,7 @@ impl HeadTail {
         }
     }
 
-    pub(crate) fn finish(self) -> String {
+    fn finish(self) -> String {
         let kept = self.head.len() + self.tail.len();
         let mut out = String::from_utf8_lossy(&self.head).into_owned();
         if kept < self.total {
@@ -322,5 +411,55 @@ mod tests {
             "1\n2\n[… 6 lines cut by mmm …]\n9\n10"
         );
         assert_eq!(trim_lines("a\nb", 4), "a\nb");
+    }
+
+    #[test]
+    fn a_group_feeds_stdin_and_scrubs_the_environment() {
+        let dir = std::env::temp_dir();
+        let mut group = Group::spawn(&Spawn {
+            program: OsStr::new("sh"),
+            args: &[
+                OsStr::new("-c"),
+                OsStr::new("cat; echo ${HOME:-unset} $MMM_X"),
+            ],
+            dir: &dir,
+            stdin: Some(b"fed ".to_vec()),
+            env: &[("MMM_X".to_string(), "x".to_string())],
+            env_remove: &["HOME".to_string()],
+        })
+        .expect("sh runs");
+        let out = spawn_reader(group.stdout.take().expect("piped"), 100);
+        assert!(group.wait_timeout(Duration::from_secs(10)));
+        assert!(group.end().expect("waited").success());
+        assert_eq!(join_reader(out), "fed unset x\n");
+    }
+
+    #[test]
+    fn a_dropped_group_is_killed() {
+        let dir = std::env::temp_dir();
+        let group = Group::spawn(&Spawn {
+            program: OsStr::new("sleep"),
+            args: &[OsStr::new("30")],
+            dir: &dir,
+            stdin: None,
+            env: &[],
+            env_remove: &[],
+        })
+        .expect("sleep runs");
+        assert!(!group.wait_timeout(Duration::from_millis(50)));
+        let pid = group.pid;
+        drop(group);
+        let tracked = LIVE_GROUPS
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&pid);
+        assert!(!tracked, "a dropped group is forgotten");
+        let pid = libc::pid_t::try_from(pid).expect("a pid");
+        let start = Instant::now();
+        // SAFETY: signal 0 only checks that the process exists (the waiter thread reaps it).
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            assert!(start.elapsed() < Duration::from_secs(10), "still running");
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 }

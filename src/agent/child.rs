@@ -1,21 +1,20 @@
-//! Running an agent's executable: its own process group, stdin closed (or fed once and
-//! closed), stdout read line by line while it runs, stderr kept (head and tail), and the whole
-//! group ended on timeout, on a stop request, and after the child exits (so that helpers it
-//! left behind cannot keep the pipes open).
+//! Running an agent's executable through the one spawn path of `process` (its own process
+//! group, stdin closed or fed once and closed, the environment adjusted): stdout read line by
+//! line while it runs, stderr kept (head and tail), and the whole group ended on timeout, on a
+//! stop request, and after the child exits (so that helpers it left behind cannot keep the
+//! pipes open).
 //!
 //! Owns: the agent child processes. Must not interpret their output: the agents do.
 
-use crate::process::kill_group;
-use std::ffi::OsString;
-use std::io::{BufRead as _, BufReader, Read as _, Write as _};
-use std::os::unix::process::CommandExt as _;
+use std::ffi::{OsStr, OsString};
+use std::io::{BufRead as _, BufReader, Read};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use super::turn::Cancel;
+use crate::process::{self, Group, Spawn};
 
 /// How often the waiting loop looks at the stop flag and the clock.
 const POLL: Duration = Duration::from_millis(100);
@@ -67,126 +66,105 @@ pub(crate) fn run(
     on_line: &mut dyn FnMut(&str),
 ) -> std::io::Result<ChildOutcome> {
     let start = Instant::now();
-    let mut command = Command::new(spec.program);
-    command
-        .args(spec.args)
-        .current_dir(spec.dir)
-        .stdin(if spec.stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    for name in spec.env_remove {
-        command.env_remove(name);
-    }
-    for (k, v) in spec.env {
-        command.env(k, v);
-    }
-    let mut child = command.spawn()?;
-    let pid = child.id();
-    crate::process::track(pid);
-
-    if let (Some(bytes), Some(mut stdin)) = (spec.stdin.clone(), child.stdin.take()) {
-        // A child that does not read its stdin must not block us: write from a thread.
-        thread::spawn(move || {
-            let _ = stdin.write_all(&bytes);
-        });
-    }
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout_reader = child.stdout.take().map(|out| {
-        thread::spawn(move || {
-            let mut reader = BufReader::new(out);
-            let mut buf = Vec::new();
-            // Huge output (a runaway or hostile agent) is drained but not kept: it would end
-            // up in memory and in the transcript note.
-            let (mut kept, mut dropped) = (0usize, 0usize);
-            loop {
-                buf.clear();
-                match reader.read_until(b'\n', &mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) if kept + n > STDOUT_LIMIT => dropped += n,
-                    Ok(n) => {
-                        kept += n;
-                        let line = String::from_utf8_lossy(&buf);
-                        let line = line.trim_end_matches(['\n', '\r']).to_owned();
-                        if tx.send(line).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-            if dropped > 0 {
-                let _ = tx.send(format!(
-                    "[mmm: {dropped} more bytes of output were dropped (over {STDOUT_LIMIT} bytes)]"
-                ));
-            }
-        })
-    });
-    let stderr_reader = child.stderr.take().map(|mut err| {
-        thread::spawn(move || {
-            let mut kept = crate::process::HeadTail::new(STDERR_LIMIT);
-            let mut buf = [0u8; 8192];
-            loop {
-                match err.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => kept.push(&buf[..n]),
-                }
-            }
-            kept.finish()
-        })
-    });
-
-    let deadline = start + spec.timeout;
-    let mut timed_out = false;
-    let mut cancelled = false;
-    let status = loop {
-        match rx.recv_timeout(POLL) {
-            Ok(line) => on_line(&line),
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            // stdout is closed but the child still runs: wait without spinning.
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(POLL),
-        }
-        if let Some(status) = child.try_wait()? {
-            break Some(status);
-        }
-        if cancel.is_cancelled() {
-            cancelled = true;
-            break None;
-        }
-        if Instant::now() >= deadline {
-            timed_out = true;
-            break None;
-        }
-    };
+    let args: Vec<&OsStr> = spec.args.iter().map(OsString::as_os_str).collect();
+    let mut group = Group::spawn(&Spawn {
+        program: spec.program,
+        args: &args,
+        dir: spec.dir,
+        stdin: spec.stdin.clone(),
+        env: spec.env,
+        env_remove: spec.env_remove,
+    })?;
+    let (tx, lines) = mpsc::channel::<String>();
+    let stdout_reader = group.stdout.take().map(|out| read_lines(out, tx));
+    let stderr = group
+        .stderr
+        .take()
+        .map(|err| process::spawn_reader(err, STDERR_LIMIT));
+    let ending = wait(&group, &lines, cancel, start + spec.timeout, on_line);
     // End the group: on timeout or stop the child itself, otherwise whatever it left behind.
-    kill_group(pid);
-    crate::process::untrack(pid);
-    let status = match status {
-        Some(s) => Some(s),
-        None => Some(child.wait()?),
-    };
+    let status = group.end()?;
     if let Some(h) = stdout_reader {
         let _ = h.join();
     }
-    while let Ok(line) = rx.try_recv() {
+    while let Ok(line) = lines.try_recv() {
         on_line(&line);
     }
-    let stderr = stderr_reader
-        .map(|h| h.join().unwrap_or_default())
-        .unwrap_or_default();
     Ok(ChildOutcome {
-        exit_code: if timed_out || cancelled {
-            None
-        } else {
-            status.and_then(|s| s.code())
+        exit_code: match ending {
+            Ending::Exited => status.code(),
+            Ending::TimedOut | Ending::Cancelled => None,
         },
-        timed_out,
-        cancelled,
-        stderr,
+        timed_out: ending == Ending::TimedOut,
+        cancelled: ending == Ending::Cancelled,
+        stderr: stderr.and_then(|rx| rx.recv().ok()).unwrap_or_default(),
         duration: start.elapsed(),
+    })
+}
+
+/// Why the wait for a child ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Exited,
+    TimedOut,
+    Cancelled,
+}
+
+/// Passes stdout lines on until the child exits, the stop flag is set or `deadline` passes.
+fn wait(
+    group: &Group,
+    lines: &mpsc::Receiver<String>,
+    cancel: &Cancel,
+    deadline: Instant,
+    on_line: &mut dyn FnMut(&str),
+) -> Ending {
+    loop {
+        match lines.recv_timeout(POLL) {
+            Ok(line) => on_line(&line),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            // stdout is closed but the child still runs: wait without spinning.
+            Err(mpsc::RecvTimeoutError::Disconnected) => thread::sleep(POLL),
+        }
+        if group.wait_timeout(Duration::ZERO) {
+            return Ending::Exited;
+        }
+        if cancel.is_cancelled() {
+            return Ending::Cancelled;
+        }
+        if Instant::now() >= deadline {
+            return Ending::TimedOut;
+        }
+    }
+}
+
+/// Reads stdout line by line in a thread and sends each line (without its end) to `tx`.
+/// Huge output (a runaway or hostile agent) is drained but not kept: it would end up in
+/// memory and in the transcript note; a last line says how much was dropped.
+fn read_lines(out: impl Read + Send + 'static, tx: mpsc::Sender<String>) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        let mut reader = BufReader::new(out);
+        let mut buf = Vec::new();
+        let (mut kept, mut dropped) = (0usize, 0usize);
+        loop {
+            buf.clear();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) if kept + n > STDOUT_LIMIT => dropped += n,
+                Ok(n) => {
+                    kept += n;
+                    let line = String::from_utf8_lossy(&buf);
+                    let line = line.trim_end_matches(['\n', '\r']).to_owned();
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if dropped > 0 {
+            let _ = tx.send(format!(
+                "[mmm: {dropped} more bytes of output were dropped (over {STDOUT_LIMIT} bytes)]"
+            ));
+        }
     })
 }
 

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::child::{self, ChildSpec};
+use super::child::{self, ChildOutcome, ChildSpec};
 use super::turn::{Agent, AgentError, AgentEvent, AgentReply, AgentRequest, Cancel, TokenUsage};
 
 /// Prompts longer than this many bytes are passed in a file (the argument length is limited).
@@ -71,6 +71,24 @@ pub struct ClaudeCodeAgent {
 }
 
 impl ClaudeCodeAgent {
+    /// The error when the executable cannot be started, with how to install it when missing.
+    fn cannot_run(&self, e: &std::io::Error) -> AgentError {
+        AgentError::Critical {
+            message: format!(
+                "cannot run Claude Code (`{}`): {e}",
+                self.config.program.display()
+            ),
+            hint: if e.kind() == std::io::ErrorKind::NotFound {
+                "install it (scripts/install-claude-code.sh, or npm install -g \
+                 @anthropic-ai/claude-code) and put `claude` on PATH, or set [agent] \
+                 claude_path"
+                    .into()
+            } else {
+                "check [agent] claude_path".into()
+            },
+        }
+    }
+
     /// An agent with this configuration.
     pub fn new(config: ClaudeCodeConfig) -> Self {
         ClaudeCodeAgent { config }
@@ -458,6 +476,73 @@ fn fold_commits(worktree: &Path, start: git2::Oid) -> Result<usize, git2::Error>
     Ok(folded)
 }
 
+/// Writes a prompt too long for the command line to a file in a new temporary directory
+/// (kept alive by the returned handle); `None` when it fits as an argument.
+fn prompt_file(user: &str) -> Result<Option<(tempfile::TempDir, PathBuf)>, AgentError> {
+    if user.len() <= MAX_PROMPT_ARG {
+        return Ok(None);
+    }
+    let dir = tempfile::tempdir().map_err(|e| AgentError::Failed {
+        message: format!("cannot write the prompt file: {e}"),
+        hint: "check the temporary directory (TMPDIR)".into(),
+    })?;
+    let file = dir.path().join("mmm-prompt.md");
+    std::fs::write(&file, user).map_err(|e| AgentError::Failed {
+        message: format!("cannot write the prompt file {}: {e}", file.display()),
+        hint: "check the temporary directory (TMPDIR)".into(),
+    })?;
+    Ok(Some((dir, file)))
+}
+
+/// The reply of a run that succeeded: text, usage and cost from the stream, and a summary
+/// record (exit code, folded commits, stderr) whose run facts also go to the metrics.
+fn reply(
+    mut summary: StreamSummary,
+    outcome: &ChildOutcome,
+    folded: usize,
+    default_model: &str,
+) -> AgentReply {
+    let mut records = std::mem::take(&mut summary.records);
+    let mut record = summary.summary_record();
+    record["exit_code"] = json!(outcome.exit_code);
+    record["folded_commits"] = json!(folded);
+    if !outcome.stderr.trim().is_empty() {
+        record["stderr"] = json!(outcome.stderr);
+    }
+    let mut metrics = serde_json::Map::new();
+    for key in [
+        "num_turns",
+        "duration_ms",
+        "duration_api_ms",
+        "terminal_reason",
+        "permission_denials",
+        "model_usage",
+        "folded_commits",
+    ] {
+        if let Some(v) = record.get(key).filter(|v| !v.is_null()) {
+            metrics.insert(key.to_owned(), v.clone());
+        }
+    }
+    records.push(record);
+    let result = summary.result.as_ref();
+    AgentReply {
+        text: summary.text(),
+        model: summary.model().unwrap_or_else(|| default_model.to_owned()),
+        usage: summary.usage(),
+        cost_usd: result
+            .and_then(|r| r.get("total_cost_usd"))
+            .and_then(Value::as_f64),
+        stop_reason: result
+            .and_then(|r| r.get("stop_reason"))
+            .and_then(Value::as_str)
+            .map(Into::into),
+        attempts: 1,
+        edits_in_worktree: true,
+        records,
+        metrics,
+    }
+}
+
 impl Agent for ClaudeCodeAgent {
     fn kind(&self) -> &'static str {
         "claude-code"
@@ -476,21 +561,7 @@ impl Agent for ClaudeCodeAgent {
         if cancel.is_cancelled() {
             return Err(AgentError::Interrupted);
         }
-        let user = user_text(request);
-        let prompt_dir = if user.len() > MAX_PROMPT_ARG {
-            let dir = tempfile::tempdir().map_err(|e| AgentError::Failed {
-                message: format!("cannot write the prompt file: {e}"),
-                hint: "check the temporary directory (TMPDIR)".into(),
-            })?;
-            let file = dir.path().join("mmm-prompt.md");
-            std::fs::write(&file, &user).map_err(|e| AgentError::Failed {
-                message: format!("cannot write the prompt file {}: {e}", file.display()),
-                hint: "check the temporary directory (TMPDIR)".into(),
-            })?;
-            Some((dir, file))
-        } else {
-            None
-        };
+        let prompt_dir = prompt_file(&user_text(request))?;
         let args = self.args(request, prompt_dir.as_ref().map(|(_, f)| f.as_path()));
         let mut env_remove = vec!["CLAUDECODE".to_owned()];
         env_remove.extend(self.config.env_remove.iter().cloned());
@@ -516,24 +587,7 @@ impl Agent for ClaudeCodeAgent {
             },
         );
         drop(prompt_dir);
-        let outcome = outcome.map_err(|e| {
-            let not_found = e.kind() == std::io::ErrorKind::NotFound;
-            AgentError::Critical {
-                message: format!(
-                    "cannot run Claude Code (`{}`): {e}",
-                    self.config.program.display()
-                ),
-                hint: if not_found {
-                    "install it (scripts/install-claude-code.sh, or npm install -g \
-                     @anthropic-ai/claude-code) and put `claude` on PATH, or set [agent] \
-                     claude_path"
-                        .into()
-                } else {
-                    "check [agent] claude_path".into()
-                },
-            }
-        })?;
-
+        let outcome = outcome.map_err(|e| self.cannot_run(&e))?;
         let folded = match start {
             Some(start) => fold_commits(request.worktree, start).map_err(|e| AgentError::Critical {
                 message: format!(
@@ -560,44 +614,6 @@ impl Agent for ClaudeCodeAgent {
         if let Some(err) = summary.failure(outcome.exit_code, &outcome.stderr) {
             return Err(err);
         }
-        let mut records = std::mem::take(&mut summary.records);
-        let mut record = summary.summary_record();
-        record["exit_code"] = json!(outcome.exit_code);
-        record["folded_commits"] = json!(folded);
-        if !outcome.stderr.trim().is_empty() {
-            record["stderr"] = json!(outcome.stderr);
-        }
-        let mut metrics = serde_json::Map::new();
-        for key in [
-            "num_turns",
-            "duration_ms",
-            "duration_api_ms",
-            "terminal_reason",
-            "permission_denials",
-            "model_usage",
-            "folded_commits",
-        ] {
-            if let Some(v) = record.get(key).filter(|v| !v.is_null()) {
-                metrics.insert(key.to_owned(), v.clone());
-            }
-        }
-        records.push(record);
-        let result = summary.result.as_ref();
-        Ok(AgentReply {
-            text: summary.text(),
-            model: summary.model().unwrap_or_else(|| request.model.to_owned()),
-            usage: summary.usage(),
-            cost_usd: result
-                .and_then(|r| r.get("total_cost_usd"))
-                .and_then(Value::as_f64),
-            stop_reason: result
-                .and_then(|r| r.get("stop_reason"))
-                .and_then(Value::as_str)
-                .map(Into::into),
-            attempts: 1,
-            edits_in_worktree: true,
-            records,
-            metrics,
-        })
+        Ok(reply(summary, &outcome, folded, request.model))
     }
 }

@@ -27,9 +27,9 @@ use std::time::Duration;
 use git2::{ErrorCode, Oid};
 
 use super::trailers::{Trailers, key};
+use super::write::ArchiveKind;
 use super::{
-    ArchiveKind, Result, Store, StoreError, archive_ref, branch_ref, metrics_ref, transcripts_ref,
-    unix_secs,
+    Result, Store, StoreError, archive_ref, branch_ref, metrics_ref, transcripts_ref, unix_secs,
 };
 use crate::spec::SpecId;
 

@@ -276,3 +276,42 @@ pub(super) fn no_such_iteration(spec: &SpecId, n: u32, history: &[Iteration]) ->
         range,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn it(n: u32) -> Iteration {
+        Iteration {
+            spec: SpecId::new("x").expect("a valid spec id"),
+            n,
+            commit: Oid::ZERO_SHA1,
+            parent: None,
+            tree: Oid::ZERO_SHA1,
+            run: None,
+            status: None,
+            spec_revision: None,
+            summary: String::new(),
+            time: UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn a_missing_iteration_names_the_range_there_is() {
+        let spec = SpecId::new("x").expect("a valid spec id");
+        let err = no_such_iteration(&spec, 7, &[it(2), it(3), it(4)]);
+        assert_eq!(
+            err.to_string(),
+            "spec `x` has no iteration 7 (its branch has iterations 2..=4); see `git mmm log x`"
+        );
+        let err = no_such_iteration(&spec, 1, &[]);
+        assert!(err.to_string().contains("(its branch has iterations none)"));
+    }
+
+    #[test]
+    fn git_times_before_the_epoch_stay_before_it() {
+        let t = |s| git_time(git2::Time::new(s, 0));
+        assert_eq!(t(90), UNIX_EPOCH + Duration::from_secs(90));
+        assert_eq!(t(-90), UNIX_EPOCH - Duration::from_secs(90));
+    }
+}

@@ -4,13 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use serde_json::Value;
-
+use super::answer::{Answer, Streamed, TokenCount, Whole};
 use super::error::{ApiError, Failure, classify, transport};
-use super::sse::SseParser;
-use super::stream::{Accumulator, Callback, StreamEvent};
-use super::wire::{MessagesRequest, Response, message_from_json};
+use super::stream::{Callback, StreamEvent};
+use super::wire::{MessagesRequest, Response};
 use crate::agent::retry::{RetryHeaders, RetryPolicy, Sleeper, TokioSleeper};
 use crate::clock::{Clock, SystemClock};
 
@@ -72,17 +69,6 @@ impl ClientConfig {
             beta: Vec::new(),
         }
     }
-}
-
-enum Mode {
-    Stream,
-    Json,
-    Count,
-}
-
-enum Success {
-    Message(Box<Response>),
-    Count(u64),
 }
 
 /// The Messages API client. Cheap to clone; share one per run.
@@ -153,127 +139,72 @@ impl Client {
         req: &MessagesRequest,
         mut on_event: impl FnMut(StreamEvent) + Send,
     ) -> Result<Response, ApiError> {
-        match self.call(req, Mode::Stream, &mut on_event).await? {
-            Success::Message(r) => Ok(*r),
-            Success::Count(_) => unreachable!("stream mode yields a message"),
-        }
+        self.call::<Streamed>(req, &mut on_event).await
     }
 
     /// Sends `req` without streaming and returns the answer (with the same retries).
     pub async fn create(&self, req: &MessagesRequest) -> Result<Response, ApiError> {
-        match self.call(req, Mode::Json, &mut |_| {}).await? {
-            Success::Message(r) => Ok(*r),
-            Success::Count(_) => unreachable!("json mode yields a message"),
-        }
+        self.call::<Whole>(req, &mut |_| {}).await
     }
 
     /// Counts the input tokens of `req` with `POST /v1/messages/count_tokens`.
     pub async fn count_tokens(&self, req: &MessagesRequest) -> Result<u64, ApiError> {
-        match self.call(req, Mode::Count, &mut |_| {}).await? {
-            Success::Count(n) => Ok(n),
-            Success::Message(_) => unreachable!("count mode yields a count"),
-        }
+        self.call::<TokenCount>(req, &mut |_| {}).await
     }
 
-    async fn call(
+    /// Sends `req` as call `A`, retrying per the policy, and reads the answer as `A` says.
+    async fn call<A: Answer>(
         &self,
         req: &MessagesRequest,
-        mode: Mode,
         on_event: Callback<'_>,
-    ) -> Result<Success, ApiError> {
-        let mut body = serde_json::to_value(req).map_err(|e| ApiError::Config {
-            message: format!("request not serialisable: {e}"),
-        })?;
-        let obj = body
-            .as_object_mut()
-            .expect("a struct serialises to a JSON object");
-        let path = match mode {
-            Mode::Stream => {
-                obj.insert("stream".into(), Value::Bool(true));
-                "v1/messages"
-            }
-            Mode::Json => "v1/messages",
-            Mode::Count => {
-                for k in ["max_tokens", "stop_sequences", "metadata"] {
-                    obj.remove(k);
-                }
-                "v1/messages/count_tokens"
-            }
-        };
-        let url = format!("{}/{path}", self.config.base_url.trim_end_matches('/'));
-        let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Config {
-            message: format!("request not serialisable: {e}"),
-        })?;
+    ) -> Result<A::Output, ApiError> {
+        let bytes = body::<A>(req)?;
+        let url = format!("{}/{}", self.config.base_url.trim_end_matches('/'), A::PATH);
         let policy = &self.config.retry;
         let mut retries = 0u32;
         loop {
-            match self.attempt(&url, &bytes, &mode, retries, on_event).await {
-                Ok(mut ok) => {
-                    if let Success::Message(r) = &mut ok {
-                        r.attempts = retries + 1;
-                    }
-                    return Ok(ok);
+            let f = match self.attempt::<A>(&url, &bytes, retries, on_event).await {
+                Ok(mut out) => {
+                    A::set_attempts(&mut out, retries + 1);
+                    return Ok(out);
                 }
-                Err(f) if !f.retry => return Err(f.error),
-                Err(f) if retries >= policy.max_retries => {
-                    return Err(if retries == 0 {
-                        f.error
-                    } else {
-                        ApiError::Exhausted {
-                            attempts: retries + 1,
-                            last: Box::new(f.error),
-                        }
-                    });
-                }
-                Err(f) => {
-                    let delay =
-                        policy.delay(retries, &f.headers, self.clock.now(), rand::random::<f64>());
-                    tracing::debug!(attempt = retries + 1, ?delay, error = %f.error, "retrying");
-                    on_event(StreamEvent::Retry {
-                        attempt: retries + 1,
-                        delay,
-                        reason: f.error.to_string(),
-                    });
-                    self.sleeper.sleep(delay).await;
-                    retries += 1;
-                }
+                Err(f) => f,
+            };
+            if !f.retry {
+                return Err(f.error);
             }
+            if retries >= policy.max_retries {
+                return Err(if retries == 0 {
+                    f.error
+                } else {
+                    ApiError::Exhausted {
+                        attempts: retries + 1,
+                        last: Box::new(f.error),
+                    }
+                });
+            }
+            let delay = policy.delay(retries, &f.headers, self.clock.now(), rand::random::<f64>());
+            tracing::debug!(attempt = retries + 1, ?delay, error = %f.error, "retrying");
+            on_event(StreamEvent::Retry {
+                attempt: retries + 1,
+                delay,
+                reason: f.error.to_string(),
+            });
+            self.sleeper.sleep(delay).await;
+            retries += 1;
         }
     }
 
-    async fn attempt(
+    /// One attempt: the request, then an error classified or the answer read as `A`.
+    async fn attempt<A: Answer>(
         &self,
         url: &str,
         body: &[u8],
-        mode: &Mode,
         retries: u32,
         on_event: Callback<'_>,
-    ) -> Result<Success, Failure> {
-        let cfg = &self.config;
-        let mut rb = self
-            .http
-            .post(url)
-            .timeout(cfg.request_timeout)
-            .header("anthropic-version", &cfg.anthropic_version)
-            .header("content-type", "application/json")
-            .header("x-mmm-retry-count", retries.to_string())
-            .body(body.to_vec());
-        rb = match &cfg.auth {
-            Auth::ApiKey(k) => rb.header("x-api-key", k),
-            Auth::Bearer(t) => rb.header("authorization", format!("Bearer {t}")),
-        };
-        if !cfg.beta.is_empty() {
-            rb = rb.header("anthropic-beta", cfg.beta.join(","));
-        }
-        rb = rb.header(
-            "accept",
-            if matches!(mode, Mode::Stream) {
-                "text/event-stream"
-            } else {
-                "application/json"
-            },
-        );
-        let resp = rb
+    ) -> Result<A::Output, Failure> {
+        let resp = self
+            .request(url, body, retries, A::ACCEPT)
             .send()
             .await
             .map_err(|e| Failure::transient(transport(&e)))?;
@@ -294,67 +225,48 @@ impl Client {
             let text = resp.text().await.unwrap_or_default();
             return Err(classify(status, &text, request_id, headers));
         }
-        match mode {
-            Mode::Count => {
-                let v = read_json(resp).await?;
-                let n = v
-                    .get("input_tokens")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| {
-                        Failure::fatal(ApiError::Decode {
-                            message: format!("count_tokens without input_tokens: {v}"),
-                        })
-                    })?;
-                Ok(Success::Count(n))
-            }
-            Mode::Json => {
-                let v = read_json(resp).await?;
-                let mut r = message_from_json(&v).map_err(Failure::fatal)?;
-                r.request_id = request_id;
-                Ok(Success::Message(Box::new(r)))
-            }
-            Mode::Stream => {
-                let mut acc = Accumulator::default();
-                let mut parser = SseParser::new();
-                let mut chunks = resp.bytes_stream();
-                'read: while let Some(chunk) = chunks.next().await {
-                    // A broken body (cut connection, bad chunking) is transient: reqwest
-                    // reports it as a decode error, so it is not told apart here.
-                    let chunk = chunk.map_err(|e| Failure::transient(transport(&e)))?;
-                    for rec in parser.push(&chunk) {
-                        acc.handle(&rec, on_event)?;
-                        if acc.done {
-                            break 'read;
-                        }
-                    }
-                }
-                if !acc.done
-                    && let Some(rec) = parser.finish()
-                {
-                    acc.handle(&rec, on_event)?;
-                }
-                if !acc.done {
-                    return Err(Failure::transient(ApiError::Incomplete));
-                }
-                let mut r = acc.finish();
-                r.request_id = request_id;
-                Ok(Success::Message(Box::new(r)))
-            }
+        A::read(resp, request_id, on_event).await
+    }
+
+    /// The request with its headers: version, credentials, betas, retry count.
+    fn request(
+        &self,
+        url: &str,
+        body: &[u8],
+        retries: u32,
+        accept: &str,
+    ) -> reqwest::RequestBuilder {
+        let cfg = &self.config;
+        let mut rb = self
+            .http
+            .post(url)
+            .timeout(cfg.request_timeout)
+            .header("anthropic-version", &cfg.anthropic_version)
+            .header("content-type", "application/json")
+            .header("x-mmm-retry-count", retries.to_string())
+            .body(body.to_vec());
+        rb = match &cfg.auth {
+            Auth::ApiKey(k) => rb.header("x-api-key", k),
+            Auth::Bearer(t) => rb.header("authorization", format!("Bearer {t}")),
+        };
+        if !cfg.beta.is_empty() {
+            rb = rb.header("anthropic-beta", cfg.beta.join(","));
         }
+        rb.header("accept", accept)
     }
 }
 
-/// Reads a whole JSON body: a broken connection is transient, bad JSON is not.
-async fn read_json(resp: reqwest::Response) -> Result<Value, Failure> {
-    let bytes = resp
-        .bytes()
-        .await
-        .map_err(|e| Failure::transient(transport(&e)))?;
-    serde_json::from_slice(&bytes).map_err(|e| {
-        Failure::fatal(ApiError::Decode {
-            message: format!("response body is not JSON: {e}"),
-        })
-    })
+/// The request body of call `A`.
+fn body<A: Answer>(req: &MessagesRequest) -> Result<Vec<u8>, ApiError> {
+    let not_serialisable = |e: serde_json::Error| ApiError::Config {
+        message: format!("request not serialisable: {e}"),
+    };
+    let mut body = serde_json::to_value(req).map_err(not_serialisable)?;
+    A::shape(
+        body.as_object_mut()
+            .expect("a struct serialises to a JSON object"),
+    );
+    serde_json::to_vec(&body).map_err(not_serialisable)
 }
 
 #[cfg(test)]
@@ -365,5 +277,15 @@ mod tests {
     fn auth_debug_hides_the_secret() {
         let c = ClientConfig::new(Auth::ApiKey("sk-ant-secret".into()));
         assert!(!format!("{c:?}").contains("secret"));
+    }
+
+    #[test]
+    fn calls_can_move_between_threads() {
+        fn send<T: Send>(_: &T) {}
+        let client = Client::new(ClientConfig::new(Auth::ApiKey("k".into()))).expect("client");
+        let req = MessagesRequest::new("m", 1, Vec::new());
+        send(&client.stream(&req, |_| {}));
+        send(&client.create(&req));
+        send(&client.count_tokens(&req));
     }
 }

@@ -1,7 +1,7 @@
 //! Errors of the Messages API and their classification: which are retried, which stop the run,
 //! and the hint each message ends with.
 
-use serde_json::Value;
+use serde::Deserialize;
 
 use crate::agent::retry::{RetryHeaders, RetryPolicy};
 
@@ -213,6 +213,52 @@ pub(super) fn transport(e: &reqwest::Error) -> ApiError {
     }
 }
 
+/// The body of an error response (contracts §1.6), as far as the client reads it.
+#[derive(Debug, Default, Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<ErrorDetail>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// The `error` object of an error response or of a stream's `error` event.
+#[derive(Debug, Default, PartialEq, Deserialize)]
+pub(super) struct ErrorDetail {
+    /// `error.type`, e.g. `rate_limit_error`.
+    #[serde(default, rename = "type")]
+    pub kind: Option<String>,
+    /// The API's message.
+    #[serde(default)]
+    pub message: Option<String>,
+    /// Newer: `details.error_code`.
+    #[serde(default)]
+    details: Option<ErrorDetails>,
+}
+
+impl ErrorDetail {
+    /// The failure a stream's `error` event ends the attempt with: an overloaded or internal
+    /// error is retried.
+    pub fn into_failure(self) -> Failure {
+        let error_type = self.kind.unwrap_or_else(|| "unknown_error".to_string());
+        let retry = matches!(error_type.as_str(), "overloaded_error" | "api_error");
+        Failure {
+            error: ApiError::Stream {
+                error_type,
+                message: self.message.unwrap_or_default(),
+            },
+            retry,
+            headers: Box::default(),
+        }
+    }
+}
+
+#[derive(Debug, Default, PartialEq, Deserialize)]
+struct ErrorDetails {
+    #[serde(default)]
+    error_code: Option<String>,
+}
+
 /// Maps an HTTP error response to a typed error and the retry decision.
 pub(super) fn classify(
     status: u16,
@@ -220,33 +266,29 @@ pub(super) fn classify(
     request_id: Option<String>,
     headers: RetryHeaders,
 ) -> Failure {
-    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    let err = v.get("error");
-    let field = |k: &str| err.and_then(|e| e.get(k)).and_then(Value::as_str);
-    let error_type = field("type").unwrap_or("unknown_error").to_string();
-    let message = field("message").map(str::to_string).unwrap_or_else(|| {
+    let parsed: ErrorBody = serde_json::from_str(body).unwrap_or_default();
+    let detail = parsed.error.unwrap_or_default();
+    let error_type = detail.kind.unwrap_or_else(|| "unknown_error".to_string());
+    let message = detail.message.unwrap_or_else(|| {
         body.chars()
             .take(200)
             .collect::<String>()
             .trim()
             .to_string()
     });
-    let request_id = request_id.or_else(|| {
-        v.get("request_id")
-            .and_then(Value::as_str)
-            .map(String::from)
-    });
-    let error_code = err
-        .and_then(|e| e.get("details"))
-        .and_then(|d| d.get("error_code"))
-        .and_then(Value::as_str);
+    let request_id = request_id.or(parsed.request_id);
+    let error_code = detail.details.and_then(|d| d.error_code);
     if status == 429
-        && let Some(code @ ("enforced_spend_limit_reached" | "contract_spend_limit_reached")) =
-            error_code
+        && let Some(code) = error_code.filter(|c| {
+            matches!(
+                c.as_str(),
+                "enforced_spend_limit_reached" | "contract_spend_limit_reached"
+            )
+        })
     {
         return Failure {
             error: ApiError::SpendLimit {
-                error_code: code.to_string(),
+                error_code: code,
                 message,
                 request_id,
             },
@@ -285,5 +327,72 @@ pub(super) fn classify(
         error,
         retry,
         headers: Box::new(headers),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(status: u16, body: &str) -> Failure {
+        classify(status, body, None, RetryHeaders::default())
+    }
+
+    #[test]
+    fn a_spend_limit_is_critical_and_not_retried() {
+        let f = failure(
+            429,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"over","details":{"error_code":"enforced_spend_limit_reached"}},"request_id":"req_1"}"#,
+        );
+        assert!(!f.retry);
+        assert!(f.error.is_critical());
+        assert!(matches!(
+            &f.error,
+            ApiError::SpendLimit { error_code, request_id, .. }
+                if error_code == "enforced_spend_limit_reached" && request_id.as_deref() == Some("req_1")
+        ));
+    }
+
+    #[test]
+    fn rate_limits_and_overloads_are_retried() {
+        let f = failure(
+            429,
+            r#"{"type":"error","error":{"type":"rate_limit_error","message":"slow down","details":{"error_code":"ramp_limit_exceeded"}}}"#,
+        );
+        assert!(f.retry);
+        assert!(!f.error.is_critical());
+        assert_eq!(f.error.status(), Some(429));
+        assert!(failure(529, "{}").retry);
+        let auth = failure(
+            401,
+            r#"{"error":{"type":"authentication_error","message":"bad key"}}"#,
+        );
+        assert!(!auth.retry);
+        assert!(auth.error.is_critical());
+    }
+
+    #[test]
+    fn a_body_that_is_not_the_documented_shape_becomes_the_message() {
+        let f = failure(502, "<html>Bad gateway</html>");
+        assert!(f.retry);
+        assert_eq!(
+            f.error.to_string(),
+            "API error (HTTP 502, unknown_error): <html>Bad gateway</html> (hint: a server-side error; try again later)"
+        );
+        let f = failure(404, r#"{"error":"Not found"}"#);
+        assert!(f.error.to_string().contains(r#"{"error":"Not found"}"#));
+    }
+
+    #[test]
+    fn stream_errors_retry_when_overloaded_or_internal() {
+        let detail = |kind: &str| ErrorDetail {
+            kind: Some(kind.into()),
+            message: Some("m".into()),
+            details: None,
+        };
+        assert!(detail("overloaded_error").into_failure().retry);
+        assert!(detail("api_error").into_failure().retry);
+        assert!(!detail("invalid_request_error").into_failure().retry);
+        assert!(!ErrorDetail::default().into_failure().retry);
     }
 }

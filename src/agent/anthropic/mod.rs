@@ -8,11 +8,16 @@
 //! * `wire`: request, content blocks, usage and the finished [`Response`];
 //! * `error`: [`ApiError`], which errors are retried or critical, and their hints;
 //! * [`sse`]: server-sent events framing (bytes to records);
-//! * `stream`: stream events decoded and assembled into a message;
-//! * `client`: the [`Client`], its configuration and the retry loop.
+//! * `event`: a stream record's JSON decoded into a typed event;
+//! * `stream`: a message assembled from its stream, and the events the callback sees;
+//! * `client`: the [`Client`], its configuration, the request and the retry loop;
+//! * `answer`: how each kind of call (stream, whole message, token count) shapes its request
+//!   and reads its answer, which the client's call is generic over.
 
+mod answer;
 mod client;
 mod error;
+mod event;
 pub mod sse;
 mod stream;
 mod wire;

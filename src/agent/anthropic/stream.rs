@@ -1,13 +1,14 @@
-//! Stream decoding (contracts §1.5): the events the callback sees, and the assembly of a
-//! message from the stream's records.
+//! A message assembled from its stream (contracts §1.5): the events the callback sees as they
+//! happen, and the blocks put together from their deltas.
 
 use std::time::Duration;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::error::{ApiError, Failure};
+use super::event::{BlockStart, Delta, Event, MessageDelta, MessageStart, decode};
 use super::sse::SseRecord;
-use super::wire::{ContentBlock, Response, TextBlock, Usage, text_of};
+use super::wire::{ContentBlock, Response, TextBlock, Usage, UsageFields, text_of};
 
 /// The largest content-block index accepted from a stream.
 const MAX_BLOCK_INDEX: u64 = 1024;
@@ -49,6 +50,7 @@ pub enum StreamEvent {
 
 pub(super) type Callback<'a> = &'a mut (dyn FnMut(StreamEvent) + Send);
 
+/// A content block being streamed.
 #[derive(Debug)]
 enum BlockAcc {
     Text(String),
@@ -60,10 +62,124 @@ enum BlockAcc {
     ToolUse {
         id: String,
         name: String,
+        /// The `partial_json` fragments so far, parsed once the block stops.
         json: String,
+        /// The input of the block's start, kept when no fragment follows.
         input: Value,
     },
     Other,
+}
+
+impl BlockAcc {
+    /// A block begun by `content_block_start`; its first text and a tool call's start are
+    /// shown as they arrive.
+    fn start(block: BlockStart, on_event: Callback<'_>) -> Self {
+        match block {
+            BlockStart::Text { text } => {
+                if !text.is_empty() {
+                    on_event(StreamEvent::TextDelta(text.clone()));
+                }
+                BlockAcc::Text(text)
+            }
+            BlockStart::Thinking {
+                thinking,
+                signature,
+            } => BlockAcc::Thinking {
+                thinking,
+                signature,
+            },
+            BlockStart::RedactedThinking { data } => BlockAcc::Redacted(data),
+            BlockStart::ToolUse { id, name, input } => {
+                on_event(StreamEvent::ToolUseStart {
+                    id: id.clone(),
+                    name: name.clone(),
+                });
+                BlockAcc::ToolUse {
+                    id,
+                    name,
+                    json: String::new(),
+                    input,
+                }
+            }
+            BlockStart::Other => BlockAcc::Other,
+        }
+    }
+
+    /// Adds a delta; one that does not fit the block's kind (citations, kinds this client
+    /// does not model) is passed over.
+    fn push(&mut self, delta: Delta, on_event: Callback<'_>) {
+        match (self, delta) {
+            (BlockAcc::Text(t), Delta::Text { text }) => {
+                t.push_str(&text);
+                on_event(StreamEvent::TextDelta(text));
+            }
+            (BlockAcc::Thinking { thinking, .. }, Delta::Thinking { thinking: piece }) => {
+                thinking.push_str(&piece);
+                on_event(StreamEvent::ThinkingDelta(piece));
+            }
+            (BlockAcc::Thinking { signature, .. }, Delta::Signature { signature: piece }) => {
+                signature.push_str(&piece);
+            }
+            (BlockAcc::ToolUse { json, .. }, Delta::InputJson { partial_json }) => {
+                json.push_str(&partial_json);
+            }
+            _ => {}
+        }
+    }
+
+    /// The finished block, `None` for kinds this client does not model. A tool call's input
+    /// fragments must join into JSON.
+    fn finish(self) -> Result<Option<ContentBlock>, Failure> {
+        Ok(match self {
+            BlockAcc::Text(text) => Some(ContentBlock::Text(TextBlock::new(text))),
+            BlockAcc::Thinking {
+                thinking,
+                signature,
+            } => Some(ContentBlock::Thinking {
+                thinking,
+                signature,
+            }),
+            BlockAcc::Redacted(data) => Some(ContentBlock::RedactedThinking { data }),
+            BlockAcc::ToolUse {
+                id,
+                name,
+                json,
+                input,
+            } => Some(ContentBlock::ToolUse {
+                input: tool_input(&name, &json, input)?,
+                id,
+                name,
+                cache_control: None,
+            }),
+            BlockAcc::Other => None,
+        })
+    }
+}
+
+/// The input of a tool call: its joined fragments, or the start's input when none came.
+fn tool_input(name: &str, json: &str, start: Value) -> Result<Value, Failure> {
+    if json.trim().is_empty() {
+        return Ok(start);
+    }
+    serde_json::from_str(json).map_err(|e| {
+        Failure::fatal(ApiError::Decode {
+            message: format!("tool_use {name} input is not JSON ({e}): {json}"),
+        })
+    })
+}
+
+/// A message has a handful of content blocks; an absurd index (a broken proxy) must not
+/// become a huge allocation.
+fn slot(index: u64) -> usize {
+    index.min(MAX_BLOCK_INDEX) as usize
+}
+
+/// Sets `v[i]`, growing `v` as needed.
+fn put<T>(v: &mut Vec<Option<T>>, i: usize, value: Option<T>) {
+    if v.len() <= i {
+        v.resize_with(i + 1, || None);
+    }
+    v[i] = value;
 }
 
 /// Assembles a message from stream records (§1.5).
@@ -80,199 +196,79 @@ pub(super) struct Accumulator {
 }
 
 impl Accumulator {
+    /// Takes one record; an `error` event or undecodable data fails the attempt.
     pub(super) fn handle(
         &mut self,
         rec: &SseRecord,
         on_event: Callback<'_>,
     ) -> Result<(), Failure> {
-        // As the SDKs: records without `event:` are dropped, pings skipped.
-        let Some(event) = rec.event.as_deref() else {
+        let Some(event) = decode(rec)? else {
             return Ok(());
         };
-        if event == "ping" {
-            return Ok(());
-        }
-        let v: Value = serde_json::from_str(&rec.data).map_err(|e| {
-            Failure::fatal(ApiError::Decode {
-                message: format!("{event} event with bad JSON: {e}"),
-            })
-        })?;
-        // A message has a handful of content blocks; an absurd index (a broken proxy) must
-        // not become a huge allocation.
-        let index = v
-            .get("index")
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
-            .min(MAX_BLOCK_INDEX) as usize;
         match event {
-            "message_start" => {
-                let m = v.get("message").unwrap_or(&Value::Null);
-                self.id = m
-                    .get("id")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .into();
-                self.model = m
-                    .get("model")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .into();
-                if let Some(u) = m.get("usage") {
-                    self.usage.merge(u);
-                }
-                on_event(StreamEvent::MessageStart {
-                    id: self.id.clone(),
-                    model: self.model.clone(),
-                });
-            }
-            "content_block_start" => {
-                let b = v.get("content_block").unwrap_or(&Value::Null);
-                let str_of = |k: &str| {
-                    b.get(k)
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                let acc = match b.get("type").and_then(Value::as_str) {
-                    Some("text") => {
-                        let t = str_of("text");
-                        if !t.is_empty() {
-                            on_event(StreamEvent::TextDelta(t.clone()));
-                        }
-                        BlockAcc::Text(t)
-                    }
-                    Some("thinking") => BlockAcc::Thinking {
-                        thinking: str_of("thinking"),
-                        signature: str_of("signature"),
-                    },
-                    Some("redacted_thinking") => BlockAcc::Redacted(str_of("data")),
-                    Some("tool_use") => {
-                        on_event(StreamEvent::ToolUseStart {
-                            id: str_of("id"),
-                            name: str_of("name"),
-                        });
-                        BlockAcc::ToolUse {
-                            id: str_of("id"),
-                            name: str_of("name"),
-                            json: String::new(),
-                            input: b.get("input").cloned().unwrap_or(Value::Object(Map::new())),
-                        }
-                    }
-                    _ => BlockAcc::Other,
-                };
-                if self.blocks.len() <= index {
-                    self.blocks.resize_with(index + 1, || None);
-                }
-                self.blocks[index] = Some(acc);
-            }
-            "content_block_delta" => {
-                let d = v.get("delta").unwrap_or(&Value::Null);
-                let piece = |k: &str| d.get(k).and_then(Value::as_str).unwrap_or_default();
-                match (
-                    self.blocks.get_mut(index).and_then(Option::as_mut),
-                    d.get("type").and_then(Value::as_str),
-                ) {
-                    (Some(BlockAcc::Text(t)), Some("text_delta")) => {
-                        t.push_str(piece("text"));
-                        on_event(StreamEvent::TextDelta(piece("text").to_string()));
-                    }
-                    (Some(BlockAcc::Thinking { thinking, .. }), Some("thinking_delta")) => {
-                        thinking.push_str(piece("thinking"));
-                        on_event(StreamEvent::ThinkingDelta(piece("thinking").to_string()));
-                    }
-                    (Some(BlockAcc::Thinking { signature, .. }), Some("signature_delta")) => {
-                        signature.push_str(piece("signature"));
-                    }
-                    (Some(BlockAcc::ToolUse { json, .. }), Some("input_json_delta")) => {
-                        json.push_str(piece("partial_json"));
-                    }
-                    _ => {} // citations and block types this client does not model
+            Event::MessageStart { message } => self.message_start(message, on_event),
+            Event::ContentBlockStart {
+                index,
+                content_block,
+            } => put(
+                &mut self.blocks,
+                slot(index),
+                Some(BlockAcc::start(content_block, on_event)),
+            ),
+            Event::ContentBlockDelta { index, delta } => {
+                if let Some(Some(block)) = self.blocks.get_mut(slot(index)) {
+                    block.push(delta, on_event);
                 }
             }
-            "content_block_stop" => {
-                let block = match self.blocks.get_mut(index).and_then(Option::take) {
-                    Some(BlockAcc::Text(text)) => Some(ContentBlock::Text(TextBlock::new(text))),
-                    Some(BlockAcc::Thinking {
-                        thinking,
-                        signature,
-                    }) => Some(ContentBlock::Thinking {
-                        thinking,
-                        signature,
-                    }),
-                    Some(BlockAcc::Redacted(data)) => Some(ContentBlock::RedactedThinking { data }),
-                    Some(BlockAcc::ToolUse {
-                        id,
-                        name,
-                        json,
-                        input,
-                    }) => {
-                        let input = if json.trim().is_empty() {
-                            input
-                        } else {
-                            serde_json::from_str(&json).map_err(|e| {
-                                Failure::fatal(ApiError::Decode {
-                                    message: format!(
-                                        "tool_use {name} input is not JSON ({e}): {json}"
-                                    ),
-                                })
-                            })?
-                        };
-                        Some(ContentBlock::ToolUse {
-                            id,
-                            name,
-                            input,
-                            cache_control: None,
-                        })
-                    }
-                    Some(BlockAcc::Other) | None => None,
-                };
-                if self.finished.len() <= index {
-                    self.finished.resize_with(index + 1, || None);
-                }
-                self.finished[index] = block;
-            }
-            "message_delta" => {
-                if let Some(d) = v.get("delta") {
-                    if let Some(r) = d.get("stop_reason").and_then(Value::as_str) {
-                        self.stop_reason = Some(r.to_string());
-                    }
-                    if let Some(s) = d.get("stop_sequence").and_then(Value::as_str) {
-                        self.stop_sequence = Some(s.to_string());
-                    }
-                }
-                if let Some(u) = v.get("usage") {
-                    self.usage.merge(u);
-                    on_event(StreamEvent::Usage(self.usage));
-                }
-            }
-            "message_stop" => self.done = true,
-            "error" => {
-                let e = v.get("error").unwrap_or(&Value::Null);
-                let error_type = e
-                    .get("type")
-                    .and_then(Value::as_str)
-                    .unwrap_or("unknown_error")
-                    .to_string();
-                let message = e
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                let retry = matches!(error_type.as_str(), "overloaded_error" | "api_error");
-                return Err(Failure {
-                    error: ApiError::Stream {
-                        error_type,
-                        message,
-                    },
-                    retry,
-                    headers: Box::default(),
-                });
-            }
-            _ => {} // unknown events pass, as SDK ≥0.136 does
+            Event::ContentBlockStop { index } => self.block_stop(slot(index))?,
+            Event::MessageDelta { delta, usage } => self.message_delta(delta, usage, on_event),
+            Event::MessageStop => self.done = true,
+            Event::Error { error } => return Err(error.into_failure()),
+            Event::Ping | Event::Unknown => {} // unknown events pass, as SDK ≥0.136 does
         }
         Ok(())
     }
 
+    fn message_start(&mut self, message: MessageStart, on_event: Callback<'_>) {
+        self.id = message.id.unwrap_or_default();
+        self.model = message.model.unwrap_or_default();
+        if let Some(u) = &message.usage {
+            self.usage.merge(u);
+        }
+        on_event(StreamEvent::MessageStart {
+            id: self.id.clone(),
+            model: self.model.clone(),
+        });
+    }
+
+    fn block_stop(&mut self, index: usize) -> Result<(), Failure> {
+        let block = match self.blocks.get_mut(index).and_then(Option::take) {
+            Some(acc) => acc.finish()?,
+            None => None,
+        };
+        put(&mut self.finished, index, block);
+        Ok(())
+    }
+
+    fn message_delta(
+        &mut self,
+        delta: MessageDelta,
+        usage: Option<UsageFields>,
+        on_event: Callback<'_>,
+    ) {
+        if delta.stop_reason.is_some() {
+            self.stop_reason = delta.stop_reason;
+        }
+        if delta.stop_sequence.is_some() {
+            self.stop_sequence = delta.stop_sequence;
+        }
+        if let Some(u) = &usage {
+            self.usage.merge(u);
+            on_event(StreamEvent::Usage(self.usage));
+        }
+    }
+
+    /// The assembled answer: the finished blocks of known kinds, in index order.
     pub(super) fn finish(self) -> Response {
         let content: Vec<ContentBlock> = self.finished.into_iter().flatten().collect();
         Response {
@@ -286,5 +282,106 @@ impl Accumulator {
             request_id: None,
             attempts: 1,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn feed(acc: &mut Accumulator, events: &[Value], seen: &mut Vec<StreamEvent>) {
+        for e in events {
+            let rec = SseRecord {
+                event: Some(e["type"].as_str().expect("type").to_string()),
+                data: e.to_string(),
+            };
+            acc.handle(&rec, &mut |ev| seen.push(ev))
+                .unwrap_or_else(|f| panic!("{}", f.error));
+        }
+    }
+
+    #[test]
+    fn assembles_the_documented_stream() {
+        let mut acc = Accumulator::default();
+        let mut seen = Vec::new();
+        feed(
+            &mut acc,
+            &[
+                json!({"type":"message_start","message":{"id":"msg_1","model":"m","usage":{"input_tokens":10,"output_tokens":1}}}),
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}),
+                json!({"type":"ping"}),
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello"}}),
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"citations_delta","citation":{}}}),
+                json!({"type":"content_block_stop","index":0}),
+                json!({"type":"content_block_start","index":1,"content_block":{"type":"tool_use","id":"toolu_1","name":"Bash","input":{}}}),
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":""}}),
+                json!({"type":"content_block_delta","index":1,"delta":{"type":"input_json_delta","partial_json":"{\"command\": \"echo hi\"}"}}),
+                json!({"type":"content_block_stop","index":1}),
+                json!({"type":"content_block_start","index":2,"content_block":{"type":"server_tool_use","id":"s"}}),
+                json!({"type":"content_block_stop","index":2}),
+                json!({"type":"message_delta","delta":{"stop_reason":"tool_use","stop_sequence":null},"usage":{"input_tokens":10,"output_tokens":12}}),
+                json!({"type":"something_new"}),
+                json!({"type":"message_stop"}),
+            ],
+            &mut seen,
+        );
+        assert!(acc.done);
+        let r = acc.finish();
+        assert_eq!((r.id.as_str(), r.model.as_str()), ("msg_1", "m"));
+        assert_eq!(r.text, "Hello");
+        assert_eq!(r.content.len(), 2);
+        assert_eq!(
+            r.content[1],
+            ContentBlock::ToolUse {
+                id: "toolu_1".into(),
+                name: "Bash".into(),
+                input: json!({"command": "echo hi"}),
+                cache_control: None,
+            }
+        );
+        assert_eq!(r.stop_reason.as_deref(), Some("tool_use"));
+        assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (10, 12));
+        assert_eq!(seen.len(), 4, "{seen:?}"); // start, text, tool start, usage
+        assert_eq!(seen[1], StreamEvent::TextDelta("Hello".into()));
+    }
+
+    #[test]
+    fn broken_tool_input_and_stream_errors_fail() {
+        let mut acc = Accumulator::default();
+        let mut seen = Vec::new();
+        feed(
+            &mut acc,
+            &[
+                json!({"type":"content_block_start","index":0,"content_block":{"type":"tool_use","id":"t","name":"Bash","input":{}}}),
+                json!({"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"a\":"}}),
+            ],
+            &mut seen,
+        );
+        let stop = SseRecord {
+            event: Some("content_block_stop".into()),
+            data: r#"{"type":"content_block_stop","index":0}"#.into(),
+        };
+        let f = acc.handle(&stop, &mut |_| {}).expect_err("not JSON");
+        assert!(!f.retry);
+        let err = SseRecord {
+            event: Some("error".into()),
+            data: r#"{"type":"error","error":{"type":"api_error","message":"boom"}}"#.into(),
+        };
+        let f = acc.handle(&err, &mut |_| {}).expect_err("an error event");
+        assert!(f.retry);
+    }
+
+    #[test]
+    fn an_absurd_index_is_capped() {
+        let mut acc = Accumulator::default();
+        feed(
+            &mut acc,
+            &[
+                json!({"type":"content_block_start","index":u64::MAX,"content_block":{"type":"text","text":"x"}}),
+            ],
+            &mut Vec::new(),
+        );
+        assert_eq!(acc.blocks.len(), MAX_BLOCK_INDEX as usize + 1);
     }
 }

@@ -263,33 +263,56 @@ pub struct Usage {
     pub cache_creation: Option<CacheCreation>,
 }
 
+/// A `usage` object as the API sends it in a message or a stream event: every field may be
+/// absent or null (newer API versions put cumulative counts in `message_delta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub(super) struct UsageFields {
+    #[serde(default)]
+    pub input_tokens: Option<u64>,
+    #[serde(default)]
+    pub output_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_read_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub cache_creation: Option<CacheCreationFields>,
+}
+
+/// A `cache_creation` object with fields that may be absent or null.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+pub(super) struct CacheCreationFields {
+    #[serde(default)]
+    pub ephemeral_5m_input_tokens: Option<u64>,
+    #[serde(default)]
+    pub ephemeral_1h_input_tokens: Option<u64>,
+}
+
 impl Usage {
-    /// Overwrites the fields present (and not null) in a `usage` JSON object; this is how
-    /// cumulative `message_delta` usage replaces the `message_start` values.
-    pub(super) fn merge(&mut self, v: &Value) {
-        let num = |k: &str| v.get(k).and_then(Value::as_u64);
-        if let Some(n) = num("input_tokens") {
-            self.input_tokens = n;
+    /// Overwrites the fields present (and not null) in `fields`; this is how cumulative
+    /// `message_delta` usage replaces the `message_start` values.
+    pub(super) fn merge(&mut self, fields: &UsageFields) {
+        let pairs = [
+            (&mut self.input_tokens, fields.input_tokens),
+            (&mut self.output_tokens, fields.output_tokens),
+            (
+                &mut self.cache_creation_input_tokens,
+                fields.cache_creation_input_tokens,
+            ),
+            (
+                &mut self.cache_read_input_tokens,
+                fields.cache_read_input_tokens,
+            ),
+        ];
+        for (field, value) in pairs {
+            if let Some(n) = value {
+                *field = n;
+            }
         }
-        if let Some(n) = num("output_tokens") {
-            self.output_tokens = n;
-        }
-        if let Some(n) = num("cache_creation_input_tokens") {
-            self.cache_creation_input_tokens = n;
-        }
-        if let Some(n) = num("cache_read_input_tokens") {
-            self.cache_read_input_tokens = n;
-        }
-        if let Some(c) = v.get("cache_creation").filter(|c| c.is_object()) {
+        if let Some(c) = fields.cache_creation {
             self.cache_creation = Some(CacheCreation {
-                ephemeral_5m_input_tokens: c
-                    .get("ephemeral_5m_input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
-                ephemeral_1h_input_tokens: c
-                    .get("ephemeral_1h_input_tokens")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(0),
+                ephemeral_5m_input_tokens: c.ephemeral_5m_input_tokens.unwrap_or(0),
+                ephemeral_1h_input_tokens: c.ephemeral_1h_input_tokens.unwrap_or(0),
             });
         }
     }
@@ -324,29 +347,56 @@ fn decode(what: &str, v: &Value) -> ApiError {
     }
 }
 
+/// A non-streaming message body (§1.4), as far as the client reads it.
+#[derive(Deserialize)]
+struct MessageBody {
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    model: Option<String>,
+    #[serde(default)]
+    content: Option<Vec<MaybeBlock>>,
+    #[serde(default)]
+    stop_reason: Option<String>,
+    #[serde(default)]
+    stop_sequence: Option<String>,
+    #[serde(default)]
+    usage: Option<UsageFields>,
+}
+
+/// A content block of a type this client models, or one it skips.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum MaybeBlock {
+    Known(ContentBlock),
+    Other(serde::de::IgnoredAny),
+}
+
 /// Parses a non-streaming message body (§1.4), tolerating absent newer fields and skipping
 /// content blocks of types this client does not model.
 pub(super) fn message_from_json(v: &Value) -> Result<Response, ApiError> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-    let id = s("id").ok_or_else(|| decode("message without id", v))?;
-    let content: Vec<ContentBlock> = v
-        .get("content")
-        .and_then(Value::as_array)
+    let body = MessageBody::deserialize(v).map_err(|e| decode(&format!("message ({e})"), v))?;
+    let id = body.id.ok_or_else(|| decode("message without id", v))?;
+    let content: Vec<ContentBlock> = body
+        .content
         .ok_or_else(|| decode("message without content", v))?
-        .iter()
-        .filter_map(|b| serde_json::from_value(b.clone()).ok())
+        .into_iter()
+        .filter_map(|b| match b {
+            MaybeBlock::Known(b) => Some(b),
+            MaybeBlock::Other(_) => None,
+        })
         .collect();
     let mut usage = Usage::default();
-    if let Some(u) = v.get("usage") {
+    if let Some(u) = &body.usage {
         usage.merge(u);
     }
     Ok(Response {
         id,
-        model: s("model").unwrap_or_default(),
+        model: body.model.unwrap_or_default(),
         text: text_of(&content),
         content,
-        stop_reason: s("stop_reason"),
-        stop_sequence: s("stop_sequence"),
+        stop_reason: body.stop_reason,
+        stop_sequence: body.stop_sequence,
         usage,
         request_id: None,
         attempts: 1,
