@@ -72,6 +72,59 @@ pub fn worktrees_dir(git_dir: &Path) -> PathBuf {
     git_dir.join("mmm").join("worktrees")
 }
 
+/// Serialises `git worktree add` within this process: git reads the admin directories of the
+/// other worktrees while it adds one, and fails ("failed to read …/commondir") on one that
+/// another `add` has only half written.
+static ADDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Runs `git worktree add` (locked, detached), one at a time in this process and again when
+/// another process's half-made worktree got in the way.
+fn add_worktree(
+    main_git_dir: &Path,
+    name: &str,
+    path: &Path,
+    commit: Oid,
+) -> Result<(), WorktreeError> {
+    let _one_at_a_time = ADDING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut attempt = 0;
+    loop {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(main_git_dir)
+            // Locked, so that `git mmm doctor` never prunes a worktree a live run is using.
+            .args([
+                "worktree", "add", "--detach", "--quiet", "--lock", "--reason",
+            ])
+            // The pid lets `git mmm doctor` tell a killed run's worktree from a live one.
+            .arg(format!(
+                "{}{name} pid {}",
+                crate::store::MMM_LOCK_PREFIX,
+                std::process::id()
+            ))
+            .arg(path)
+            .arg(commit.to_string())
+            .env_remove("GIT_DIR")
+            .env_remove("GIT_WORK_TREE")
+            .env_remove("GIT_INDEX_FILE")
+            .output()?;
+        if out.status.success() {
+            return Ok(());
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+        attempt += 1;
+        let racing = stderr.contains("failed to read") && stderr.contains("worktrees");
+        if !racing || attempt >= 5 {
+            return Err(WorktreeError::Git {
+                action: "add",
+                stderr,
+            });
+        }
+        // Another process is adding a worktree: let it finish, then try again from scratch.
+        let _ = std::fs::remove_dir_all(path);
+        std::thread::sleep(std::time::Duration::from_millis(50 * attempt));
+    }
+}
+
 impl Worktree {
     /// Adds a detached worktree named `name` at `commit`, in `root` (default: `.git/mmm/worktrees/`).
     pub fn create(
@@ -93,31 +146,7 @@ impl Worktree {
             );
             let _ = std::fs::remove_dir_all(&path);
         }
-        let out = Command::new("git")
-            .arg("--git-dir")
-            .arg(&main_git_dir)
-            // Locked, so that `git mmm doctor` never prunes a worktree a live run is using.
-            .args([
-                "worktree", "add", "--detach", "--quiet", "--lock", "--reason",
-            ])
-            // The pid lets `git mmm doctor` tell a killed run's worktree from a live one.
-            .arg(format!(
-                "{}{name} pid {}",
-                crate::store::MMM_LOCK_PREFIX,
-                std::process::id()
-            ))
-            .arg(&path)
-            .arg(commit.to_string())
-            .env_remove("GIT_DIR")
-            .env_remove("GIT_WORK_TREE")
-            .env_remove("GIT_INDEX_FILE")
-            .output()?;
-        if !out.status.success() {
-            return Err(WorktreeError::Git {
-                action: "add",
-                stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
-            });
-        }
+        add_worktree(&main_git_dir, name, &path, commit)?;
         let repo = Repository::open(&path).map_err(|source| WorktreeError::Repo {
             path: path.clone(),
             source,
