@@ -362,6 +362,7 @@ fn build_agent(
                 tokens_regex: a.tokens_regex.clone(),
                 cost_json_field: a.cost_json_field.clone(),
                 tokens_json_field: a.tokens_json_field.clone(),
+                failure_pattern: a.failure_pattern.clone(),
                 env: Vec::new(),
                 env_remove: Vec::new(),
             })

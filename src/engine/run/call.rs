@@ -79,15 +79,7 @@ impl Loop<'_, '_, '_> {
         allowance: Allowance<'_>,
         it: &mut Pending,
     ) -> f64 {
-        let cost = reply.cost_usd.unwrap_or_else(|| {
-            self.s
-                .prices
-                .cost(&reply.model, &(&reply.usage).into())
-                // The API may answer with a dated id the table (or an override) does not
-                // know: price it as the model that was asked for.
-                .or_else(|| self.s.prices.cost(&self.model, &(&reply.usage).into()))
-                .unwrap_or(0.0)
-        });
+        let (cost, cost_source) = self.cost_of(reply);
         allowance.reservation.settle(cost, reply.usage.total());
         self.run_cost += cost;
         self.run_tokens.add(&reply.usage);
@@ -103,12 +95,35 @@ impl Loop<'_, '_, '_> {
                 "stop_reason": reply.stop_reason,
                 "attempts": reply.attempts,
                 "usage": reply.usage,
+                "cost_usd": cost,
+                "cost_source": cost_source.as_str(),
                 "records": reply.records,
             }),
         );
         it.transcript.push(response_record);
         self.checkpoint(|c| c.update(&it.transcript));
         cost
+    }
+
+    /// What the answer cost and where the figure comes from: the agent's own figure, or the
+    /// price table's for the tokens when the agent gave none or a rounded one (and the table
+    /// knows the model).
+    fn cost_of(&self, reply: &AgentReply) -> (f64, CostSource) {
+        let usage = (&reply.usage).into();
+        let table = self
+            .s
+            .prices
+            .cost(&reply.model, &usage)
+            // The API may answer with a dated id the table (or an override) does not know:
+            // price it as the model that was asked for.
+            .or_else(|| self.s.prices.cost(&self.model, &usage));
+        match (reply.cost_usd, table) {
+            (Some(usd), _) if !reply.cost_rounded => (usd, CostSource::Agent),
+            (Some(_), Some(usd)) if reply.usage.total() > 0 => (usd, CostSource::PricesNotRounded),
+            (Some(usd), _) => (usd, CostSource::AgentRounded),
+            (None, Some(usd)) => (usd, CostSource::Prices),
+            (None, None) => (0.0, CostSource::Unknown),
+        }
     }
 
     /// Records nothing yet: turns a failed agent call into a draft iteration, so that the
@@ -163,6 +178,33 @@ impl Loop<'_, '_, '_> {
             strategies: Vec::new(),
             stop,
             tree: None,
+        }
+    }
+}
+
+/// Where the cost recorded for an answer comes from (the response record's `cost_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CostSource {
+    /// The agent's own figure.
+    Agent,
+    /// The price table, for the tokens (the agent gave no cost).
+    Prices,
+    /// The price table, for the tokens, instead of the agent's rounded figure.
+    PricesNotRounded,
+    /// The agent's rounded figure (the table does not know the model, or no tokens).
+    AgentRounded,
+    /// No figure: neither the agent nor the price table knows (recorded as 0).
+    Unknown,
+}
+
+impl CostSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            CostSource::Agent => "agent",
+            CostSource::Prices => "prices",
+            CostSource::PricesNotRounded => "prices (the agent's figure was rounded)",
+            CostSource::AgentRounded => "agent (rounded)",
+            CostSource::Unknown => "unknown (0)",
         }
     }
 }
