@@ -238,3 +238,80 @@ fn a_kill_after_the_snapshot_leaves_fsck_strict_clean() {
     assert!(doctor.status.success(), "{}", show(&doctor));
     project.repo.assert_fsck();
 }
+
+/// Every `mmm-prompt.md` below `dir`.
+fn prompt_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(prompt_files(&p));
+        } else if p.file_name().is_some_and(|n| n == "mmm-prompt.md") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_kill_during_a_command_agent_call_leaves_its_prompt_file_where_doctor_removes_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tools = tempfile::tempdir().expect("tempdir");
+    let agent = tools.path().join("agent.sh");
+    std::fs::write(&agent, "#!/bin/sh\nexec sleep 5\n").expect("script");
+    std::fs::set_permissions(&agent, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let tmp = tools.path().join("tmp");
+    std::fs::create_dir_all(&tmp).expect("tmp");
+    let project = Scenario::spec_s()
+        .raw_config(&format!(
+            "[agent]\nkind = \"command\"\ncommand = \"{} {{prompt_file}}\"\n\n[validate]\ntest = \"sh check.sh\"\n",
+            agent.display()
+        ))
+        .build();
+    let mut child = project
+        .repo
+        .mmm_cmd()
+        .env("TMPDIR", &tmp)
+        .args(["run", "s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let mmm_tmp = git_dir(&project).join("mmm").join("tmp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while prompt_files(&mmm_tmp).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        prompt_files(&mmm_tmp).len(),
+        1,
+        "the prompt file is under .git/mmm/tmp/"
+    );
+    let kill = std::process::Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(kill.success());
+    let _ = child.wait();
+    assert_eq!(
+        prompt_files(&tmp),
+        Vec::<PathBuf>::new(),
+        "nothing in $TMPDIR"
+    );
+
+    let doctor = project.repo.mmm(&["doctor"]);
+    assert!(doctor.status.success(), "{}", show(&doctor));
+    let said = String::from_utf8_lossy(&doctor.stdout);
+    assert!(
+        said.contains("temporary file of an mmm process that no longer runs"),
+        "{said}"
+    );
+    assert_eq!(
+        prompt_files(&mmm_tmp),
+        Vec::<PathBuf>::new(),
+        "doctor removed it"
+    );
+}
