@@ -72,12 +72,8 @@ fn conflict_hint(wanted: &str, existing: &str) -> String {
 
 /// Sleeps a jittered, growing delay before attempt `attempt + 1`.
 pub(super) fn backoff(attempt: u32) {
-    use std::hash::{BuildHasher, Hasher};
     let base_ms = (1u64 << attempt.min(6)).min(50);
-    // RandomState is seeded randomly per instance: a cheap jitter source without a dependency.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    let jitter = h.finish() % (base_ms * 1000 + 1);
+    let jitter = (crate::clock::jitter() * (base_ms * 1000) as f64) as u64;
     std::thread::sleep(Duration::from_micros(base_ms * 500 + jitter));
 }
 
