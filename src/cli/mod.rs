@@ -26,6 +26,7 @@ mod show;
 mod specs;
 mod status;
 mod stop;
+mod sync;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -83,6 +84,8 @@ pub enum Command {
     Show(show::Args),
     /// Reset a spec's branch to an earlier iteration (or undo the last rollback).
     Rollback(rollback::Args),
+    /// Exchange mmm's history with a git remote: fetch, integrate, push what is new.
+    Sync(sync::Args),
     /// Find and repair what an interrupted run left behind.
     Doctor(doctor::Args),
     /// Print the effective configuration and where each value comes from.
@@ -209,6 +212,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Log(args) => log::run(ctx, &args),
         Command::Show(args) => show::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),
+        Command::Sync(args) => sync::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),

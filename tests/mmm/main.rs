@@ -12,3 +12,4 @@ mod install;
 mod run;
 mod spec;
 mod store;
+mod sync;
