@@ -18,6 +18,7 @@ mod doctor;
 mod init;
 mod install;
 mod log;
+mod plan;
 mod plumbing;
 mod progress;
 mod rollback;
@@ -78,6 +79,8 @@ pub enum Command {
     Specs(specs::Args),
     /// Show the state of every spec: iterations, last status, whether the spec changed.
     Status(status::Args),
+    /// List the specs ready to run now, in order (for CI job matrices and hooks).
+    Plan(plan::Args),
     /// Show the iterations of one spec.
     Log(log::Args),
     /// Show one iteration of a spec: commit, metrics and transcript.
@@ -209,6 +212,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Init(args) => init::run(ctx, &args),
         Command::Specs(args) => specs::run(ctx, &args),
         Command::Status(args) => status::run(ctx, &args),
+        Command::Plan(args) => plan::run(ctx, &args),
         Command::Log(args) => log::run(ctx, &args),
         Command::Show(args) => show::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),

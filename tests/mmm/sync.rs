@@ -688,3 +688,60 @@ fn four_clones_syncing_at_once_lose_nothing() {
     }
     remote.assert_fsck();
 }
+
+fn plan_ids(repo: &TestRepo, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["plan"];
+    all.extend(args);
+    repo.mmm_ok(&all).lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn plan_lists_the_ready_specs_in_order_and_filters_by_changed_files() {
+    use crate::support::project::{project, spec};
+    let c_spec = format!("{}\n## Context\n\n- `src/c/`\n", spec("C", ""));
+    let repo = project(
+        "",
+        &[
+            ("a", &spec("A", "")),
+            ("b", &spec("B", "depends_on = [\"a\"]")),
+            ("c", &c_spec),
+        ],
+        &[("src/c/lib.rs", "// c\n")],
+    );
+    assert_eq!(plan_ids(&repo, &[]), ["a", "c"]);
+    // a complete at its current revision: b becomes ready.
+    let rev_a = repo.git(&["hash-object", "specs/a.md"]).trim().to_owned();
+    repo.mmm_ok(&[
+        "plumbing",
+        "record",
+        "a",
+        "--status",
+        "complete",
+        "--spec-revision",
+        &rev_a,
+    ]);
+    assert_eq!(plan_ids(&repo, &[]), ["b", "c"]);
+    let json: Value = serde_json::from_str(&repo.mmm_ok(&["plan", "--json"])).expect("json");
+    assert_eq!(json["specs"][0]["spec"], "b");
+    assert_eq!(json["specs"][0]["path"], "specs/b.md");
+    assert_eq!(json["specs"][0]["depends_on"], serde_json::json!(["a"]));
+    assert_eq!(json["specs"][0]["iterations"], 0);
+    assert_eq!(json["specs"][0]["status"], Value::Null);
+    assert_eq!(
+        json["specs"][0]["revision"].as_str(),
+        Some(repo.git(&["hash-object", "specs/b.md"]).trim())
+    );
+    // --changed: only specs whose file or context changed in the range.
+    let before = rev(&repo, "HEAD");
+    repo.write("src/c/lib.rs", "// c, changed\n");
+    repo.commit_all("change c's code");
+    let range = format!("{before}..HEAD");
+    assert_eq!(plan_ids(&repo, &["--changed", &range]), ["c"]);
+    repo.write("specs/b.md", &spec("B, reworded", "depends_on = [\"a\"]"));
+    repo.commit_all("reword b");
+    assert_eq!(plan_ids(&repo, &["--changed", &range]), ["b", "c"]);
+    let zero = format!("{}..HEAD", "0".repeat(40));
+    assert_eq!(plan_ids(&repo, &["--changed", &zero]), ["b", "c"]);
+    let out = repo.mmm(&["plan", "--changed", "nonsense"]);
+    assert_eq!(out.status.code(), Some(2));
+}
