@@ -61,8 +61,8 @@ pub fn short_oid(oid: git2::Oid) -> String {
 
 /// Checks that `spec` names a spec: a spec file defines it, or it has a branch (a spec whose
 /// file was deleted keeps its history). An unknown spec is an error in every command, with
-/// the closest known id when there is one. While some spec file is malformed, an id that no
-/// valid spec defines is let through: it may be the broken one.
+/// the closest known id when there is one. The id of a spec file that has errors is let
+/// through: it is broken, not unknown.
 pub fn require_spec(ctx: &Ctx, store: &Store, spec: &SpecId) -> Result<(), CliError> {
     let branches: Vec<String> = store
         .status_all()?
@@ -72,11 +72,14 @@ pub fn require_spec(ctx: &Ctx, store: &Store, spec: &SpecId) -> Result<(), CliEr
     if branches.iter().any(|b| b == spec.as_str()) {
         return Ok(());
     }
-    let (specs, problems) = super::specs::discover_lenient(ctx)?;
-    if specs.iter().any(|s| &s.id == spec) || !problems.is_empty() {
+    let Some(found) = super::specs::discover_lenient(ctx)? else {
+        return Ok(());
+    };
+    if found.specs.get(spec).is_some() || found.may_be_broken(spec.as_str()) {
         return Ok(());
     }
-    let known: Vec<&str> = specs
+    let known: Vec<&str> = found
+        .specs
         .iter()
         .map(|s| s.id.as_str())
         .chain(branches.iter().map(String::as_str))

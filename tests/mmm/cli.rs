@@ -264,9 +264,9 @@ fn specs_reports_every_malformed_spec_with_file_line_and_hint() {
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     insta::assert_snapshot!(stderr(&out), @r"
     error: 3 problem(s) in the specs:
-      specs/bad-dependency.md:2: dependency `Session Store` is not a valid spec id (did you mean `session-store`?)
-      specs/bad-priority.md:2: front-matter key `priority`: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`
-      specs/unknown-key.md:3: unknown front-matter key `prority` (did you mean `priority`?)
+      specs/bad-dependency.md:2:1: dependency `Session Store` is not a valid spec id (did you mean `session-store`?)
+      specs/bad-priority.md:2:1: front-matter key `priority`: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`
+      specs/unknown-key.md:3:1: unknown front-matter key `prority` (did you mean `priority`?)
     hint: write `session-store`
     hint: use one of critical, high, medium, low
     hint: rename the key to `priority`
