@@ -53,6 +53,25 @@ pub fn short_time(t: SystemTime) -> String {
     s.get(..16).map(|s| s.replace('T', " ")).unwrap_or(s)
 }
 
+/// A cost for a table or a line: rounded to cents, never a negative zero (an empty sum of
+/// `f64` is `-0.0`), and `<$0.01` for a spend that rounds to nothing. `--json` keeps the
+/// exact figure.
+pub fn usd(x: f64) -> String {
+    let x = if x.is_finite() { x } else { 0.0 };
+    let cents = (x * 100.0).round();
+    if cents == 0.0 {
+        if x > 0.0 {
+            "<$0.01".to_owned()
+        } else {
+            "$0.00".to_owned()
+        }
+    } else if cents < 0.0 {
+        format!("-${:.2}", -cents / 100.0)
+    } else {
+        format!("${:.2}", cents / 100.0)
+    }
+}
+
 /// The first 10 hex digits of an object id.
 pub fn short_oid(oid: git2::Oid) -> String {
     let s = oid.to_string();
@@ -92,4 +111,24 @@ pub fn require_spec(ctx: &Ctx, store: &Store, spec: &SpecId) -> Result<(), CliEr
         anyhow::anyhow!("no spec `{spec}`"),
         hint,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usd;
+
+    #[test]
+    fn costs_round_to_cents_and_never_show_a_negative_zero() {
+        let empty: f64 = std::iter::empty::<f64>().sum();
+        assert_eq!(usd(empty), "$0.00");
+        assert_eq!(usd(-0.0), "$0.00");
+        assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(0.0001), "<$0.01");
+        assert_eq!(usd(0.004_9), "<$0.01");
+        assert_eq!(usd(0.005), "$0.01");
+        assert_eq!(usd(1.234_5), "$1.23");
+        assert_eq!(usd(12.0), "$12.00");
+        assert_eq!(usd(-0.25), "-$0.25");
+        assert_eq!(usd(f64::NAN), "$0.00");
+    }
 }

@@ -205,9 +205,10 @@ fn summary(outcomes: &[Outcome]) -> CliResult {
     let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
     writeln!(
         out,
-        "\n{} spec(s) run, {} complete, {tokens} tokens, ${total:.4}",
+        "\n{} spec(s) run, {} complete, {tokens} tokens, {}",
         outcomes.len(),
-        outcomes.iter().filter(|o| o.reason.is_complete()).count()
+        outcomes.iter().filter(|o| o.reason.is_complete()).count(),
+        super::common::usd(total)
     )?;
     for o in outcomes {
         writeln!(

@@ -848,3 +848,27 @@ fn directory_flag_runs_as_if_started_there() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&stdout(&out)).as_array().map(Vec::len), Some(3));
 }
+
+#[test]
+fn a_bad_flag_value_is_a_usage_error() {
+    let repo = three_specs();
+    for (args, message) in [
+        (
+            &["run", "gamma", "--max-iterations", "0"][..],
+            "--max-iterations",
+        ),
+        (&["run", "gamma", "--agent", "nosuch"][..], "--agent"),
+        (&["run", "gamma", "--budget-usd=-1"][..], "--budget-usd"),
+    ] {
+        let out = repo.mmm(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {message}")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A value clap itself cannot read is a usage error too.
+    let out = repo.mmm(&["run", "gamma", "--max-iterations", "many"]);
+    assert_eq!(out.status.code(), Some(2));
+}
