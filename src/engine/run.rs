@@ -260,6 +260,19 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A gate or an acceptance criterion's check starts.
+    Checking {
+        /// The spec.
+        spec: String,
+        /// The iteration.
+        iteration: u32,
+        /// The check's name (`build`, `test`, `criterion 2`, …).
+        name: String,
+        /// Its place among the iteration's checks, from 1.
+        index: usize,
+        /// How many checks the iteration runs.
+        total: usize,
+    },
     /// A gate or an acceptance criterion's check finished.
     Checked {
         /// The spec.
