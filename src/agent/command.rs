@@ -71,6 +71,8 @@ pub struct CommandAgent {
     cost_regex: Option<Regex>,
     tokens_regex: Option<Regex>,
     failure: Option<Regex>,
+    /// Where the prompt file goes (see [`CommandAgent::with_temp_dir`]).
+    temp_dir: Option<std::path::PathBuf>,
 }
 
 /// A cost read from the agent's output.
@@ -104,7 +106,16 @@ impl CommandAgent {
             cost_regex,
             tokens_regex,
             failure,
+            temp_dir: None,
         })
+    }
+
+    /// Writes the prompt file of each call in a new directory `<pid>-…` under `dir` (mmm's
+    /// `.git/mmm/tmp/`, where `git mmm doctor` removes what a killed run left) instead of the
+    /// system's temporary directory.
+    pub fn with_temp_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.temp_dir = Some(dir);
+        self
     }
 
     /// The command line with its placeholders replaced (shell-quoted).
@@ -219,6 +230,61 @@ pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+impl CommandAgent {
+    /// Why a finished call failed, if it did: stopped, timed out, a non-zero exit, or a line
+    /// matching `failure_pattern`.
+    fn failure(
+        &self,
+        outcome: &child::ChildOutcome,
+        stdout: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), AgentError> {
+        if outcome.cancelled {
+            return Err(AgentError::Interrupted);
+        }
+        if outcome.timed_out {
+            return Err(AgentError::Failed {
+                message: format!(
+                    "the agent command did not finish within the run's remaining time ({}); its \
+                     process group was ended",
+                    humantime::format_duration(timeout)
+                ),
+                hint: "raise [loop] timeout or the spec's `timeout`".into(),
+            });
+        }
+        if outcome.exit_code != Some(0) {
+            let how = match outcome.exit_code {
+                Some(c) => format!("exited with code {c}"),
+                None => "was killed by a signal".to_owned(),
+            };
+            let tail = child::tail_lines(
+                if outcome.stderr.trim().is_empty() {
+                    stdout
+                } else {
+                    &outcome.stderr
+                },
+                5,
+            );
+            return Err(AgentError::Failed {
+                message: format!("the agent command {how}: {tail}"),
+                hint: "run [agent] command by hand in the repository to see why".into(),
+            });
+        }
+        if let Some(line) = self.reported_failure(stdout, &outcome.stderr) {
+            return Err(AgentError::Failed {
+                message: format!(
+                    "the agent command exited with 0 but reported a failure: {}",
+                    line.trim()
+                ),
+                hint: "the line matched [agent] failure_pattern; run [agent] command by hand in \
+                       the repository to see why"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+}
+
 impl Agent for CommandAgent {
     fn kind(&self) -> &'static str {
         "command"
@@ -243,7 +309,16 @@ impl Agent for CommandAgent {
             hint: "check the temporary directory (TMPDIR)".into(),
         };
         // The prompt file lives outside the worktree, so it is never committed.
-        let dir = tempfile::tempdir().map_err(io_err)?;
+        let dir = match &self.temp_dir {
+            Some(parent) => {
+                std::fs::create_dir_all(parent).map_err(io_err)?;
+                tempfile::Builder::new()
+                    .prefix(&format!("{}-", std::process::id()))
+                    .tempdir_in(parent)
+            }
+            None => tempfile::tempdir(),
+        }
+        .map_err(io_err)?;
         let prompt_file = dir.path().join("mmm-prompt.md");
         std::fs::write(&prompt_file, &prompt).map_err(io_err)?;
         let uses_file = self.config.command.contains("{prompt_file}");
@@ -277,48 +352,7 @@ impl Agent for CommandAgent {
             hint: "check [agent] command".into(),
         })?;
         drop(dir);
-        if outcome.cancelled {
-            return Err(AgentError::Interrupted);
-        }
-        if outcome.timed_out {
-            return Err(AgentError::Failed {
-                message: format!(
-                    "the agent command did not finish within the run's remaining time ({}); its \
-                     process group was ended",
-                    humantime::format_duration(request.timeout)
-                ),
-                hint: "raise [loop] timeout or the spec's `timeout`".into(),
-            });
-        }
-        if outcome.exit_code != Some(0) {
-            let how = match outcome.exit_code {
-                Some(c) => format!("exited with code {c}"),
-                None => "was killed by a signal".to_owned(),
-            };
-            let tail = child::tail_lines(
-                if outcome.stderr.trim().is_empty() {
-                    &stdout
-                } else {
-                    &outcome.stderr
-                },
-                5,
-            );
-            return Err(AgentError::Failed {
-                message: format!("the agent command {how}: {tail}"),
-                hint: "run [agent] command by hand in the repository to see why".into(),
-            });
-        }
-        if let Some(line) = self.reported_failure(&stdout, &outcome.stderr) {
-            return Err(AgentError::Failed {
-                message: format!(
-                    "the agent command exited with 0 but reported a failure: {}",
-                    line.trim()
-                ),
-                hint: "the line matched [agent] failure_pattern; run [agent] command by hand in \
-                       the repository to see why"
-                    .into(),
-            });
-        }
+        self.failure(&outcome, &stdout, request.timeout)?;
         let all = format!("{stdout}\n{}", outcome.stderr);
         let cost = self.cost(&stdout, &all);
         let usage = self.usage(&stdout, &all);
