@@ -13,6 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod common;
 mod completions;
 mod config;
+mod context;
 mod demo;
 mod doctor;
 mod init;
@@ -85,6 +86,8 @@ pub enum Command {
     Log(log::Args),
     /// Show one iteration of a spec: commit, metrics and transcript.
     Show(show::Args),
+    /// Show the prompt the next iteration of a spec would send, item by item, and its cost.
+    Context(context::Args),
     /// Reset a spec's branch to an earlier iteration (or undo the last rollback).
     Rollback(rollback::Args),
     /// Exchange mmm's history with a git remote: fetch, integrate, push what is new.
@@ -215,6 +218,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Plan(args) => plan::run(ctx, &args),
         Command::Log(args) => log::run(ctx, &args),
         Command::Show(args) => show::run(ctx, &args),
+        Command::Context(args) => context::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),
         Command::Sync(args) => sync::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),

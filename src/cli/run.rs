@@ -423,7 +423,7 @@ fn build_agent(
 }
 
 /// The price table: built-in, with `[prices."model"]` overrides from the configuration.
-fn price_table(config: &Config) -> PriceTable {
+pub(super) fn price_table(config: &Config) -> PriceTable {
     let builtin = PriceTable::builtin();
     let mut overrides = BTreeMap::new();
     for (model, o) in &config.prices {

@@ -10,6 +10,7 @@ mod config;
 mod context;
 mod install;
 mod reliable;
+mod ranking;
 mod run;
 mod spec;
 mod store;
