@@ -6,6 +6,7 @@ mod more;
 mod resume;
 mod retries;
 mod secrets;
+mod specs;
 mod strategies;
 mod termination;
 mod whole;

@@ -181,7 +181,12 @@ impl Client {
             if !f.retry {
                 return Err(f.error);
             }
-            let delay = policy.delay(retries, &f.headers, self.clock.now(), rand::random::<f64>());
+            let delay = policy.delay(
+                retries,
+                &f.headers,
+                self.clock.now(),
+                crate::clock::jitter(),
+            );
             if !policy.may_retry(retries, started.elapsed().max(waited), delay) {
                 return Err(if retries == 0 {
                     f.error
