@@ -93,7 +93,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
     let prices = price_table(&config);
-    let redactor = redactor(ctx, &config);
+    let redactor = redactor(ctx, &config)?;
     // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
     let interrupt = Cancel::new();
     let running = Running::new();
@@ -141,7 +141,12 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         interrupt: &interrupt,
         running: &running,
     };
-    let mut progress = Progress::new(args.json, args.stream, schedule.concurrency() > 1);
+    let mut progress = Progress::new(
+        args.json,
+        args.stream,
+        schedule.concurrency() > 1,
+        redactor.clone(),
+    );
     let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
     progress.finish();
     if !args.json {
@@ -362,9 +367,11 @@ fn build_agent(
             client.anthropic_version = config.agent.anthropic_version.clone();
             client.retry = RetryPolicy {
                 max_retries: u32::try_from(config.agent.max_retries).unwrap_or(u32::MAX),
+                retry_budget: config.agent.retry_budget,
                 ..RetryPolicy::default()
             };
             client.request_timeout = config.agent.request_timeout;
+            client.idle_timeout = config.agent.idle_timeout;
             Ok(Box::new(ApiAgent::new(client).map_err(|e| {
                 let hint = e.hint().unwrap_or_default().to_owned();
                 CliError::with_hint(e, hint)
@@ -455,19 +462,24 @@ pub(super) fn price_table(config: &Config) -> PriceTable {
     builtin.with_overrides(overrides)
 }
 
-fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
+/// The redactor of everything the run prints and writes: the environment's secrets,
+/// `[secrets] redact`, `[redact] env` and `[redact] patterns`.
+pub(crate) fn redactor(ctx: &Ctx, config: &Config) -> Result<Redactor, CliError> {
     // `[secrets] redact` holds variable names or literal values.
-    let (names, values): (Vec<String>, Vec<String>) = config
+    let (mut names, values): (Vec<String>, Vec<String>) = config
         .secrets
         .redact
         .iter()
         .cloned()
         .partition(|s| ctx.env.contains_key(s));
+    names.extend(config.redact.env.iter().cloned());
     Redactor::from_env(
         ctx.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &names,
         &values,
     )
+    .with_patterns(&config.redact.patterns)
+    .map_err(|e| CliError::with_hint(anyhow!(e), "fix the pattern in .mmm/config.toml"))
 }
 
 /// The file `git mmm stop SPEC` creates to ask a running loop to stop.
