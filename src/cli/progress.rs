@@ -10,6 +10,8 @@ use std::time::Duration;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use mmm::engine::{Event, Stage};
 
+use super::common::usd;
+
 /// How events are shown.
 pub struct Progress {
     mode: Mode,
@@ -129,10 +131,25 @@ impl Progress {
                             .map(|m| format!(" ({m})"))
                             .unwrap_or_default();
                         b.bar.set_message(format!(
-                            "iteration {iteration}: {}{model} · {} tokens · ${:.4}",
+                            "iteration {iteration}: {}{model} · {} tokens · {}",
                             stage_name(*stage),
                             b.tokens,
-                            b.cost
+                            usd(b.cost)
+                        ));
+                    }
+                }
+                Event::Checking {
+                    spec,
+                    iteration,
+                    name,
+                    index,
+                    total,
+                } => {
+                    if let Some(b) = bars.get(spec) {
+                        b.bar.set_message(format!(
+                            "iteration {iteration}: running check {index}/{total}: {name} · {} tokens · {}",
+                            b.tokens,
+                            usd(b.cost)
                         ));
                     }
                 }
@@ -240,7 +257,8 @@ fn line_for(event: &Event) -> Option<String> {
             "{spec}: iteration {iteration}: {}",
             stage_name(*stage)
         )),
-        Event::Text { .. } => None,
+        // The line of the finished check follows; only the live spinner names a running one.
+        Event::Text { .. } | Event::Checking { .. } => None,
         Event::Retry {
             spec,
             attempt,
@@ -286,8 +304,9 @@ fn line_for(event: &Event) -> Option<String> {
             decisions,
         } => {
             let mut line = format!(
-                "{spec}: iteration {iteration} {status}: {checks_passed}/{checks_total} checks passed, {} tokens, ${cost_usd:.4}, commit {}",
+                "{spec}: iteration {iteration} {status}: {checks_passed}/{checks_total} checks passed, {} tokens, {}, commit {}",
                 tokens.total(),
+                usd(*cost_usd),
                 &commit[..commit.len().min(10)]
             );
             for d in decisions {
@@ -303,8 +322,9 @@ fn line_for(event: &Event) -> Option<String> {
             cost_usd,
             ..
         } => Some(format!(
-            "{spec}: stopped: {} ({detail}); {iterations} iteration(s) this run, ${cost_usd:.4}",
-            reason.as_str()
+            "{spec}: stopped: {} ({detail}); {iterations} iteration(s) this run, {}",
+            reason.as_str(),
+            usd(*cost_usd)
         )),
     }
 }

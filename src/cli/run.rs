@@ -19,7 +19,7 @@ use mmm::engine::schedule::{
     self, LoopError, LoopFactory, Pinned, Report, Running, Schedule, UnknownAgent,
 };
 use mmm::engine::{DailyLedger, Outcome, Redactor};
-use mmm::spec::{Spec, SpecSet};
+use mmm::spec::{Discovered, Spec, SpecError};
 use mmm::store::Store;
 
 use super::common::{clock, open_store, spec_id};
@@ -72,14 +72,23 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     let config = loaded.config;
     let store = open_store(ctx)?;
     let push = super::sync::before_run(&store, &config, args.push, args.json)?;
-    let specs = super::specs::discover_strict(&root, &config)?;
-    let selected = select(&store, &specs, &args.specs)?;
+    // One bad spec stays one bad spec: the sound ones run, the others are reported.
+    let found = mmm::spec::discover(&root, Path::new(&config.specs.dir));
+    let selected = select(&store, &found, &args.specs)?;
+    let specs = &found.specs;
+    let broken = &found.errors;
+    if args.specs.is_empty() {
+        super::specs::warn(broken);
+    }
     if selected.is_empty() {
-        writeln!(
-            out(),
-            "nothing to run: every spec is complete (see `git mmm status`)"
-        )?;
-        return Ok(());
+        if broken.is_empty() {
+            writeln!(
+                out(),
+                "nothing to run: every spec is complete (see `git mmm status`)"
+            )?;
+            return Ok(());
+        }
+        return Err(not_run(broken));
     }
     // A spec asking for an unknown agent is an error before any loop starts.
     for spec in &selected {
@@ -116,7 +125,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             model: args.model.is_some(),
             max_iterations: args.max_iterations.is_some(),
         },
-        specs: &specs,
+        specs,
         selected,
         base,
         templates: &templates,
@@ -144,7 +153,30 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         summary(&report.outcomes)?;
     }
     super::sync::after_run(&store, push, args.json)?;
-    finish(report, schedule.selected.len(), &interrupt)
+    finish(report, schedule.selected.len(), &interrupt)?;
+    if args.specs.is_empty() && !broken.is_empty() {
+        return Err(not_run(broken));
+    }
+    Ok(())
+}
+
+/// The error after a run of every spec while some specs have problems: they were not run.
+fn not_run(broken: &[mmm::spec::SpecError]) -> CliError {
+    let mut files: Vec<String> = broken
+        .iter()
+        .map(|e| e.file.display().to_string())
+        .collect();
+    files.sort();
+    files.dedup();
+    CliError::with_hint(
+        anyhow!(
+            "{} problem(s) in {} spec file(s) kept them from running: {}",
+            broken.len(),
+            files.len(),
+            files.join(", ")
+        ),
+        "fix them (`git mmm specs` lists every problem with its line), then `git mmm run` again",
+    )
 }
 
 /// The configuration's values given as flags.
@@ -179,9 +211,10 @@ fn summary(outcomes: &[Outcome]) -> CliResult {
     let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
     writeln!(
         out,
-        "\n{} spec(s) run, {} complete, {tokens} tokens, ${total:.4}",
+        "\n{} spec(s) run, {} complete, {tokens} tokens, {}",
         outcomes.len(),
-        outcomes.iter().filter(|o| o.reason.is_complete()).count()
+        outcomes.iter().filter(|o| o.reason.is_complete()).count(),
+        super::common::usd(total)
     )?;
     for o in outcomes {
         writeln!(
@@ -269,9 +302,10 @@ impl LoopFactory for Factory<'_> {
 /// spec not complete at its current revision.
 fn select<'a>(
     store: &Store,
-    specs: &'a SpecSet,
+    found: &'a Discovered,
     named: &[String],
 ) -> Result<Vec<&'a Spec>, CliError> {
+    let specs = &found.specs;
     if named.is_empty() {
         return Ok(schedule::incomplete(store, specs));
     }
@@ -279,6 +313,18 @@ fn select<'a>(
     for n in named {
         let id = spec_id(n)?;
         if specs.get(&id).is_none() {
+            if found.may_be_broken(id.as_str()) {
+                let mine: Vec<SpecError> = found
+                    .errors
+                    .iter()
+                    .filter(|e| {
+                        e.file.file_stem().is_some_and(|s| s == id.as_str())
+                            || e.to_string().contains(&format!("`{id}`"))
+                    })
+                    .cloned()
+                    .collect();
+                return Err(super::specs::spec_errors(&mine));
+            }
             return Err(CliError::with_hint(
                 anyhow!("no spec `{id}`"),
                 "`git mmm specs` lists the specs",
@@ -375,6 +421,11 @@ fn build_agent(
                 env_remove: Vec::new(),
             })
             .map_err(|e| CliError::with_hint(e, "fix [agent] in .mmm/config.toml"))?;
+            // Prompt files under `.git/mmm/tmp/`: what a killed run leaves, doctor removes.
+            let agent = match git2::Repository::discover(root) {
+                Ok(repo) => agent.with_temp_dir(mmm::store::temp_dir(repo.commondir())),
+                Err(_) => agent,
+            };
             Ok(Box::new(agent))
         }
     }

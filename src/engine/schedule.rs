@@ -622,7 +622,10 @@ mod tests {
     use crate::store::StoreOptions;
 
     fn spec(id: &str, front: &str) -> Spec {
-        let text = format!("+++\n{front}\n+++\n\n# {id}\n\n## Objective\n\nDo {id}.\n");
+        let text = format!(
+            "+++\n{front}\n+++\n\n# {id}\n\n## Objective\n\nDo {id}.\n\n\
+             ## Acceptance criteria\n\n- {id} is done\n"
+        );
         Spec::parse(Path::new(&format!("specs/{id}.md")), text.as_bytes()).expect("a spec")
     }
 

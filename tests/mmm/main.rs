@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod context;
 mod install;
+mod reliable;
 mod run;
 mod spec;
 mod store;

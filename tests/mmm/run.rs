@@ -5,6 +5,7 @@
 mod more;
 mod resume;
 mod retries;
+mod specs;
 mod strategies;
 mod termination;
 mod whole;

@@ -1,0 +1,132 @@
+//! Specs as a new user writes them: one broken spec among sound ones.
+
+use crate::support::TestRepo;
+use crate::support::fake_anthropic::Reply;
+use crate::support::project::show;
+use crate::support::scenario::{NEEDLE, Scenario, done};
+
+/// A spec with four problems: a misspelt key, a bad value, no objective and an absolute
+/// context path.
+const BROKEN: &str = "+++\nprority = \"high\"\ntimeout = \"soon\"\n+++\n# Broken\n\n\
+                      ## Acceptance criteria\n\n- works\n\n## Context\n\n- `/etc/passwd`\n";
+
+#[test]
+fn one_bad_spec_stays_one_bad_spec() {
+    let p = Scenario::spec_s()
+        .spec("other", "")
+        .spec_text("broken", BROKEN)
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+
+    // `status` lists the broken spec with its first problem, the others as they are.
+    let out = p.repo.mmm(&["status"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = |spec: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{spec} ")))
+            .unwrap_or_else(|| panic!("no row for {spec}: {stdout}"))
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(line("s"), "s 0 - - not run yet");
+    assert_eq!(line("other"), "other 0 - - not run yet");
+    assert_eq!(
+        line("broken"),
+        "broken 0 - - has 4 problem(s), left out of runs: specs/broken.md:2:1: unknown \
+         front-matter key `prority` (did you mean `priority`?)"
+    );
+    // Every problem, each with its line and column, at once.
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr), @r#"
+    warning: 4 problem(s) in the specs; the specs they name are left out until fixed:
+      specs/broken.md:2:1: unknown front-matter key `prority` (did you mean `priority`?)
+      specs/broken.md:3:1: front-matter key `timeout`: `soon` is not a duration
+      specs/broken.md:5:1: spec has no objective (a `## Objective` section saying what to build)
+      specs/broken.md:13:1: context item `/etc/passwd` is not a valid path or glob: it must be relative to the repository root
+    hint: rename the key to `priority`
+    hint: write a duration such as "30m" or "2h"
+    hint: add a `## Objective` section with a sentence or two on what the change must achieve
+    hint: write one path or glob per list item, e.g. `src/auth/**/*.rs`
+    "#);
+    let json: serde_json::Value =
+        serde_json::from_slice(&p.repo.mmm(&["status", "--json"]).stdout).expect("json");
+    let broken = &json["specs"][0];
+    assert_eq!(broken["spec"], "broken");
+    assert_eq!(broken["path"], "specs/broken.md");
+    assert_eq!(broken["errors"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["specs"][1]["errors"], serde_json::json!([]));
+
+    // Naming a sound spec runs it.
+    let out = p.run(&["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(p.statuses("s"), ["complete"]);
+
+    // Naming the broken one is an error that lists its problems.
+    let out = p.run(&["run", "broken"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: 4 problem(s) in the specs:\n"),
+        "{stderr}"
+    );
+    assert!(no_branch(&p.repo, "broken"));
+
+    // A run of every spec runs the sound ones, then reports the broken one and fails.
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(p.statuses("other"), ["complete"]);
+    assert_eq!(
+        p.statuses("s"),
+        ["complete"],
+        "a complete spec is not run again"
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(
+            "error: 4 problem(s) in 1 spec file(s) kept them from running: specs/broken.md"
+        ),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 spec(s) run, 1 complete"), "{stdout}");
+}
+
+#[test]
+fn a_spec_that_depends_on_a_broken_spec_is_left_out_too() {
+    let p = Scenario::spec_s()
+        .spec("after", "depends_on = [\"broken\"]")
+        .spec_text("broken", BROKEN)
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(p.statuses("s"), ["complete"]);
+    assert!(no_branch(&p.repo, "after"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("specs/after.md:2: spec `after` depends on `broken`, which has errors"),
+        "{stderr}"
+    );
+    let out = p.run(&["run", "after"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("hint: fix `broken` first"),
+        "{}",
+        show(&out)
+    );
+}
+
+/// Whether `spec` has no branch: it never ran.
+fn no_branch(repo: &TestRepo, spec: &str) -> bool {
+    !repo
+        .git_output(&[
+            "rev-parse",
+            "--verify",
+            "-q",
+            &format!("refs/heads/mmm/{spec}"),
+        ])
+        .status
+        .success()
+}
