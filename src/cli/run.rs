@@ -49,6 +49,9 @@ pub struct Args {
     /// Show the model's streamed text.
     #[arg(long)]
     pub stream: bool,
+    /// Sync with the remote first, push every iteration and checkpoint (as `[sync] push`).
+    #[arg(long)]
+    pub push: bool,
 }
 
 /// Runs `git mmm run`.
@@ -68,6 +71,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     })?;
     let config = loaded.config;
     let store = open_store(ctx)?;
+    let push = super::sync::before_run(&store, &config, args.push, args.json)?;
     // One bad spec stays one bad spec: the sound ones run, the others are reported.
     let found = mmm::spec::discover(&root, Path::new(&config.specs.dir));
     let selected = select(&store, &found, &args.specs)?;
@@ -132,6 +136,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             ctx,
             root: &root,
             config: &config,
+            push: push.clone(),
         },
         temp_dir: ctx
             .var("TMPDIR")
@@ -152,6 +157,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     if !args.json {
         summary(&report.outcomes)?;
     }
+    super::sync::after_run(&store, push, args.json)?;
     finish(report, schedule.selected.len(), &interrupt)?;
     if args.specs.is_empty() && !broken.is_empty() {
         return Err(not_run(broken));
@@ -280,13 +286,16 @@ struct Factory<'a> {
     ctx: &'a Ctx,
     root: &'a Path,
     config: &'a Config,
+    push: Option<mmm::store::SyncOptions>,
 }
 
 impl LoopFactory for Factory<'_> {
     type Error = CliError;
 
     fn store(&self) -> Result<Store, CliError> {
-        open_store(self.ctx)
+        let mut store = open_store(self.ctx)?;
+        store.set_push(self.push.clone());
+        Ok(store)
     }
 
     fn agent(&self, kind: AgentKind) -> Result<Box<dyn Agent>, CliError> {
