@@ -368,7 +368,7 @@ fn claude_code_failures_are_reported_by_their_cause() {
     for (step, message, hint) in cases {
         let (code, done, m, err) = failing(step.clone(), "");
         assert_eq!(code, Some(1), "{step}: {err}");
-        assert_eq!(done["reason"], "critical", "{step}: {done}");
+        assert_eq!(done["reason"], "error", "{step}: {done}");
         let detail = done["detail"].as_str().expect("detail");
         assert!(detail.contains(message), "{step}: {detail}");
         assert!(detail.contains(hint), "{step}: {detail}");
