@@ -141,17 +141,65 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         interrupt: &interrupt,
         running: &running,
     };
+    let uncommitted = match (&config.agent.kind, &config.agent.command) {
+        (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
+        _ => Vec::new(),
+    };
     let mut progress = Progress::new(args.json, args.stream, schedule.concurrency() > 1);
     let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
     progress.finish();
     if !args.json {
         summary(&report.outcomes)?;
     }
-    finish(report, schedule.selected.len(), &interrupt)?;
+    let agent_failed = report
+        .outcomes
+        .iter()
+        .any(|o| o.reason == mmm::engine::StopReason::Critical);
+    finish(report, schedule.selected.len(), &interrupt).map_err(|mut e| {
+        if agent_failed && !uncommitted.is_empty() {
+            e.hints.insert(0, clean_checkout_hint(&uncommitted));
+        }
+        e
+    })?;
     if args.specs.is_empty() && !broken.is_empty() {
         return Err(not_run(broken));
     }
     Ok(())
+}
+
+/// The words of a `command` agent's command line that name files of the repository which
+/// are not committed (untracked, ignored or only staged): the agent runs in a worktree that
+/// is a clean checkout of the committed files, where they are missing.
+fn uncommitted_files(root: &Path, repo: &git2::Repository, command: &str) -> Vec<String> {
+    let tree = repo.head().and_then(|h| h.peel_to_tree()).ok();
+    let mut found: Vec<String> = Vec::new();
+    for word in command.split_whitespace() {
+        let word = word.trim_matches(|c| c == '"' || c == '\'');
+        let rel = Path::new(word.strip_prefix("./").unwrap_or(word));
+        if word.starts_with('-') || word.contains('{') || !rel.is_relative() || word.is_empty() {
+            continue;
+        }
+        let committed = tree.as_ref().is_some_and(|t| t.get_path(rel).is_ok());
+        if !committed && root.join(rel).is_file() && !found.iter().any(|f| f == word) {
+            found.push(word.to_owned());
+        }
+    }
+    found
+}
+
+/// The hint for a `command` agent that failed while its script is not committed.
+fn clean_checkout_hint(files: &[String]) -> String {
+    let names = files
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[agent] command names {names}, which is not committed: the agent runs in a worktree \
+         that is a clean checkout of the committed files, where it does not exist; commit it \
+         (`git add {} && git commit`) or name it by an absolute path",
+        files.join(" ")
+    )
 }
 
 /// The error after a run of every spec while some specs have problems: they were not run.
