@@ -49,6 +49,10 @@ pub struct Args {
     /// Show the model's streamed text.
     #[arg(long)]
     pub stream: bool,
+    /// Start the named specs again from the current HEAD: each branch is archived (as
+    /// `rollback` does, in refs/mmm/SPEC/archive) and a new attempt begins.
+    #[arg(long, requires = "specs")]
+    pub fresh: bool,
 }
 
 /// Runs `git mmm run`.
@@ -89,6 +93,18 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     // A spec asking for an unknown agent is an error before any loop starts.
     for spec in &selected {
         schedule::agent_kind(&config, spec).map_err(unknown_agent)?;
+    }
+    if args.fresh {
+        for spec in &selected {
+            if let Some(fresh) = store.start_fresh(&spec.id)? {
+                eprintln!(
+                    "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
+                    spec.id,
+                    super::common::short_oid(fresh.archived),
+                    spec.id
+                );
+            }
+        }
     }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;

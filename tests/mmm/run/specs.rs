@@ -130,3 +130,54 @@ fn no_branch(repo: &TestRepo, spec: &str) -> bool {
         .status
         .success()
 }
+
+#[test]
+fn fresh_starts_a_spec_again_from_the_current_head_and_status_says_when_its_base_is_behind() {
+    let p = Scenario::spec_s()
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+    let out = p.run(&["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let old_tip = p.repo.git(&["rev-parse", "refs/heads/mmm/s"]);
+
+    // main moves on by two commits.
+    p.repo.write("later.txt", "1\n");
+    p.repo.commit_all("later, 1");
+    p.repo.write("later.txt", "2\n");
+    p.repo.commit_all("later, 2");
+    let status = p.repo.mmm_ok(&["status"]);
+    assert!(
+        status.contains(
+            "base is 2 commit(s) behind HEAD (`git mmm run s --fresh` starts again from it)"
+        ),
+        "{status}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_slice(&p.repo.mmm(&["status", "--json"]).stdout).expect("json");
+    assert_eq!(json["specs"][0]["behind"], 2);
+
+    // `--fresh` needs the specs it starts again.
+    assert_eq!(p.run(&["run", "--fresh"]).status.code(), Some(2));
+
+    let out = p.run(&["run", "s", "--fresh"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("is kept in refs/mmm/s/archive; starting again from HEAD"),
+        "{stderr}"
+    );
+    // One new iteration, started from the current HEAD; the old attempt is in the archive.
+    assert_eq!(p.statuses("s"), ["complete"]);
+    assert_eq!(
+        p.repo.git(&["rev-parse", "refs/heads/mmm/s^"]),
+        p.repo.git(&["rev-parse", "HEAD"])
+    );
+    let archived = p.repo.git(&["log", "--format=%B", "refs/mmm/s/archive"]);
+    assert!(
+        archived.contains(&format!("Mmm-Archived: {}", old_tip.trim())),
+        "{archived}"
+    );
+    let status = p.repo.mmm_ok(&["status"]);
+    assert!(!status.contains("behind"), "{status}");
+    p.repo.git(&["fsck", "--strict"]);
+}
