@@ -20,6 +20,7 @@ mod install;
 mod log;
 mod plumbing;
 mod progress;
+mod rebase;
 mod rollback;
 mod run;
 mod show;
@@ -83,6 +84,8 @@ pub enum Command {
     Show(show::Args),
     /// Reset a spec's branch to an earlier iteration (or undo the last rollback).
     Rollback(rollback::Args),
+    /// Replay a spec's iterations onto the current HEAD (or REV), notes included.
+    Rebase(rebase::Args),
     /// Find and repair what an interrupted run left behind.
     Doctor(doctor::Args),
     /// Print the effective configuration and where each value comes from.
@@ -209,6 +212,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Log(args) => log::run(ctx, &args),
         Command::Show(args) => show::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),
+        Command::Rebase(args) => rebase::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),

@@ -1,15 +1,39 @@
 //! Starting a spec again from where the project is now: a fresh attempt (the branch archived
-//! and removed, so that the next run starts from the current base), and how far a spec's
-//! base is behind the base branch.
+//! and removed, so that the next run starts from the current base), a rebase of its
+//! iterations onto a newer base (their notes carried over), and how far a spec's base is
+//! behind the base branch.
 //!
-//! Owns: `git mmm run --fresh` and the "base is behind" of `git mmm status`. Must not touch:
-//! the iterations themselves (the archive keeps the old attempt whole).
+//! Owns: `git mmm run --fresh`, `git mmm rebase` and the "base is behind" of `git mmm
+//! status`. The old tip is archived before the branch moves, so nothing is lost.
 
-use git2::Oid;
+use git2::{Oid, Repository};
 
 use super::write::ArchiveKind;
-use super::{Result, Store, StoreError, branch_ref};
+use super::{Result, Store, StoreError, branch_ref, metrics_ref, transcripts_ref};
 use crate::spec::SpecId;
+
+/// How a rebase ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rebase {
+    /// Every iteration was replayed on the new base; the branch moved.
+    Done {
+        /// The old tip, kept in `refs/mmm/<spec>/archive`.
+        from: Oid,
+        /// The new tip.
+        to: Oid,
+        /// How many iterations were replayed.
+        iterations: usize,
+    },
+    /// The branch already starts from that commit: nothing to do.
+    UpToDate,
+    /// An iteration's change does not apply on the new base; nothing was changed.
+    Conflict {
+        /// The iteration that conflicts.
+        iteration: u32,
+        /// The paths in conflict.
+        paths: Vec<String>,
+    },
+}
 
 /// A spec's branch, archived and removed for a fresh attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,4 +86,105 @@ impl Store {
             .map_err(StoreError::git("count the commits since the spec's base"))?;
         Ok(Some(ahead))
     }
+
+    /// Replays the spec's iterations, oldest first, onto `onto`: each keeps its message
+    /// (trailers included), author and notes; the old tip is archived (kind `superseded`)
+    /// and the branch moves by compare-and-swap. On a conflict nothing is changed.
+    pub fn rebase(&self, spec: &SpecId, onto: Oid) -> Result<Rebase> {
+        let name = branch_ref(spec);
+        let tip = self
+            .ref_target(&name)?
+            .ok_or_else(|| StoreError::NoBranch { spec: spec.clone() })?;
+        let history = self.history(spec)?;
+        if history.first().and_then(|i| i.parent) == Some(onto) {
+            return Ok(Rebase::UpToDate);
+        }
+        let git = |what: &str| StoreError::git(format!("rebase {spec}: {what}"));
+        let mut parent = self
+            .repo
+            .find_commit(onto)
+            .map_err(git("read the new base"))?;
+        let mut replayed: Vec<(Oid, Oid)> = Vec::new();
+        for it in &history {
+            let old = self
+                .repo
+                .find_commit(it.commit)
+                .map_err(git("read an iteration"))?;
+            let mut index = self
+                .repo
+                .cherrypick_commit(&old, &parent, 0, None)
+                .map_err(git("replay an iteration"))?;
+            if index.has_conflicts() {
+                return Ok(Rebase::Conflict {
+                    iteration: it.n,
+                    paths: conflict_paths(&index),
+                });
+            }
+            let tree = index
+                .write_tree_to(&self.repo)
+                .map_err(git("write a tree"))?;
+            let tree = self.repo.find_tree(tree).map_err(git("read a tree"))?;
+            let new = self
+                .repo
+                .commit(
+                    None,
+                    &old.author(),
+                    &old.committer(),
+                    &String::from_utf8_lossy(old.message_bytes()),
+                    &tree,
+                    &[&parent],
+                )
+                .map_err(git("write an iteration"))?;
+            replayed.push((it.commit, new));
+            parent = self
+                .repo
+                .find_commit(new)
+                .map_err(git("read an iteration"))?;
+        }
+        for notes_ref in [transcripts_ref(spec), metrics_ref(spec)] {
+            for (old, new) in &replayed {
+                if let Some(text) = note_text(&self.repo, &notes_ref, *old)? {
+                    let prepared = self.prepare_note(&notes_ref, *new, &text)?;
+                    self.publish_note(&notes_ref, *new, &text, prepared)?;
+                }
+            }
+        }
+        let to = parent.id();
+        self.archive(spec, tip, ArchiveKind::Superseded, &[])?;
+        let msg = format!("mmm: rebase onto {onto}");
+        if !self.cas_ref(&name, Some(tip), to, &msg)? {
+            return Err(StoreError::Raced { spec: spec.clone() });
+        }
+        Ok(Rebase::Done {
+            from: tip,
+            to,
+            iterations: replayed.len(),
+        })
+    }
+}
+
+/// The text of the note on `commit`, if there is one.
+fn note_text(repo: &Repository, notes_ref: &str, commit: Oid) -> Result<Option<String>> {
+    match repo.find_note(Some(notes_ref), commit) {
+        Ok(n) => Ok(Some(
+            String::from_utf8_lossy(n.message_bytes()).into_owned(),
+        )),
+        Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+        Err(e) => Err(StoreError::git(format!("read the note {notes_ref}"))(e)),
+    }
+}
+
+/// The paths of an index's conflicts, sorted.
+fn conflict_paths(index: &git2::Index) -> Vec<String> {
+    let mut paths: Vec<String> = index
+        .conflicts()
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    paths.sort();
+    paths.dedup();
+    paths
 }

@@ -181,3 +181,69 @@ fn fresh_starts_a_spec_again_from_the_current_head_and_status_says_when_its_base
     assert!(!status.contains("behind"), "{status}");
     p.repo.git(&["fsck", "--strict"]);
 }
+
+#[test]
+fn rebase_replays_the_iterations_onto_head_with_their_notes_and_stops_cleanly_on_a_conflict() {
+    let p = Scenario::spec_s()
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+    let out = p.run(&["run", "s"]);
+    assert!(out.status.success(), "{}", show(&out));
+    let old_tip = p.repo.git(&["rev-parse", "refs/heads/mmm/s"]);
+    p.repo.write("later.txt", "1\n");
+    p.repo.commit_all("later");
+
+    let out = p.repo.mmm_ok(&["rebase", "s"]);
+    assert!(
+        out.starts_with("rebased: 1 iteration(s) of mmm/s now start from "),
+        "{out}"
+    );
+    let head = p.repo.git(&["rev-parse", "HEAD"]);
+    assert_eq!(p.repo.git(&["rev-parse", "refs/heads/mmm/s^"]), head);
+    // The iteration keeps its change, its trailers and its notes; the project's new file is
+    // there too.
+    assert_eq!(
+        p.repo.git(&["show", "refs/heads/mmm/s:done.txt"]).trim(),
+        "ok"
+    );
+    assert_eq!(p.repo.git(&["show", "refs/heads/mmm/s:later.txt"]), "1\n");
+    assert_eq!(p.statuses("s"), ["complete"]);
+    assert_eq!(p.metrics("s")[0]["stop_reason"], "complete");
+    let transcript = p.repo.git(&[
+        "notes",
+        "--ref=refs/notes/mmm/s/transcripts",
+        "show",
+        "refs/heads/mmm/s",
+    ]);
+    assert!(transcript.contains("\"prompt\""), "{transcript}");
+    let archived = p.repo.git(&["log", "--format=%B", "refs/mmm/s/archive"]);
+    assert!(archived.contains(&format!("Mmm-Archived: {}", old_tip.trim())));
+    assert!(!p.repo.mmm_ok(&["status"]).contains("behind"));
+    assert_eq!(
+        p.repo.mmm_ok(&["rebase", "s"]).trim_end(),
+        format!("mmm/s already starts from {}: nothing to do", &head[..10])
+    );
+
+    // HEAD writes the file the iteration writes: the change no longer applies.
+    p.repo.write("done.txt", "something else\n");
+    p.repo.commit_all("a done.txt of our own");
+    let before = p.repo.git(&["rev-parse", "refs/heads/mmm/s"]);
+    let out = p.repo.mmm(&["rebase", "s", "--onto", "main"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("iteration 1 of `s` does not apply on ")
+            && stderr.contains(": done.txt conflict(s); nothing was changed")
+            && stderr.contains("hint: `git mmm run s --fresh` starts the spec again from HEAD"),
+        "{stderr}"
+    );
+    assert_eq!(p.repo.git(&["rev-parse", "refs/heads/mmm/s"]), before);
+    assert_eq!(
+        p.repo
+            .mmm(&["rebase", "s", "--onto", "nosuch"])
+            .status
+            .code(),
+        Some(2)
+    );
+    p.repo.git(&["fsck", "--strict"]);
+}
