@@ -88,7 +88,7 @@ use crate::spec::SpecId;
 
 pub use doctor::{DoctorAction, DoctorOptions, DoctorReport, Finding, MMM_LOCK_PREFIX, Problem};
 pub use read::{Iteration, IterationDetail, SYSTEM_SAME_AS, SpecState};
-pub use rebase::{Fresh, Rebase};
+pub use rebase::{Fresh, Rebase, StartFrom};
 pub use record::{IterationStatus, RECORD_VERSION, Record};
 pub use refs::{archive_ref, branch_ref, metrics_ref, transcripts_ref, wip_ref};
 pub use rollback::Rollback;

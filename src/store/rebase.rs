@@ -12,6 +12,21 @@ use super::write::ArchiveKind;
 use super::{Result, Store, StoreError, branch_ref, metrics_ref, transcripts_ref};
 use crate::spec::SpecId;
 
+/// Where a spec that depends on others starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartFrom {
+    /// This commit: the base (no dependency has a branch), the one dependency's tip, or a
+    /// merge of the dependencies' tips recorded with them as its parents.
+    Commit(Oid),
+    /// The dependencies' branches do not merge.
+    Conflict {
+        /// The dependencies whose branches conflict.
+        specs: Vec<String>,
+        /// The paths in conflict.
+        paths: Vec<String>,
+    },
+}
+
 /// How a rebase ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rebase {
@@ -160,6 +175,90 @@ impl Store {
             to,
             iterations: replayed.len(),
         })
+    }
+
+    /// Where the first iteration of `spec` starts when it depends on `deps` (complete specs):
+    /// one dependency's branch tip; for several, a merge of their tips (in the order given),
+    /// written as a commit whose parents are the tips; `base` when none has a branch.
+    pub fn start_from(&self, spec: &SpecId, deps: &[SpecId], base: Oid) -> Result<StartFrom> {
+        let mut tips: Vec<(String, Oid)> = Vec::new();
+        for dep in deps {
+            if let Some(tip) = self.ref_target(&branch_ref(dep))?
+                && !tips.iter().any(|(_, t)| *t == tip)
+            {
+                tips.push((dep.to_string(), tip));
+            }
+        }
+        let git =
+            |what: &str| StoreError::git(format!("start {spec} from its dependencies: {what}"));
+        let Some(((_, first), rest)) = tips.split_first() else {
+            return Ok(StartFrom::Commit(base));
+        };
+        if rest.is_empty() {
+            return Ok(StartFrom::Commit(*first));
+        }
+        let mut tree_of = self
+            .repo
+            .find_commit(*first)
+            .and_then(|c| c.tree())
+            .map_err(git("read a branch"))?
+            .id();
+        let mut merged = *first;
+        let mut names = vec![tips[0].0.clone()];
+        for (name, tip) in rest {
+            names.push(name.clone());
+            let ours = self
+                .repo
+                .find_commit(merged)
+                .map_err(git("read a branch"))?;
+            let theirs = self.repo.find_commit(*tip).map_err(git("read a branch"))?;
+            let mut index = self
+                .repo
+                .merge_commits(&ours, &theirs, None)
+                .map_err(git("merge the branches"))?;
+            if index.has_conflicts() {
+                return Ok(StartFrom::Conflict {
+                    specs: names,
+                    paths: conflict_paths(&index),
+                });
+            }
+            tree_of = index
+                .write_tree_to(&self.repo)
+                .map_err(git("write the merged tree"))?;
+            // Each step's result is a commit, so that the next merge finds its merge base.
+            let tree = self.repo.find_tree(tree_of).map_err(git("read a tree"))?;
+            let sig = self.signature()?;
+            merged = self
+                .repo
+                .commit(
+                    None,
+                    &sig,
+                    &sig,
+                    "mmm: merge step\n",
+                    &tree,
+                    &[&ours, &theirs],
+                )
+                .map_err(git("write a merge"))?;
+        }
+        let tree = self.repo.find_tree(tree_of).map_err(git("read a tree"))?;
+        let parents: Vec<git2::Commit<'_>> = tips
+            .iter()
+            .map(|(_, t)| self.repo.find_commit(*t))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(git("read a branch"))?;
+        let parents: Vec<&git2::Commit<'_>> = parents.iter().collect();
+        let sig = self.signature()?;
+        let msg = format!(
+            "mmm({spec}): start from the branches of {}\n",
+            names.join(", ")
+        );
+        let commit = self
+            .repo
+            .commit(None, &sig, &sig, &msg, &tree, &parents)
+            .map_err(git("write the merge of the dependencies"))?;
+        // The worktree is made from it by git itself, which reads only what is on disk.
+        self.flush()?;
+        Ok(StartFrom::Commit(commit))
     }
 }
 

@@ -2,7 +2,7 @@
 
 use crate::support::TestRepo;
 use crate::support::fake_anthropic::Reply;
-use crate::support::project::show;
+use crate::support::project::{show, write_file};
 use crate::support::scenario::{NEEDLE, Scenario, done};
 
 /// A spec with four problems: a misspelt key, a bad value, no objective and an absolute
@@ -246,4 +246,124 @@ fn rebase_replays_the_iterations_onto_head_with_their_notes_and_stops_cleanly_on
         Some(2)
     );
     p.repo.git(&["fsck", "--strict"]);
+}
+
+/// The `api` agent, no gate, one iteration per spec.
+const ONE_SHOT: &str = "[agent]\nkind = \"api\"\nmax_retries = 3\n\n[loop]\nmax_iterations = 1\n";
+
+/// A spec whose prompt contains `needle` and whose one criterion is `verify`.
+fn spec_text(front: &str, needle: &str, verify: &str) -> String {
+    format!(
+        "+++\n{front}\n+++\n# {needle}\n\n## Objective\n\n{needle}.\n\n## Acceptance criteria\n\n\
+         - It works. verify: `{verify}`\n"
+    )
+}
+
+/// An answer that writes `path` and says the spec is complete.
+fn writes(path: &str, content: &str) -> Reply {
+    Reply::Text(format!(
+        "{}\n@mmm:summary wrote {path}\n@mmm:complete\n",
+        write_file(path, content)
+    ))
+}
+
+#[test]
+fn a_spec_that_depends_on_another_starts_from_its_code() {
+    let p = Scenario::new()
+        .raw_config(ONE_SHOT)
+        .spec_text(
+            "first",
+            &spec_text("", "Add greet", "sh -c '. ./lib.sh && greet'"),
+        )
+        .spec_text(
+            "second",
+            &spec_text(
+                "depends_on = [\"first\"]",
+                "Call greet",
+                "sh main.sh | grep -q hello",
+            ),
+        )
+        // The dependent's prompt names its dependency: its rule comes first.
+        .answer("Call greet", writes("main.sh", ". ./lib.sh\ngreet\n"))
+        .answer("Add greet", writes("lib.sh", "greet() { echo hello; }\n"))
+        .build();
+    let out = p.run(&["run"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(p.statuses("first"), ["complete"]);
+    // The second spec's worktree had the function the first one added.
+    assert_eq!(p.statuses("second"), ["complete"]);
+    assert_eq!(
+        p.repo.git(&["rev-parse", "refs/heads/mmm/second^"]),
+        p.repo.git(&["rev-parse", "refs/heads/mmm/first"])
+    );
+}
+
+#[test]
+fn a_spec_that_depends_on_several_starts_from_a_merge_of_their_branches() {
+    let p = Scenario::new()
+        .raw_config(ONE_SHOT)
+        .spec_text("a", &spec_text("", "Write a", "test -e a.txt"))
+        .spec_text("b", &spec_text("", "Write b", "test -e b.txt"))
+        .spec_text(
+            "c",
+            &spec_text(
+                "depends_on = [\"a\", \"b\"]",
+                "Write c",
+                "test -e a.txt && test -e b.txt && test -e c.txt",
+            ),
+        )
+        .answer("Write c", writes("c.txt", "c\n"))
+        .answer("Write a", writes("a.txt", "a\n"))
+        .answer("Write b", writes("b.txt", "b\n"))
+        .build();
+    let out = p.run(&["run"]);
+    assert!(out.status.success(), "{}", show(&out));
+    assert_eq!(p.statuses("c"), ["complete"]);
+    // The first iteration's parent is the merge, recorded with both branches as parents.
+    let merge = p
+        .repo
+        .git(&["rev-list", "--parents", "-n1", "refs/heads/mmm/c^"]);
+    let ids: Vec<&str> = merge.split_whitespace().collect();
+    assert_eq!(ids.len(), 3, "{merge}");
+    assert_eq!(
+        ids[1],
+        p.repo.git(&["rev-parse", "refs/heads/mmm/a"]).trim()
+    );
+    assert_eq!(
+        ids[2],
+        p.repo.git(&["rev-parse", "refs/heads/mmm/b"]).trim()
+    );
+    let message = p
+        .repo
+        .git(&["log", "-1", "--format=%s", "refs/heads/mmm/c^"]);
+    assert_eq!(message.trim(), "mmm(c): start from the branches of a, b");
+    p.repo.git(&["fsck", "--strict"]);
+}
+
+#[test]
+fn dependencies_whose_branches_conflict_stop_the_spec_with_the_reason() {
+    let p = Scenario::new()
+        .raw_config(ONE_SHOT)
+        .spec_text("a", &spec_text("", "Write a", "test -e same.txt"))
+        .spec_text("b", &spec_text("", "Write b", "test -e same.txt"))
+        .spec_text(
+            "c",
+            &spec_text("depends_on = [\"a\", \"b\"]", "Write c", "true"),
+        )
+        .answer("Write a", writes("same.txt", "from a\n"))
+        .answer("Write b", writes("same.txt", "from b\n"))
+        .build();
+    let out = p.run(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(p.statuses("a"), ["complete"]);
+    assert_eq!(p.statuses("b"), ["complete"]);
+    assert!(no_branch(&p.repo, "c"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "the branches of the specs it depends on (a, b) conflict in same.txt; merge them \
+             by hand into one of them, or run them one after the other"
+        ),
+        "{stdout}"
+    );
 }
