@@ -22,6 +22,7 @@ mod log;
 mod plan;
 mod plumbing;
 mod progress;
+mod rebase;
 mod rollback;
 mod run;
 mod show;
@@ -92,6 +93,8 @@ pub enum Command {
     Rollback(rollback::Args),
     /// Exchange mmm's history with a git remote: fetch, integrate, push what is new.
     Sync(sync::Args),
+    /// Replay a spec's iterations onto the current HEAD (or REV), notes included.
+    Rebase(rebase::Args),
     /// Find and repair what an interrupted run left behind.
     Doctor(doctor::Args),
     /// Print the effective configuration and where each value comes from.
@@ -221,6 +224,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Context(args) => context::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),
         Command::Sync(args) => sync::run(ctx, &args),
+        Command::Rebase(args) => rebase::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),

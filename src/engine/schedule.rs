@@ -20,7 +20,7 @@ use crate::apply::{ApplyPolicy, CommandPolicy};
 use crate::config::{AgentKind, CheckpointAfter, Config};
 use crate::context::{ContextOptions, Templates, TokenBudget};
 use crate::spec::{Spec, SpecSet};
-use crate::store::{IterationStatus, Store};
+use crate::store::{IterationStatus, StartFrom, Store};
 use crate::validate::{Gate, GateKind, GateOptions};
 
 use super::budget::{DailyLedger, Limits, Spent};
@@ -336,6 +336,31 @@ impl<'a> Queue<'a> {
     }
 }
 
+/// Where a spec's first iteration starts: the run's base, or, for a spec that depends on
+/// others (complete by now), their code: one dependency's branch, or a merge of several.
+/// `Ok(Err(reason))` when their branches conflict. A spec that has a branch continues from it.
+fn dependency_base(
+    store: &Store,
+    spec: &Spec,
+    base: Oid,
+) -> Result<Result<Oid, String>, crate::store::StoreError> {
+    let has_branch = store
+        .repo()
+        .find_reference(&crate::store::branch_ref(&spec.id))
+        .is_ok();
+    if spec.depends_on.is_empty() || has_branch {
+        return Ok(Ok(base));
+    }
+    Ok(match store.start_from(&spec.id, &spec.depends_on, base)? {
+        StartFrom::Commit(commit) => Ok(commit),
+        StartFrom::Conflict { specs, paths } => Err(format!(
+            "the branches of the specs it depends on ({}) conflict in {}; merge them by hand into one of them, or run them one after the other",
+            specs.join(", "),
+            paths.join(", ")
+        )),
+    })
+}
+
 /// The body of a loop's thread: runs the loop and reports, even when it panics, so that the
 /// scheduler never waits on it.
 fn run_thread<F: LoopFactory>(
@@ -378,9 +403,39 @@ fn run_one<F: LoopFactory>(
         settings.context.repo_map = false;
         settings.context.exclude.push("**".to_owned());
     }
+    let base = match dependency_base(&store, spec, schedule.base) {
+        Ok(Ok(base)) => base,
+        Ok(Err(detail)) => {
+            events(Event::Finished {
+                spec: spec.id.to_string(),
+                reason: StopReason::Critical,
+                detail: detail.clone(),
+                iterations: 0,
+                cost_usd: 0.0,
+                checkpoints: 0,
+            });
+            return Ok(Outcome {
+                spec: spec.id.to_string(),
+                run: String::new(),
+                reason: StopReason::Critical,
+                detail,
+                iterations: 0,
+                last_iteration: 0,
+                cost_usd: 0.0,
+                tokens: Default::default(),
+                checkpoints: 0,
+            });
+        }
+        Err(error) => {
+            return Err(LoopError::Engine {
+                spec: spec.id.to_string(),
+                error: error.into(),
+            });
+        }
+    };
     let job = Job {
         spec,
-        base: schedule.base,
+        base,
         settings,
         templates: schedule.templates,
         dependency_summaries: deps.summaries,
