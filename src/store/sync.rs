@@ -254,6 +254,9 @@ struct GitOutput {
     stderr: String,
 }
 
+/// Above this many refs, a sync of every spec pushes by namespace (see `Store::push`).
+const BULK_PUSH_AFTER: usize = 64;
+
 /// The reflog message of a wip ref a sync took from the remote.
 const ADOPTED_WIP: &str = "mmm: sync, wip ref of a run elsewhere";
 
@@ -426,8 +429,10 @@ impl Store {
 
     /// Runs `git` in the repository with a time limit, never prompting.
     fn run_git(&self, args: &[&str], timeout: Duration) -> Result<GitOutput, SyncError> {
-        let dir = self.repo.path();
-        let git_dir = format!("--git-dir={}", dir.display());
+        // git reads a relative remote path from where it runs: the top of the work tree, as a
+        // user's own `git fetch` there would.
+        let dir = self.repo.workdir().unwrap_or_else(|| self.repo.path());
+        let git_dir = format!("--git-dir={}", self.repo.path().display());
         let mut argv: Vec<&OsStr> = vec![OsStr::new(&git_dir)];
         argv.extend(args.iter().map(OsStr::new));
         let env = [
@@ -494,12 +499,28 @@ impl Store {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        // git matches every explicit refspec against every ref, so thousands of them take
+        // seconds: a whole sync with many refs pushes the three namespaces instead (after
+        // integration no local ref there is behind the remote's), non-forced, with a lease on
+        // each ref that is not a fast-forward (a rollback). Non-forced refspecs already refuse
+        // to overwrite what we have not seen.
+        let bulk = opts.specs.is_empty() && refs.len() > BULK_PUSH_AFTER;
         for r in refs {
-            let expected = r.expected.map(|o| o.to_string()).unwrap_or_default();
-            args.push(format!("--force-with-lease={}:{expected}", r.name));
+            let forced = match r.expected {
+                Some(e) => !self.reaches(r.new, e)?,
+                None => false,
+            };
+            if !bulk || forced {
+                let expected = r.expected.map(|o| o.to_string()).unwrap_or_default();
+                args.push(format!("--force-with-lease={}:{expected}", r.name));
+            }
         }
-        for r in refs {
-            args.push(format!("{}:{}", r.name, r.name));
+        if bulk {
+            args.extend(
+                ["refs/heads/mmm/*", "refs/notes/mmm/*", "refs/mmm/*"].map(|g| format!("{g}:{g}")),
+            );
+        } else {
+            args.extend(refs.iter().map(|r| format!("{}:{}", r.name, r.name)));
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.run_git(&argv, opts.timeout)?;
@@ -527,14 +548,16 @@ impl Store {
     }
 
     /// After a push: the tracking refs now hold what we pushed (as the next fetch would write).
+    /// Tracking refs mirror the remote and are not mmm's refs: like `git fetch`, this forces
+    /// them and does not sync them to the disk (a lost update only costs a fetch).
     fn note_pushed(&self, remote: &str, refs: &[PushRef]) -> Result<()> {
         for r in refs {
-            if let Some(t) = tracking_ref(remote, &r.name) {
-                let cur = self.ref_target(&t)?;
-                if cur != Some(r.new) {
-                    // Lost only to a concurrent fetch, which wrote the same or newer.
-                    self.cas_ref(&t, cur, r.new, "mmm: pushed")?;
-                }
+            if let Some(t) = tracking_ref(remote, &r.name)
+                && self.ref_target(&t)? != Some(r.new)
+            {
+                self.repo
+                    .reference(&t, r.new, true, "mmm: pushed")
+                    .map_err(StoreError::git(format!("update {t}")))?;
             }
         }
         Ok(())
