@@ -238,6 +238,13 @@ struct PushRef {
     expected: Option<Oid>,
 }
 
+/// One spec's refs: ours and the remote's (tracking), by shared name.
+#[derive(Debug, Default)]
+struct SpecRefs {
+    ours: BTreeMap<String, Oid>,
+    theirs: BTreeMap<String, Oid>,
+}
+
 /// How one spec's branch was integrated.
 #[derive(Debug, Clone, Default)]
 struct SpecMoves {
@@ -322,9 +329,17 @@ impl Store {
         let mut pushed: BTreeSet<SpecId> = BTreeSet::new();
         for round in 1..=opts.attempts.max(1) {
             self.fetch(opts)?;
-            let specs = self.sync_specs(opts)?;
+            let snapshot = self.snapshot(&opts.remote)?;
+            let specs = match opts.specs.is_empty() {
+                true => snapshot.keys().cloned().collect(),
+                false => self.sync_specs(opts)?,
+            };
             let mut push = Vec::new();
             for spec in &specs {
+                // Every ref the same on both sides: nothing to integrate, nothing to push.
+                if snapshot.get(spec).is_some_and(|r| r.ours == r.theirs) {
+                    continue;
+                }
                 let m = self.integrate_spec(&opts.remote, spec)?;
                 let entry = moves.entry(spec.clone()).or_default();
                 entry.fetched |= m.fetched;
@@ -378,6 +393,55 @@ impl Store {
                 archived: m.archived,
                 tip: self.ref_target(&branch_ref(spec))?,
             });
+        }
+        Ok(out)
+    }
+
+    /// Every spec's refs on both sides, read in one pass over the refs: ours (mmm's refs) and
+    /// theirs (the tracking refs), each keyed by the name they share.
+    fn snapshot(&self, remote: &str) -> Result<BTreeMap<SpecId, SpecRefs>> {
+        let tracking = [
+            format!("refs/remotes/{remote}/mmm/"),
+            format!("refs/notes/remotes/{remote}/mmm/"),
+            format!("refs/mmm-remotes/{remote}/"),
+        ];
+        let mine = ["refs/heads/mmm/", "refs/notes/mmm/", "refs/mmm/"];
+        let mut out: BTreeMap<SpecId, SpecRefs> = BTreeMap::new();
+        let refs = self
+            .repo
+            .references()
+            .map_err(StoreError::git("list the refs"))?;
+        for r in refs {
+            let r = r.map_err(StoreError::git("list the refs"))?;
+            let (Ok(name), Some(oid)) = (r.name(), r.target()) else {
+                continue;
+            };
+            let side = |prefixes: &[&str]| {
+                prefixes.iter().enumerate().find_map(|(i, p)| {
+                    let rest = name.strip_prefix(p)?;
+                    let (spec, tail) = rest.split_once('/').unwrap_or((rest, ""));
+                    Some((i, spec.to_owned(), tail.to_owned()))
+                })
+            };
+            let tracking: Vec<&str> = tracking.iter().map(String::as_str).collect();
+            let (theirs, found) = match side(&tracking) {
+                Some(f) => (true, f),
+                None => match side(&mine) {
+                    Some(f) => (false, f),
+                    None => continue,
+                },
+            };
+            let (kind, spec, tail) = found;
+            let Ok(spec) = SpecId::new(&spec) else {
+                continue;
+            };
+            let entry = out.entry(spec).or_default();
+            let key = format!("{kind}/{tail}");
+            if theirs {
+                entry.theirs.insert(key, oid);
+            } else {
+                entry.ours.insert(key, oid);
+            }
         }
         Ok(out)
     }

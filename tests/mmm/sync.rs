@@ -859,7 +859,7 @@ fn four_clones_run_with_push_on_one_spec_and_lose_nothing() {
 #[test]
 fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
     let remote = Remote::new();
-    let a = run_clone(&remote, "exit 1\n");
+    let a = run_clone(&remote, "sleep 1\nexit 1\n");
     let out = a.mmm(&["run", "--push", "--max-iterations", "2"]);
     assert_eq!(
         out.status.code(),
@@ -870,8 +870,9 @@ fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("synced with `origin`"), "{text}");
     assert_eq!(remote.rev("refs/heads/mmm/s"), Some(rev(&a, "mmm/s")));
-    // Another clone continues from iteration 3 (it fetched and integrated first).
-    let b = run_clone(&remote, "sleep 2\nexit 1\n");
+    // Another clone continues from iteration 3 (it fetched and integrated first), in the tree
+    // of iteration 2, whose gate sleeps long enough for a checkpoint.
+    let b = run_clone(&remote, "sleep 1\nexit 1\n");
     b.write(
         ".mmm/config.toml",
         &format!(
