@@ -72,6 +72,7 @@ mod locks;
 mod notes;
 mod pack;
 mod read;
+mod rebase;
 pub mod record;
 mod refs;
 mod rollback;
@@ -94,6 +95,7 @@ pub use doctor::{
 };
 pub use locks::{LOCK_STALE_AFTER, LockFile};
 pub use read::{Iteration, IterationDetail, SYSTEM_SAME_AS, SpecState};
+pub use rebase::{Fresh, Rebase, StartFrom};
 pub use record::{IterationStatus, RECORD_VERSION, Record};
 pub use refs::{archive_ref, branch_ref, metrics_ref, transcripts_ref, wip_ref};
 pub use rollback::Rollback;
