@@ -92,6 +92,12 @@ impl IdGen for SeqIdGen {
     }
 }
 
+/// A random fraction in `[0, 1)` that spreads retries apart: the one source of jitter for every
+/// backoff (the API client's retries, the store's lock retries).
+pub fn jitter() -> f64 {
+    rand::random::<f64>()
+}
+
 /// Formats a time as RFC 3339 UTC with second precision (`2026-11-24T07:18:51Z`).
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()

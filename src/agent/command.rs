@@ -64,6 +64,8 @@ pub struct CommandAgent {
     config: CommandConfig,
     cost_regex: Option<Regex>,
     tokens_regex: Option<Regex>,
+    /// Where the prompt file goes (see [`CommandAgent::with_temp_dir`]).
+    temp_dir: Option<std::path::PathBuf>,
 }
 
 impl CommandAgent {
@@ -87,7 +89,16 @@ impl CommandAgent {
             config,
             cost_regex,
             tokens_regex,
+            temp_dir: None,
         })
+    }
+
+    /// Writes the prompt file of each call in a new directory `<pid>-…` under `dir` (mmm's
+    /// `.git/mmm/tmp/`, where `git mmm doctor` removes what a killed run left) instead of the
+    /// system's temporary directory.
+    pub fn with_temp_dir(mut self, dir: std::path::PathBuf) -> Self {
+        self.temp_dir = Some(dir);
+        self
     }
 
     /// The command line with its placeholders replaced (shell-quoted).
@@ -195,7 +206,16 @@ impl Agent for CommandAgent {
             hint: "check the temporary directory (TMPDIR)".into(),
         };
         // The prompt file lives outside the worktree, so it is never committed.
-        let dir = tempfile::tempdir().map_err(io_err)?;
+        let dir = match &self.temp_dir {
+            Some(parent) => {
+                std::fs::create_dir_all(parent).map_err(io_err)?;
+                tempfile::Builder::new()
+                    .prefix(&format!("{}-", std::process::id()))
+                    .tempdir_in(parent)
+            }
+            None => tempfile::tempdir(),
+        }
+        .map_err(io_err)?;
         let prompt_file = dir.path().join("mmm-prompt.md");
         std::fs::write(&prompt_file, &prompt).map_err(io_err)?;
         let uses_file = self.config.command.contains("{prompt_file}");

@@ -3,10 +3,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use mmm::store::DoctorOptions;
+use mmm::store::{DoctorOptions, DoctorReport};
 
 use super::common::open_store;
-use super::{CliResult, Ctx, out};
+use super::{CliError, CliResult, Ctx, out};
 
 /// Arguments of `git mmm doctor`.
 #[derive(Debug, clap::Args)]
@@ -17,8 +17,8 @@ pub struct Args {
     /// Treat every wip ref as stale (no run is in flight anywhere).
     #[arg(long)]
     pub all_wip: bool,
-    /// One JSON object: `{"findings": [{"problem", "action", "done"}], "repaired": bool}`
-    /// (`repaired`: at least one action was carried out).
+    /// One JSON object: `{"findings": [{"problem", "action", "done"}], "repaired": bool,
+    /// "failures": [{"what", "error"}]}` (`repaired`: at least one action was carried out).
     #[arg(long)]
     pub json: bool,
 }
@@ -43,12 +43,16 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
                     "done": f.done,
                 })).collect::<Vec<_>>(),
                 "repaired": report.findings.iter().any(|f| f.done),
+                "failures": report.failures.iter().map(|f| serde_json::json!({
+                    "what": f.what,
+                    "error": f.error,
+                })).collect::<Vec<_>>(),
             }),
         )?;
         writeln!(out)?;
-        return Ok(());
+        return failed(&report);
     }
-    if report.findings.is_empty() {
+    if report.findings.is_empty() && report.failures.is_empty() {
         writeln!(
             out,
             "nothing to repair: mmm's refs, notes and worktrees are consistent"
@@ -63,5 +67,22 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             (None, _) => writeln!(out, "\n  (reported only)")?,
         }
     }
-    Ok(())
+    for f in &report.failures {
+        writeln!(out, "could not {}: {}", f.what, f.error)?;
+    }
+    failed(&report)
+}
+
+/// An error when a check or a repair failed (each was printed); the others ran.
+fn failed(report: &DoctorReport) -> CliResult {
+    if report.failures.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::with_hint(
+        anyhow::anyhow!(
+            "{} check(s) or repair(s) failed (listed above); the others ran",
+            report.failures.len()
+        ),
+        "fix what each failure names, then run `git mmm doctor` again",
+    ))
 }

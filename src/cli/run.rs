@@ -476,6 +476,11 @@ fn build_agent(
                 env_remove: Vec::new(),
             })
             .map_err(|e| CliError::with_hint(e, "fix [agent] in .mmm/config.toml"))?;
+            // Prompt files under `.git/mmm/tmp/`: what a killed run leaves, doctor removes.
+            let agent = match git2::Repository::discover(root) {
+                Ok(repo) => agent.with_temp_dir(mmm::store::temp_dir(repo.commondir())),
+                Err(_) => agent,
+            };
             Ok(Box::new(agent))
         }
     }

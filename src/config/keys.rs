@@ -210,6 +210,20 @@ settings! {
             merge_on_approval: bool = false, Kind::Bool;
         }
 
+        /// Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).
+        "sync" => sync: SyncConfig {
+            /// The remote (default: the current branch's upstream, else "origin").
+            #[serde(skip_serializing_if = "Option::is_none")]
+            remote: Option<String> = None, Kind::Str, example "\"origin\"";
+            /// Push each recorded iteration and checkpoint, as `git mmm run --push`.
+            push: bool = false, Kind::Bool;
+            /// Time limit of each fetch and each push.
+            #[serde(with = "duration_serde")]
+            timeout: Duration = Duration::from_secs(120), Kind::Duration;
+            /// Fetch-integrate-push rounds before giving up while the remote keeps moving.
+            attempts: u64 = 8, Kind::Count { min: 1 };
+        }
+
         /// What is redacted from transcripts and logs, besides the API tokens mmm knows.
         "secrets" => secrets: SecretsConfig {
             /// Literal values, or names of environment variables whose values are redacted.

@@ -19,7 +19,7 @@ use crate::agent::{Agent, Cancel, PriceTable, TokenUsage};
 use crate::apply::{self, ApplyPolicy, CommandPolicy};
 use crate::context::{self, ContextOptions, RepoSnapshot, Templates, TokenBudget};
 use crate::spec::{Spec, SpecId};
-use crate::store::{IterationStatus, Record, Run, Store};
+use crate::store::{IterationStatus, Record, Run, Store, StoreError};
 use crate::validate::{Gate, GateOptions};
 
 use super::budget::{DailyLedger, Limits, Spent};
@@ -384,6 +384,13 @@ impl EngineError {
             EngineError::Worktree(_) => {
                 Some("run `git mmm doctor` to clean up leftover worktrees".into())
             }
+            // These say what to do themselves.
+            EngineError::Store(
+                StoreError::Busy { .. }
+                | StoreError::RefConflict { .. }
+                | StoreError::StaleLock { .. }
+                | StoreError::ForeignBranch { .. },
+            ) => None,
             EngineError::Store(_) => {
                 Some("run `git mmm doctor`, then run again: the loop resumes".into())
             }
@@ -479,6 +486,9 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             return Ok(outcome);
         }
         let mut run = self.s.store.start_run(&self.spec, self.job.base)?;
+        // One run of a spec at a time: a second one refuses here, naming the first, before it
+        // calls the agent. The claim ends with this function.
+        let _claim = self.s.store.claim(&self.spec, &run.id)?;
         let worktree = self.start(&run)?;
         let mut previous_tree = self
             .s

@@ -26,6 +26,9 @@ pub enum WorktreeError {
     /// `git` could not be started.
     #[error("cannot run git: {0}")]
     Spawn(#[from] std::io::Error),
+    /// The objects the worktree's index names could not be written to disk.
+    #[error(transparent)]
+    Objects(#[from] crate::store::StoreError),
     /// A libgit2 operation on the worktree failed.
     #[error("worktree {path}: {source}")]
     Repo {
@@ -266,7 +269,7 @@ impl Worktree {
                 }
             }
         }
-        index.write().map_err(err)?;
+        // The index stays in memory (see `Worktree::write_index`).
         Ok(Snapshot {
             tree: index.write_tree().map_err(err)?,
             files_changed,
@@ -378,7 +381,6 @@ impl Worktree {
                 Err(_) => return Ok(None),
             }
         }
-        index.write().map_err(err)?;
         Ok(Some(Snapshot {
             tree: index.write_tree().map_err(err)?,
             files_changed,
@@ -394,6 +396,8 @@ impl Worktree {
             source,
         };
         let object = self.repo.find_object(commit, None).map_err(err)?;
+        // The checkout writes the index: what it names must be on disk.
+        crate::store::flush_shared(&self.repo)?;
         let mut checkout = git2::build::CheckoutBuilder::new();
         checkout.force().remove_untracked(true);
         self.repo
@@ -418,6 +422,7 @@ impl Worktree {
     /// temporary file and a rename, not synced and without a reflog entry: the worktree is
     /// scratch space that a crash discards, and the commit itself is on the branch.
     pub fn advance(&self, commit: Oid) -> Result<(), WorktreeError> {
+        self.write_index()?;
         let dir = self.repo.path();
         let mut tmp = tempfile::Builder::new()
             .prefix("HEAD.mmm-")
@@ -425,6 +430,24 @@ impl Worktree {
         std::io::Write::write_all(&mut tmp, format!("{commit}\n").as_bytes())?;
         tmp.persist(dir.join("HEAD")).map_err(|e| e.error)?;
         Ok(())
+    }
+
+    /// Writes the worktree's index, kept in memory by the snapshots, to its file, once the
+    /// objects it names are on disk.
+    ///
+    /// The snapshots stage into the index in memory: its blobs and trees wait in the store's
+    /// in-memory batch (the worktree shares the store's object database) until the iteration
+    /// is recorded. An index file written then would name objects that a kill before the
+    /// record loses, and `git fsck` reports a worktree's index naming a missing blob. So the
+    /// file is written only here, after the shared batch is flushed (a no-op right after
+    /// the store recorded an iteration, which flushes it).
+    pub fn write_index(&self) -> Result<(), WorktreeError> {
+        let err = |source| WorktreeError::Repo {
+            path: self.path.clone(),
+            source,
+        };
+        crate::store::flush_shared(&self.repo)?;
+        self.repo.index().and_then(|mut i| i.write()).map_err(err)
     }
 
     /// Removes the worktree and its administrative files.

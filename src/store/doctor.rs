@@ -1,7 +1,7 @@
 //! `doctor`: finds and repairs what an interrupted writer left behind.
 //!
 //! Owns: the consistency rules between branches, notes, the archive, wip refs and mmm's
-//! worktrees. Must not touch: anything outside mmm's refs and `.git/mmm/worktrees/`.
+//! worktrees. Must not touch: anything outside mmm's refs, their lock files and `.git/mmm/`.
 //!
 //! Rules:
 //! * a note on a commit that is neither on the branch nor in the archive (a kill between the
@@ -15,7 +15,14 @@
 //!   pruned (the loop locks the worktrees it is using); so is a locked one whose lock reason
 //!   names a process (`… pid N`) that no longer runs, where `/proc` can tell;
 //! * an iteration commit on a branch without its transcripts or metrics note is reported
-//!   (there is nothing to rebuild it from).
+//!   (there is nothing to rebuild it from);
+//! * a lock file on mmm's refs that is stale (see `locks.rs`: old, and no other live mmm
+//!   process runs its spec) is removed, first, since it blocks every other repair on its ref;
+//!   a younger one is reported;
+//! * a run file of a dead run (`.git/mmm/runs/`) and a temporary file of a process that no
+//!   longer runs (`.git/mmm/tmp/<pid>-…`) are removed.
+//!
+//! Every check runs even when another failed; the failures are reported with the findings.
 //!
 //! Doctor can race a live writer between its notes and its branch update: the writer then
 //! loses its compare-and-swap and archives its commit, so nothing is lost either way.
@@ -26,6 +33,7 @@ use std::time::Duration;
 
 use git2::{ErrorCode, Oid};
 
+use super::runs::{Holder, RunFile};
 use super::trailers::{Trailers, key};
 use super::write::ArchiveKind;
 use super::{
@@ -104,6 +112,36 @@ pub enum Problem {
         /// The notes ref that has no note for it.
         notes_ref: String,
     },
+    /// A lock file on one of mmm's refs (or mmm's own) that a killed process left.
+    StaleLock {
+        /// The lock file.
+        path: PathBuf,
+        /// What it locks.
+        reference: String,
+        /// Its age, for people.
+        age: String,
+    },
+    /// A lock file too young to tell whether a live git process holds it.
+    RecentLock {
+        /// The lock file.
+        path: PathBuf,
+        /// What it locks.
+        reference: String,
+        /// Its age, for people.
+        age: String,
+    },
+    /// A run file (`.git/mmm/runs/`) of a run that no longer runs.
+    DeadRun {
+        /// The file.
+        path: PathBuf,
+        /// What it says, if readable.
+        holder: Option<Holder>,
+    },
+    /// A temporary file of a process that no longer runs (`.git/mmm/tmp/`).
+    LeftoverTemp {
+        /// The file or directory.
+        path: PathBuf,
+    },
 }
 
 /// What doctor does (or would do) about a problem.
@@ -137,6 +175,11 @@ pub enum DoctorAction {
         /// The worktree's name.
         name: String,
     },
+    /// Remove the file (or directory).
+    Remove {
+        /// The path.
+        path: PathBuf,
+    },
 }
 
 /// One finding: the problem, the action for it (`None`: report only), and whether the action
@@ -151,11 +194,22 @@ pub struct Finding {
     pub done: bool,
 }
 
+/// A check or a repair that failed (doctor goes on with the others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DoctorFailure {
+    /// What doctor was doing.
+    pub what: String,
+    /// Why it failed.
+    pub error: String,
+}
+
 /// What doctor found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DoctorReport {
     /// Every finding, in the order found.
     pub findings: Vec<Finding>,
+    /// The checks and repairs that failed, each with its error.
+    pub failures: Vec<DoctorFailure>,
 }
 
 impl DoctorReport {
@@ -199,14 +253,39 @@ fn specs_with_refs(store: &Store) -> Result<BTreeSet<SpecId>> {
 impl Store {
     /// Finds (and with `opts.repair`, repairs) what interrupted writers left behind.
     /// Idempotent: a second repair run has nothing to do.
+    ///
+    /// Every check runs: one that fails (a ref it cannot move, a worktree it cannot prune) is
+    /// reported in [`DoctorReport::failures`] and the others go on. Stale locks are removed
+    /// first, since they would block the repairs after them.
     pub fn doctor(&self, opts: &DoctorOptions) -> Result<DoctorReport> {
         let mut report = DoctorReport::default();
-        for spec in specs_with_refs(self)? {
-            self.doctor_orphans(&spec, opts, &mut report)?;
-            self.doctor_wips(&spec, opts, &mut report)?;
-            self.doctor_missing_notes(&spec, &mut report)?;
+        let attempt = |what: String, report: &mut DoctorReport, r: Result<()>| {
+            if let Err(e) = r {
+                report.failures.push(DoctorFailure {
+                    what,
+                    error: e.to_string(),
+                });
+            }
+        };
+        let r = self.doctor_locks(opts, &mut report);
+        attempt("remove stale locks".into(), &mut report, r);
+        let r = self.doctor_runs(opts, &mut report);
+        attempt("remove the files of dead runs".into(), &mut report, r);
+        match specs_with_refs(self) {
+            Ok(specs) => {
+                for spec in specs {
+                    let r = self.doctor_orphans(&spec, opts, &mut report);
+                    attempt(format!("{spec}: keep orphaned iterations"), &mut report, r);
+                    let r = self.doctor_wips(&spec, opts, &mut report);
+                    attempt(format!("{spec}: clear stale checkpoints"), &mut report, r);
+                    let r = self.doctor_missing_notes(&spec, &mut report);
+                    attempt(format!("{spec}: look for missing notes"), &mut report, r);
+                }
+            }
+            Err(e) => attempt("list mmm's refs".into(), &mut report, Err(e)),
         }
-        self.doctor_worktrees(opts, &mut report)?;
+        let r = self.doctor_worktrees(opts, &mut report);
+        attempt("prune leftover worktrees".into(), &mut report, r);
         Ok(report)
     }
 
@@ -436,6 +515,90 @@ impl Store {
         Ok(())
     }
 
+    /// Stale lock files on mmm's refs (and mmm's own) are removed; younger ones reported.
+    fn doctor_locks(&self, opts: &DoctorOptions, report: &mut DoctorReport) -> Result<()> {
+        let locks = self.lock_files();
+        if locks.is_empty() {
+            return Ok(());
+        }
+        let runs = self.live_runs();
+        for lock in locks {
+            let age = super::locks::for_people(lock.age);
+            if !self.is_stale(&lock, &runs) {
+                // In use by a live run, or too young to tell: reported, left alone.
+                if lock.spec.is_some() && lock.age < super::LOCK_STALE_AFTER {
+                    report.findings.push(Finding {
+                        problem: Problem::RecentLock {
+                            path: lock.path,
+                            reference: lock.reference,
+                            age,
+                        },
+                        action: None,
+                        done: false,
+                    });
+                }
+                continue;
+            }
+            let done = opts.repair && remove_path(&lock.path, report);
+            report.findings.push(Finding {
+                problem: Problem::StaleLock {
+                    path: lock.path.clone(),
+                    reference: lock.reference,
+                    age,
+                },
+                action: Some(DoctorAction::Remove { path: lock.path }),
+                done,
+            });
+        }
+        Ok(())
+    }
+
+    /// Run files of dead runs, and temporary files (`.git/mmm/tmp/<pid>-…`) of processes that
+    /// no longer run, are removed.
+    fn doctor_runs(&self, opts: &DoctorOptions, report: &mut DoctorReport) -> Result<()> {
+        for file in self.live_runs() {
+            let RunFile::Dead { path, holder } = file else {
+                continue;
+            };
+            let done = opts.repair && self.remove_dead_run(&path)?;
+            report.findings.push(Finding {
+                problem: Problem::DeadRun {
+                    path: path.clone(),
+                    holder,
+                },
+                action: Some(DoctorAction::Remove { path }),
+                done,
+            });
+        }
+        let tmp = super::temp_dir(self.repo.commondir());
+        let Ok(entries) = std::fs::read_dir(&tmp) else {
+            return Ok(());
+        };
+        let mut paths: Vec<PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        paths.sort();
+        for path in paths {
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            let pid = name
+                .as_deref()
+                .and_then(|n| n.split('-').next())
+                .and_then(|p| p.parse::<u32>().ok());
+            let dead = match pid {
+                Some(pid) => pid_is_dead(pid),
+                None => false,
+            };
+            if !dead {
+                continue;
+            }
+            let done = opts.repair && remove_path(&path, report);
+            report.findings.push(Finding {
+                problem: Problem::LeftoverTemp { path: path.clone() },
+                action: Some(DoctorAction::Remove { path }),
+                done,
+            });
+        }
+        Ok(())
+    }
+
     /// The pid named by the worktree lock of `run` on `spec` (`mmm run <spec>-<run> pid N`) when
     /// that process is known not to run: the run was killed. `None` when no such lock exists or
     /// the process may be alive.
@@ -493,9 +656,16 @@ impl Store {
             let done = if opts.repair {
                 let mut po = git2::WorktreePruneOptions::new();
                 po.valid(true).locked(locked).working_tree(ours && !gone);
-                wt.prune(Some(&mut po))
-                    .map_err(StoreError::git(format!("prune worktree {name}")))?;
-                true
+                match wt.prune(Some(&mut po)) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        report.failures.push(DoctorFailure {
+                            what: format!("prune worktree {name}"),
+                            error: e.message().to_owned(),
+                        });
+                        false
+                    }
+                }
             } else {
                 false
             };
@@ -586,6 +756,37 @@ impl std::fmt::Display for Problem {
                 "{spec}: iteration {iteration} ({}) has no note in {notes_ref}",
                 short(commit)
             ),
+            Problem::StaleLock {
+                path,
+                reference,
+                age,
+            } => write!(
+                f,
+                "{} ({age} old) locks {reference}, and no live mmm process holds it: a killed process left it",
+                path.display()
+            ),
+            Problem::RecentLock {
+                path,
+                reference,
+                age,
+            } => write!(
+                f,
+                "{} ({age} old) locks {reference}; a git process may be writing it now (if it stays, run `git mmm doctor` again in a few seconds)",
+                path.display()
+            ),
+            Problem::DeadRun { path, holder } => match holder {
+                Some(h) => write!(
+                    f,
+                    "{} names a run that no longer runs ({h})",
+                    path.display()
+                ),
+                None => write!(f, "{} belongs to a run that no longer runs", path.display()),
+            },
+            Problem::LeftoverTemp { path } => write!(
+                f,
+                "{} is a temporary file of an mmm process that no longer runs",
+                path.display()
+            ),
         }
     }
 }
@@ -612,6 +813,7 @@ impl std::fmt::Display for DoctorAction {
                 )
             }
             DoctorAction::PruneWorktree { name } => write!(f, "prune worktree {name}"),
+            DoctorAction::Remove { path } => write!(f, "remove {}", path.display()),
         }
     }
 }
@@ -628,6 +830,32 @@ fn owner_is_dead(reason: &str) -> bool {
     else {
         return false;
     };
+    pid_is_dead(pid)
+}
+
+/// True when process `pid` is known not to run (on this host). Without `/proc` nothing is
+/// known.
+fn pid_is_dead(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     proc.join("self").exists() && !proc.join(pid.to_string()).exists()
+}
+
+/// Removes a file or a directory tree; a failure goes to the report. Whether it is gone.
+fn remove_path(path: &Path, report: &mut DoctorReport) -> bool {
+    let removed = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
+        Ok(_) => std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    };
+    match removed {
+        Ok(()) => true,
+        Err(e) => {
+            report.failures.push(DoctorFailure {
+                what: format!("remove {}", path.display()),
+                error: e.to_string(),
+            });
+            false
+        }
+    }
 }

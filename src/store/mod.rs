@@ -2,7 +2,8 @@
 //! as JSON Lines notes, wip checkpoints, the archive, rollback and `doctor`.
 //!
 //! Owns: every write to mmm's refs, in the crash-safe order of `reference/git-state.md`.
-//! Must not touch: the terminal, the process environment, the network, work trees' files.
+//! Must not touch: the terminal, the process environment, work trees' files, the network
+//! (except `sync.rs`, through the `git` command).
 //!
 //! # Layout
 //!
@@ -62,11 +63,12 @@
 //! Rooms move refs only through `refs.rs` (`Store::cas_ref`, `Store::delete_ref`), never with
 //! git2's `reference()`: every move is then a compare-and-swap, synced, with a reflog.
 //!
-//! Exchanging mmm's refs with a remote (fetch, integrate, push) will be a room of its own,
-//! `sync.rs`, built the same way: an `impl Store` block whose ref moves go through `refs.rs`.
-//! It does not exist yet.
+//! Exchanging mmm's refs with a remote (fetch, integrate, push) is the room `sync.rs`, built
+//! the same way: an `impl Store` block whose ref moves go through `refs.rs`. It is the one room
+//! that reaches the network, and only by running `git`.
 
 mod doctor;
+mod locks;
 mod notes;
 mod pack;
 mod read;
@@ -74,6 +76,8 @@ mod rebase;
 pub mod record;
 mod refs;
 mod rollback;
+mod runs;
+mod sync;
 pub mod trailers;
 mod write;
 
@@ -86,12 +90,20 @@ use git2::{Oid, Repository, Signature};
 use crate::clock::{Clock, IdGen};
 use crate::spec::SpecId;
 
-pub use doctor::{DoctorAction, DoctorOptions, DoctorReport, Finding, MMM_LOCK_PREFIX, Problem};
+pub use doctor::{
+    DoctorAction, DoctorFailure, DoctorOptions, DoctorReport, Finding, MMM_LOCK_PREFIX, Problem,
+};
+pub use locks::{LOCK_STALE_AFTER, LockFile};
 pub use read::{Iteration, IterationDetail, SYSTEM_SAME_AS, SpecState};
 pub use rebase::{Fresh, Rebase, StartFrom};
 pub use record::{IterationStatus, RECORD_VERSION, Record};
 pub use refs::{archive_ref, branch_ref, metrics_ref, transcripts_ref, wip_ref};
 pub use rollback::Rollback;
+pub use runs::{Claim, Holder, RunFile, host_name};
+pub use sync::{
+    ARCHIVE_MERGE, SpecSync, SpecSyncStatus, SyncError, SyncOptions, SyncReport, fetch_refspecs,
+    merge_note_text, tracking_ref,
+};
 pub use write::{NewIteration, Recorded, Run};
 
 /// The names of the steps of the write protocol at which [`StoreOptions::kill_point`] can stop
@@ -151,6 +163,59 @@ pub enum StoreError {
         what: String,
         /// How many attempts were made.
         attempts: u32,
+    },
+    /// A file of mmm's could not be read or written.
+    #[error("could not {what}: {source}")]
+    Io {
+        /// What we were doing.
+        what: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Another live mmm process runs the spec.
+    #[error(
+        "spec `{spec}` is already being run by mmm ({holder}); wait for that run to finish, or stop it with `git mmm stop {spec}`"
+    )]
+    Busy {
+        /// The spec.
+        spec: SpecId,
+        /// The run that holds it.
+        holder: Box<runs::Holder>,
+    },
+    /// A ref cannot exist because another ref's name is in the way.
+    #[error(
+        "git cannot create {wanted}: the ref {existing} exists, and a ref's name cannot also be a directory of refs; {hint}"
+    )]
+    RefConflict {
+        /// The ref mmm needs.
+        wanted: String,
+        /// The ref in the way.
+        existing: String,
+        /// What the user can do.
+        hint: String,
+    },
+    /// A lock file left by a killed process blocks a ref.
+    #[error(
+        "{reference} is locked by {lock}, {age} old, and no other mmm process of this repository is running its spec: a killed process left it; run `git mmm doctor` to remove it, then run again"
+    )]
+    StaleLock {
+        /// The locked ref.
+        reference: String,
+        /// The lock file.
+        lock: PathBuf,
+        /// Its age, for people.
+        age: String,
+    },
+    /// The spec's branch exists but is not mmm's.
+    #[error(
+        "refs/heads/mmm/{spec} exists but is not mmm's: its tip {tip} is no iteration of spec `{spec}` (it has no `Mmm-Spec: {spec}` and `Mmm-Iteration` trailers), so it looks like a branch of your own; mmm will not stack iterations on it. Rename it (`git branch -m mmm/{spec} <new name>`), or give the spec another id (rename its file, or set `id` in its front matter)"
+    )]
+    ForeignBranch {
+        /// The spec.
+        spec: SpecId,
+        /// The branch's tip.
+        tip: Oid,
     },
     /// The spec has no branch yet.
     #[error(
@@ -279,6 +344,20 @@ pub struct Store {
     synced_refs: std::cell::RefCell<std::collections::HashSet<String>>,
 }
 
+/// Where mmm keeps the temporary files of a run (a prompt file for an agent, say) in a
+/// repository whose common git directory is `common`: `.git/mmm/tmp/`, where `doctor` finds
+/// those a killed run left. Each process's files go in a directory named `<pid>-…`.
+pub fn temp_dir(common: &Path) -> PathBuf {
+    common.join("mmm").join("tmp")
+}
+
+/// Writes to disk the objects that `repo` (a worktree's repository given the store's object
+/// database) holds in memory, so that a file may name them; see `pack::flush_shared`.
+pub fn flush_shared(repo: &Repository) -> Result<()> {
+    pack::flush_shared(repo).map_err(StoreError::git("write the new objects as a pack"))?;
+    Ok(())
+}
+
 /// Seconds since the epoch (0 before it), as git dates commits.
 fn unix_secs(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
@@ -386,6 +465,13 @@ impl Store {
             }
         }
         Ok(changed)
+    }
+
+    /// Aborts the process if `step` is the configured kill point: for the steps of the callers,
+    /// beside the store's own [`KILL_POINTS`] (`after-snapshot`: the engine staged the
+    /// worktree into its index, the iteration is not recorded yet).
+    pub fn kill_point(&self, step: &str) {
+        self.step(step);
     }
 
     /// Aborts the process if `step` is the configured kill point.

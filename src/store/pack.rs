@@ -63,12 +63,79 @@ struct Held {
 struct Backend {
     parent: raw::git_odb_backend,
     objects: Mutex<HashMap<Oid, Held>>,
+    /// Whether packs are synced to the disk before they are renamed into place.
+    sync: bool,
+}
+
+impl Backend {
+    fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<Oid, Held>> {
+        self.objects.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Writes the objects held as one pack (and its index) into `repo`'s `objects/pack/`,
+    /// synced, then forgets them. `None` when nothing was pending; on an error the objects stay.
+    fn flush(&self, repo: &Repository) -> Result<Option<PathBuf>, git2::Error> {
+        // The map is not locked while libgit2 runs (its callbacks lock it too).
+        let (pack, ids) = {
+            let objects = self.objects();
+            if objects.is_empty() {
+                return Ok(None);
+            }
+            let mut ids: Vec<Oid> = objects.keys().copied().collect();
+            ids.sort();
+            let mut pack = PackWriter::new(ids.len());
+            for id in &ids {
+                let held = &objects[id];
+                pack.add(*id, pack_type(held.kind)?, &held.data)?;
+            }
+            (pack, ids)
+        };
+        let path = pack.finish(&pack_dir(repo), self.sync)?;
+        // The pack backend lists packs when asked; ask before the objects leave memory.
+        repo.odb()?.refresh()?;
+        let mut objects = self.objects();
+        for id in ids {
+            objects.remove(&id);
+        }
+        Ok(Some(path))
+    }
+}
+
+/// The addresses of the live backends made by [`ObjectBatch::attach`].
+static OURS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+fn ours() -> std::sync::MutexGuard<'static, Vec<usize>> {
+    OURS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Writes to disk the objects held in memory by the batch attached to `repo`'s object
+/// database, if it has one (a worktree given the store's database with `set_odb` shares its
+/// batch): what is about to name an object in a file (a worktree's index) calls this first,
+/// so that nothing on disk names an object that is not on disk. The pack joins the small
+/// packs that `tidy` merges.
+pub(crate) fn flush_shared(repo: &Repository) -> Result<Option<PathBuf>, git2::Error> {
+    let odb = repo.odb()?;
+    let raw_odb = git2::Binding::raw(&odb);
+    // SAFETY: `raw_odb` is live while `odb` is; each backend pointer libgit2 hands out is owned
+    // by the database, and ours is recognised by its address (in `ours` from `attach` until
+    // `free_cb`), so that the cast to `Backend` (whose first field is the vtable) is valid.
+    unsafe {
+        for i in 0..raw::git_odb_num_backends(raw_odb) {
+            let mut b: *mut raw::git_odb_backend = std::ptr::null_mut();
+            if raw::git_odb_get_backend(&mut b, raw_odb, i) != 0 || b.is_null() {
+                continue;
+            }
+            if ours().contains(&(b as usize)) {
+                let backend = &*b.cast::<Backend>();
+                return backend.flush(repo);
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// The in-memory backend attached to one repository's object database.
 pub(crate) struct ObjectBatch {
-    /// Whether packs are synced to the disk before they are renamed into place.
-    sync: bool,
     /// A reference to the object database the backend belongs to (released on drop), so that
     /// the backend lives as long as this batch whatever happens to the repository.
     odb: NonNull<raw::git_odb>,
@@ -101,7 +168,6 @@ impl ObjectBatch {
             NonNull::new(odb_raw).ok_or_else(|| git2::Error::from_str("no object database"))?;
         // From here on `batch` owns the reference: an early return releases it.
         let mut batch = ObjectBatch {
-            sync,
             odb,
             backend: NonNull::dangling(),
         };
@@ -118,6 +184,7 @@ impl ObjectBatch {
         let backend = Box::into_raw(Box::new(Backend {
             parent,
             objects: Mutex::new(HashMap::new()),
+            sync,
         }));
         // SAFETY: `backend` points at a live `Backend` whose first field is the vtable, so it
         // is also a valid `git_odb_backend` pointer. On success the database owns it and frees
@@ -134,14 +201,15 @@ impl ObjectBatch {
             drop(unsafe { Box::from_raw(backend) });
             return Err(e);
         }
+        ours().push(backend as usize);
         batch.backend = NonNull::new(backend).ok_or_else(|| git2::Error::from_str("no backend"))?;
         Ok(batch)
     }
 
+    #[cfg(test)]
     fn objects(&self) -> std::sync::MutexGuard<'_, HashMap<Oid, Held>> {
         // SAFETY: see the field's comment: the backend lives as long as this batch.
-        let backend = unsafe { self.backend.as_ref() };
-        backend.objects.lock().unwrap_or_else(|e| e.into_inner())
+        unsafe { self.backend.as_ref() }.objects()
     }
 
     /// How many objects wait in memory.
@@ -154,29 +222,8 @@ impl ObjectBatch {
     /// `objects/pack/`, synced, then empties the memory. Returns the `.pack` path, or `None`
     /// when nothing was pending. On an error the objects stay in memory.
     pub(crate) fn flush(&self, repo: &Repository) -> Result<Option<PathBuf>, git2::Error> {
-        // The map is not locked while libgit2 runs (its callbacks lock it too).
-        let (pack, ids) = {
-            let objects = self.objects();
-            if objects.is_empty() {
-                return Ok(None);
-            }
-            let mut ids: Vec<Oid> = objects.keys().copied().collect();
-            ids.sort();
-            let mut pack = PackWriter::new(ids.len());
-            for id in &ids {
-                let held = &objects[id];
-                pack.add(*id, pack_type(held.kind)?, &held.data)?;
-            }
-            (pack, ids)
-        };
-        let path = pack.finish(&pack_dir(repo), self.sync)?;
-        // The pack backend lists packs when asked; ask before the objects leave memory.
-        repo.odb()?.refresh()?;
-        let mut objects = self.objects();
-        for id in ids {
-            objects.remove(&id);
-        }
-        Ok(Some(path))
+        // SAFETY: see the field's comment: the backend lives as long as this batch.
+        unsafe { self.backend.as_ref() }.flush(repo)
     }
 }
 
@@ -661,6 +708,7 @@ extern "C" fn exists_cb(backend: *mut raw::git_odb_backend, oid: *const raw::git
 }
 
 extern "C" fn free_cb(backend: *mut raw::git_odb_backend) {
+    ours().retain(|&b| b != backend as usize);
     // SAFETY: libgit2 calls this once, when the database that owns the backend is freed; the
     // pointer is the `Box<Backend>` leaked in `attach`.
     drop(unsafe { Box::from_raw(backend.cast::<Backend>()) });

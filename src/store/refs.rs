@@ -46,41 +46,114 @@ fn sync_path(path: &Path) -> std::io::Result<()> {
 
 pub(super) const MAX_ATTEMPTS: u32 = 200;
 
+/// A lock or a concurrent change: worth another attempt. (`Exists` is not: it means a ref is
+/// there already, or that another ref's name is in the way, which no retry changes.)
 fn retriable(e: &git2::Error) -> bool {
-    matches!(
-        e.code(),
-        ErrorCode::Locked | ErrorCode::Modified | ErrorCode::Exists
-    )
+    matches!(e.code(), ErrorCode::Locked | ErrorCode::Modified)
+}
+
+/// What to do about `existing`, a ref whose name is in the way of `wanted`.
+fn conflict_hint(wanted: &str, existing: &str) -> String {
+    let mmm_ref = ["refs/heads/mmm/", "refs/notes/mmm/", "refs/mmm/"]
+        .iter()
+        .any(|p| existing.starts_with(p));
+    match existing.strip_prefix("refs/heads/") {
+        Some(branch) if !mmm_ref => format!(
+            "rename your branch `{branch}` (`git branch -m {branch} {branch}-old`), then run again"
+        ),
+        Some(branch) => format!(
+            "the branch `{branch}` is in the way of {wanted}: rename it (`git branch -m {branch} <new name>`) or give the spec another id (its file name, or `id` in its front matter)"
+        ),
+        None => format!(
+            "move it out of the way (note its target with `git rev-parse {existing}`, then `git update-ref -d {existing}`), then run again"
+        ),
+    }
 }
 
 /// Sleeps a jittered, growing delay before attempt `attempt + 1`.
 pub(super) fn backoff(attempt: u32) {
-    use std::hash::{BuildHasher, Hasher};
     let base_ms = (1u64 << attempt.min(6)).min(50);
-    // RandomState is seeded randomly per instance: a cheap jitter source without a dependency.
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(attempt);
-    let jitter = h.finish() % (base_ms * 1000 + 1);
+    let jitter = (crate::clock::jitter() * (base_ms * 1000) as f64) as u64;
     std::thread::sleep(Duration::from_micros(base_ms * 500 + jitter));
 }
 
-/// Runs `f` until it succeeds, retrying with jittered backoff while git reports a lock or a
-/// concurrent change.
-fn retry<T>(what: &str, mut f: impl FnMut() -> Result<T, git2::Error>) -> Result<T> {
-    for attempt in 0..MAX_ATTEMPTS {
-        match f() {
-            Ok(v) => return Ok(v),
-            Err(e) if retriable(&e) => backoff(attempt),
-            Err(e) => return Err(StoreError::git(what)(e)),
-        }
-    }
-    Err(StoreError::Contention {
-        what: what.to_owned(),
-        attempts: MAX_ATTEMPTS,
-    })
-}
-
 impl Store {
+    /// Runs `f` on the ref `name` until it succeeds, retrying with jittered backoff while git
+    /// reports a lock or a concurrent change; a stale lock or a name in the way is an error at
+    /// once.
+    fn retry<T>(
+        &self,
+        name: &str,
+        what: &str,
+        mut f: impl FnMut() -> Result<T, git2::Error>,
+    ) -> Result<T> {
+        for attempt in 0..MAX_ATTEMPTS {
+            match f() {
+                Ok(v) => return Ok(v),
+                Err(e) if retriable(&e) => {
+                    if let Some(stale) = self.stale_lock_on(name) {
+                        return Err(stale);
+                    }
+                    backoff(attempt)
+                }
+                Err(e) => {
+                    return Err(self
+                        .conflict(name)
+                        .unwrap_or_else(|| StoreError::git(what)(e)));
+                }
+            }
+        }
+        Err(self.gave_up(name, what))
+    }
+
+    /// The error after [`MAX_ATTEMPTS`] attempts on a locked ref.
+    fn gave_up(&self, name: &str, what: &str) -> StoreError {
+        self.stale_lock_on(name)
+            .unwrap_or_else(|| StoreError::Contention {
+                what: what.to_owned(),
+                attempts: MAX_ATTEMPTS,
+            })
+    }
+
+    /// The ref whose name is in the way of `name` (`refs/heads/mmm` for
+    /// `refs/heads/mmm/alpha`, or one below it such as `refs/heads/mmm/alpha/x`), as an error.
+    pub(super) fn conflict(&self, name: &str) -> Option<StoreError> {
+        let parts: Vec<&str> = name.split('/').collect();
+        let above = (3..parts.len()).map(|n| parts[..n].join("/"));
+        let existing = above
+            .into_iter()
+            .find(|p| self.repo.find_reference(p).is_ok())
+            .or_else(|| {
+                let mut below = self.repo.references_glob(&format!("{name}/*")).ok()?;
+                let r = below.next()?.ok()?;
+                r.name().ok().map(str::to_owned)
+            })?;
+        Some(StoreError::RefConflict {
+            wanted: name.to_owned(),
+            hint: conflict_hint(name, &existing),
+            existing,
+        })
+    }
+
+    /// Checks that the refs of `spec` can be written: no other ref's name in their way and no
+    /// stale lock on them. A run asks before it calls the agent, so that an iteration it pays
+    /// for can be recorded.
+    pub fn check_writable(&self, spec: &SpecId) -> Result<()> {
+        let refs = [
+            branch_ref(spec),
+            transcripts_ref(spec),
+            metrics_ref(spec),
+            archive_ref(spec),
+            wip_ref(spec, "x"),
+        ];
+        for name in &refs {
+            if let Some(e) = self.conflict(name).or_else(|| self.stale_lock_on(name)) {
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
     /// Where `name` points, or `None` if it does not exist.
     pub(super) fn ref_target(&self, name: &str) -> Result<Option<Oid>> {
         match self.repo.refname_to_id(name) {
@@ -132,7 +205,7 @@ impl Store {
     }
 
     fn ensure_log(&self, name: &str) -> Result<()> {
-        retry(&format!("create the reflog of {name}"), || {
+        self.retry(name, &format!("create the reflog of {name}"), || {
             self.repo.reference_ensure_log(name)
         })
     }
@@ -162,27 +235,37 @@ impl Store {
                     self.sync_ref(name)?;
                     return Ok(true);
                 }
-                Err(e) if e.code() == ErrorCode::Locked => backoff(attempt),
+                Err(e) if e.code() == ErrorCode::Locked => {
+                    if let Some(stale) = self.stale_lock_on(name) {
+                        return Err(stale);
+                    }
+                    backoff(attempt)
+                }
                 Err(e)
                     if matches!(
                         e.code(),
                         ErrorCode::Modified | ErrorCode::Exists | ErrorCode::NotFound
                     ) =>
                 {
-                    return Ok(false);
+                    // Another writer got there first, unless a ref's name is in the way.
+                    return match self.conflict(name) {
+                        Some(conflict) => Err(conflict),
+                        None => Ok(false),
+                    };
                 }
-                Err(e) => return Err(StoreError::git(format!("update {name}"))(e)),
+                Err(e) => {
+                    return Err(self
+                        .conflict(name)
+                        .unwrap_or_else(|| StoreError::git(format!("update {name}"))(e)));
+                }
             }
         }
-        Err(StoreError::Contention {
-            what: name.to_owned(),
-            attempts: MAX_ATTEMPTS,
-        })
+        Err(self.gave_up(name, name))
     }
 
     /// Deletes `name` if it exists, retrying while it is locked.
     pub(super) fn delete_ref(&self, name: &str) -> Result<()> {
-        retry(&format!("delete {name}"), || {
+        self.retry(name, &format!("delete {name}"), || {
             match self.repo.find_reference(name) {
                 Ok(mut r) => r.delete(),
                 Err(e) if e.code() == ErrorCode::NotFound => Ok(()),

@@ -116,7 +116,9 @@ impl Store {
 
     /// Starts a run on `spec` from `base`. If the spec's branch exists the run continues from
     /// its tip (the next iteration number follows the tip's); otherwise the first iteration's
-    /// parent is `base`.
+    /// parent is `base`. Refuses when the spec's refs cannot be written (a ref's name in the
+    /// way, a stale lock) and when the branch is not mmm's (its tip is no iteration of the
+    /// spec: a branch of the user's own).
     pub fn start_run(&self, spec: &SpecId, base: Oid) -> Result<Run> {
         self.start_run_with_id(spec, base, self.opts.ids.next_id())
     }
@@ -136,7 +138,20 @@ impl Store {
             wip: None,
             checkpoints: 0,
         };
+        self.check_writable(spec)?;
         self.resync(&mut run)?;
+        if let Some(tip) = run.tip {
+            let c = self
+                .repo
+                .find_commit(tip)
+                .map_err(StoreError::git(format!("read the branch tip {tip}")))?;
+            if self.iteration_of(spec, &c).is_none() {
+                return Err(StoreError::ForeignBranch {
+                    spec: spec.clone(),
+                    tip,
+                });
+            }
+        }
         if let Some(wip) = self.ref_target(&wip_ref(spec, &run.id))? {
             run.wip = Some(wip);
             let c = self

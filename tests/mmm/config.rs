@@ -104,6 +104,10 @@ fn valid_fixture_sets_every_section() {
     assert_eq!(c.prices["claude-sonnet-5-5"].input, Some(3.0));
     assert_eq!(c.prices["claude-sonnet-5-5"].cache_read, Some(0.3));
     assert_eq!(c.secrets.redact, vec!["MY_TOKEN", "hunter2"]);
+    assert_eq!(c.sync.remote.as_deref(), Some("upstream"));
+    assert!(c.sync.push);
+    assert_eq!(c.sync.timeout, Duration::from_secs(45));
+    assert_eq!(c.sync.attempts, 3);
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
@@ -170,7 +174,7 @@ fn bad_enum_lists_the_choices() {
 fn unknown_section_gets_a_suggestion() {
     insta::assert_snapshot!(fixture_error("unknown-section.toml"), @r#"
         /repo/.mmm/config.toml:4: unknown section `[lop]` (did you mean `loop`?)
-        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, secrets, checkpoints, prices; `git mmm init` writes a file with every key documented
+        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, sync, secrets, checkpoints, prices; `git mmm init` writes a file with every key documented
         "#);
 }
 
@@ -378,6 +382,17 @@ fn default_file_is_stable() {
     # base_url = "https://github.example.com/api/v3"
     # Merge the pull request when it is approved.
     merge_on_approval = false
+
+    # Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).
+    [sync]
+    # The remote (default: the current branch's upstream, else "origin").
+    # remote = "origin"
+    # Push each recorded iteration and checkpoint, as `git mmm run --push`.
+    push = false
+    # Time limit of each fetch and each push.
+    timeout = "2m"
+    # Fetch-integrate-push rounds before giving up while the remote keeps moving.
+    attempts = 8
 
     # What is redacted from transcripts and logs, besides the API tokens mmm knows.
     [secrets]

@@ -9,6 +9,8 @@ mod cli;
 mod config;
 mod context;
 mod install;
+mod reliable;
 mod run;
 mod spec;
 mod store;
+mod sync;

@@ -183,7 +183,12 @@ impl Client {
                     }
                 });
             }
-            let delay = policy.delay(retries, &f.headers, self.clock.now(), rand::random::<f64>());
+            let delay = policy.delay(
+                retries,
+                &f.headers,
+                self.clock.now(),
+                crate::clock::jitter(),
+            );
             tracing::debug!(attempt = retries + 1, ?delay, error = %f.error, "retrying");
             on_event(StreamEvent::Retry {
                 attempt: retries + 1,

@@ -116,6 +116,7 @@ impl Loop<'_, '_, '_> {
         let failing = work.checks.failing();
         let status = work.status(&failing);
         let tree = self.snapshot(worktree, &work, &status)?;
+        self.s.store.kill_point("after-snapshot");
         let seen = Observation {
             status: status.clone(),
             patch: patch_id(self.s.store.repo(), previous_tree, tree),
