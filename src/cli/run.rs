@@ -126,7 +126,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         .and_then(|h| h.peel_to_commit())
         .map_err(|e| {
             CliError::with_hint(
-                anyhow!("the repository has no commit to start from: {e}"),
+                anyhow::Error::new(e).context("the repository has no commit to start from"),
                 "commit something first (`git commit`)",
             )
         })?
