@@ -95,6 +95,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             budget_usd: None,
             json: args.json,
             stream: false,
+            push: false,
             fresh: false,
         },
     );

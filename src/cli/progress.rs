@@ -1,14 +1,15 @@
 //! Rendering of the engine's events: a live line per running spec on a terminal (indicatif),
 //! plain lines when stderr is not a terminal, or one JSON object per line with `--json`. When
 //! several specs run at once, the model's streamed text is shown by whole lines, each with its
-//! spec's name.
+//! spec's name. Everything shown passes the run's redactor first (the engine redacts the
+//! streamed text by whole lines already; this is the last door before a terminal or a CI log).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use mmm::engine::{Event, Stage};
+use mmm::engine::{Event, Redactor, Stage};
 
 use super::common::usd;
 
@@ -23,6 +24,8 @@ pub struct Progress {
     partial: HashMap<String, String>,
     /// Streamed text was written as it came and did not end its line.
     mid_line: bool,
+    /// What every line passes before it is shown.
+    redactor: Redactor,
 }
 
 enum Mode {
@@ -45,7 +48,7 @@ struct Bar {
 
 impl Progress {
     /// Picks the renderer for this process; `concurrent` when several specs may run at once.
-    pub fn new(json: bool, stream_text: bool, concurrent: bool) -> Progress {
+    pub fn new(json: bool, stream_text: bool, concurrent: bool, redactor: Redactor) -> Progress {
         let mode = if json {
             Mode::Json
         } else if std::io::stderr().is_terminal() {
@@ -62,6 +65,7 @@ impl Progress {
             concurrent,
             partial: HashMap::new(),
             mid_line: false,
+            redactor,
         }
     }
 
@@ -79,7 +83,9 @@ impl Progress {
     /// Shows one event.
     pub fn event(&mut self, event: &Event) {
         if let Mode::Json = self.mode {
-            if let Ok(line) = serde_json::to_string(event) {
+            if let Ok(mut value) = serde_json::to_value(event) {
+                self.redactor.redact_json(&mut value);
+                let line = value.to_string();
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
@@ -184,6 +190,7 @@ impl Progress {
     /// spec when several run at once.
     fn text(&mut self, spec: &str, text: &str) {
         if !self.concurrent {
+            let text = self.redactor.redact(text);
             match &self.mode {
                 Mode::Live { multi, .. } => multi.suspend(|| eprint!("{text}")),
                 _ => eprint!("{text}"),
@@ -207,10 +214,11 @@ impl Progress {
     /// One line on stderr, above the live bars when there are any (on a line of its own after
     /// streamed text that did not end its line).
     fn print(&mut self, line: &str) {
+        let line = self.redactor.redact(line);
         let line = if std::mem::take(&mut self.mid_line) {
             format!("\n{line}")
         } else {
-            line.to_owned()
+            line.into_owned()
         };
         let line = line.as_str();
         match &self.mode {

@@ -49,6 +49,9 @@ pub struct Args {
     /// Show the model's streamed text.
     #[arg(long)]
     pub stream: bool,
+    /// Sync with the remote first, push every iteration and checkpoint (as `[sync] push`).
+    #[arg(long)]
+    pub push: bool,
     /// Start the named specs again from the current HEAD: each branch is archived (as
     /// `rollback` does, in refs/mmm/SPEC/archive) and a new attempt begins.
     #[arg(long, requires = "specs")]
@@ -72,6 +75,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     })?;
     let config = loaded.config;
     let store = open_store(ctx)?;
+    let push = super::sync::before_run(&store, &config, args.push, args.json)?;
     // One bad spec stays one bad spec: the sound ones run, the others are reported.
     let found = mmm::spec::discover(&root, Path::new(&config.specs.dir));
     let selected = select(&store, &found, &args.specs)?;
@@ -95,21 +99,12 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         schedule::agent_kind(&config, spec).map_err(unknown_agent)?;
     }
     if args.fresh {
-        for spec in &selected {
-            if let Some(fresh) = store.start_fresh(&spec.id)? {
-                eprintln!(
-                    "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
-                    spec.id,
-                    super::common::short_oid(fresh.archived),
-                    spec.id
-                );
-            }
-        }
+        start_fresh(&store, &selected)?;
     }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
     let prices = price_table(&config);
-    let redactor = redactor(ctx, &config);
+    let redactor = redactor(ctx, &config)?;
     // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
     let interrupt = Cancel::new();
     let running = Running::new();
@@ -120,17 +115,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         selected.iter().map(|s| s.id.to_string()).collect(),
     );
     let daily = DailyLedger::new(schedule::spent_today(&store, clock(ctx)?.now()));
-    let base = store
-        .repo()
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| {
-            CliError::with_hint(
-                anyhow::Error::new(e).context("the repository has no commit to start from"),
-                "commit something first (`git commit`)",
-            )
-        })?
-        .id();
+    let base = head_commit(&store)?;
     let schedule = Schedule {
         config: &config,
         pinned: Pinned {
@@ -148,6 +133,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             ctx,
             root: &root,
             config: &config,
+            push: push.clone(),
         },
         temp_dir: ctx
             .var("TMPDIR")
@@ -161,12 +147,18 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
         _ => Vec::new(),
     };
-    let mut progress = Progress::new(args.json, args.stream, schedule.concurrency() > 1);
+    let mut progress = Progress::new(
+        args.json,
+        args.stream,
+        schedule.concurrency() > 1,
+        redactor.clone(),
+    );
     let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
     progress.finish();
     if !args.json {
         summary(&report.outcomes)?;
     }
+    super::sync::after_run(&store, push, args.json)?;
     let agent_failed = report
         .outcomes
         .iter()
@@ -181,6 +173,36 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         return Err(not_run(broken));
     }
     Ok(())
+}
+
+/// Archives the branches of `selected` for a fresh attempt from HEAD (`--fresh`).
+fn start_fresh(store: &Store, selected: &[&Spec]) -> CliResult {
+    for spec in selected {
+        if let Some(fresh) = store.start_fresh(&spec.id)? {
+            eprintln!(
+                "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
+                spec.id,
+                super::common::short_oid(fresh.archived),
+                spec.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The commit a run starts from: HEAD's.
+fn head_commit(store: &Store) -> Result<git2::Oid, CliError> {
+    Ok(store
+        .repo()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| {
+            CliError::with_hint(
+                anyhow::Error::new(e).context("the repository has no commit to start from"),
+                "commit something first (`git commit`)",
+            )
+        })?
+        .id())
 }
 
 /// The words of a `command` agent's command line that name files of the repository which
@@ -339,13 +361,16 @@ struct Factory<'a> {
     ctx: &'a Ctx,
     root: &'a Path,
     config: &'a Config,
+    push: Option<mmm::store::SyncOptions>,
 }
 
 impl LoopFactory for Factory<'_> {
     type Error = CliError;
 
     fn store(&self) -> Result<Store, CliError> {
-        open_store(self.ctx)
+        let mut store = open_store(self.ctx)?;
+        store.set_push(self.push.clone());
+        Ok(store)
     }
 
     fn agent(&self, kind: AgentKind) -> Result<Box<dyn Agent>, CliError> {
@@ -426,9 +451,11 @@ fn build_agent(
             client.anthropic_version = config.agent.anthropic_version.clone();
             client.retry = RetryPolicy {
                 max_retries: u32::try_from(config.agent.max_retries).unwrap_or(u32::MAX),
+                retry_budget: config.agent.retry_budget,
                 ..RetryPolicy::default()
             };
             client.request_timeout = config.agent.request_timeout;
+            client.idle_timeout = config.agent.idle_timeout;
             Ok(Box::new(ApiAgent::new(client).map_err(|e| {
                 let hint = e.hint().unwrap_or_default().to_owned();
                 CliError::with_hint(e, hint)
@@ -487,7 +514,7 @@ fn build_agent(
 }
 
 /// The price table: built-in, with `[prices."model"]` overrides from the configuration.
-fn price_table(config: &Config) -> PriceTable {
+pub(super) fn price_table(config: &Config) -> PriceTable {
     let builtin = PriceTable::builtin();
     let mut overrides = BTreeMap::new();
     for (model, o) in &config.prices {
@@ -519,19 +546,24 @@ fn price_table(config: &Config) -> PriceTable {
     builtin.with_overrides(overrides)
 }
 
-fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
+/// The redactor of everything the run prints and writes: the environment's secrets,
+/// `[secrets] redact`, `[redact] env` and `[redact] patterns`.
+pub(crate) fn redactor(ctx: &Ctx, config: &Config) -> Result<Redactor, CliError> {
     // `[secrets] redact` holds variable names or literal values.
-    let (names, values): (Vec<String>, Vec<String>) = config
+    let (mut names, values): (Vec<String>, Vec<String>) = config
         .secrets
         .redact
         .iter()
         .cloned()
         .partition(|s| ctx.env.contains_key(s));
+    names.extend(config.redact.env.iter().cloned());
     Redactor::from_env(
         ctx.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &names,
         &values,
     )
+    .with_patterns(&config.redact.patterns)
+    .map_err(|e| CliError::with_hint(anyhow!(e), "fix the pattern in .mmm/config.toml"))
 }
 
 /// The file `git mmm stop SPEC` creates to ask a running loop to stop.

@@ -179,6 +179,8 @@ pub struct Job<'a> {
     pub templates: &'a Templates,
     /// Summaries of the specs this one depends on.
     pub dependency_summaries: Vec<(String, String)>,
+    /// Files the specs this one depends on changed (the context ranks them higher).
+    pub dependency_files: Vec<PathBuf>,
     /// Specs already complete.
     pub completed_specs: Vec<String>,
     /// Review feedback to give the model (from a human checkpoint or a pull request).

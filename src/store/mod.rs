@@ -315,6 +315,9 @@ pub struct StoreOptions {
     /// Whether new packs and moved refs are flushed to the disk (`fsync`) before the store
     /// goes on. Always `true` in mmm; `false` only to measure what the syncing costs.
     pub sync: bool,
+    /// Where to push each recorded iteration and checkpoint (`git mmm run --push`), best
+    /// effort: `None` in normal use. See `sync.rs`.
+    pub push: Option<SyncOptions>,
 }
 
 impl StoreOptions {
@@ -327,6 +330,7 @@ impl StoreOptions {
             name: "mmm".into(),
             email: "mmm@localhost".into(),
             sync: true,
+            push: None,
         }
     }
 }
