@@ -175,7 +175,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     Ok(())
 }
 
-/// `--fresh`: each selected spec's old attempt goes to its archive and the spec starts again.
+/// Archives the branches of `selected` for a fresh attempt from HEAD (`--fresh`).
 fn start_fresh(store: &Store, selected: &[&Spec]) -> CliResult {
     for spec in selected {
         if let Some(fresh) = store.start_fresh(&spec.id)? {
@@ -190,7 +190,7 @@ fn start_fresh(store: &Store, selected: &[&Spec]) -> CliResult {
     Ok(())
 }
 
-/// The commit a new branch starts from: HEAD's.
+/// The commit a run starts from: HEAD's.
 fn head_commit(store: &Store) -> Result<git2::Oid, CliError> {
     Ok(store
         .repo()
@@ -198,7 +198,7 @@ fn head_commit(store: &Store) -> Result<git2::Oid, CliError> {
         .and_then(|h| h.peel_to_commit())
         .map_err(|e| {
             CliError::with_hint(
-                anyhow!("the repository has no commit to start from: {e}"),
+                anyhow::Error::new(e).context("the repository has no commit to start from"),
                 "commit something first (`git commit`)",
             )
         })?
