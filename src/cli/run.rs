@@ -99,16 +99,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         schedule::agent_kind(&config, spec).map_err(unknown_agent)?;
     }
     if args.fresh {
-        for spec in &selected {
-            if let Some(fresh) = store.start_fresh(&spec.id)? {
-                eprintln!(
-                    "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
-                    spec.id,
-                    super::common::short_oid(fresh.archived),
-                    spec.id
-                );
-            }
-        }
+        start_fresh(&store, &selected)?;
     }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
@@ -124,17 +115,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         selected.iter().map(|s| s.id.to_string()).collect(),
     );
     let daily = DailyLedger::new(schedule::spent_today(&store, clock(ctx)?.now()));
-    let base = store
-        .repo()
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| {
-            CliError::with_hint(
-                anyhow!("the repository has no commit to start from: {e}"),
-                "commit something first (`git commit`)",
-            )
-        })?
-        .id();
+    let base = head_commit(&store)?;
     let schedule = Schedule {
         config: &config,
         pinned: Pinned {
@@ -192,6 +173,36 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         return Err(not_run(broken));
     }
     Ok(())
+}
+
+/// Archives the branches of `selected` for a fresh attempt from HEAD (`--fresh`).
+fn start_fresh(store: &Store, selected: &[&Spec]) -> CliResult {
+    for spec in selected {
+        if let Some(fresh) = store.start_fresh(&spec.id)? {
+            eprintln!(
+                "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
+                spec.id,
+                super::common::short_oid(fresh.archived),
+                spec.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The commit a run starts from: HEAD's.
+fn head_commit(store: &Store) -> Result<git2::Oid, CliError> {
+    Ok(store
+        .repo()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| {
+            CliError::with_hint(
+                anyhow::Error::new(e).context("the repository has no commit to start from"),
+                "commit something first (`git commit`)",
+            )
+        })?
+        .id())
 }
 
 /// The words of a `command` agent's command line that name files of the repository which

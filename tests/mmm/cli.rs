@@ -917,3 +917,23 @@ fn git_log_of_an_mmm_branch_does_not_print_the_transcripts() {
         notes.len()
     );
 }
+
+#[test]
+fn a_git_error_is_told_without_libgit2_internals_unless_verbose() {
+    let repo = three_specs();
+    // An unborn branch: nothing to start from.
+    repo.git(&["update-ref", "-d", "refs/heads/main"]);
+    let out = repo.mmm(&["run", "gamma"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr), @r"
+    error: the repository has no commit to start from
+      caused by: reference 'refs/heads/main' not found
+    hint: commit something first (`git commit`)
+    ");
+    let out = repo.mmm(&["-v", "run", "gamma"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("caused by: reference 'refs/heads/main' not found; class=Reference (4)"),
+        "{stderr}"
+    );
+}

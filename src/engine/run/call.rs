@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::agent::{AgentError, AgentEvent, AgentReply, AgentRequest, TokenUsage};
-use crate::context::Prompt;
+use crate::context::{self, Prompt};
 use crate::store::{IterationStatus, Run};
 
 use super::super::metrics::{Interrupted, IterationMetrics};
@@ -200,13 +200,19 @@ impl Loop<'_, '_, '_> {
             ),
             AgentError::Critical { .. } => (
                 IterationStatus::Error,
-                Some((StopReason::Critical, critical_detail(&err))),
+                Some((
+                    StopReason::Critical,
+                    after_failures(&self.memory.failures, critical_detail(&err)),
+                )),
             ),
             // The agent already retried (the API client with backoff); another iteration
             // would only burn the budget of iterations. The next `git mmm run` resumes here.
             AgentError::Failed { .. } => (
                 IterationStatus::Error,
-                Some((StopReason::Critical, critical_detail(&err))),
+                Some((
+                    StopReason::Critical,
+                    after_failures(&self.memory.failures, critical_detail(&err)),
+                )),
             ),
         };
         let rec = self.record(
@@ -271,6 +277,36 @@ impl CostSource {
             CostSource::Unknown => "unknown (0)",
         }
     }
+}
+
+/// The detail of a failed call after an iteration whose checks failed: those failures first
+/// (they are why the loop asked again, and usually what the user must look at), then the
+/// call's error.
+fn after_failures(failures: &[context::Failure], detail: String) -> String {
+    let Some(first) = failures.first() else {
+        return detail;
+    };
+    let lines: Vec<&str> = first
+        .output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let telling = lines
+        .iter()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("error") || l.contains("panicked") || l.contains("failed")
+        })
+        .or(lines.last())
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default();
+    let names: Vec<&str> = failures.iter().map(|f| f.name.as_str()).collect();
+    format!(
+        "{} still failing ({}{telling}); then {detail}",
+        names.join(", "),
+        first.name
+    )
 }
 
 /// Sends the whole lines of `line` (all of it when `all`, or when it grew past
