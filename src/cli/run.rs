@@ -150,7 +150,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
     progress.finish();
     if !args.json {
-        summary(&report.outcomes)?;
+        summary(&report.outcomes, &redactor)?;
     }
     finish(report, schedule.selected.len(), &interrupt)?;
     if args.specs.is_empty() && !broken.is_empty() {
@@ -203,8 +203,9 @@ fn flags(args: &Args) -> Vec<FlagValue> {
     flags
 }
 
-/// The lines after the run: totals, then one line per spec.
-fn summary(outcomes: &[Outcome]) -> CliResult {
+/// The lines after the run: totals, then one line per spec (its detail redacted: it may quote
+/// an error or the model).
+fn summary(outcomes: &[Outcome], redactor: &Redactor) -> CliResult {
     let mut out = out();
     let total: f64 = outcomes.iter().map(|o| o.cost_usd).sum();
     let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
@@ -222,7 +223,7 @@ fn summary(outcomes: &[Outcome]) -> CliResult {
             o.spec,
             o.reason.as_str(),
             o.last_iteration,
-            o.detail
+            redactor.redact(&o.detail)
         )?;
     }
     Ok(())
