@@ -13,6 +13,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod common;
 mod completions;
 mod config;
+mod context;
 mod demo;
 mod doctor;
 mod init;
@@ -21,6 +22,7 @@ mod log;
 mod plan;
 mod plumbing;
 mod progress;
+mod rebase;
 mod rollback;
 mod run;
 mod show;
@@ -85,10 +87,14 @@ pub enum Command {
     Log(log::Args),
     /// Show one iteration of a spec: commit, metrics and transcript.
     Show(show::Args),
+    /// Show the prompt the next iteration of a spec would send, item by item, and its cost.
+    Context(context::Args),
     /// Reset a spec's branch to an earlier iteration (or undo the last rollback).
     Rollback(rollback::Args),
     /// Exchange mmm's history with a git remote: fetch, integrate, push what is new.
     Sync(sync::Args),
+    /// Replay a spec's iterations onto the current HEAD (or REV), notes included.
+    Rebase(rebase::Args),
     /// Find and repair what an interrupted run left behind.
     Doctor(doctor::Args),
     /// Print the effective configuration and where each value comes from.
@@ -215,8 +221,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Plan(args) => plan::run(ctx, &args),
         Command::Log(args) => log::run(ctx, &args),
         Command::Show(args) => show::run(ctx, &args),
+        Command::Context(args) => context::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),
         Command::Sync(args) => sync::run(ctx, &args),
+        Command::Rebase(args) => rebase::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),

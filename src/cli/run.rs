@@ -49,6 +49,13 @@ pub struct Args {
     /// Show the model's streamed text.
     #[arg(long)]
     pub stream: bool,
+    /// Sync with the remote first, push every iteration and checkpoint (as `[sync] push`).
+    #[arg(long)]
+    pub push: bool,
+    /// Start the named specs again from the current HEAD: each branch is archived (as
+    /// `rollback` does, in refs/mmm/SPEC/archive) and a new attempt begins.
+    #[arg(long, requires = "specs")]
+    pub fresh: bool,
 }
 
 /// Runs `git mmm run`.
@@ -68,6 +75,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     })?;
     let config = loaded.config;
     let store = open_store(ctx)?;
+    let push = super::sync::before_run(&store, &config, args.push, args.json)?;
     // One bad spec stays one bad spec: the sound ones run, the others are reported.
     let found = mmm::spec::discover(&root, Path::new(&config.specs.dir));
     let selected = select(&store, &found, &args.specs)?;
@@ -89,6 +97,18 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     // A spec asking for an unknown agent is an error before any loop starts.
     for spec in &selected {
         schedule::agent_kind(&config, spec).map_err(unknown_agent)?;
+    }
+    if args.fresh {
+        for spec in &selected {
+            if let Some(fresh) = store.start_fresh(&spec.id)? {
+                eprintln!(
+                    "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
+                    spec.id,
+                    super::common::short_oid(fresh.archived),
+                    spec.id
+                );
+            }
+        }
     }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
@@ -132,6 +152,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             ctx,
             root: &root,
             config: &config,
+            push: push.clone(),
         },
         temp_dir: ctx
             .var("TMPDIR")
@@ -140,6 +161,10 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             .unwrap_or_else(std::env::temp_dir),
         interrupt: &interrupt,
         running: &running,
+    };
+    let uncommitted = match (&config.agent.kind, &config.agent.command) {
+        (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
+        _ => Vec::new(),
     };
     let mut progress = Progress::new(
         args.json,
@@ -152,11 +177,56 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     if !args.json {
         summary(&report.outcomes, &redactor)?;
     }
-    finish(report, schedule.selected.len(), &interrupt)?;
+    super::sync::after_run(&store, push, args.json)?;
+    let agent_failed = report
+        .outcomes
+        .iter()
+        .any(|o| o.reason == mmm::engine::StopReason::Critical);
+    finish(report, schedule.selected.len(), &interrupt).map_err(|mut e| {
+        if agent_failed && !uncommitted.is_empty() {
+            e.hints.insert(0, clean_checkout_hint(&uncommitted));
+        }
+        e
+    })?;
     if args.specs.is_empty() && !broken.is_empty() {
         return Err(not_run(broken));
     }
     Ok(())
+}
+
+/// The words of a `command` agent's command line that name files of the repository which
+/// are not committed (untracked, ignored or only staged): the agent runs in a worktree that
+/// is a clean checkout of the committed files, where they are missing.
+fn uncommitted_files(root: &Path, repo: &git2::Repository, command: &str) -> Vec<String> {
+    let tree = repo.head().and_then(|h| h.peel_to_tree()).ok();
+    let mut found: Vec<String> = Vec::new();
+    for word in command.split_whitespace() {
+        let word = word.trim_matches(|c| c == '"' || c == '\'');
+        let rel = Path::new(word.strip_prefix("./").unwrap_or(word));
+        if word.starts_with('-') || word.contains('{') || !rel.is_relative() || word.is_empty() {
+            continue;
+        }
+        let committed = tree.as_ref().is_some_and(|t| t.get_path(rel).is_ok());
+        if !committed && root.join(rel).is_file() && !found.iter().any(|f| f == word) {
+            found.push(word.to_owned());
+        }
+    }
+    found
+}
+
+/// The hint for a `command` agent that failed while its script is not committed.
+fn clean_checkout_hint(files: &[String]) -> String {
+    let names = files
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[agent] command names {names}, which is not committed: the agent runs in a worktree \
+         that is a clean checkout of the committed files, where it does not exist; commit it \
+         (`git add {} && git commit`) or name it by an absolute path",
+        files.join(" ")
+    )
 }
 
 /// The error after a run of every spec while some specs have problems: they were not run.
@@ -281,13 +351,16 @@ struct Factory<'a> {
     ctx: &'a Ctx,
     root: &'a Path,
     config: &'a Config,
+    push: Option<mmm::store::SyncOptions>,
 }
 
 impl LoopFactory for Factory<'_> {
     type Error = CliError;
 
     fn store(&self) -> Result<Store, CliError> {
-        open_store(self.ctx)
+        let mut store = open_store(self.ctx)?;
+        store.set_push(self.push.clone());
+        Ok(store)
     }
 
     fn agent(&self, kind: AgentKind) -> Result<Box<dyn Agent>, CliError> {
@@ -431,7 +504,7 @@ fn build_agent(
 }
 
 /// The price table: built-in, with `[prices."model"]` overrides from the configuration.
-fn price_table(config: &Config) -> PriceTable {
+pub(super) fn price_table(config: &Config) -> PriceTable {
     let builtin = PriceTable::builtin();
     let mut overrides = BTreeMap::new();
     for (model, o) in &config.prices {

@@ -13,7 +13,8 @@ use super::{CliResult, Ctx, out};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// One JSON object: `{"specs": [{"spec", "path", "iterations", "status", "run", "tip",
-    /// "spec_revision", "current_revision", "changed", "updated", "errors"}]}` sorted by spec;
+    /// "spec_revision", "current_revision", "changed", "updated", "errors", "behind"}]}` sorted
+    /// by spec; `behind` counts the commits of HEAD the spec's base lacks;
     /// `errors` lists a broken spec's problems (it is left out of runs).
     #[arg(long)]
     pub json: bool,
@@ -39,6 +40,8 @@ struct Row {
     updated: Option<String>,
     /// The spec's problems (empty when it is sound): a broken spec is left out of runs.
     errors: Vec<String>,
+    /// How many commits HEAD has that the spec's base has not (None: no branch).
+    behind: Option<usize>,
 }
 
 impl Row {
@@ -55,6 +58,7 @@ impl Row {
             changed: false,
             updated: None,
             errors: Vec::new(),
+            behind: None,
         }
     }
 }
@@ -96,6 +100,12 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             row.errors.push(e.to_string());
         }
     }
+    let head = store
+        .repo()
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id());
     for state in store.status_all()? {
         let spec = state.spec.to_string();
         let row = rows.entry(spec.clone()).or_insert_with(|| Row::new(spec));
@@ -109,6 +119,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             _ => false,
         };
         row.updated = Some(mmm::clock::rfc3339(state.time));
+        if let Some(head) = head {
+            row.behind = store.behind(&state.spec, head)?;
+        }
     }
     let mut out = out();
     if args.json {
@@ -142,6 +155,18 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
                 (Some(_), true, _) => "spec changed since the last iteration",
                 (Some(_), false, 0) => "not run yet",
                 _ => "",
+            };
+            let behind;
+            let note = match row.behind {
+                Some(n) if n > 0 && row.errors.is_empty() => {
+                    behind = format!(
+                        "{note}{}base is {n} commit(s) behind HEAD (`git mmm run {} --fresh` starts again from it)",
+                        if note.is_empty() { "" } else { "; " },
+                        row.spec
+                    );
+                    behind.as_str()
+                }
+                _ => note,
             };
             let updated = row
                 .updated

@@ -100,3 +100,51 @@ fn render(report: &SyncReport, json: bool) -> CliResult {
     }
     Ok(())
 }
+
+/// `git mmm run --push` (or `[sync] push`), before the first iteration: fetch and integrate
+/// (and push what is pending), so that the run continues from the newest iteration on the
+/// remote. Returns where the loops push.
+pub fn before_run(
+    store: &Store,
+    config: &Config,
+    flag: bool,
+    json: bool,
+) -> Result<Option<SyncOptions>, CliError> {
+    if !(flag || config.sync.push) {
+        return Ok(None);
+    }
+    let opts = options(store, config, None);
+    let report = sync(store, &opts)?;
+    if !json {
+        let moved = report
+            .specs
+            .iter()
+            .filter(|s| s.status != SpecSyncStatus::UpToDate)
+            .count();
+        writeln!(
+            out(),
+            "synced with `{}`: {moved} spec(s) changed, {} up to date",
+            report.remote,
+            report.specs.len() - moved
+        )?;
+    }
+    Ok(Some(opts))
+}
+
+/// After `run --push`: one more sync, which pushes what a failed push left behind and
+/// reports a failure.
+pub fn after_run(store: &Store, push: Option<SyncOptions>, json: bool) -> CliResult {
+    let Some(opts) = push else {
+        return Ok(());
+    };
+    let report = sync(store, &opts)?;
+    if json {
+        return Ok(());
+    }
+    let mut w = out();
+    writeln!(w, "synced with `{}`:", report.remote)?;
+    for s in &report.specs {
+        writeln!(w, "  {:<24} {}", s.spec.as_str(), s.status.as_str())?;
+    }
+    Ok(())
+}

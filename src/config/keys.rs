@@ -194,12 +194,30 @@ settings! {
             include: Vec<String> = Vec::new(), Kind::List;
             /// Globs of files never included (.gitignore is honoured anyway).
             exclude: Vec<String> = Vec::new(), Kind::List;
-            /// Files larger than this many bytes are left out.
+            /// Files larger than this many bytes enter as an outline (their top-level
+            /// signatures with line numbers), or not at all when mmm knows no outline for them.
             max_file_bytes: u64 = 100_000, Kind::Count { min: 1 };
             /// Tokens of the context window kept free for the answer.
             output_reserve: u64 = 16000, Kind::Count { min: 0 };
             /// Include a map of the repository (paths and top-level items).
             repo_map: bool = true, Kind::Bool;
+            /// Tokens the prompt may use, instructions included; the model's context window
+            /// minus output_reserve stays the hard ceiling, and the spec, its criteria and the
+            /// latest failures are never dropped.
+            budget_tokens: u64 = 40_000, Kind::Count { min: 1000 };
+            /// Percent of budget_tokens for the repository map (the most relevant files first).
+            map_share: u64 = 15, Kind::Count { min: 0 };
+            /// Percent of budget_tokens for files: those the spec names, then by relevance.
+            files_share: u64 = 60, Kind::Count { min: 0 };
+            /// Percent of budget_tokens for memory: summaries of earlier iterations and of the
+            /// specs this one depends on.
+            memory_share: u64 = 10, Kind::Count { min: 0 };
+            /// Globs of files that enter only when the spec's context names them: lock files,
+            /// snapshots, machine-written text, test fixtures.
+            skip: Vec<String> = super::default_skip(), Kind::List;
+            /// Also skip the files .gitattributes marks linguist-generated, linguist-vendored
+            /// or -diff.
+            skip_generated: bool = true, Kind::Bool;
         }
 
         /// Pull requests and review on GitHub.

@@ -397,8 +397,16 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&m.to_value()).expect("json"),
-            r#"{"agent":"api","cost_usd":0.0,"durations":{"agent_ms":2,"context_ms":1},"error":"boom","iteration":1,"model":"m","status":"error","stop_reason":"critical","tokens":{"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":0,"output_tokens":0},"trailer_status":"error"}"#
+            r#"{"agent":"api","cost_usd":0.0,"durations":{"agent_ms":2,"context_ms":1},"error":"boom","iteration":1,"model":"m","status":"error","stop_reason":"error","tokens":{"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":0,"output_tokens":0},"trailer_status":"error"}"#
         );
+    }
+
+    #[test]
+    fn a_stop_reason_recorded_as_critical_reads_as_error() {
+        let old: StopReason = serde_json::from_str(r#""critical""#).expect("old name");
+        assert_eq!(old, StopReason::Critical);
+        assert_eq!(old.as_str(), "error");
+        assert_eq!(serde_json::to_string(&old).expect("json"), r#""error""#);
     }
 
     #[test]

@@ -99,7 +99,7 @@ mod tests {
 
     fn spec(id: &str, front: &str, context: &str) -> Spec {
         let text = format!(
-            "+++\n{front}\n+++\n\n# {id}\n\n## Objective\n\nDo {id}.\n\n## Acceptance criteria\n\n- {id} is done\n\n## Context\n\n{context}\n"
+            "+++\n{front}\n+++\n\n# {id}\n\n## Objective\n\nDo {id}.\n\n## Acceptance criteria\n\n- {id} works.\n\n## Context\n\n{context}\n"
         );
         Spec::parse(Path::new(&format!("specs/{id}.md")), text.as_bytes()).expect("a spec")
     }

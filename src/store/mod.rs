@@ -72,6 +72,7 @@ mod locks;
 mod notes;
 mod pack;
 mod read;
+mod rebase;
 pub mod record;
 mod refs;
 mod rollback;
@@ -94,6 +95,7 @@ pub use doctor::{
 };
 pub use locks::{LOCK_STALE_AFTER, LockFile};
 pub use read::{Iteration, IterationDetail, SYSTEM_SAME_AS, SpecState};
+pub use rebase::{Fresh, Rebase, StartFrom};
 pub use record::{IterationStatus, RECORD_VERSION, Record};
 pub use refs::{archive_ref, branch_ref, metrics_ref, transcripts_ref, wip_ref};
 pub use rollback::Rollback;
@@ -313,6 +315,9 @@ pub struct StoreOptions {
     /// Whether new packs and moved refs are flushed to the disk (`fsync`) before the store
     /// goes on. Always `true` in mmm; `false` only to measure what the syncing costs.
     pub sync: bool,
+    /// Where to push each recorded iteration and checkpoint (`git mmm run --push`), best
+    /// effort: `None` in normal use. See `sync.rs`.
+    pub push: Option<SyncOptions>,
 }
 
 impl StoreOptions {
@@ -325,6 +330,7 @@ impl StoreOptions {
             name: "mmm".into(),
             email: "mmm@localhost".into(),
             sync: true,
+            push: None,
         }
     }
 }

@@ -254,6 +254,9 @@ struct GitOutput {
     stderr: String,
 }
 
+/// The reflog message of a wip ref a sync took from the remote.
+const ADOPTED_WIP: &str = "mmm: sync, wip ref of a run elsewhere";
+
 const NOTES_MERGE_MESSAGE: &str = "Notes merged by 'git mmm sync'\n";
 
 impl Store {
@@ -857,6 +860,14 @@ impl Store {
     /// Integrates a spec's wip refs: the remote's is adopted unless ours descends from it (a
     /// run here is its writer); a local one the remote replaced is archived first.
     fn integrate_wips(&self, remote: &str, spec: &SpecId, moves: &mut SpecMoves) -> Result<()> {
+        // A wip ref we took from the remote that the remote no longer has: its run finished
+        // (or was archived) there; pushing it back would bring it back to life.
+        for name in self.ref_names(&format!("refs/mmm/{spec}/wip/"))? {
+            let tracking = tracking_ref(remote, &name).expect("wip refs are tracked");
+            if self.ref_target(&tracking)?.is_none() && self.adopted(&name) {
+                self.delete_ref(&name)?;
+            }
+        }
         let prefix = format!("refs/mmm-remotes/{remote}/{spec}/wip/");
         for tracking in self.ref_names(&prefix)? {
             let run = &tracking[prefix.len()..];
@@ -872,11 +883,111 @@ impl Store {
                 }
                 None => {}
             }
-            if self.cas_ref(&name, local, theirs, "mmm: sync wip")? {
+            if self.cas_ref(&name, local, theirs, ADOPTED_WIP)? {
                 moves.fetched = true;
             }
         }
         Ok(())
+    }
+}
+
+/// `git mmm run --push`: pushes after each write, best effort (a failure is logged; the sync
+/// at the end of the run reports it, and the next sync finishes the job).
+impl Store {
+    /// Where each recorded iteration and checkpoint is pushed (`None`: nowhere). Stores
+    /// reopened from this one (the checkpoint thread's) push there too.
+    pub fn set_push(&mut self, push: Option<SyncOptions>) {
+        self.opts.push = push;
+    }
+
+    /// After an iteration was recorded: fetch, integrate and push its spec. False when the
+    /// remote's iterations won and `commit` left the branch (it is kept in the archive).
+    pub(super) fn push_recorded(&self, spec: &SpecId, commit: Oid) -> Result<bool> {
+        let Some(opts) = &self.opts.push else {
+            return Ok(true);
+        };
+        let mut opts = opts.clone();
+        opts.specs = vec![spec.clone()];
+        if let Err(e) = self.sync(&opts) {
+            tracing::warn!(spec = %spec, error = %e, "push after the iteration failed");
+            return Ok(true);
+        }
+        match self.ref_target(&branch_ref(spec))? {
+            Some(tip) => self.reaches(tip, commit),
+            None => Ok(true),
+        }
+    }
+
+    /// After a checkpoint: push the run's wip ref (its only writer is this run).
+    pub(super) fn push_wip(&self, name: &str) {
+        let Some(opts) = &self.opts.push else {
+            return;
+        };
+        let Some(tracking) = tracking_ref(&opts.remote, name) else {
+            return;
+        };
+        let (Ok(Some(new)), Ok(expected)) = (self.ref_target(name), self.ref_target(&tracking))
+        else {
+            return;
+        };
+        let push = PushRef {
+            name: name.to_owned(),
+            new,
+            expected,
+        };
+        match self.push(opts, &[push]) {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(wip = name, "the remote's wip ref moved; not pushed"),
+            Err(e) => tracing::warn!(wip = name, error = %e, "push of the checkpoint failed"),
+        }
+    }
+
+    /// When a run finishes: delete its wip ref on the remote too (with a lease on the value
+    /// pushed last), so that other clones do not adopt it.
+    pub(super) fn push_wip_deleted(&self, name: &str) {
+        let Some(opts) = &self.opts.push else {
+            return;
+        };
+        let Some(tracking) = tracking_ref(&opts.remote, name) else {
+            return;
+        };
+        let Ok(Some(old)) = self.ref_target(&tracking) else {
+            return;
+        };
+        let lease = format!("--force-with-lease={name}:{old}");
+        let delete = format!(":{name}");
+        let args = [
+            "push",
+            "--atomic",
+            "--porcelain",
+            "--no-verify",
+            "--quiet",
+            opts.remote.as_str(),
+            lease.as_str(),
+            delete.as_str(),
+        ];
+        match self.run_git(&args, opts.timeout) {
+            Ok(out) if out.ok => {
+                let _ = self.delete_ref(&tracking);
+            }
+            Ok(out) => {
+                tracing::warn!(wip = name, stderr = %out.stderr, "wip ref not deleted on the remote")
+            }
+            Err(e) => tracing::warn!(wip = name, error = %e, "wip ref not deleted on the remote"),
+        }
+    }
+}
+
+impl Store {
+    /// True when a ref's reflog starts with a sync adopting it from a remote (its writer is
+    /// a run elsewhere).
+    fn adopted(&self, name: &str) -> bool {
+        let Ok(log) = self.repo.reflog(name) else {
+            return false;
+        };
+        // Entries are newest first; the last one created the ref.
+        let first = log.len().checked_sub(1).and_then(|i| log.get(i));
+        first.is_some_and(|e| matches!(e.message(), Ok(Some(m)) if m == ADOPTED_WIP))
     }
 }
 

@@ -368,7 +368,7 @@ fn claude_code_failures_are_reported_by_their_cause() {
     for (step, message, hint) in cases {
         let (code, done, m, err) = failing(step.clone(), "");
         assert_eq!(code, Some(1), "{step}: {err}");
-        assert_eq!(done["reason"], "critical", "{step}: {done}");
+        assert_eq!(done["reason"], "error", "{step}: {done}");
         let detail = done["detail"].as_str().expect("detail");
         assert!(detail.contains(message), "{step}: {detail}");
         assert!(detail.contains(hint), "{step}: {detail}");
@@ -521,6 +521,36 @@ fn command_agent_failure_is_its_exit_code() {
     );
     let m = metrics(&repo, &iterations(&repo)[0]);
     assert_eq!(m["status"], "error");
+}
+
+#[test]
+fn a_failing_command_agent_whose_script_is_not_committed_says_the_worktree_is_a_clean_checkout() {
+    let repo = repo_with("kind = \"command\"\ncommand = \"sh ./agent.sh {prompt_file}\"\n");
+    // Written after the commit: the repository has it, the worktree of the run does not.
+    repo.write("agent.sh", "echo '@mmm:complete'\n");
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let hint = err
+        .lines()
+        .find(|l| l.starts_with("hint: [agent] command"))
+        .unwrap_or_else(|| panic!("no hint: {err}"));
+    insta::assert_snapshot!(hint, @"hint: [agent] command names `./agent.sh`, which is not committed: the agent runs in a worktree that is a clean checkout of the committed files, where it does not exist; commit it (`git add ./agent.sh && git commit`) or name it by an absolute path");
+
+    // Committed, the same command works and the hint is gone.
+    repo.commit_all("the agent");
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello"])
+        .output()
+        .expect("run");
+    assert!(!stderr(&out).contains("clean checkout"), "{}", stderr(&out));
 }
 
 /// The real Claude Code binary: `MMM_CLAUDE_BIN`, else where scripts/install-claude-code.sh

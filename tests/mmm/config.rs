@@ -112,16 +112,27 @@ fn valid_fixture_sets_every_section() {
     assert!(c.sync.push);
     assert_eq!(c.sync.timeout, Duration::from_secs(45));
     assert_eq!(c.sync.attempts, 3);
+    assert_eq!(c.context.budget_tokens, 30_000);
+    assert_eq!(
+        (
+            c.context.map_share,
+            c.context.files_share,
+            c.context.memory_share
+        ),
+        (10, 70, 5)
+    );
+    assert_eq!(c.context.skip, vec!["**/*.lock", "gen/**"]);
+    assert!(!c.context.skip_generated);
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(98));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(104));
     assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(57));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(92)
+        repo_origin(98)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(82));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(88));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"
@@ -371,12 +382,24 @@ fn default_file_is_stable() {
     include = []
     # Globs of files never included (.gitignore is honoured anyway).
     exclude = []
-    # Files larger than this many bytes are left out.
+    # Files larger than this many bytes enter as an outline (their top-level signatures with line numbers), or not at all when mmm knows no outline for them.
     max_file_bytes = 100000
     # Tokens of the context window kept free for the answer.
     output_reserve = 16000
     # Include a map of the repository (paths and top-level items).
     repo_map = true
+    # Tokens the prompt may use, instructions included; the model's context window minus output_reserve stays the hard ceiling, and the spec, its criteria and the latest failures are never dropped.
+    budget_tokens = 40000
+    # Percent of budget_tokens for the repository map (the most relevant files first).
+    map_share = 15
+    # Percent of budget_tokens for files: those the spec names, then by relevance.
+    files_share = 60
+    # Percent of budget_tokens for memory: summaries of earlier iterations and of the specs this one depends on.
+    memory_share = 10
+    # Globs of files that enter only when the spec's context names them: lock files, snapshots, machine-written text, test fixtures.
+    skip = ["**/*.lock", "**/package-lock.json", "**/pnpm-lock.yaml", "**/go.sum", "**/*.svg", "**/*.snap", "**/*.golden", "**/*.min.js", "**/*.min.css", "**/*.map", "**/__snapshots__/**", "**/snapshots/**", "**/golden/**", "**/testdata/**", "**/test_data/**", "**/fixtures/**", "**/__fixtures__/**", "**/vendor/**", "**/node_modules/**"]
+    # Also skip the files .gitattributes marks linguist-generated, linguist-vendored or -diff.
+    skip_generated = true
 
     # Pull requests and review on GitHub.
     [github]

@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod context;
 mod install;
+mod ranking;
 mod reliable;
 mod run;
 mod spec;

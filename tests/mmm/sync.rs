@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::support::project::show;
 use crate::support::{TestRepo, git_cmd};
 
 /// A bare remote and clones of it (all with the same `main`, pinned by the test identity).
@@ -744,4 +745,160 @@ fn plan_lists_the_ready_specs_in_order_and_filters_by_changed_files() {
     assert_eq!(plan_ids(&repo, &["--changed", &zero]), ["b", "c"]);
     let out = repo.mmm(&["plan", "--changed", "nonsense"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// A clone of `remote` holding a project for `git mmm run` with the scripted agent: the spec
+/// `s` never completes, its gate is slow (`check.sh` sleeps, then fails).
+fn run_clone(remote: &Remote, gate: &str) -> TestRepo {
+    use crate::support::project::{project, spec};
+    let config = "[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n\
+                  [validate]\ntest = \"sh check.sh\"\n\n[loop]\nstuck_after = 10\n\
+                  max_iterations = 3\n";
+    let answers = "[[answer]]\ntext = '''\nNothing yet.\n'''\n";
+    let repo = project(
+        config,
+        &[("s", &spec("S", ""))],
+        &[(".mmm/answers.toml", answers), ("check.sh", gate)],
+    );
+    repo.git(&["remote", "add", "origin", &remote.url]);
+    repo
+}
+
+/// The commits of the `recorded` events of a `--json` run.
+fn recorded(out: &std::process::Output) -> Vec<String> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "recorded")
+        .map(|e| e["commit"].as_str().expect("commit").to_owned())
+        .collect()
+}
+
+#[test]
+fn four_clones_run_with_push_on_one_spec_and_lose_nothing() {
+    let remote = Remote::new();
+    let clones: Vec<TestRepo> = (0..4)
+        .map(|_| run_clone(&remote, "sleep 0.3\nexit 1\n"))
+        .collect();
+    let children: Vec<_> = clones
+        .iter()
+        .map(|c| {
+            c.mmm_cmd()
+                .args(["run", "--push", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let mut acked = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wait");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !err.contains("could not reach") && !err.contains("kept moving"),
+            "{err}"
+        );
+        acked.extend(recorded(&out));
+    }
+    assert!(acked.len() >= 4, "{acked:?}");
+    let tip = remote
+        .rev("refs/heads/mmm/s")
+        .expect("the branch is on the remote");
+    for c in &acked {
+        assert!(
+            remote.is_ancestor(c, &tip) || remote.is_ancestor(c, "refs/mmm/s/archive"),
+            "recorded iteration {c} is not on the remote"
+        );
+        for kind in ["transcripts", "metrics"] {
+            assert!(
+                remote
+                    .note(&format!("refs/notes/mmm/s/{kind}"), c)
+                    .is_some(),
+                "{kind} note of {c} missing on the remote"
+            );
+        }
+    }
+    // The branch is one chain of iterations numbered from 1, whoever recorded them.
+    let log = remote.git(&[
+        "log",
+        "--first-parent",
+        "--format=%(trailers:key=Mmm-Iteration,valueonly)",
+        "refs/heads/mmm/s",
+        &format!("^{}", rev(&clones[0], "main")),
+    ]);
+    let ns: Vec<u32> = log
+        .split_whitespace()
+        .map(|n| n.parse().expect("n"))
+        .collect();
+    let expect: Vec<u32> = (1..=ns.len() as u32).rev().collect();
+    assert_eq!(ns, expect);
+    assert!(ns.len() >= 2, "{ns:?}");
+    // No run left a wip ref behind on the remote.
+    assert_eq!(remote.git(&["for-each-ref", "refs/mmm/s/wip/"]), "");
+    remote.assert_fsck();
+}
+
+#[test]
+fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
+    let remote = Remote::new();
+    let a = run_clone(&remote, "exit 1\n");
+    let out = a.mmm(&["run", "--push", "--max-iterations", "2"]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("synced with `origin`"), "{text}");
+    assert_eq!(remote.rev("refs/heads/mmm/s"), Some(rev(&a, "mmm/s")));
+    // Another clone continues from iteration 3 (it fetched and integrated first).
+    let b = run_clone(&remote, "sleep 2\nexit 1\n");
+    b.write(
+        ".mmm/config.toml",
+        &format!(
+            "{}\ncheckpoint_after = \"100ms\"\n",
+            std::fs::read_to_string(b.path.join(".mmm/config.toml")).expect("config")
+        ),
+    );
+    b.commit_all("checkpoint at once");
+    let child = b
+        .mmm_cmd()
+        .args(["run", "--push", "--json", "--max-iterations", "3"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // While its gate sleeps, the checkpoint is on the remote.
+    let mut wip = String::new();
+    for _ in 0..100 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        wip = remote.git(&["for-each-ref", "--format=%(refname)", "refs/mmm/s/wip/"]);
+        if !wip.is_empty() {
+            break;
+        }
+    }
+    if !wip.starts_with("refs/mmm/s/wip/") {
+        let out = child.wait_with_output().expect("wait");
+        panic!("no checkpoint on the remote: {}", show(&out));
+    }
+    let transcript = remote.git(&["show", &format!("{}:transcript.jsonl", wip.trim())]);
+    assert!(transcript.contains("Nothing yet."), "{transcript}");
+    let out = child.wait_with_output().expect("wait");
+    let commits = recorded(&out);
+    assert_eq!(commits.len(), 1);
+    let n = b.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Mmm-Iteration,valueonly)",
+        &commits[0],
+    ]);
+    assert_eq!(n.trim(), "3");
+    assert_eq!(
+        remote.rev("refs/heads/mmm/s").as_deref(),
+        Some(commits[0].as_str())
+    );
+    // The finished run's wip ref is gone on the remote too.
+    assert_eq!(remote.git(&["for-each-ref", "refs/mmm/s/wip/"]), "");
 }

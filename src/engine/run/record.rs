@@ -9,7 +9,7 @@ use super::super::decide::Strategy;
 use super::super::metrics;
 use super::super::worktree::{Snapshot, Worktree};
 use super::iteration::Draft;
-use super::{EngineError, Event, Loop, Stage};
+use super::{EngineError, Event, Loop, Stage, StopReason};
 
 impl Loop<'_, '_, '_> {
     /// Records a drafted iteration. A loop that cannot make another call stops now, so that
@@ -31,6 +31,13 @@ impl Loop<'_, '_, '_> {
                 .map_or(0, |i| i.tokens.total_input());
             let input = draft.usage.total_input().saturating_sub(lost);
             draft.stop = self.stop_before_call(Some(input), 1);
+        } else if matches!(draft.stop, Some((StopReason::Stuck, _)))
+            && let Some((StopReason::MaxIterations, limit)) = self.stop_before_call(None, 1)
+        {
+            // On the last iteration allowed the limit is what ends the run; being stuck is
+            // told in the detail.
+            let stuck = draft.stop.take().map(|(_, d)| d).unwrap_or_default();
+            draft.stop = Some((StopReason::MaxIterations, format!("{limit}; {stuck}")));
         }
         if let Some((reason, _)) = &draft.stop {
             draft.status = reason.trailer_status(&draft.status);
