@@ -166,17 +166,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
         _ => Vec::new(),
     };
-    let mut progress = Progress::new(
-        args.json,
-        args.stream,
-        schedule.concurrency() > 1,
-        redactor.clone(),
-    );
-    let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
-    progress.finish();
-    if !args.json {
-        summary(&report.outcomes, &redactor)?;
-    }
+    let report = run_shown(args, &schedule, &store)?;
     super::sync::after_run(&store, push, args.json)?;
     let agent_failed = report
         .outcomes
@@ -271,6 +261,24 @@ fn flags(args: &Args) -> Vec<FlagValue> {
         flag("budget.per_spec_usd", b.to_string(), "--budget-usd");
     }
     flags
+}
+
+/// Runs the schedule, showing its events as `args` ask (every line through the redactor), and
+/// the summary after it.
+fn run_shown(
+    args: &Args,
+    schedule: &Schedule<'_, Factory<'_>>,
+    store: &Store,
+) -> Result<Report<CliError>, CliError> {
+    let concurrent = schedule.concurrency() > 1;
+    let redactor = schedule.redactor;
+    let mut progress = Progress::new(args.json, args.stream, concurrent, redactor.clone());
+    let report = schedule::run(schedule, store, &mut |e| progress.event(&e));
+    progress.finish();
+    if !args.json {
+        summary(&report.outcomes, redactor)?;
+    }
+    Ok(report)
 }
 
 /// The lines after the run: totals, then one line per spec (its detail redacted: it may quote
