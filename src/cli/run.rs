@@ -147,17 +147,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
         _ => Vec::new(),
     };
-    let mut progress = Progress::new(
-        args.json,
-        args.stream,
-        schedule.concurrency() > 1,
-        redactor.clone(),
-    );
-    let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
-    progress.finish();
-    if !args.json {
-        summary(&report.outcomes)?;
-    }
+    let report = run_shown(args, &schedule, &store)?;
     super::sync::after_run(&store, push, args.json)?;
     let agent_failed = report
         .outcomes
@@ -284,8 +274,27 @@ fn flags(args: &Args) -> Vec<FlagValue> {
     flags
 }
 
-/// The lines after the run: totals, then one line per spec.
-fn summary(outcomes: &[Outcome]) -> CliResult {
+/// Runs the schedule, showing its events as `args` ask (every line through the redactor), and
+/// the summary after it.
+fn run_shown(
+    args: &Args,
+    schedule: &Schedule<'_, Factory<'_>>,
+    store: &Store,
+) -> Result<Report<CliError>, CliError> {
+    let concurrent = schedule.concurrency() > 1;
+    let redactor = schedule.redactor;
+    let mut progress = Progress::new(args.json, args.stream, concurrent, redactor.clone());
+    let report = schedule::run(schedule, store, &mut |e| progress.event(&e));
+    progress.finish();
+    if !args.json {
+        summary(&report.outcomes, redactor)?;
+    }
+    Ok(report)
+}
+
+/// The lines after the run: totals, then one line per spec (its detail redacted: it may quote
+/// an error or the model).
+fn summary(outcomes: &[Outcome], redactor: &Redactor) -> CliResult {
     let mut out = out();
     let total: f64 = outcomes.iter().map(|o| o.cost_usd).sum();
     let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
@@ -303,7 +312,7 @@ fn summary(outcomes: &[Outcome]) -> CliResult {
             o.spec,
             o.reason.as_str(),
             o.last_iteration,
-            o.detail
+            redactor.redact(&o.detail)
         )?;
     }
     Ok(())
