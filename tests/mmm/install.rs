@@ -18,7 +18,12 @@ impl Home {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join(".cargo/bin");
         std::fs::create_dir_all(&bin).unwrap();
-        std::fs::copy(env!("CARGO_BIN_EXE_git-mmm"), bin.join("git-mmm")).unwrap();
+        // A hard link, not a copy: a copy is open for writing while other tests' threads fork,
+        // and a child holding that descriptor makes running it fail with "Text file busy".
+        let (exe, dest) = (env!("CARGO_BIN_EXE_git-mmm"), bin.join("git-mmm"));
+        if std::fs::hard_link(exe, &dest).is_err() {
+            std::fs::copy(exe, &dest).unwrap();
+        }
         Home { dir }
     }
 
