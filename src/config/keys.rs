@@ -215,7 +215,7 @@ settings! {
             exclude: Vec<String> = Vec::new(), Kind::List;
             /// Files larger than this many bytes enter as an outline (their top-level
             /// signatures with line numbers), or not at all when mmm knows no outline for them.
-            max_file_bytes: u64 = 100_000, Kind::Count { min: 1 };
+            max_file_bytes: u64 = 32_000, Kind::Count { min: 1 };
             /// Tokens of the context window kept free for the answer.
             output_reserve: u64 = 16000, Kind::Count { min: 0 };
             /// Include a map of the repository (paths and top-level items).
@@ -225,9 +225,9 @@ settings! {
             /// latest failures are never dropped.
             budget_tokens: u64 = 40_000, Kind::Count { min: 1000 };
             /// Percent of budget_tokens for the repository map (the most relevant files first).
-            map_share: u64 = 15, Kind::Count { min: 0 };
+            map_share: u64 = 5, Kind::Count { min: 0 };
             /// Percent of budget_tokens for files: those the spec names, then by relevance.
-            files_share: u64 = 60, Kind::Count { min: 0 };
+            files_share: u64 = 85, Kind::Count { min: 0 };
             /// Percent of budget_tokens for memory: summaries of earlier iterations and of the
             /// specs this one depends on.
             memory_share: u64 = 10, Kind::Count { min: 0 };

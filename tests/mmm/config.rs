@@ -392,7 +392,7 @@ fn default_file_is_stable() {
     # Globs of files never included (.gitignore is honoured anyway).
     exclude = []
     # Files larger than this many bytes enter as an outline (their top-level signatures with line numbers), or not at all when mmm knows no outline for them.
-    max_file_bytes = 100000
+    max_file_bytes = 32000
     # Tokens of the context window kept free for the answer.
     output_reserve = 16000
     # Include a map of the repository (paths and top-level items).
@@ -400,9 +400,9 @@ fn default_file_is_stable() {
     # Tokens the prompt may use, instructions included; the model's context window minus output_reserve stays the hard ceiling, and the spec, its criteria and the latest failures are never dropped.
     budget_tokens = 40000
     # Percent of budget_tokens for the repository map (the most relevant files first).
-    map_share = 15
+    map_share = 5
     # Percent of budget_tokens for files: those the spec names, then by relevance.
-    files_share = 60
+    files_share = 85
     # Percent of budget_tokens for memory: summaries of earlier iterations and of the specs this one depends on.
     memory_share = 10
     # Globs of files that enter only when the spec's context names them: lock files, snapshots, machine-written text, test fixtures.
