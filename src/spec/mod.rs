@@ -41,6 +41,11 @@ pub use load::{MAX_SPEC_BYTES, discover, load_file};
 
 use std::fmt;
 
+/// The most iterations a spec (front matter `max_iterations`) or the configuration
+/// (`[loop] max_iterations`, `--max-iterations`) may ask for: a bound, so that a typo of many
+/// digits is an error, not a loop without end.
+pub const MAX_ITERATIONS: u64 = 10_000;
+
 /// A spec's identifier: a slug (`[a-z0-9][a-z0-9._-]*`) that names its branch
 /// `refs/heads/mmm/<id>` and its notes refs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
