@@ -13,3 +13,4 @@ mod reliable;
 mod run;
 mod spec;
 mod store;
+mod torture;
