@@ -66,6 +66,7 @@ fn main() {
         settings: common::settings(iterations),
         templates: &templates,
         dependency_summaries: Vec::new(),
+        dependency_files: Vec::new(),
         completed_specs: Vec::new(),
         review_feedback: Vec::new(),
     };

@@ -107,6 +107,7 @@ fn main() {
             },
             templates: &templates,
             dependency_summaries: Vec::new(),
+            dependency_files: Vec::new(),
             completed_specs: Vec::new(),
             review_feedback: Vec::new(),
         };

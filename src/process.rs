@@ -266,7 +266,7 @@ pub(crate) fn spawn_reader(mut source: impl Read + Send + 'static, limit: usize)
     rx
 }
 
-fn join_reader(rx: Reader) -> String {
+pub(crate) fn join_reader(rx: Reader) -> String {
     rx.recv_timeout(DRAIN).unwrap_or_else(|_| {
         "[mmm: output not collected: a process outside the group kept the pipe open]".to_owned()
     })

@@ -193,6 +193,7 @@ impl Agent for ApiAgent {
 fn forward(e: StreamEvent, events: &mut dyn FnMut(AgentEvent)) {
     match e {
         StreamEvent::TextDelta(text) => events(AgentEvent::Text(text)),
+        StreamEvent::Billed(u) | StreamEvent::Usage(u) => events(AgentEvent::Usage((&u).into())),
         StreamEvent::Retry {
             attempt,
             delay,

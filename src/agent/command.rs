@@ -3,7 +3,10 @@
 //!
 //! * `{prompt_file}`: a file holding the whole prompt (without it, the prompt goes to stdin);
 //! * `{worktree}`: the iteration's worktree (also the working directory);
-//! * `{model}`: the model id.
+//! * `{model}`: the model id;
+//! * `{budget_usd}`: the USD left for the call (the tightest of the iteration's, the spec's
+//!   and the day's budgets, e.g. `0.4700`), also in the environment as `MMM_BUDGET_USD`;
+//!   empty, and the variable unset, when no USD budget applies.
 //!
 //! Placeholders are replaced by shell-quoted values and the line runs through `sh -c`. The
 //! command edits the worktree itself; its stdout is the model's text (directives such as
@@ -101,7 +104,8 @@ impl CommandAgent {
         self
     }
 
-    /// The command line with its placeholders replaced (shell-quoted).
+    /// The command line with its placeholders replaced (shell-quoted); `{budget_usd}` is
+    /// replaced when the call is made ([`with_budget`]).
     pub fn expand(&self, prompt_file: &str, worktree: &str, model: &str) -> String {
         self.config
             .command
@@ -224,6 +228,7 @@ impl Agent for CommandAgent {
             &request.worktree.to_string_lossy(),
             request.model,
         );
+        let (line, env) = with_budget(line, &self.config.env, request.budget_left_usd);
         let program: OsString = "sh".into();
         let args: Vec<OsString> = vec!["-c".into(), line.clone().into()];
         let mut stdout = String::new();
@@ -233,7 +238,7 @@ impl Agent for CommandAgent {
                 args: &args,
                 dir: request.worktree,
                 stdin: (!uses_file).then(|| prompt.clone().into_bytes()),
-                env: &self.config.env,
+                env: &env,
                 env_remove: &self.config.env_remove,
                 timeout: request.timeout,
             },
@@ -355,5 +360,36 @@ mod tests {
             err.to_string()
                 .starts_with("`agent.cost_regex` is not a valid regex")
         );
+    }
+}
+
+/// The command line with `{budget_usd}` replaced by the USD left (4 decimals, empty without
+/// a limit), and the environment with `MMM_BUDGET_USD` set to the same value when there is one.
+fn with_budget(
+    line: String,
+    env: &[(String, String)],
+    left: Option<f64>,
+) -> (String, Vec<(String, String)>) {
+    let value = left.map(|usd| format!("{:.4}", usd.max(0.0)));
+    let line = line.replace("{budget_usd}", value.as_deref().unwrap_or(""));
+    let mut env = env.to_vec();
+    if let Some(v) = value {
+        env.push(("MMM_BUDGET_USD".to_owned(), v));
+    }
+    (line, env)
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::with_budget;
+
+    #[test]
+    fn the_budget_left_reaches_the_command() {
+        let env = vec![("A".to_owned(), "1".to_owned())];
+        let (line, env2) = with_budget("agent --max {budget_usd}".into(), &env, Some(0.47));
+        assert_eq!(line, "agent --max 0.4700");
+        assert_eq!(env2[1], ("MMM_BUDGET_USD".to_owned(), "0.4700".to_owned()));
+        let (line, env2) = with_budget("agent --max '{budget_usd}'".into(), &env, None);
+        assert_eq!((line.as_str(), env2.len()), ("agent --max ''", 1));
     }
 }

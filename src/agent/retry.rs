@@ -9,10 +9,17 @@ use std::pin::Pin;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How many times and how patiently to retry.
+///
+/// A retryable failure (rate limit, overload, a server error, a cut or stalled stream) is
+/// retried at least [`max_retries`](RetryPolicy::max_retries) times, and then for as long as
+/// the next attempt would start within [`retry_budget`](RetryPolicy::retry_budget) of the
+/// first: a burst of 429s and 529s is waited out, only a persistent failure ends the call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
-    /// Retries after the first attempt (the SDKs' default is 2, so 3 attempts in all).
+    /// Retries after the first attempt whatever the time (the SDKs' default is 2).
     pub max_retries: u32,
+    /// How long after the first attempt retries may still start (default 5 minutes).
+    pub retry_budget: Duration,
     /// First backoff step when the server gives no delay (SDK: 0.5 s).
     pub initial_backoff: Duration,
     /// Largest backoff step (SDK: 8 s).
@@ -26,6 +33,7 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_retries: 2,
+            retry_budget: Duration::from_secs(300),
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(8),
             max_retry_after: Duration::from_secs(60),
@@ -56,10 +64,16 @@ impl RetryPolicy {
         matches!(status, 408 | 409 | 429) || status >= 500
     }
 
+    /// Whether a retry that waits `delay` may follow `retries_done` retries, `elapsed` after
+    /// the first attempt began.
+    pub fn may_retry(&self, retries_done: u32, elapsed: Duration, delay: Duration) -> bool {
+        retries_done < self.max_retries || elapsed.saturating_add(delay) <= self.retry_budget
+    }
+
     /// The wait before retry number `retries_done + 1`: the server's `retry-after-ms` or
     /// `retry-after` (seconds or HTTP-date, relative to `now`) when positive and at most
-    /// [`RetryPolicy::max_retry_after`], else `min(initial·2^n, max) × (1 − 0.25·jitter)` with
-    /// `jitter` in `[0, 1)`.
+    /// [`RetryPolicy::max_retry_after`] (as the SDKs, exactly: the server spreads its clients),
+    /// else `min(initial·2^n, max) × (1 − 0.25·jitter)` with `jitter` in `[0, 1)`.
     pub fn delay(
         &self,
         retries_done: u32,
@@ -219,6 +233,24 @@ mod tests {
         assert_eq!(d(3, RetryHeaders::default(), 0.0), Duration::from_secs(4));
         assert_eq!(d(9, RetryHeaders::default(), 0.0), Duration::from_secs(8));
         assert_eq!(d(9, RetryHeaders::default(), 1.0), Duration::from_secs(6));
+    }
+
+    #[test]
+    fn retries_last_as_long_as_the_budget() {
+        let p = RetryPolicy {
+            max_retries: 2,
+            retry_budget: Duration::from_secs(60),
+            ..RetryPolicy::default()
+        };
+        let s = Duration::from_secs;
+        // The first retries happen whatever the time.
+        assert!(p.may_retry(0, s(600), s(1)));
+        assert!(p.may_retry(1, s(600), s(1)));
+        // Then only while the next attempt starts within the budget.
+        assert!(p.may_retry(2, s(30), s(30)));
+        assert!(p.may_retry(40, s(50), s(8)));
+        assert!(!p.may_retry(2, s(30), s(31)));
+        assert!(!p.may_retry(40, s(61), s(0)));
     }
 
     #[test]

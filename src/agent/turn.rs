@@ -108,6 +108,10 @@ pub struct AgentReply {
 pub enum AgentEvent {
     /// A piece of streamed model text.
     Text(String),
+    /// What the attempt in flight has billed so far (cumulative within the attempt; a
+    /// [`AgentEvent::Retry`] ends the attempt). The input and cache tokens are billed from
+    /// the moment the answer begins, so an attempt cut short later still costs them.
+    Usage(TokenUsage),
     /// A retry is about to happen after a delay.
     Retry {
         /// Attempt number about to start (2 for the first retry).

@@ -53,6 +53,25 @@ pub fn short_time(t: SystemTime) -> String {
     s.get(..16).map(|s| s.replace('T', " ")).unwrap_or(s)
 }
 
+/// A cost for a table or a line: rounded to cents, never a negative zero (an empty sum of
+/// `f64` is `-0.0`), and `<$0.01` for a spend that rounds to nothing. `--json` keeps the
+/// exact figure.
+pub fn usd(x: f64) -> String {
+    let x = if x.is_finite() { x } else { 0.0 };
+    let cents = (x * 100.0).round();
+    if cents == 0.0 {
+        if x > 0.0 {
+            "<$0.01".to_owned()
+        } else {
+            "$0.00".to_owned()
+        }
+    } else if cents < 0.0 {
+        format!("-${:.2}", -cents / 100.0)
+    } else {
+        format!("${:.2}", cents / 100.0)
+    }
+}
+
 /// The first 10 hex digits of an object id.
 pub fn short_oid(oid: git2::Oid) -> String {
     let s = oid.to_string();
@@ -61,8 +80,8 @@ pub fn short_oid(oid: git2::Oid) -> String {
 
 /// Checks that `spec` names a spec: a spec file defines it, or it has a branch (a spec whose
 /// file was deleted keeps its history). An unknown spec is an error in every command, with
-/// the closest known id when there is one. While some spec file is malformed, an id that no
-/// valid spec defines is let through: it may be the broken one.
+/// the closest known id when there is one. The id of a spec file that has errors is let
+/// through: it is broken, not unknown.
 pub fn require_spec(ctx: &Ctx, store: &Store, spec: &SpecId) -> Result<(), CliError> {
     let branches: Vec<String> = store
         .status_all()?
@@ -72,11 +91,14 @@ pub fn require_spec(ctx: &Ctx, store: &Store, spec: &SpecId) -> Result<(), CliEr
     if branches.iter().any(|b| b == spec.as_str()) {
         return Ok(());
     }
-    let (specs, problems) = super::specs::discover_lenient(ctx)?;
-    if specs.iter().any(|s| &s.id == spec) || !problems.is_empty() {
+    let Some(found) = super::specs::discover_lenient(ctx)? else {
+        return Ok(());
+    };
+    if found.specs.get(spec).is_some() || found.may_be_broken(spec.as_str()) {
         return Ok(());
     }
-    let known: Vec<&str> = specs
+    let known: Vec<&str> = found
+        .specs
         .iter()
         .map(|s| s.id.as_str())
         .chain(branches.iter().map(String::as_str))
@@ -89,4 +111,24 @@ pub fn require_spec(ctx: &Ctx, store: &Store, spec: &SpecId) -> Result<(), CliEr
         anyhow::anyhow!("no spec `{spec}`"),
         hint,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::usd;
+
+    #[test]
+    fn costs_round_to_cents_and_never_show_a_negative_zero() {
+        let empty: f64 = std::iter::empty::<f64>().sum();
+        assert_eq!(usd(empty), "$0.00");
+        assert_eq!(usd(-0.0), "$0.00");
+        assert_eq!(usd(0.0), "$0.00");
+        assert_eq!(usd(0.0001), "<$0.01");
+        assert_eq!(usd(0.004_9), "<$0.01");
+        assert_eq!(usd(0.005), "$0.01");
+        assert_eq!(usd(1.234_5), "$1.23");
+        assert_eq!(usd(12.0), "$12.00");
+        assert_eq!(usd(-0.25), "-$0.25");
+        assert_eq!(usd(f64::NAN), "$0.00");
+    }
 }

@@ -86,7 +86,22 @@ fn json_entry(e: &Entry) -> serde_json::Value {
 
 fn config_error(e: ConfigError) -> CliError {
     let hint = e.hint();
-    CliError::with_hint(e, hint)
+    // A bad value given as a flag is a usage error (exit 2), as clap and git report theirs.
+    let usage = matches!(
+        &e,
+        ConfigError::BadValue {
+            at: mmm::config::Location::Flag { .. },
+            ..
+        } | ConfigError::UnknownKey {
+            at: mmm::config::Location::Flag { .. },
+            ..
+        }
+    );
+    let mut err = CliError::with_hint(e, hint);
+    if usage {
+        err.code = super::EXIT_USAGE;
+    }
+    err
 }
 
 /// Loads the configuration for a command: finds the repository root from `ctx.cwd` (none

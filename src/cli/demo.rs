@@ -95,6 +95,8 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             budget_usd: None,
             json: args.json,
             stream: false,
+            push: false,
+            fresh: false,
         },
     );
     let mut msg = out();

@@ -15,6 +15,9 @@ pub struct Args {
     /// Also write the built-in prompt templates to `.mmm/templates/` to customise them.
     #[arg(long)]
     pub templates: bool,
+    /// Also add the fetch refspecs of mmm's refs to `remote.NAME.fetch` (never its push).
+    #[arg(long, value_name = "NAME")]
+    pub remote: Option<String>,
 }
 
 /// Runs `git mmm init`.
@@ -56,6 +59,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     }
     for c in changed {
         writeln!(out, "set {c}")?;
+    }
+    if let Some(remote) = &args.remote {
+        let added = store
+            .configure_remote(remote)
+            .map_err(|e| CliError::with_hint(e, "`git remote -v` lists the remotes"))?;
+        if added.is_empty() {
+            writeln!(out, "remote.{remote}.fetch already has mmm's refspecs")?;
+        }
+        for spec in added {
+            writeln!(out, "added remote.{remote}.fetch = {spec}")?;
+        }
     }
     writeln!(
         out,

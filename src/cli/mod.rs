@@ -13,19 +13,23 @@ use clap::{CommandFactory, Parser, Subcommand};
 mod common;
 mod completions;
 mod config;
+mod context;
 mod demo;
 mod doctor;
 mod init;
 mod install;
 mod log;
+mod plan;
 mod plumbing;
 mod progress;
+mod rebase;
 mod rollback;
 mod run;
 mod show;
 mod specs;
 mod status;
 mod stop;
+mod sync;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -77,12 +81,20 @@ pub enum Command {
     Specs(specs::Args),
     /// Show the state of every spec: iterations, last status, whether the spec changed.
     Status(status::Args),
+    /// List the specs ready to run now, in order (for CI job matrices and hooks).
+    Plan(plan::Args),
     /// Show the iterations of one spec.
     Log(log::Args),
     /// Show one iteration of a spec: commit, metrics and transcript.
     Show(show::Args),
+    /// Show the prompt the next iteration of a spec would send, item by item, and its cost.
+    Context(context::Args),
     /// Reset a spec's branch to an earlier iteration (or undo the last rollback).
     Rollback(rollback::Args),
+    /// Exchange mmm's history with a git remote: fetch, integrate, push what is new.
+    Sync(sync::Args),
+    /// Replay a spec's iterations onto the current HEAD (or REV), notes included.
+    Rebase(rebase::Args),
     /// Find and repair what an interrupted run left behind.
     Doctor(doctor::Args),
     /// Print the effective configuration and where each value comes from.
@@ -206,9 +218,13 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Init(args) => init::run(ctx, &args),
         Command::Specs(args) => specs::run(ctx, &args),
         Command::Status(args) => status::run(ctx, &args),
+        Command::Plan(args) => plan::run(ctx, &args),
         Command::Log(args) => log::run(ctx, &args),
         Command::Show(args) => show::run(ctx, &args),
+        Command::Context(args) => context::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),
+        Command::Sync(args) => sync::run(ctx, &args),
+        Command::Rebase(args) => rebase::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),

@@ -1,14 +1,17 @@
 //! Rendering of the engine's events: a live line per running spec on a terminal (indicatif),
 //! plain lines when stderr is not a terminal, or one JSON object per line with `--json`. When
 //! several specs run at once, the model's streamed text is shown by whole lines, each with its
-//! spec's name.
+//! spec's name. Everything shown passes the run's redactor first (the engine redacts the
+//! streamed text by whole lines already; this is the last door before a terminal or a CI log).
 
 use std::collections::HashMap;
 use std::io::{IsTerminal as _, Write};
 use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
-use mmm::engine::{Event, Stage};
+use mmm::engine::{Event, Redactor, Stage};
+
+use super::common::usd;
 
 /// How events are shown.
 pub struct Progress {
@@ -21,6 +24,8 @@ pub struct Progress {
     partial: HashMap<String, String>,
     /// Streamed text was written as it came and did not end its line.
     mid_line: bool,
+    /// What every line passes before it is shown.
+    redactor: Redactor,
 }
 
 enum Mode {
@@ -43,7 +48,7 @@ struct Bar {
 
 impl Progress {
     /// Picks the renderer for this process; `concurrent` when several specs may run at once.
-    pub fn new(json: bool, stream_text: bool, concurrent: bool) -> Progress {
+    pub fn new(json: bool, stream_text: bool, concurrent: bool, redactor: Redactor) -> Progress {
         let mode = if json {
             Mode::Json
         } else if std::io::stderr().is_terminal() {
@@ -60,6 +65,7 @@ impl Progress {
             concurrent,
             partial: HashMap::new(),
             mid_line: false,
+            redactor,
         }
     }
 
@@ -77,7 +83,9 @@ impl Progress {
     /// Shows one event.
     pub fn event(&mut self, event: &Event) {
         if let Mode::Json = self.mode {
-            if let Ok(line) = serde_json::to_string(event) {
+            if let Ok(mut value) = serde_json::to_value(event) {
+                self.redactor.redact_json(&mut value);
+                let line = value.to_string();
                 let mut out = std::io::stdout().lock();
                 let _ = writeln!(out, "{line}");
                 let _ = out.flush();
@@ -129,10 +137,25 @@ impl Progress {
                             .map(|m| format!(" ({m})"))
                             .unwrap_or_default();
                         b.bar.set_message(format!(
-                            "iteration {iteration}: {}{model} · {} tokens · ${:.4}",
+                            "iteration {iteration}: {}{model} · {} tokens · {}",
                             stage_name(*stage),
                             b.tokens,
-                            b.cost
+                            usd(b.cost)
+                        ));
+                    }
+                }
+                Event::Checking {
+                    spec,
+                    iteration,
+                    name,
+                    index,
+                    total,
+                } => {
+                    if let Some(b) = bars.get(spec) {
+                        b.bar.set_message(format!(
+                            "iteration {iteration}: running check {index}/{total}: {name} · {} tokens · {}",
+                            b.tokens,
+                            usd(b.cost)
                         ));
                     }
                 }
@@ -167,6 +190,7 @@ impl Progress {
     /// spec when several run at once.
     fn text(&mut self, spec: &str, text: &str) {
         if !self.concurrent {
+            let text = self.redactor.redact(text);
             match &self.mode {
                 Mode::Live { multi, .. } => multi.suspend(|| eprint!("{text}")),
                 _ => eprint!("{text}"),
@@ -190,10 +214,11 @@ impl Progress {
     /// One line on stderr, above the live bars when there are any (on a line of its own after
     /// streamed text that did not end its line).
     fn print(&mut self, line: &str) {
+        let line = self.redactor.redact(line);
         let line = if std::mem::take(&mut self.mid_line) {
             format!("\n{line}")
         } else {
-            line.to_owned()
+            line.into_owned()
         };
         let line = line.as_str();
         match &self.mode {
@@ -240,7 +265,8 @@ fn line_for(event: &Event) -> Option<String> {
             "{spec}: iteration {iteration}: {}",
             stage_name(*stage)
         )),
-        Event::Text { .. } => None,
+        // The line of the finished check follows; only the live spinner names a running one.
+        Event::Text { .. } | Event::Checking { .. } => None,
         Event::Retry {
             spec,
             attempt,
@@ -286,8 +312,9 @@ fn line_for(event: &Event) -> Option<String> {
             decisions,
         } => {
             let mut line = format!(
-                "{spec}: iteration {iteration} {status}: {checks_passed}/{checks_total} checks passed, {} tokens, ${cost_usd:.4}, commit {}",
+                "{spec}: iteration {iteration} {status}: {checks_passed}/{checks_total} checks passed, {} tokens, {}, commit {}",
                 tokens.total(),
+                usd(*cost_usd),
                 &commit[..commit.len().min(10)]
             );
             for d in decisions {
@@ -303,8 +330,9 @@ fn line_for(event: &Event) -> Option<String> {
             cost_usd,
             ..
         } => Some(format!(
-            "{spec}: stopped: {} ({detail}); {iterations} iteration(s) this run, ${cost_usd:.4}",
-            reason.as_str()
+            "{spec}: stopped: {} ({detail}); {iterations} iteration(s) this run, {}",
+            reason.as_str(),
+            usd(*cost_usd)
         )),
     }
 }

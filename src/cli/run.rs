@@ -19,7 +19,7 @@ use mmm::engine::schedule::{
     self, LoopError, LoopFactory, Pinned, Report, Running, Schedule, UnknownAgent,
 };
 use mmm::engine::{DailyLedger, Outcome, Redactor};
-use mmm::spec::{Spec, SpecSet};
+use mmm::spec::{Discovered, Spec, SpecError};
 use mmm::store::Store;
 
 use super::common::{clock, open_store, spec_id};
@@ -49,6 +49,13 @@ pub struct Args {
     /// Show the model's streamed text.
     #[arg(long)]
     pub stream: bool,
+    /// Sync with the remote first, push every iteration and checkpoint (as `[sync] push`).
+    #[arg(long)]
+    pub push: bool,
+    /// Start the named specs again from the current HEAD: each branch is archived (as
+    /// `rollback` does, in refs/mmm/SPEC/archive) and a new attempt begins.
+    #[arg(long, requires = "specs")]
+    pub fresh: bool,
 }
 
 /// Runs `git mmm run`.
@@ -68,23 +75,45 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     })?;
     let config = loaded.config;
     let store = open_store(ctx)?;
-    let specs = super::specs::discover_strict(&root, &config)?;
-    let selected = select(&store, &specs, &args.specs)?;
+    let push = super::sync::before_run(&store, &config, args.push, args.json)?;
+    // One bad spec stays one bad spec: the sound ones run, the others are reported.
+    let found = mmm::spec::discover(&root, Path::new(&config.specs.dir));
+    let selected = select(&store, &found, &args.specs)?;
+    let specs = &found.specs;
+    let broken = &found.errors;
+    if args.specs.is_empty() {
+        super::specs::warn(broken);
+    }
     if selected.is_empty() {
-        writeln!(
-            out(),
-            "nothing to run: every spec is complete (see `git mmm status`)"
-        )?;
-        return Ok(());
+        if broken.is_empty() {
+            writeln!(
+                out(),
+                "nothing to run: every spec is complete (see `git mmm status`)"
+            )?;
+            return Ok(());
+        }
+        return Err(not_run(broken));
     }
     // A spec asking for an unknown agent is an error before any loop starts.
     for spec in &selected {
         schedule::agent_kind(&config, spec).map_err(unknown_agent)?;
     }
+    if args.fresh {
+        for spec in &selected {
+            if let Some(fresh) = store.start_fresh(&spec.id)? {
+                eprintln!(
+                    "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
+                    spec.id,
+                    super::common::short_oid(fresh.archived),
+                    spec.id
+                );
+            }
+        }
+    }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
     let prices = price_table(&config);
-    let redactor = redactor(ctx, &config);
+    let redactor = redactor(ctx, &config)?;
     // Ctrl-C stops the whole run; `git mmm stop SPEC` stops only that spec's loop.
     let interrupt = Cancel::new();
     let running = Running::new();
@@ -112,7 +141,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             model: args.model.is_some(),
             max_iterations: args.max_iterations.is_some(),
         },
-        specs: &specs,
+        specs,
         selected,
         base,
         templates: &templates,
@@ -123,6 +152,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             ctx,
             root: &root,
             config: &config,
+            push: push.clone(),
         },
         temp_dir: ctx
             .var("TMPDIR")
@@ -132,13 +162,90 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         interrupt: &interrupt,
         running: &running,
     };
-    let mut progress = Progress::new(args.json, args.stream, schedule.concurrency() > 1);
+    let uncommitted = match (&config.agent.kind, &config.agent.command) {
+        (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
+        _ => Vec::new(),
+    };
+    let mut progress = Progress::new(
+        args.json,
+        args.stream,
+        schedule.concurrency() > 1,
+        redactor.clone(),
+    );
     let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
     progress.finish();
     if !args.json {
         summary(&report.outcomes)?;
     }
-    finish(report, schedule.selected.len(), &interrupt)
+    super::sync::after_run(&store, push, args.json)?;
+    let agent_failed = report
+        .outcomes
+        .iter()
+        .any(|o| o.reason == mmm::engine::StopReason::Critical);
+    finish(report, schedule.selected.len(), &interrupt).map_err(|mut e| {
+        if agent_failed && !uncommitted.is_empty() {
+            e.hints.insert(0, clean_checkout_hint(&uncommitted));
+        }
+        e
+    })?;
+    if args.specs.is_empty() && !broken.is_empty() {
+        return Err(not_run(broken));
+    }
+    Ok(())
+}
+
+/// The words of a `command` agent's command line that name files of the repository which
+/// are not committed (untracked, ignored or only staged): the agent runs in a worktree that
+/// is a clean checkout of the committed files, where they are missing.
+fn uncommitted_files(root: &Path, repo: &git2::Repository, command: &str) -> Vec<String> {
+    let tree = repo.head().and_then(|h| h.peel_to_tree()).ok();
+    let mut found: Vec<String> = Vec::new();
+    for word in command.split_whitespace() {
+        let word = word.trim_matches(|c| c == '"' || c == '\'');
+        let rel = Path::new(word.strip_prefix("./").unwrap_or(word));
+        if word.starts_with('-') || word.contains('{') || !rel.is_relative() || word.is_empty() {
+            continue;
+        }
+        let committed = tree.as_ref().is_some_and(|t| t.get_path(rel).is_ok());
+        if !committed && root.join(rel).is_file() && !found.iter().any(|f| f == word) {
+            found.push(word.to_owned());
+        }
+    }
+    found
+}
+
+/// The hint for a `command` agent that failed while its script is not committed.
+fn clean_checkout_hint(files: &[String]) -> String {
+    let names = files
+        .iter()
+        .map(|f| format!("`{f}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "[agent] command names {names}, which is not committed: the agent runs in a worktree \
+         that is a clean checkout of the committed files, where it does not exist; commit it \
+         (`git add {} && git commit`) or name it by an absolute path",
+        files.join(" ")
+    )
+}
+
+/// The error after a run of every spec while some specs have problems: they were not run.
+fn not_run(broken: &[mmm::spec::SpecError]) -> CliError {
+    let mut files: Vec<String> = broken
+        .iter()
+        .map(|e| e.file.display().to_string())
+        .collect();
+    files.sort();
+    files.dedup();
+    CliError::with_hint(
+        anyhow!(
+            "{} problem(s) in {} spec file(s) kept them from running: {}",
+            broken.len(),
+            files.len(),
+            files.join(", ")
+        ),
+        "fix them (`git mmm specs` lists every problem with its line), then `git mmm run` again",
+    )
 }
 
 /// The configuration's values given as flags.
@@ -173,9 +280,10 @@ fn summary(outcomes: &[Outcome]) -> CliResult {
     let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
     writeln!(
         out,
-        "\n{} spec(s) run, {} complete, {tokens} tokens, ${total:.4}",
+        "\n{} spec(s) run, {} complete, {tokens} tokens, {}",
         outcomes.len(),
-        outcomes.iter().filter(|o| o.reason.is_complete()).count()
+        outcomes.iter().filter(|o| o.reason.is_complete()).count(),
+        super::common::usd(total)
     )?;
     for o in outcomes {
         writeln!(
@@ -242,13 +350,16 @@ struct Factory<'a> {
     ctx: &'a Ctx,
     root: &'a Path,
     config: &'a Config,
+    push: Option<mmm::store::SyncOptions>,
 }
 
 impl LoopFactory for Factory<'_> {
     type Error = CliError;
 
     fn store(&self) -> Result<Store, CliError> {
-        open_store(self.ctx)
+        let mut store = open_store(self.ctx)?;
+        store.set_push(self.push.clone());
+        Ok(store)
     }
 
     fn agent(&self, kind: AgentKind) -> Result<Box<dyn Agent>, CliError> {
@@ -260,9 +371,10 @@ impl LoopFactory for Factory<'_> {
 /// spec not complete at its current revision.
 fn select<'a>(
     store: &Store,
-    specs: &'a SpecSet,
+    found: &'a Discovered,
     named: &[String],
 ) -> Result<Vec<&'a Spec>, CliError> {
+    let specs = &found.specs;
     if named.is_empty() {
         return Ok(schedule::incomplete(store, specs));
     }
@@ -270,6 +382,18 @@ fn select<'a>(
     for n in named {
         let id = spec_id(n)?;
         if specs.get(&id).is_none() {
+            if found.may_be_broken(id.as_str()) {
+                let mine: Vec<SpecError> = found
+                    .errors
+                    .iter()
+                    .filter(|e| {
+                        e.file.file_stem().is_some_and(|s| s == id.as_str())
+                            || e.to_string().contains(&format!("`{id}`"))
+                    })
+                    .cloned()
+                    .collect();
+                return Err(super::specs::spec_errors(&mine));
+            }
             return Err(CliError::with_hint(
                 anyhow!("no spec `{id}`"),
                 "`git mmm specs` lists the specs",
@@ -316,9 +440,11 @@ fn build_agent(
             client.anthropic_version = config.agent.anthropic_version.clone();
             client.retry = RetryPolicy {
                 max_retries: u32::try_from(config.agent.max_retries).unwrap_or(u32::MAX),
+                retry_budget: config.agent.retry_budget,
                 ..RetryPolicy::default()
             };
             client.request_timeout = config.agent.request_timeout;
+            client.idle_timeout = config.agent.idle_timeout;
             Ok(Box::new(ApiAgent::new(client).map_err(|e| {
                 let hint = e.hint().unwrap_or_default().to_owned();
                 CliError::with_hint(e, hint)
@@ -377,7 +503,7 @@ fn build_agent(
 }
 
 /// The price table: built-in, with `[prices."model"]` overrides from the configuration.
-fn price_table(config: &Config) -> PriceTable {
+pub(super) fn price_table(config: &Config) -> PriceTable {
     let builtin = PriceTable::builtin();
     let mut overrides = BTreeMap::new();
     for (model, o) in &config.prices {
@@ -409,19 +535,24 @@ fn price_table(config: &Config) -> PriceTable {
     builtin.with_overrides(overrides)
 }
 
-fn redactor(ctx: &Ctx, config: &Config) -> Redactor {
+/// The redactor of everything the run prints and writes: the environment's secrets,
+/// `[secrets] redact`, `[redact] env` and `[redact] patterns`.
+pub(crate) fn redactor(ctx: &Ctx, config: &Config) -> Result<Redactor, CliError> {
     // `[secrets] redact` holds variable names or literal values.
-    let (names, values): (Vec<String>, Vec<String>) = config
+    let (mut names, values): (Vec<String>, Vec<String>) = config
         .secrets
         .redact
         .iter()
         .cloned()
         .partition(|s| ctx.env.contains_key(s));
+    names.extend(config.redact.env.iter().cloned());
     Redactor::from_env(
         ctx.env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         &names,
         &values,
     )
+    .with_patterns(&config.redact.patterns)
+    .map_err(|e| CliError::with_hint(anyhow!(e), "fix the pattern in .mmm/config.toml"))
 }
 
 /// The file `git mmm stop SPEC` creates to ask a running loop to stop.

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use anyhow::anyhow;
 use mmm::config::Config;
-use mmm::spec::{Spec, SpecErrors, SpecSet};
+use mmm::spec::{Discovered, Spec, SpecError, SpecSet};
 
 use super::{CliError, CliResult, Ctx, out};
 
@@ -82,37 +82,46 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
 
 /// Every spec, or an error listing every problem (each with file, line and a hint).
 pub fn discover_strict(root: &Path, config: &Config) -> Result<SpecSet, CliError> {
-    mmm::spec::discover(root, Path::new(&config.specs.dir)).map_err(spec_errors)
+    mmm::spec::discover(root, Path::new(&config.specs.dir))
+        .strict()
+        .map_err(|e| spec_errors(e.errors()))
 }
 
-/// The specs that parse, with the problems of the others as messages (for `status`, which
-/// still shows what it can).
-pub fn discover_lenient(ctx: &Ctx) -> Result<(Vec<Spec>, Vec<String>), CliError> {
+/// Every spec that is sound, and every problem of the others (for `status` and `run`, which
+/// go on with the sound ones). `None` outside a repository.
+pub fn discover_lenient(ctx: &Ctx) -> Result<Option<Discovered>, CliError> {
     let (root, loaded) = super::config::load(ctx, Vec::new())?;
-    let Some(root) = root else {
-        return Ok((Vec::new(), Vec::new()));
-    };
-    match mmm::spec::discover(&root, Path::new(&loaded.config.specs.dir)) {
-        Ok(set) => Ok((set.iter().cloned().collect(), Vec::new())),
-        Err(errors) => Ok((
-            Vec::new(),
-            errors
-                .errors()
-                .iter()
-                .map(|e| format!("{e} (spec changes are not shown until this is fixed)"))
-                .collect(),
-        )),
+    Ok(root.map(|root| mmm::spec::discover(&root, Path::new(&loaded.config.specs.dir))))
+}
+
+/// Prints every problem of the specs as warnings, with their hints (once each).
+pub fn warn(errors: &[SpecError]) {
+    if errors.is_empty() {
+        return;
+    }
+    eprintln!(
+        "warning: {} problem(s) in the specs; the specs they name are left out until fixed:",
+        errors.len()
+    );
+    for e in errors {
+        eprintln!("  {e}");
+    }
+    let mut hints: Vec<String> = errors.iter().filter_map(|e| e.hint()).collect();
+    hints.dedup();
+    for h in hints {
+        eprintln!("hint: {h}");
     }
 }
 
-fn spec_errors(errors: SpecErrors) -> CliError {
-    let n = errors.errors().len();
-    let hints = errors.errors().iter().filter_map(|e| e.hint()).collect();
+/// Every problem of the specs as one error, with their hints.
+pub fn spec_errors(errors: &[SpecError]) -> CliError {
+    let n = errors.len();
+    let mut hints: Vec<String> = errors.iter().filter_map(|e| e.hint()).collect();
+    hints.dedup();
     CliError {
         error: anyhow!(
             "{n} problem(s) in the specs:\n{}",
             errors
-                .errors()
                 .iter()
                 .map(|e| format!("  {e}"))
                 .collect::<Vec<_>>()

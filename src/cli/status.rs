@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
+use mmm::spec::{SpecError, SpecErrorKind};
 use serde::Serialize;
 
 use super::common::{open_store, short_time};
@@ -12,7 +13,9 @@ use super::{CliResult, Ctx, out};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// One JSON object: `{"specs": [{"spec", "path", "iterations", "status", "run", "tip",
-    /// "spec_revision", "current_revision", "changed", "updated"}]}` sorted by spec.
+    /// "spec_revision", "current_revision", "changed", "updated", "errors", "behind"}]}` sorted
+    /// by spec; `behind` counts the commits of HEAD the spec's base lacks;
+    /// `errors` lists a broken spec's problems (it is left out of runs).
     #[arg(long)]
     pub json: bool,
 }
@@ -35,33 +38,16 @@ struct Row {
     /// True when the spec changed since the last iteration.
     changed: bool,
     updated: Option<String>,
+    /// The spec's problems (empty when it is sound): a broken spec is left out of runs.
+    errors: Vec<String>,
+    /// How many commits HEAD has that the spec's base has not (None: no branch).
+    behind: Option<usize>,
 }
 
-/// Runs `git mmm status`.
-pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
-    let store = open_store(ctx)?;
-    let (specs, problems) = super::specs::discover_lenient(ctx)?;
-    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
-    for spec in &specs {
-        rows.insert(
-            spec.id.to_string(),
-            Row {
-                spec: spec.id.to_string(),
-                path: Some(spec.path.display().to_string()),
-                iterations: 0,
-                status: None,
-                run: None,
-                tip: None,
-                spec_revision: None,
-                current_revision: Some(spec.revision.clone()),
-                changed: false,
-                updated: None,
-            },
-        );
-    }
-    for state in store.status_all()? {
-        let row = rows.entry(state.spec.to_string()).or_insert_with(|| Row {
-            spec: state.spec.to_string(),
+impl Row {
+    fn new(spec: String) -> Row {
+        Row {
+            spec,
             path: None,
             iterations: 0,
             status: None,
@@ -71,7 +57,58 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             current_revision: None,
             changed: false,
             updated: None,
-        });
+            errors: Vec::new(),
+            behind: None,
+        }
+    }
+}
+
+/// The spec a problem belongs to: the one it names, or its file's stem.
+fn broken_id(e: &SpecError) -> Option<String> {
+    match &e.kind {
+        SpecErrorKind::MissingDependency { spec, .. }
+        | SpecErrorKind::BrokenDependency { spec, .. } => Some(spec.clone()),
+        SpecErrorKind::MissingDir | SpecErrorKind::NotADir => None,
+        _ => e
+            .file
+            .extension()
+            .is_some_and(|x| x == "md")
+            .then(|| e.file.file_stem().map(|s| s.to_string_lossy().into_owned()))
+            .flatten(),
+    }
+}
+
+/// Runs `git mmm status`.
+pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
+    let store = open_store(ctx)?;
+    let found = super::specs::discover_lenient(ctx)?;
+    let (specs, problems) = match &found {
+        Some(f) => (f.specs.iter().collect::<Vec<_>>(), f.errors.as_slice()),
+        None => (Vec::new(), &[][..]),
+    };
+    let mut rows: BTreeMap<String, Row> = BTreeMap::new();
+    for spec in specs {
+        let mut row = Row::new(spec.id.to_string());
+        row.path = Some(spec.path.display().to_string());
+        row.current_revision = Some(spec.revision.clone());
+        rows.insert(spec.id.to_string(), row);
+    }
+    for e in problems {
+        if let Some(id) = broken_id(e) {
+            let row = rows.entry(id.clone()).or_insert_with(|| Row::new(id));
+            row.path = Some(e.file.display().to_string());
+            row.errors.push(e.to_string());
+        }
+    }
+    let head = store
+        .repo()
+        .head()
+        .ok()
+        .and_then(|h| h.peel_to_commit().ok())
+        .map(|c| c.id());
+    for state in store.status_all()? {
+        let spec = state.spec.to_string();
+        let row = rows.entry(spec.clone()).or_insert_with(|| Row::new(spec));
         row.iterations = state.iteration.unwrap_or(0);
         row.status = state.status.as_ref().map(|s| s.to_string());
         row.run = state.run.clone();
@@ -82,6 +119,9 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             _ => false,
         };
         row.updated = Some(mmm::clock::rfc3339(state.time));
+        if let Some(head) = head {
+            row.behind = store.behind(&state.spec, head)?;
+        }
     }
     let mut out = out();
     if args.json {
@@ -101,11 +141,32 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             "SPEC", "ITER", "STATUS", "UPDATED"
         )?;
         for row in rows.values() {
+            let broken;
             let note = match (&row.path, row.changed, row.iterations) {
+                _ if !row.errors.is_empty() => {
+                    broken = format!(
+                        "has {} problem(s), left out of runs: {}",
+                        row.errors.len(),
+                        row.errors[0]
+                    );
+                    broken.as_str()
+                }
                 (None, _, _) => "spec file is gone",
                 (Some(_), true, _) => "spec changed since the last iteration",
                 (Some(_), false, 0) => "not run yet",
                 _ => "",
+            };
+            let behind;
+            let note = match row.behind {
+                Some(n) if n > 0 && row.errors.is_empty() => {
+                    behind = format!(
+                        "{note}{}base is {n} commit(s) behind HEAD (`git mmm run {} --fresh` starts again from it)",
+                        if note.is_empty() { "" } else { "; " },
+                        row.spec
+                    );
+                    behind.as_str()
+                }
+                _ => note,
             };
             let updated = row
                 .updated
@@ -124,8 +185,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         }
     }
     drop(out);
-    for p in problems {
-        eprintln!("warning: {p}");
-    }
+    // Every problem, with its hint, where the table has room for the first of each spec.
+    super::specs::warn(problems);
     Ok(())
 }

@@ -60,11 +60,20 @@ settings! {
                 example "\"https://api.anthropic.com\"";
             /// The anthropic-version header sent to the API.
             anthropic_version: String = "2023-06-01".to_owned(), Kind::Str;
-            /// Retries of a failed request (429, 529, network errors).
+            /// Retries of a failed request (429, 529, 5xx, network errors, a stalled stream)
+            /// made whatever the time; more follow while within retry_budget.
             max_retries: u64 = 2, Kind::Count { min: 0 };
+            /// How long after a request's first attempt a retry may still start (honouring the
+            /// API's retry-after): only a failure that outlasts it stops the run.
+            #[serde(with = "duration_serde")]
+            retry_budget: Duration = Duration::from_secs(300), Kind::Duration;
             /// Time limit of one request, streaming included.
             #[serde(with = "duration_serde")]
             request_timeout: Duration = Duration::from_secs(600), Kind::Duration;
+            /// A stream silent this long (no headers, no event) fails the attempt, which is
+            /// retried.
+            #[serde(with = "duration_serde")]
+            idle_timeout: Duration = Duration::from_secs(60), Kind::Duration;
             /// The `claude` executable for kind = "claude-code" (default: `claude` on PATH).
             #[serde(skip_serializing_if = "Option::is_none")]
             claude_path: Option<String> = None, Kind::Str, example "\"/usr/local/bin/claude\"";
@@ -79,7 +88,7 @@ settings! {
             /// Claude Code's --disallowedTools, e.g. "WebFetch".
             disallowed_tools: Vec<String> = Vec::new(), Kind::List;
             /// Command line of kind = "command"; placeholders {prompt_file} (else the prompt is
-            /// on stdin), {worktree}, {model}.
+            /// on stdin), {worktree}, {model}, {budget_usd} (also $MMM_BUDGET_USD).
             #[serde(skip_serializing_if = "Option::is_none")]
             command: Option<String> = None, Kind::Str,
                 example "\"aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}\"";
@@ -121,14 +130,14 @@ settings! {
         "budget" => budget: BudgetConfig {
             /// USD per iteration.
             per_iteration_usd: f64 = 2.0, Kind::Usd;
-            /// USD per spec and run.
+            /// USD per spec, over all its runs (what earlier runs spent counts).
             per_spec_usd: f64 = 10.0, Kind::Usd;
             /// USD per day over all specs.
             daily_usd: f64 = 50.0, Kind::Usd;
             /// Tokens (input and output) per iteration (default: no limit).
             #[serde(skip_serializing_if = "Option::is_none")]
             per_iteration_tokens: Option<u64> = None, Kind::Count { min: 1 }, example "200000";
-            /// Tokens per spec and run (default: no limit).
+            /// Tokens per spec, over all its runs (default: no limit).
             #[serde(skip_serializing_if = "Option::is_none")]
             per_spec_tokens: Option<u64> = None, Kind::Count { min: 1 }, example "1000000";
             /// Tokens per day over all specs (default: no limit).
@@ -185,12 +194,30 @@ settings! {
             include: Vec<String> = Vec::new(), Kind::List;
             /// Globs of files never included (.gitignore is honoured anyway).
             exclude: Vec<String> = Vec::new(), Kind::List;
-            /// Files larger than this many bytes are left out.
+            /// Files larger than this many bytes enter as an outline (their top-level
+            /// signatures with line numbers), or not at all when mmm knows no outline for them.
             max_file_bytes: u64 = 100_000, Kind::Count { min: 1 };
             /// Tokens of the context window kept free for the answer.
             output_reserve: u64 = 16000, Kind::Count { min: 0 };
             /// Include a map of the repository (paths and top-level items).
             repo_map: bool = true, Kind::Bool;
+            /// Tokens the prompt may use, instructions included; the model's context window
+            /// minus output_reserve stays the hard ceiling, and the spec, its criteria and the
+            /// latest failures are never dropped.
+            budget_tokens: u64 = 40_000, Kind::Count { min: 1000 };
+            /// Percent of budget_tokens for the repository map (the most relevant files first).
+            map_share: u64 = 15, Kind::Count { min: 0 };
+            /// Percent of budget_tokens for files: those the spec names, then by relevance.
+            files_share: u64 = 60, Kind::Count { min: 0 };
+            /// Percent of budget_tokens for memory: summaries of earlier iterations and of the
+            /// specs this one depends on.
+            memory_share: u64 = 10, Kind::Count { min: 0 };
+            /// Globs of files that enter only when the spec's context names them: lock files,
+            /// snapshots, machine-written text, test fixtures.
+            skip: Vec<String> = super::default_skip(), Kind::List;
+            /// Also skip the files .gitattributes marks linguist-generated, linguist-vendored
+            /// or -diff.
+            skip_generated: bool = true, Kind::Bool;
         }
 
         /// Pull requests and review on GitHub.
@@ -210,10 +237,35 @@ settings! {
             merge_on_approval: bool = false, Kind::Bool;
         }
 
+        /// Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).
+        "sync" => sync: SyncConfig {
+            /// The remote (default: the current branch's upstream, else "origin").
+            #[serde(skip_serializing_if = "Option::is_none")]
+            remote: Option<String> = None, Kind::Str, example "\"origin\"";
+            /// Push each recorded iteration and checkpoint, as `git mmm run --push`.
+            push: bool = false, Kind::Bool;
+            /// Time limit of each fetch and each push.
+            #[serde(with = "duration_serde")]
+            timeout: Duration = Duration::from_secs(120), Kind::Duration;
+            /// Fetch-integrate-push rounds before giving up while the remote keeps moving.
+            attempts: u64 = 8, Kind::Count { min: 1 };
+        }
+
         /// What is redacted from transcripts and logs, besides the API tokens mmm knows.
         "secrets" => secrets: SecretsConfig {
             /// Literal values, or names of environment variables whose values are redacted.
             redact: Vec<String> = Vec::new(), Kind::List;
+        }
+
+        /// More secrets to redact from everything mmm prints or writes, besides variables
+        /// named *_KEY, *_TOKEN, *_SECRET, *_PASSWORD, *_PAT, *_ACCESS_KEY_ID, *_CREDENTIALS,
+        /// AWS access key ids and the passwords of URLs.
+        "redact" => redact: RedactConfig {
+            /// Names of environment variables whose values are secrets (gates and the
+            /// model's commands run without them).
+            env: Vec<String> = Vec::new(), Kind::List;
+            /// Regular expressions of secrets; with a group, only the group is redacted.
+            patterns: Vec<String> = Vec::new(), Kind::List;
         }
     }
 

@@ -115,3 +115,11 @@ mod duration_serde {
         humantime::parse_duration(&text).map_err(serde::de::Error::custom)
     }
 }
+
+/// The default of `[context] skip`: the context builder's list.
+fn default_skip() -> Vec<String> {
+    crate::context::DEFAULT_SKIP
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+}

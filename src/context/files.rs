@@ -12,6 +12,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use regex::Regex;
 
 use super::ContextError;
+use super::rank::Index;
 
 /// How many bytes at the start of a file are checked for NUL.
 const BINARY_SNIFF: usize = 8 * 1024;
@@ -27,8 +28,8 @@ pub struct Tree {
     pub files: BTreeSet<String>,
     /// Files read by [`Tree::read_text_cached`], by relative path.
     read: Mutex<HashMap<String, Arc<ReadFile>>>,
-    /// The ranking words of each file's path, in the order of `files`.
-    tokens: OnceLock<Vec<(String, BTreeSet<String>)>>,
+    /// The relevance index of the files, built once per tree.
+    index: OnceLock<Index>,
 }
 
 /// A file as read: its size in bytes and its text (`None`: binary).
@@ -44,7 +45,7 @@ impl Clone for Tree {
             root: self.root.clone(),
             files: self.files.clone(),
             read: Mutex::new(HashMap::new()),
-            tokens: OnceLock::new(),
+            index: OnceLock::new(),
         }
     }
 }
@@ -96,7 +97,7 @@ impl Tree {
             root: root.to_path_buf(),
             files,
             read: Mutex::new(HashMap::new()),
-            tokens: OnceLock::new(),
+            index: OnceLock::new(),
         })
     }
 
@@ -109,13 +110,40 @@ impl Tree {
         }
     }
 
-    /// Each file with the words of its path, computed once per tree by `tokens`.
-    pub(crate) fn path_tokens(
-        &self,
-        tokens: impl Fn(&str) -> BTreeSet<String>,
-    ) -> &[(String, BTreeSet<String>)] {
-        self.tokens
-            .get_or_init(|| self.files.iter().map(|f| (f.clone(), tokens(f))).collect())
+    /// The relevance index of the tree's files, built by `build` the first time.
+    pub(crate) fn index(&self, build: impl FnOnce() -> Index) -> &Index {
+        self.index.get_or_init(build)
+    }
+
+    /// The text of the first `max` bytes of a visible file (cut at a character boundary),
+    /// `None` when it is binary or unreadable; from what was read before when it was.
+    pub(crate) fn read_prefix(&self, rel: &str, max: usize) -> Option<String> {
+        use std::io::Read;
+        if let Some(f) = self.cached(rel) {
+            let text = f.text.as_ref()?;
+            let mut end = text.len().min(max);
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            return Some(text[..end].to_owned());
+        }
+        let file = std::fs::File::open(self.root.join(rel)).ok()?;
+        let mut bytes = Vec::new();
+        file.take(max as u64).read_to_end(&mut bytes).ok()?;
+        if bytes[..bytes.len().min(BINARY_SNIFF)].contains(&0) {
+            return None;
+        }
+        match String::from_utf8(bytes) {
+            Ok(t) => Some(t),
+            // A prefix may end inside a character: keep what is valid.
+            Err(e) if e.utf8_error().error_len().is_none() => {
+                let valid = e.utf8_error().valid_up_to();
+                let mut bytes = e.into_bytes();
+                bytes.truncate(valid);
+                String::from_utf8(bytes).ok()
+            }
+            Err(_) => None,
+        }
     }
 
     /// The size of a visible file in bytes (0 when it cannot be read), from what was read

@@ -16,9 +16,12 @@
 //! given and the template directory it is given.
 
 mod files;
+mod fill;
 mod pack;
 mod project;
+mod rank;
 mod repomap;
+mod skip;
 mod template;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -27,10 +30,14 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use fill::{Body, Item, Placed, Share, Slot};
+
 pub use files::Tree;
+pub use fill::{Included, ItemReport};
 pub use pack::{Priority, cut_to_tokens, estimate_tokens, trim_output, truncation_marker};
 pub use project::ProjectMeta;
-pub use repomap::symbols;
+pub use repomap::{outline, symbols};
+pub use skip::DEFAULT_SKIP;
 pub use template::{PLACEHOLDERS, Template, Templates, VOLATILE_PLACEHOLDERS, builtin_templates};
 
 /// Errors of context building and template loading.
@@ -164,10 +171,26 @@ pub struct ContextOptions {
     pub include: Vec<String>,
     /// Files matching these never enter, whatever names them.
     pub exclude: Vec<String>,
-    /// Files larger than this are cut (at a line boundary, with a marker) to this size.
+    /// Files larger than this enter as their outline (top-level signatures with line
+    /// numbers), or not at all when no outline is known for their language.
     pub max_file_bytes: usize,
     /// Whether to build the repository map.
     pub repo_map: bool,
+    /// Tokens the prompt may use; the window minus the output reserve stays the hard ceiling,
+    /// against which only critical items (spec, criteria, failures) are cut.
+    pub budget_tokens: usize,
+    /// Percent of `budget_tokens` for the repository map.
+    pub map_share: usize,
+    /// Percent of `budget_tokens` for files (those ranked by relevance stop there; those the
+    /// spec names, touched or named in failures count but only the budget bounds them).
+    pub files_share: usize,
+    /// Percent of `budget_tokens` for memory and dependency summaries.
+    pub memory_share: usize,
+    /// Globs of files that enter only when the spec's context names them (or the model
+    /// touched them).
+    pub skip: Vec<String>,
+    /// Also skip what `.gitattributes` marks `linguist-generated`, `linguist-vendored`, `-diff`.
+    pub skip_generated: bool,
 }
 
 impl Default for ContextOptions {
@@ -177,6 +200,12 @@ impl Default for ContextOptions {
             exclude: Vec::new(),
             max_file_bytes: 100_000,
             repo_map: true,
+            budget_tokens: 40_000,
+            map_share: 15,
+            files_share: 60,
+            memory_share: 10,
+            skip: DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect(),
+            skip_generated: true,
         }
     }
 }
@@ -210,6 +239,8 @@ pub struct ContextInput {
     pub memory: Vec<String>,
     /// (spec id, summary) of the specs this one depends on.
     pub dependency_summaries: Vec<(String, String)>,
+    /// Files the specs this one depends on changed: they rank higher.
+    pub dependency_files: Vec<PathBuf>,
     /// Ids of specs already complete.
     pub completed_specs: Vec<String>,
     /// The token budget.
@@ -234,8 +265,12 @@ pub struct ContextInput {
 pub struct RepoSnapshot {
     /// The detected project metadata.
     pub project: ProjectMeta,
-    /// The repository map before packing (`None` when `repo_map` is off).
+    /// The repository map, the files most relevant to the spec first, cut to the map's share
+    /// (`None` when `repo_map` is off).
     pub repo_map: Option<String>,
+    /// How many files the map shows, of how many it could, and the estimated tokens of the
+    /// paths it left out.
+    pub map_files: (usize, usize, usize),
 }
 
 /// The run's walked tree when the engine keeps one, else a fresh walk.
@@ -267,14 +302,76 @@ fn snapshot_of(
     tree: &files::Tree,
     included: &dyn Fn(&str) -> bool,
 ) -> Result<RepoSnapshot, ContextError> {
+    let (repo_map, map_files) = if input.options.repo_map {
+        let skip = skip_of(input, tree)?;
+        let index = index_of(tree, &skip, included);
+        let ranked = index.rank(&stable_query(input), &dependency_boost(input, tree));
+        let share = fill::Limits::new(&input.options, &input.budget, 0).map;
+        let (map, shown, total, left) = repo_map(
+            tree,
+            &ranked,
+            &|p| included(p) && !skip.skips(p),
+            input.options.max_file_bytes,
+            share,
+        )?;
+        (Some(map), (shown, total, left))
+    } else {
+        (None, (0, 0, 0))
+    };
     Ok(RepoSnapshot {
         project: project::detect(tree),
-        repo_map: if input.options.repo_map {
-            Some(repo_map(tree, included, input.options.max_file_bytes)?)
-        } else {
-            None
-        },
+        repo_map,
+        map_files,
     })
+}
+
+/// The skip rules of `input`'s options over `tree`.
+fn skip_of(input: &ContextInput, tree: &files::Tree) -> Result<skip::Skip, ContextError> {
+    skip::Skip::new(tree, &input.options.skip, input.options.skip_generated)
+}
+
+/// The tree's relevance index over the files that may be ranked (built once per tree).
+fn index_of<'t>(
+    tree: &'t files::Tree,
+    skip: &skip::Skip,
+    included: &dyn Fn(&str) -> bool,
+) -> &'t rank::Index {
+    tree.index(|| rank::Index::build(tree, &|p| included(p) && !skip.skips(p)))
+}
+
+/// What the stable part of the prompt is ranked by: the spec and its criteria, which do not
+/// change between iterations of a spec revision.
+fn stable_query(input: &ContextInput) -> rank::Query {
+    rank::Query::new(
+        std::iter::once(input.spec_content.as_str())
+            .chain(input.criteria.iter().map(|c| c.text.as_str())),
+    )
+}
+
+/// What this iteration alone adds to the ranking: the failures, review feedback and edit
+/// problems.
+fn volatile_query(input: &ContextInput) -> rank::Query {
+    let outputs: Vec<String> = input
+        .failures
+        .iter()
+        .map(|f| trim_output(&f.output))
+        .collect();
+    rank::Query::new(
+        outputs
+            .iter()
+            .map(String::as_str)
+            .chain(input.review_feedback.iter().map(String::as_str))
+            .chain(input.problems.iter().map(String::as_str)),
+    )
+}
+
+/// The files the specs this one depends on changed, as tree paths.
+fn dependency_boost(input: &ContextInput, tree: &files::Tree) -> BTreeSet<String> {
+    input
+        .dependency_files
+        .iter()
+        .filter_map(|p| tree.resolve(p))
+        .collect()
 }
 
 /// One block of a prompt; `cache` marks a prompt-cache breakpoint at its end.
@@ -306,6 +403,9 @@ pub struct IncludedFile {
     pub priority: Priority,
     /// Whether it was cut.
     pub cut: bool,
+    /// Whether only its outline was shown (it is over `max_file_bytes`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub outline: bool,
 }
 
 /// The prompt of one iteration.
@@ -328,46 +428,8 @@ pub struct Prompt {
     pub token_estimate: usize,
     /// Estimated tokens of the stable part.
     pub stable_tokens: usize,
-}
-
-/// Where an item goes in the rendered prompt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Slot {
-    Spec,
-    Criteria,
-    Failure,
-    Review,
-    Problems,
-    CriteriaStatus,
-    File(String),
-    RepoMap,
-    Memory(usize),
-    Dependency(usize),
-    CompletedSpecs,
-}
-
-/// The body of an item: text now, or a file read when its turn comes.
-#[derive(Debug)]
-enum Body {
-    Text(String),
-    File(String),
-}
-
-#[derive(Debug)]
-struct Item {
-    what: String,
-    priority: Priority,
-    slot: Slot,
-    body: Body,
-}
-
-/// An item that made it in, with its (possibly cut) text.
-#[derive(Debug)]
-struct Placed {
-    slot: Slot,
-    priority: Priority,
-    text: String,
-    cut: bool,
+    /// Every item weighed, in packing order, with how it entered and why.
+    pub items: Vec<ItemReport>,
 }
 
 /// Bytes the rendering adds around the items (section headings such as "## Failed checks",
@@ -390,8 +452,9 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
     };
     let project = repo.project.clone();
     let mut omitted = Vec::new();
+    let mut reports = Vec::new();
 
-    let items = select(input, tree, repo, &included, &mut omitted)?;
+    let items = select(input, tree, repo, &included, &mut omitted, &mut reports)?;
 
     // The templates' own text (the instructions) and the metadata are always sent.
     let fixed = (templates.system.literal_len()
@@ -402,17 +465,33 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
         + RENDER_CHROME_BYTES)
         .div_ceil(7)
         * 2;
-    let budget = input
-        .budget
-        .window
-        .saturating_sub(input.budget.output_reserve);
-    let placed = pack_items(
+    let limits = fill::Limits::new(&input.options, &input.budget, fixed);
+    let packed = fill::pack_items(
         items,
         tree,
-        budget.saturating_sub(fixed),
+        &limits,
         input.options.max_file_bytes,
         &mut omitted,
     )?;
+    reports.extend(packed.reports);
+    let placed = packed.placed;
+    if let Some(r) = reports.iter_mut().find(|r| r.kind == "repo-map")
+        && repo.map_files.0 < repo.map_files.1
+    {
+        let note = format!(
+            "{} of {} files, the most relevant first, to fit map_share",
+            repo.map_files.0, repo.map_files.1
+        );
+        r.reason = format!("{}; {note}", r.reason);
+        if r.included == Included::Whole {
+            r.included = Included::Cut;
+        }
+        omitted.push(Omitted {
+            what: "repository map".to_owned(),
+            reason: note,
+            tokens: repo.map_files.2.max(1),
+        });
+    }
 
     let values = render_values(input, &project, &placed);
     let mut system = vec![PromptBlock {
@@ -435,6 +514,7 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
                 path: path.clone(),
                 priority: p.priority,
                 cut: p.cut,
+                outline: p.outline,
             }),
             _ => None,
         })
@@ -450,39 +530,66 @@ pub fn build_prompt(input: &ContextInput, templates: &Templates) -> Result<Promp
         project,
         token_estimate,
         stable_tokens,
+        items: reports,
     })
 }
 
-/// Everything that could enter, in packing order (critical, high, medium, low; within a
-/// priority, stable items before volatile ones so that the cached prefix depends as little as
-/// possible on what changes).
+/// Everything that could enter, in packing order: the stable items first (spec, criteria,
+/// repository map, dependency summaries), each within its share, so that what changes from
+/// one iteration to the next cannot push the cached prefix out; then failures and feedback,
+/// the files the spec names, touched or failing, memory, and the files ranked by relevance
+/// (to the spec first, then to this iteration's failures and feedback).
 fn select(
     input: &ContextInput,
     tree: &files::Tree,
     repo: &RepoSnapshot,
     included: &dyn Fn(&str) -> bool,
     omitted: &mut Vec<Omitted>,
+    reports: &mut Vec<ItemReport>,
 ) -> Result<Vec<Item>, ContextError> {
-    let mut items = critical_items(input);
-    let chosen = high_items(input, tree, &mut items, omitted)?;
-    items.extend(medium_items(input, repo));
-    items.extend(low_items(input, tree, &chosen, included));
+    let skip = skip_of(input, tree)?;
+    let mut items = stable_critical_items(input);
+    items.extend(stable_medium_items(input, repo));
+    items.extend(volatile_critical_items(input));
+    let chosen = high_items(input, tree, &skip, &mut items, omitted, reports)?;
+    items.extend(memory_items(input));
+    items.extend(ranked_items(input, tree, &skip, &chosen, included));
     Ok(items)
 }
 
 /// An item whose body is text rendered here (not a file read at packing time).
 fn text_item(what: &str, priority: Priority, slot: Slot, body: String) -> Item {
+    let share = match slot {
+        Slot::RepoMap => Share::Map,
+        Slot::Memory(_) | Slot::Dependency(_) | Slot::CompletedSpecs => Share::Memory,
+        _ => Share::None,
+    };
     Item {
         what: what.to_owned(),
+        why: what.to_owned(),
         priority,
         slot,
         body: Body::Text(body),
+        share,
+        volatile: false,
     }
 }
 
-/// Critical: the spec, its criteria, and what went wrong last time (failures, review
-/// feedback, edit problems, the criteria's status).
-fn critical_items(input: &ContextInput) -> Vec<Item> {
+/// A file item.
+fn file_item(rel: &str, why: &str, priority: Priority, volatile: bool) -> Item {
+    Item {
+        what: format!("file {rel} ({why})"),
+        why: why.to_owned(),
+        priority,
+        slot: Slot::File(rel.to_owned()),
+        body: Body::File(rel.to_owned()),
+        share: Share::Files,
+        volatile,
+    }
+}
+
+/// Critical and stable: the spec and its criteria.
+fn stable_critical_items(input: &ContextInput) -> Vec<Item> {
     let mut items = vec![text_item(
         &format!("spec {}", input.spec_id),
         Priority::Critical,
@@ -497,6 +604,13 @@ fn critical_items(input: &ContextInput) -> Vec<Item> {
             render_criteria(&input.criteria),
         ));
     }
+    items
+}
+
+/// Critical and volatile: what went wrong last time (failures, review feedback, edit
+/// problems, the criteria's status).
+fn volatile_critical_items(input: &ContextInput) -> Vec<Item> {
+    let mut items = Vec::new();
     for f in &input.failures {
         let fence = fence_for(&f.output);
         items.push(text_item(
@@ -538,34 +652,36 @@ fn critical_items(input: &ContextInput) -> Vec<Item> {
     items
 }
 
-/// High: files the spec names, files touched earlier, files named in failures, each once.
-/// Returns the files chosen, which the low-priority search leaves out.
+/// High: files the spec names, files touched earlier, files named in failures (unless
+/// skipped), each once. Returns the files chosen, which the ranking leaves out.
 fn high_items(
     input: &ContextInput,
     tree: &files::Tree,
+    skip: &skip::Skip,
     items: &mut Vec<Item>,
     omitted: &mut Vec<Omitted>,
+    reports: &mut Vec<ItemReport>,
 ) -> Result<BTreeSet<String>, ContextError> {
     let mut chosen = BTreeSet::new();
     let mut high = |rel: String, why: &str, items: &mut Vec<Item>| {
         if chosen.insert(rel.clone()) {
-            items.push(Item {
-                what: format!("file {rel} ({why})"),
-                priority: Priority::High,
-                slot: Slot::File(rel.clone()),
-                body: Body::File(rel),
-            });
+            items.push(file_item(&rel, why, Priority::High, true));
         }
     };
     for entry in &input.context_globs {
         let matched = files::match_context(tree, entry)?;
         if matched.is_empty() {
+            let reason = "matches no visible file (missing, ignored by .gitignore, or excluded)";
             omitted.push(Omitted {
                 what: format!("context entry `{entry}`"),
-                reason: "matches no visible file (missing, ignored by .gitignore, or excluded)"
-                    .to_owned(),
+                reason: reason.to_owned(),
                 tokens: 0,
             });
+            reports.push(fill::report_missing(
+                "context-entry",
+                Some(entry.clone()),
+                reason,
+            ));
         }
         for rel in matched {
             high(rel, "spec context", items);
@@ -574,23 +690,33 @@ fn high_items(
     for path in &input.touched_files {
         match tree.resolve(path) {
             Some(rel) => high(rel, "touched earlier", items),
-            None => omitted.push(Omitted {
-                what: format!("file {} (touched earlier)", path.display()),
-                reason: "no longer in the worktree, or ignored".to_owned(),
-                tokens: 0,
-            }),
+            None => {
+                let reason = "no longer in the worktree, or ignored";
+                omitted.push(Omitted {
+                    what: format!("file {} (touched earlier)", path.display()),
+                    reason: reason.to_owned(),
+                    tokens: 0,
+                });
+                reports.push(fill::report_missing(
+                    "file",
+                    Some(path.display().to_string()),
+                    reason,
+                ));
+            }
         }
     }
     for f in &input.failures {
         for rel in files::paths_in_output(tree, &f.output) {
-            high(rel, "named in a failure", items);
+            if !skip.skips(&rel) {
+                high(rel, "named in a failure", items);
+            }
         }
     }
     Ok(chosen)
 }
 
-/// Medium: stable ones (map, dependencies, completed specs) first, then memory, newest first.
-fn medium_items(input: &ContextInput, repo: &RepoSnapshot) -> Vec<Item> {
+/// Medium and stable: the map, the dependencies' summaries, the completed specs.
+fn stable_medium_items(input: &ContextInput, repo: &RepoSnapshot) -> Vec<Item> {
     let mut items = Vec::new();
     if input.options.repo_map
         && let Some(map) = &repo.repo_map
@@ -618,189 +744,77 @@ fn medium_items(input: &ContextInput, repo: &RepoSnapshot) -> Vec<Item> {
             bullets(&input.completed_specs),
         ));
     }
-    for (i, m) in input.memory.iter().enumerate().rev() {
-        items.push(text_item(
-            &format!("memory {}", i + 1),
-            Priority::Medium,
-            Slot::Memory(i),
-            format!("- {}", m.trim()),
-        ));
-    }
     items
 }
 
-/// Low: other files whose path shares words with the spec, best first. A path word found in
-/// most paths (`src` when the spec names `src/…` files) says nothing about relevance and would
-/// pull the whole repository into every prompt, so it does not count.
-fn low_items(
-    input: &ContextInput,
-    tree: &files::Tree,
-    chosen: &BTreeSet<String>,
-    included: &dyn Fn(&str) -> bool,
-) -> Vec<Item> {
-    let words = spec_words(&input.spec_content);
-    let candidates: Vec<(&String, &BTreeSet<String>)> = tree
-        .path_tokens(path_tokens)
+/// Medium: memory, newest first.
+fn memory_items(input: &ContextInput) -> Vec<Item> {
+    input
+        .memory
         .iter()
-        .filter(|(f, _)| !chosen.contains(f) && included(f))
-        .map(|(f, tokens)| (f, tokens))
-        .collect();
-    let mut frequency: BTreeMap<&str, usize> = BTreeMap::new();
-    for (_, tokens) in &candidates {
-        for t in tokens.iter() {
-            *frequency.entry(t.as_str()).or_default() += 1;
-        }
-    }
-    let common = |t: &str| {
-        candidates.len() >= COMMON_WORD_MIN_FILES
-            && frequency.get(t).is_some_and(|n| n * 2 > candidates.len())
-    };
-    let mut ranked: Vec<(usize, &String)> = candidates
-        .iter()
-        .map(|(f, tokens)| (score(tokens, &words, &common), *f))
-        .filter(|(score, _)| *score > 0)
-        .collect();
-    ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(b.1)));
-    ranked
-        .into_iter()
-        .map(|(_, rel)| Item {
-            what: format!("file {rel} (relevant by name)"),
-            priority: Priority::Low,
-            slot: Slot::File(rel.clone()),
-            body: Body::File(rel.clone()),
+        .enumerate()
+        .rev()
+        .map(|(i, m)| {
+            text_item(
+                &format!("memory {}", i + 1),
+                Priority::Medium,
+                Slot::Memory(i),
+                format!("- {}", m.trim()),
+            )
         })
         .collect()
 }
 
-/// Greedy packing in the given order: whole if it fits; else critical and high items are cut
-/// at a line boundary with a marker (critical keeps at least one line), medium and low are
-/// dropped. Everything not included whole is recorded in `omitted`.
-fn pack_items(
-    items: Vec<Item>,
-    tree: &files::Tree,
-    budget: usize,
-    max_file_bytes: usize,
-    omitted: &mut Vec<Omitted>,
-) -> Result<Vec<Placed>, ContextError> {
-    let mut used = 0;
-    let mut placed = Vec::new();
-    for item in items {
-        let room = budget.saturating_sub(used);
-        let (body, overhead) = match item.body {
-            Body::Text(t) => (t, 0),
-            Body::File(rel) => {
-                let overhead = estimate_tokens(&format!(
-                    "### {rel}\n````{} path={rel}\n\n````\n\n",
-                    fence_lang(&rel)
-                ));
-                // Cheap check before reading: a file that cannot fit is not read at all.
-                let len = tree.size(&rel);
-                if item.priority >= Priority::Medium
-                    && (len.min(max_file_bytes) * 2).div_ceil(7) + overhead > room
-                {
-                    omitted.push(Omitted {
-                        what: item.what,
-                        reason: "did not fit the token budget".to_owned(),
-                        tokens: (len * 2).div_ceil(7) + overhead,
-                    });
-                    continue;
-                }
-                let Some(mut text) = tree.read_text_cached(&rel)? else {
-                    omitted.push(Omitted {
-                        what: item.what,
-                        reason: "binary file (NUL bytes or not UTF-8)".to_owned(),
-                        tokens: 0,
-                    });
-                    continue;
-                };
-                if text.len() > max_file_bytes {
-                    let cut = cut_bytes(&text, max_file_bytes);
-                    omitted.push(Omitted {
-                        what: item.what.clone(),
-                        reason: format!(
-                            "larger than max_file_bytes ({max_file_bytes}): cut to {} of {} lines",
-                            cut.kept_lines, cut.total_lines
-                        ),
-                        tokens: estimate_tokens(&text).saturating_sub(estimate_tokens(&cut.text)),
-                    });
-                    text = cut.text;
-                }
-                (text, overhead)
-            }
-        };
-        // +1: the blank line or bullet that joins items when they are rendered.
-        let overhead = overhead + 1;
-        let tokens = estimate_tokens(&body) + overhead;
-        if tokens <= room {
-            used += tokens;
-            placed.push(Placed {
-                slot: item.slot,
-                priority: item.priority,
-                text: body,
-                cut: false,
-            });
-            continue;
-        }
-        let min_lines = usize::from(item.priority == Priority::Critical);
-        let cut = match item.priority {
-            Priority::Critical | Priority::High => {
-                cut_to_tokens(&body, room.saturating_sub(overhead), min_lines)
-                    .filter(|c| c.kept_lines > 0)
-            }
-            Priority::Medium | Priority::Low => None,
-        };
-        match cut {
-            Some(cut) => {
-                let kept = estimate_tokens(&cut.text) + overhead;
-                omitted.push(Omitted {
-                    what: item.what,
-                    reason: format!(
-                        "cut to {} of {} lines to fit the token budget",
-                        cut.kept_lines, cut.total_lines
-                    ),
-                    tokens: tokens.saturating_sub(kept),
-                });
-                used += kept;
-                placed.push(Placed {
-                    slot: item.slot,
-                    priority: item.priority,
-                    text: cut.text,
-                    cut: true,
-                });
-            }
-            None => omitted.push(Omitted {
-                what: item.what,
-                reason: "did not fit the token budget".to_owned(),
-                tokens,
-            }),
-        }
-    }
-    Ok(placed)
-}
+/// Ranked files considered for the spec, at most.
+const MAX_RANKED: usize = 100;
+/// Ranked files considered for an iteration's failures and feedback, at most.
+const MAX_RANKED_VOLATILE: usize = 20;
 
-/// Cuts `text` at the last line boundary within `max_bytes`, with the marker.
-fn cut_bytes(text: &str, max_bytes: usize) -> pack::Cut {
-    let total = text.lines().count();
-    let mut end = 0;
-    let mut kept = 0;
-    for line in text.split_inclusive('\n') {
-        if end + line.len() > max_bytes {
-            break;
+/// Low: files ranked by relevance (BM25 over paths, identifiers and contents; see `rank`),
+/// to the spec and its criteria first (stable between iterations: the second cached block),
+/// then to this iteration's failures and feedback (shown in the iteration message). Skipped
+/// files and those already chosen are left out; files the dependencies changed rank higher.
+fn ranked_items(
+    input: &ContextInput,
+    tree: &files::Tree,
+    skip: &skip::Skip,
+    chosen: &BTreeSet<String>,
+    included: &dyn Fn(&str) -> bool,
+) -> Vec<Item> {
+    let index = index_of(tree, skip, included);
+    let boost = dependency_boost(input, tree);
+    let mut items = Vec::new();
+    let mut take = |query: &rank::Query, max: usize, why: &str, volatile: bool| {
+        if query.is_empty() && boost.is_empty() {
+            return;
         }
-        end += line.len();
-        kept += 1;
+        for (score, rel) in index
+            .rank(query, &boost)
+            .into_iter()
+            .filter(|(_, rel)| !chosen.contains(*rel))
+            .take(max)
+        {
+            let mut item = file_item(rel, why, Priority::Low, volatile);
+            item.why = format!("{why}, score {score:.2}");
+            items.push(item);
+        }
+    };
+    take(
+        &stable_query(input),
+        MAX_RANKED,
+        "relevant to the spec",
+        false,
+    );
+    let volatile = volatile_query(input);
+    if !volatile.is_empty() {
+        take(
+            &volatile,
+            MAX_RANKED_VOLATILE,
+            "relevant to the failures",
+            true,
+        );
     }
-    let mut out = text[..end].to_owned();
-    if !out.is_empty() && !out.ends_with('\n') {
-        out.push('\n');
-    }
-    out.push_str(&truncation_marker(total - kept));
-    out.push('\n');
-    pack::Cut {
-        text: out,
-        kept_lines: kept,
-        total_lines: total,
-    }
+    items
 }
 
 fn render_values(
@@ -891,7 +905,11 @@ fn render_values(
         },
     );
 
-    let code = render_files(placed.iter().filter(|p| p.priority != Priority::Low));
+    let code = render_files(
+        placed
+            .iter()
+            .filter(|p| p.priority != Priority::Low || p.volatile),
+    );
     v.insert(
         "relevant_code",
         if code.is_empty() {
@@ -909,27 +927,34 @@ fn render_files<'a>(placed: impl Iterator<Item = &'a Placed>) -> Vec<String> {
         .filter_map(|p| match &p.slot {
             Slot::File(path) => {
                 let fence = fence_for(&p.text);
-                let lang = fence_lang(path);
                 let body = p.text.strip_suffix('\n').unwrap_or(&p.text);
-                Some(format!(
-                    "### {path}\n{fence}{lang} path={path}\n{body}\n{fence}"
-                ))
+                // An outline is not the file: no `path=`, so it cannot pass for its text.
+                Some(if p.outline {
+                    format!("### {path} (outline)\n{fence}text\n{body}\n{fence}")
+                } else {
+                    let lang = fence_lang(path.as_str());
+                    format!("### {path}\n{fence}{lang} path={path}\n{body}\n{fence}")
+                })
             }
             _ => None,
         })
         .collect()
 }
 
-/// The second cached block: files chosen only because their names match the spec. None of
+/// The second cached block: files chosen only because their words match the spec's. None of
 /// them was touched, named in a failure or in the spec's context (those are shown in the
 /// iteration message), so the block stays the same from one iteration to the next and is read
 /// from the prompt cache instead of being paid for in full each time.
 fn render_related(placed: &[Placed]) -> Option<String> {
-    let files = render_files(placed.iter().filter(|p| p.priority == Priority::Low));
+    let files = render_files(
+        placed
+            .iter()
+            .filter(|p| p.priority == Priority::Low && !p.volatile),
+    );
     (!files.is_empty()).then(|| {
         format!(
-            "# Related code\n\nFiles whose names match the spec (files you change are shown \
-             in the iteration message instead).\n\n{}\n",
+            "# Related code\n\nFiles whose words match the spec's, most relevant first (files \
+             you change are shown in the iteration message instead).\n\n{}\n",
             files.join("\n\n")
         )
     })
@@ -997,110 +1022,82 @@ fn fence_lang(path: &str) -> &'static str {
     }
 }
 
+/// Symbols shown per file in the map, at most.
+const MAP_SYMBOLS: usize = 24;
+
+/// The repository map: the files `ranked` first (best first), then the other candidates by
+/// depth and path, each with its top-level symbols (at most [`MAP_SYMBOLS`]), while they fit
+/// in `share` tokens; shown sorted by path, with a last line saying how many were left out.
+/// Returns the map, how many files it shows, how many it could, and the estimated tokens of
+/// the paths left out.
 fn repo_map(
     tree: &files::Tree,
-    included: &dyn Fn(&str) -> bool,
+    ranked: &[(f64, &str)],
+    candidate: &dyn Fn(&str) -> bool,
     max_file_bytes: usize,
-) -> Result<String, ContextError> {
-    let mut out = String::new();
-    for f in tree.files.iter().filter(|f| included(f)) {
-        out.push_str(f);
-        if repomap::has_symbols(f)
-            && std::fs::metadata(tree.root_path().join(f))
-                .is_ok_and(|m| m.len() as usize <= max_file_bytes)
-            && let Some(text) = tree.read_text(f)?
-        {
-            let syms = symbols(f, &text);
-            if !syms.is_empty() {
-                out.push_str(": ");
-                out.push_str(&syms.join(", "));
-            }
-        }
-        out.push('\n');
-    }
-    Ok(out.trim_end().to_owned())
-}
-
-const STOP_WORDS: &[&str] = &[
-    "and", "any", "are", "but", "can", "each", "for", "from", "has", "have", "into", "its", "may",
-    "must", "not", "one", "should", "that", "the", "then", "this", "use", "when", "which", "will",
-    "with", "without", "all", "also", "only", "new", "out", "own", "our", "you", "your",
-];
-
-/// Lower-case words of at least 3 letters in the spec, minus common English words.
-fn spec_words(spec: &str) -> BTreeSet<String> {
-    split_words(spec)
-        .filter(|w| w.len() >= 3 && !STOP_WORDS.contains(&w.as_str()))
-        .collect()
-}
-
-/// Splits on non-alphanumerics and camelCase boundaries, lower-cased.
-fn split_words(s: &str) -> impl Iterator<Item = String> + '_ {
-    s.split(|c: char| !c.is_alphanumeric()).flat_map(|w| {
-        let mut parts = Vec::new();
-        let mut cur = String::new();
-        let mut prev_lower = false;
-        for c in w.chars() {
-            if c.is_uppercase() && prev_lower && !cur.is_empty() {
-                parts.push(std::mem::take(&mut cur));
-            }
-            prev_lower = c.is_lowercase() || c.is_ascii_digit();
-            cur.extend(c.to_lowercase());
-        }
-        if !cur.is_empty() {
-            parts.push(cur);
-        }
-        parts
-    })
-}
-
-/// Below this many candidate files no path word counts as too common to rank by.
-const COMMON_WORD_MIN_FILES: usize = 20;
-
-/// The words of a path that can rank it (3+ letters).
-fn path_tokens(path: &str) -> BTreeSet<String> {
-    split_words(path).filter(|t| t.len() >= 3).collect()
-}
-
-/// How many distinct words of the path appear in the spec (a word of 4+ letters also counts
-/// when one is a prefix of the other: `auth` and `authentication`).
-#[cfg(test)]
-fn relevance(path: &str, words: &BTreeSet<String>) -> usize {
-    score(&path_tokens(path), words, &|_| false)
-}
-
-/// [`relevance`] of a path's tokens, leaving out the tokens `common` rejects.
-fn score(
-    tokens: &BTreeSet<String>,
-    words: &BTreeSet<String>,
-    common: &dyn Fn(&str) -> bool,
-) -> usize {
-    tokens
+    share: usize,
+) -> Result<(String, usize, usize, usize), ContextError> {
+    let first: BTreeSet<&str> = ranked.iter().map(|(_, p)| *p).collect();
+    let mut rest: Vec<&str> = tree
+        .files
         .iter()
-        .filter(|t| !common(t))
-        .filter(|t| {
-            words.contains(*t)
-                || (t.len() >= 4
-                    && (words
-                        .range::<String, _>((*t).clone()..)
-                        .next()
-                        .is_some_and(|w| w.starts_with(t.as_str()))
-                        || (4..t.len()).any(|n| t.is_char_boundary(n) && words.contains(&t[..n]))))
-        })
-        .count()
+        .map(String::as_str)
+        .filter(|f| candidate(f) && !first.contains(f))
+        .collect();
+    rest.sort_by_key(|f| (f.matches('/').count(), *f));
+    let total = first.len() + rest.len();
+    let mut lines = BTreeMap::new();
+    let mut bytes = 0;
+    let mut left_bytes = 0;
+    // Room for the last line ("… N more files").
+    let room = (share * 7 / 2).saturating_sub(64);
+    for f in ranked.iter().map(|(_, p)| *p).chain(rest) {
+        // A path that cannot fit is not read for its symbols.
+        if bytes + f.len() + 1 > room {
+            left_bytes += f.len() + 1;
+            continue;
+        }
+        let line = map_line(tree, f, max_file_bytes)?;
+        if bytes + line.len() + 1 > room {
+            left_bytes += line.len() + 1;
+            continue;
+        }
+        bytes += line.len() + 1;
+        lines.insert(f, line);
+    }
+    let shown = lines.len();
+    let mut out = lines.into_values().collect::<Vec<_>>().join("\n");
+    if shown < total {
+        out.push_str(&format!(
+            "\n(… {} more files, less related to the spec, not shown)",
+            total - shown
+        ));
+    }
+    Ok((out, shown, total, (left_bytes * 2).div_ceil(7)))
+}
+
+/// One line of the map: the path, and the file's top-level symbols when it has any.
+fn map_line(tree: &files::Tree, f: &str, max_file_bytes: usize) -> Result<String, ContextError> {
+    let mut line = f.to_owned();
+    if repomap::has_symbols(f)
+        && tree.size(f) <= max_file_bytes
+        && let Some(text) = tree.read_text(f)?
+    {
+        let syms = symbols(f, &text);
+        if !syms.is_empty() {
+            line.push_str(": ");
+            line.push_str(&syms[..syms.len().min(MAP_SYMBOLS)].join(", "));
+            if syms.len() > MAP_SYMBOLS {
+                line.push_str(&format!(", … ({} more)", syms.len() - MAP_SYMBOLS));
+            }
+        }
+    }
+    Ok(line)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn relevance_by_words_and_prefixes() {
-        let words = spec_words("Add authentication to the login handler");
-        assert_eq!(relevance("src/auth/login.rs", &words), 1 + 1);
-        assert_eq!(relevance("src/loginHandler.rs", &words), 2);
-        assert_eq!(relevance("src/db.rs", &words), 0);
-    }
 
     #[test]
     fn fences_outrun_backticks() {

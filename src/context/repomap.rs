@@ -35,56 +35,77 @@ pub fn has_symbols(path: &str) -> bool {
 /// `impl Display for Id`, `class Spec`, `func (s *Server) Run`).
 pub fn symbols(path: &str, text: &str) -> Vec<String> {
     let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
-    let mut out = Vec::new();
-    for line in text.lines() {
-        // Top level only: symbols start at column 0.
-        if line.starts_with(char::is_whitespace) {
-            continue;
+    text.lines().filter_map(|l| line_symbol(ext, l)).collect()
+}
+
+/// The outline of a source file too large to show: each line that declares a top-level item
+/// (its signature as written), with its 1-based line number; empty when the language is not
+/// known or nothing was found.
+pub fn outline(path: &str, text: &str) -> String {
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        // Methods one level in (Rust impls, Python classes) belong to the outline too.
+        let method = line
+            .strip_prefix("    ")
+            .or_else(|| line.strip_prefix('\t'))
+            .and_then(|l| line_symbol(ext, l))
+            .is_some_and(|s| s.starts_with("fn ") || s.starts_with("def "));
+        if method || line_symbol(ext, line).is_some() {
+            let sig = line.trim_end().trim_end_matches('{').trim_end();
+            out.push_str(&format!("{}: {sig}\n", i + 1));
         }
-        let sym = match ext {
-            "rs" => rust_symbol(line),
-            // A cheap prefix check first: the regexes are the slow part of a large map.
-            "py" if !starts_with_any(line, &["def", "class", "async"]) => None,
-            "js" | "jsx" | "mjs" | "cjs" | "ts" | "tsx" | "mts" | "cts"
-                if !starts_with_any(
-                    line,
-                    &[
-                        "export",
-                        "function",
-                        "class",
-                        "interface",
-                        "type",
-                        "enum",
-                        "declare",
-                        "abstract",
-                        "async",
-                    ],
-                ) =>
-            {
-                None
-            }
-            "go" if !starts_with_any(line, &["func", "type"]) => None,
-            "py" => PYTHON
-                .captures(line)
-                .map(|c| format!("{} {}", &c[1], &c[2])),
-            "js" | "jsx" | "mjs" | "cjs" | "ts" | "tsx" | "mts" | "cts" => {
-                JS.captures(line).and_then(|c| {
-                    let kind = c[1].trim_end_matches('*');
-                    // Plain top-level `const x = …` is noise unless exported.
-                    let exported = line.starts_with("export");
-                    (exported || !matches!(kind, "const" | "let" | "var"))
-                        .then(|| format!("{kind} {}", &c[2]))
-                })
-            }
-            "go" => GO.captures(line).map(|c| match c.get(2) {
-                Some(recv) => format!("{} ({}) {}", &c[1], recv.as_str(), &c[3]),
-                None => format!("{} {}", &c[1], &c[3]),
-            }),
-            _ => None,
-        };
-        out.extend(sym);
     }
     out
+}
+
+/// The top-level symbol a line of a file with extension `ext` declares, if any.
+fn line_symbol(ext: &str, line: &str) -> Option<String> {
+    // Top level only: symbols start at column 0.
+    if line.starts_with(char::is_whitespace) {
+        return None;
+    }
+    match ext {
+        "rs" => rust_symbol(line),
+        // A cheap prefix check first: the regexes are the slow part of a large map.
+        "py" if !starts_with_any(line, &["def", "class", "async"]) => None,
+        "js" | "jsx" | "mjs" | "cjs" | "ts" | "tsx" | "mts" | "cts"
+            if !starts_with_any(
+                line,
+                &[
+                    "export",
+                    "function",
+                    "class",
+                    "interface",
+                    "type",
+                    "enum",
+                    "declare",
+                    "abstract",
+                    "async",
+                ],
+            ) =>
+        {
+            None
+        }
+        "go" if !starts_with_any(line, &["func", "type"]) => None,
+        "py" => PYTHON
+            .captures(line)
+            .map(|c| format!("{} {}", &c[1], &c[2])),
+        "js" | "jsx" | "mjs" | "cjs" | "ts" | "tsx" | "mts" | "cts" => {
+            JS.captures(line).and_then(|c| {
+                let kind = c[1].trim_end_matches('*');
+                // Plain top-level `const x = …` is noise unless exported.
+                let exported = line.starts_with("export");
+                (exported || !matches!(kind, "const" | "let" | "var"))
+                    .then(|| format!("{kind} {}", &c[2]))
+            })
+        }
+        "go" => GO.captures(line).map(|c| match c.get(2) {
+            Some(recv) => format!("{} ({}) {}", &c[1], recv.as_str(), &c[3]),
+            None => format!("{} {}", &c[1], &c[3]),
+        }),
+        _ => None,
+    }
 }
 
 fn starts_with_any(line: &str, prefixes: &[&str]) -> bool {
@@ -170,6 +191,19 @@ mod tests {
                 "struct G"
             ]
         );
+    }
+
+    #[test]
+    fn outline_keeps_signatures_with_line_numbers() {
+        let src = "use x;\n\npub fn parse(input: &str) -> Result<Ast, Error> {\n    body()\n}\n\
+                   struct Ast {\n    a: u8,\n}\nimpl Ast {\n    pub fn len(&self) -> usize {\n\
+                   \x20       inner_fn();\n    }\n}\n";
+        assert_eq!(
+            outline("big.rs", src),
+            "3: pub fn parse(input: &str) -> Result<Ast, Error>\n6: struct Ast\n9: impl Ast\n\
+             10:     pub fn len(&self) -> usize\n"
+        );
+        assert_eq!(outline("data.csv", "a,b\n"), "");
     }
 
     #[test]

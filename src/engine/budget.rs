@@ -9,13 +9,14 @@ use serde::Serialize;
 pub struct Limits {
     /// USD per iteration.
     pub per_iteration_usd: Option<f64>,
-    /// USD per spec (summed over all its runs on this branch).
+    /// USD per spec, over all its runs: what earlier runs of the spec spent (its branch's
+    /// metrics notes) counts, so a new run does not start the budget afresh.
     pub per_spec_usd: Option<f64>,
     /// USD per day (all specs, UTC day).
     pub daily_usd: Option<f64>,
     /// Tokens (input and output) per iteration.
     pub per_iteration_tokens: Option<u64>,
-    /// Tokens per spec.
+    /// Tokens per spec, over all its runs (as `per_spec_usd`).
     pub per_spec_tokens: Option<u64>,
     /// Tokens per day.
     pub daily_tokens: Option<u64>,
@@ -62,6 +63,9 @@ pub enum Check {
         left: f64,
         /// What the smallest useful call would need.
         needed: f64,
+        /// How far what was spent already went past the limit (0 when it did not): an agent
+        /// that reports its own cost (a command) may spend more than it was given.
+        overrun: f64,
     },
 }
 
@@ -79,22 +83,18 @@ pub fn check(
 ) -> Check {
     let mut max_out = u64::from(max_tokens);
     let usd_caps = [
-        (
-            "per_iteration_usd",
-            limits.per_iteration_usd.map(|l| l.max(0.0)),
-        ),
+        ("per_iteration_usd", limits.per_iteration_usd),
         (
             "per_spec_usd",
-            limits.per_spec_usd.map(|l| (l - spent.spec_usd).max(0.0)),
+            limits.per_spec_usd.map(|l| l - spent.spec_usd),
         ),
-        (
-            "daily_usd",
-            limits.daily_usd.map(|l| (l - spent.daily_usd).max(0.0)),
-        ),
+        ("daily_usd", limits.daily_usd.map(|l| l - spent.daily_usd)),
     ];
     let input_usd = input_tokens as f64 * price.input / 1e6;
     for (name, left) in usd_caps {
         let Some(left) = left else { continue };
+        let overrun = (-left).max(0.0);
+        let left = left.max(0.0);
         let fits = if price.output > 0.0 {
             ((left - input_usd) * 1e6 / price.output).floor()
         } else if left >= input_usd {
@@ -107,33 +107,40 @@ pub fn check(
                 limit: name,
                 left,
                 needed: input_usd + f64::from(MIN_OUTPUT_TOKENS) * price.output / 1e6,
+                overrun,
             };
         }
         max_out = max_out.min(fits as u64);
     }
     let token_caps = [
-        ("per_iteration_tokens", limits.per_iteration_tokens),
+        (
+            "per_iteration_tokens",
+            limits.per_iteration_tokens.map(i128::from),
+        ),
         (
             "per_spec_tokens",
             limits
                 .per_spec_tokens
-                .map(|l| l.saturating_sub(spent.spec_tokens)),
+                .map(|l| l as i128 - i128::from(spent.spec_tokens)),
         ),
         (
             "daily_tokens",
             limits
                 .daily_tokens
-                .map(|l| l.saturating_sub(spent.daily_tokens)),
+                .map(|l| l as i128 - i128::from(spent.daily_tokens)),
         ),
     ];
     for (name, left) in token_caps {
         let Some(left) = left else { continue };
+        let overrun = (-left).max(0) as f64;
+        let left = u64::try_from(left).unwrap_or(0);
         let fits = left.saturating_sub(input_tokens);
         if fits < u64::from(MIN_OUTPUT_TOKENS) {
             return Check::Exceeded {
                 limit: name,
                 left: left as f64,
                 needed: (input_tokens + u64::from(MIN_OUTPUT_TOKENS)) as f64,
+                overrun,
             };
         }
         max_out = max_out.min(fits);
@@ -401,6 +408,36 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn an_overrun_is_told_as_one() {
+        let limits = Limits {
+            per_spec_usd: Some(0.03),
+            per_spec_tokens: Some(1000),
+            ..Limits::default()
+        };
+        let spent = Spent {
+            spec_usd: 0.5,
+            ..Spent::default()
+        };
+        match check(&limits, &spent, SONNET, 10, 16000) {
+            Check::Exceeded {
+                limit: "per_spec_usd",
+                left,
+                overrun,
+                ..
+            } => assert!(left == 0.0 && (overrun - 0.47).abs() < 1e-9, "{overrun}"),
+            other => panic!("{other:?}"),
+        }
+        let spent = Spent {
+            spec_tokens: 1500,
+            ..Spent::default()
+        };
+        assert!(matches!(
+            check(&Limits { per_spec_usd: None, ..limits }, &spent, SONNET, 10, 16000),
+            Check::Exceeded { limit: "per_spec_tokens", overrun, .. } if overrun == 500.0
+        ));
     }
 
     #[test]

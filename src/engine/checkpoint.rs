@@ -24,7 +24,9 @@ use serde_json::Value;
 
 use crate::store::{Record, Run, Store, StoreError};
 
+use super::metrics::Interrupted;
 use super::redact::Redactor;
+use crate::agent::TokenUsage;
 
 /// What the loop shares with the thread.
 #[derive(Default)]
@@ -137,6 +139,21 @@ impl Checkpointer {
         let mut st = self.shared.lock();
         if let Some((_, so_far)) = st.streaming.as_mut() {
             so_far.push_str(text);
+            st.dirty = true;
+            self.shared.wake.notify_one();
+        }
+    }
+
+    /// What the call in flight has billed so far: `before`, its attempts already cut short,
+    /// and `attempt`, the one answering. Kept as the streamed record's `usage`, so that the
+    /// checkpoint of a run killed mid-call says what the call cost.
+    pub(crate) fn billed(&self, before: &Interrupted, attempt: &TokenUsage) {
+        let mut st = self.shared.lock();
+        if let Some((record, _)) = st.streaming.as_mut() {
+            let mut usage = before.tokens;
+            usage.add(attempt);
+            let usage = serde_json::to_value(usage).expect("token counts serialize");
+            record.data.insert("usage".into(), usage);
             st.dirty = true;
             self.shared.wake.notify_one();
         }

@@ -82,6 +82,45 @@ pub struct IterationMetrics {
     /// The `Mmm-Status` trailer the iteration was recorded with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trailer_status: Option<IterationStatus>,
+    /// Attempts of the call cut short after the API had begun to bill them, already counted
+    /// in `tokens` and `cost_usd` (absent when there were none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interrupted: Option<Interrupted>,
+}
+
+/// Attempts of a model call that ended before their answer did (a stream that ended in an
+/// `error` event, was cut, or went silent), after `message_start` had reported the input they
+/// are billed for. Counted conservatively: the input and cache tokens as reported, the output
+/// as the larger of the last reported count and the text streamed at 3 bytes a token.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Interrupted {
+    /// How many attempts.
+    pub attempts: u32,
+    /// Their tokens.
+    #[serde(deserialize_with = "lenient")]
+    pub tokens: TokenUsage,
+    /// Their cost in USD.
+    pub cost_usd: f64,
+}
+
+impl Interrupted {
+    /// Bytes of streamed text counted as one output token: fewer than any tokenizer packs,
+    /// so that the estimate does not fall short of what was billed.
+    const BYTES_PER_TOKEN: usize = 3;
+
+    /// Adds one attempt that had reported `usage` and streamed `text_bytes` of text.
+    pub fn add_attempt(&mut self, usage: &TokenUsage, text_bytes: usize) {
+        if usage.total() == 0 {
+            return; // nothing began: an error status, a refused connection
+        }
+        let streamed = text_bytes.div_ceil(Self::BYTES_PER_TOKEN) as u64;
+        self.attempts += 1;
+        self.tokens.add(&TokenUsage {
+            output_tokens: usage.output_tokens.max(streamed),
+            ..*usage
+        });
+    }
 }
 
 impl Default for IterationMetrics {
@@ -108,6 +147,7 @@ impl Default for IterationMetrics {
             error: None,
             stop_reason: None,
             trailer_status: None,
+            interrupted: None,
         }
     }
 }
@@ -231,6 +271,45 @@ fn lenient<'de, D: Deserializer<'de>, T: Default + serde::de::DeserializeOwned>(
 mod tests {
     use super::*;
 
+    #[test]
+    fn interrupted_attempts_are_counted_conservatively() {
+        let mut lost = Interrupted::default();
+        let began = TokenUsage {
+            input_tokens: 100,
+            output_tokens: 1,
+            cache_read_input_tokens: 50,
+            ..TokenUsage::default()
+        };
+        // Cut after 30 bytes of text: at least 10 output tokens.
+        lost.add_attempt(&began, 30);
+        // An attempt refused before it began billed nothing.
+        lost.add_attempt(&TokenUsage::default(), 0);
+        // A later count above the estimate wins.
+        lost.add_attempt(
+            &TokenUsage {
+                output_tokens: 40,
+                ..began
+            },
+            3,
+        );
+        assert_eq!(lost.attempts, 2);
+        assert_eq!(lost.tokens.input_tokens, 200);
+        assert_eq!(lost.tokens.cache_read_input_tokens, 100);
+        assert_eq!(lost.tokens.output_tokens, 50);
+        let m = IterationMetrics {
+            interrupted: Some(lost),
+            ..IterationMetrics::default()
+        };
+        let back: IterationMetrics = serde_json::from_value(m.to_value()).expect("reads back");
+        assert_eq!(back.interrupted, Some(lost));
+        assert!(
+            IterationMetrics::default()
+                .to_value()
+                .get("interrupted")
+                .is_none()
+        );
+    }
+
     fn record(data: Value) -> Record {
         let Value::Object(data) = data else {
             panic!("an object")
@@ -318,8 +397,16 @@ mod tests {
         };
         assert_eq!(
             serde_json::to_string(&m.to_value()).expect("json"),
-            r#"{"agent":"api","cost_usd":0.0,"durations":{"agent_ms":2,"context_ms":1},"error":"boom","iteration":1,"model":"m","status":"error","stop_reason":"critical","tokens":{"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":0,"output_tokens":0},"trailer_status":"error"}"#
+            r#"{"agent":"api","cost_usd":0.0,"durations":{"agent_ms":2,"context_ms":1},"error":"boom","iteration":1,"model":"m","status":"error","stop_reason":"error","tokens":{"cache_creation_input_tokens":0,"cache_read_input_tokens":0,"input_tokens":0,"output_tokens":0},"trailer_status":"error"}"#
         );
+    }
+
+    #[test]
+    fn a_stop_reason_recorded_as_critical_reads_as_error() {
+        let old: StopReason = serde_json::from_str(r#""critical""#).expect("old name");
+        assert_eq!(old, StopReason::Critical);
+        assert_eq!(old.as_str(), "error");
+        assert_eq!(serde_json::to_string(&old).expect("json"), r#""error""#);
     }
 
     #[test]

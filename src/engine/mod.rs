@@ -10,6 +10,7 @@ pub mod budget;
 mod checkpoint;
 pub mod decide;
 pub mod metrics;
+pub mod plan;
 pub mod redact;
 pub mod run;
 pub mod schedule;

@@ -61,7 +61,9 @@ pub enum StopReason {
     /// A human stopped the loop (`git mmm stop`, Ctrl-C).
     Stopped,
     /// Authentication failed, a spend limit was hit, the agent failed repeatedly, or the
-    /// model's output was refused again and again.
+    /// model's output was refused again and again. Named `error`, as the iteration's status
+    /// and the docs name it (records written as `critical` still read).
+    #[serde(rename = "error", alias = "critical")]
     Critical,
     /// A required human checkpoint waits for approval.
     Checkpoint,
@@ -83,7 +85,7 @@ impl StopReason {
             StopReason::Stuck => "stuck",
             StopReason::NeedsReview => "needs-review",
             StopReason::Stopped => "stopped",
-            StopReason::Critical => "critical",
+            StopReason::Critical => "error",
             StopReason::Checkpoint => "checkpoint",
             StopReason::Superseded => "superseded",
             StopReason::Waiting => "waiting",
@@ -177,6 +179,8 @@ pub struct Job<'a> {
     pub templates: &'a Templates,
     /// Summaries of the specs this one depends on.
     pub dependency_summaries: Vec<(String, String)>,
+    /// Files the specs this one depends on changed (the context ranks them higher).
+    pub dependency_files: Vec<PathBuf>,
     /// Specs already complete.
     pub completed_specs: Vec<String>,
     /// Review feedback to give the model (from a human checkpoint or a pull request).
@@ -259,6 +263,19 @@ pub enum Event {
         delay_ms: u64,
         /// Why.
         reason: String,
+    },
+    /// A gate or an acceptance criterion's check starts.
+    Checking {
+        /// The spec.
+        spec: String,
+        /// The iteration.
+        iteration: u32,
+        /// The check's name (`build`, `test`, `criterion 2`, …).
+        name: String,
+        /// Its place among the iteration's checks, from 1.
+        index: usize,
+        /// How many checks the iteration runs.
+        total: usize,
     },
     /// A gate or an acceptance criterion's check finished.
     Checked {

@@ -20,7 +20,7 @@ use crate::apply::{ApplyPolicy, CommandPolicy};
 use crate::config::{AgentKind, CheckpointAfter, Config};
 use crate::context::{ContextOptions, Templates, TokenBudget};
 use crate::spec::{Spec, SpecSet};
-use crate::store::{IterationStatus, Store};
+use crate::store::{IterationStatus, StartFrom, Store};
 use crate::validate::{Gate, GateKind, GateOptions};
 
 use super::budget::{DailyLedger, Limits, Spent};
@@ -205,6 +205,7 @@ enum Message<E> {
 /// What the scheduler knows of a spec's dependencies when it starts it.
 struct Deps {
     summaries: Vec<(String, String)>,
+    files: Vec<PathBuf>,
     completed: Vec<String>,
 }
 
@@ -233,6 +234,7 @@ pub fn run<F: LoopFactory>(
                         let cancel = schedule.running.start(spec.id.as_str(), schedule.interrupt);
                         let deps = Deps {
                             summaries: dependency_summaries(store, spec),
+                            files: dependency_files(store, spec),
                             completed: queue.complete.iter().cloned().collect(),
                         };
                         let tx = tx.clone();
@@ -334,6 +336,31 @@ impl<'a> Queue<'a> {
     }
 }
 
+/// Where a spec's first iteration starts: the run's base, or, for a spec that depends on
+/// others (complete by now), their code: one dependency's branch, or a merge of several.
+/// `Ok(Err(reason))` when their branches conflict. A spec that has a branch continues from it.
+fn dependency_base(
+    store: &Store,
+    spec: &Spec,
+    base: Oid,
+) -> Result<Result<Oid, String>, crate::store::StoreError> {
+    let has_branch = store
+        .repo()
+        .find_reference(&crate::store::branch_ref(&spec.id))
+        .is_ok();
+    if spec.depends_on.is_empty() || has_branch {
+        return Ok(Ok(base));
+    }
+    Ok(match store.start_from(&spec.id, &spec.depends_on, base)? {
+        StartFrom::Commit(commit) => Ok(commit),
+        StartFrom::Conflict { specs, paths } => Err(format!(
+            "the branches of the specs it depends on ({}) conflict in {}; merge them by hand into one of them, or run them one after the other",
+            specs.join(", "),
+            paths.join(", ")
+        )),
+    })
+}
+
 /// The body of a loop's thread: runs the loop and reports, even when it panics, so that the
 /// scheduler never waits on it.
 fn run_thread<F: LoopFactory>(
@@ -376,12 +403,43 @@ fn run_one<F: LoopFactory>(
         settings.context.repo_map = false;
         settings.context.exclude.push("**".to_owned());
     }
+    let base = match dependency_base(&store, spec, schedule.base) {
+        Ok(Ok(base)) => base,
+        Ok(Err(detail)) => {
+            events(Event::Finished {
+                spec: spec.id.to_string(),
+                reason: StopReason::Critical,
+                detail: detail.clone(),
+                iterations: 0,
+                cost_usd: 0.0,
+                checkpoints: 0,
+            });
+            return Ok(Outcome {
+                spec: spec.id.to_string(),
+                run: String::new(),
+                reason: StopReason::Critical,
+                detail,
+                iterations: 0,
+                last_iteration: 0,
+                cost_usd: 0.0,
+                tokens: Default::default(),
+                checkpoints: 0,
+            });
+        }
+        Err(error) => {
+            return Err(LoopError::Engine {
+                spec: spec.id.to_string(),
+                error: error.into(),
+            });
+        }
+    };
     let job = Job {
         spec,
-        base: schedule.base,
+        base,
         settings,
         templates: schedule.templates,
         dependency_summaries: deps.summaries,
+        dependency_files: deps.files,
         completed_specs: deps.completed,
         review_feedback: Vec::new(),
     };
@@ -437,6 +495,79 @@ fn complete_specs(store: &Store, specs: &SpecSet) -> BTreeSet<String> {
         })
         .map(|s| s.spec.to_string())
         .collect()
+}
+
+/// What the context stage would be given for the first iteration of a new run of `spec` in
+/// `worktree`, with the settings that run would have (`git mmm context` shows its prompt): the
+/// dependencies' summaries and the complete specs from the store, no memory yet.
+pub fn preview_input(
+    config: &Config,
+    specs: &SpecSet,
+    spec: &Spec,
+    store: &Store,
+    worktree: &Path,
+) -> Result<(Settings, crate::context::ContextInput), UnknownAgent> {
+    let mut settings = settings(config, spec, Pinned::default(), &[]);
+    if agent_kind(config, spec)? == AgentKind::ClaudeCode {
+        // As `start_loop` does: Claude Code reads the files itself.
+        settings.context.repo_map = false;
+        settings.context.exclude.push("**".to_owned());
+    }
+    let input = crate::context::ContextInput {
+        worktree: worktree.to_path_buf(),
+        spec_id: spec.id.to_string(),
+        spec_content: spec.content.clone(),
+        criteria: spec
+            .criteria
+            .iter()
+            .map(|c| crate::context::CriterionView {
+                text: c.text.clone(),
+                verify: c.verify.clone(),
+                last_result: None,
+            })
+            .collect(),
+        context_globs: spec.context.clone(),
+        iteration: 1,
+        max_iterations: settings.max_iterations,
+        dependency_summaries: dependency_summaries(store, spec),
+        dependency_files: dependency_files(store, spec),
+        completed_specs: complete_specs(store, specs).into_iter().collect(),
+        budget: settings.token_budget,
+        options: settings.context.clone(),
+        ..Default::default()
+    };
+    Ok((settings, input))
+}
+
+/// The files the iterations of the specs `spec` depends on changed (their latest 50 each),
+/// as repository paths: the context ranks them higher.
+fn dependency_files(store: &Store, spec: &Spec) -> Vec<PathBuf> {
+    let repo = store.repo();
+    let mut files = BTreeSet::new();
+    for d in &spec.depends_on {
+        let Ok(history) = store.history(d) else {
+            continue;
+        };
+        for it in history.iter().rev().take(50) {
+            let Some(parent) = it.parent else {
+                continue;
+            };
+            let (Ok(new), Ok(old)) = (
+                repo.find_tree(it.tree),
+                repo.find_commit(parent).and_then(|c| c.tree()),
+            ) else {
+                continue;
+            };
+            let Ok(diff) = repo.diff_tree_to_tree(Some(&old), Some(&new), None) else {
+                continue;
+            };
+            files.extend(
+                diff.deltas()
+                    .filter_map(|d| d.new_file().path().map(Path::to_path_buf)),
+            );
+        }
+    }
+    files.into_iter().collect()
 }
 
 fn dependency_summaries(store: &Store, spec: &Spec) -> Vec<(String, String)> {
@@ -534,6 +665,19 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
             exclude: config.context.exclude.clone(),
             max_file_bytes: usize::try_from(config.context.max_file_bytes).unwrap_or(usize::MAX),
             repo_map: config.context.repo_map,
+            budget_tokens: usize::try_from(config.context.budget_tokens).unwrap_or(usize::MAX),
+            map_share: usize::try_from(config.context.map_share).unwrap_or(100),
+            files_share: usize::try_from(config.context.files_share).unwrap_or(100),
+            memory_share: usize::try_from(config.context.memory_share).unwrap_or(100),
+            // The spec is in the prompt already, and other specs are not code.
+            skip: config
+                .context
+                .skip
+                .iter()
+                .cloned()
+                .chain([format!("{}/**", config.specs.dir.trim_end_matches('/'))])
+                .collect(),
+            skip_generated: config.context.skip_generated,
         },
         token_budget: TokenBudget {
             window: usize::try_from(config.model.context_window).unwrap_or(usize::MAX),
@@ -622,7 +766,10 @@ mod tests {
     use crate::store::StoreOptions;
 
     fn spec(id: &str, front: &str) -> Spec {
-        let text = format!("+++\n{front}\n+++\n\n# {id}\n\n## Objective\n\nDo {id}.\n");
+        let text = format!(
+            "+++\n{front}\n+++\n\n# {id}\n\n## Objective\n\nDo {id}.\n\n\
+             ## Acceptance criteria\n\n- {id} is done\n"
+        );
         Spec::parse(Path::new(&format!("specs/{id}.md")), text.as_bytes()).expect("a spec")
     }
 

@@ -8,12 +8,15 @@ use std::ops::Range;
 use pulldown_cmark::{CodeBlockKind, Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
 use super::Criterion;
-use super::error::SpecErrorKind;
+use super::error::{Problem, SpecErrorKind};
 
 /// The parsed body of a spec.
 #[derive(Debug, Default)]
 pub(crate) struct Body {
     pub title: String,
+    /// Where the title is (line, column), or the start of the body when there is none: where
+    /// a missing section is reported.
+    pub title_at: (usize, usize),
     pub objective: String,
     pub criteria: Vec<Criterion>,
     pub context: Vec<String>,
@@ -80,10 +83,22 @@ impl Lines {
     pub(crate) fn line(&self, offset: usize) -> usize {
         self.starts.partition_point(|&s| s <= offset)
     }
+
+    /// The 1-based line and column (in characters) of a byte offset of `content`.
+    pub(crate) fn at(&self, content: &str, offset: usize) -> (usize, usize) {
+        let line = self.line(offset);
+        let start = self.starts[line - 1];
+        let column = content
+            .get(start..offset.min(content.len()))
+            .map_or(1, |s| s.chars().count() + 1);
+        (line, column)
+    }
 }
 
-/// Parses the body, which starts at byte `body_start` of `content`. Errors carry a file line.
-pub(crate) fn parse(content: &str, body_start: usize) -> Result<Body, (usize, SpecErrorKind)> {
+/// Parses the body, which starts at byte `body_start` of `content`: what it says, and every
+/// problem found in it (each with its file line and column).
+pub(crate) fn parse(content: &str, body_start: usize) -> (Body, Vec<Problem>) {
+    let mut problems = Vec::new();
     let lines = Lines::new(content);
     let body = &content[body_start..];
     let mut opts = Options::empty();
@@ -97,23 +112,31 @@ pub(crate) fn parse(content: &str, body_start: usize) -> Result<Body, (usize, Sp
 
     let headings = headings(&events);
     let title_idx = headings.iter().position(|h| h.level == HeadingLevel::H1);
+    let title_at = match title_idx {
+        Some(i) => lines.at(content, headings[i].range.start),
+        None => (
+            lines.line(body_start.min(content.len().saturating_sub(1))),
+            1,
+        ),
+    };
     let title = match title_idx {
         Some(i) if !headings[i].text.trim().is_empty() => headings[i].text.trim().to_owned(),
         Some(i) => {
-            return Err((
-                lines.line(headings[i].range.start),
-                SpecErrorKind::MissingTitle,
-            ));
+            let (line, column) = lines.at(content, headings[i].range.start);
+            problems.push(Problem::at(line, Some(column), SpecErrorKind::MissingTitle));
+            String::new()
         }
         None => {
             let line = lines.line(body_start.min(content.len().saturating_sub(1)));
-            return Err((line, SpecErrorKind::MissingTitle));
+            problems.push(Problem::at(line, Some(1), SpecErrorKind::MissingTitle));
+            String::new()
         }
     };
 
     let sections = sections(&headings, title_idx, body_start, content.len());
     let mut out = Body {
         title,
+        title_at,
         ..Body::default()
     };
     let mut objectives = Vec::new();
@@ -152,13 +175,13 @@ pub(crate) fn parse(content: &str, body_start: usize) -> Result<Body, (usize, Sp
             }
             Kind::Context => {
                 out.context
-                    .extend(context(&events, section, content, &lines)?);
+                    .extend(context(&events, section, content, &lines, &mut problems));
             }
         }
     }
     out.objective = objectives.join("\n\n");
     out.notes = notes.join("\n\n");
-    Ok(out)
+    (out, problems)
 }
 
 fn headings(events: &[(Event<'_>, Range<usize>)]) -> Vec<Heading> {
@@ -352,7 +375,8 @@ fn context(
     section: &Section,
     content: &str,
     lines: &Lines,
-) -> Result<Vec<String>, (usize, SpecErrorKind)> {
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
     let mut out = Vec::new();
     // (item range, first code span, first link target)
     let mut open: Vec<(Range<usize>, Option<String>, Option<String>)> = Vec::new();
@@ -375,7 +399,7 @@ fn context(
             }
             Event::End(TagEnd::Item) => {
                 if let Some((range, code, link)) = open.pop() {
-                    let line = lines.line(range.start);
+                    let (line, column) = lines.at(content, range.start);
                     let item = match code.or(link) {
                         Some(s) => s.trim().to_owned(),
                         None => first_word(&content[range]).to_owned(),
@@ -383,22 +407,20 @@ fn context(
                     if item.is_empty() {
                         continue;
                     }
-                    check_context_item(&item).map_err(|message| {
-                        (
+                    match check_context_item(&item) {
+                        Ok(()) => out.push(item),
+                        Err(message) => problems.push(Problem::at(
                             line,
-                            SpecErrorKind::BadContext {
-                                item: item.clone(),
-                                message,
-                            },
-                        )
-                    })?;
-                    out.push(item);
+                            Some(column),
+                            SpecErrorKind::BadContext { item, message },
+                        )),
+                    }
                 }
             }
             _ => {}
         }
     }
-    Ok(out)
+    out
 }
 
 /// The first word of a list item's source, after its marker and any checkbox.

@@ -17,8 +17,26 @@ pub struct SpecError {
     pub file: PathBuf,
     /// The 1-based line in `file`, when the problem has one.
     pub line: Option<usize>,
+    /// The 1-based column (in characters) on `line`, when the problem has one.
+    pub column: Option<usize>,
     /// What went wrong.
     pub kind: SpecErrorKind,
+}
+
+/// A problem found inside one file, before it is given the file's name: its line, its
+/// column when known, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Problem {
+    pub line: usize,
+    pub column: Option<usize>,
+    pub kind: SpecErrorKind,
+}
+
+impl Problem {
+    /// A problem at `line`, `column`.
+    pub(crate) fn at(line: usize, column: Option<usize>, kind: SpecErrorKind) -> Problem {
+        Problem { line, column, kind }
+    }
 }
 
 impl SpecError {
@@ -27,8 +45,15 @@ impl SpecError {
         SpecError {
             file: file.into(),
             line,
+            column: None,
             kind,
         }
+    }
+
+    /// The same error at `column` of its line.
+    pub fn with_column(mut self, column: Option<usize>) -> SpecError {
+        self.column = column;
+        self
     }
 
     /// What the user can do about it, when there is something useful to say.
@@ -39,9 +64,12 @@ impl SpecError {
 
 impl fmt::Display for SpecError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.line {
-            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.kind),
-            None => write!(f, "{}: {}", self.file.display(), self.kind),
+        match (self.line, self.column) {
+            (Some(line), Some(col)) => {
+                write!(f, "{}:{line}:{col}: {}", self.file.display(), self.kind)
+            }
+            (Some(line), None) => write!(f, "{}:{line}: {}", self.file.display(), self.kind),
+            (None, _) => write!(f, "{}: {}", self.file.display(), self.kind),
         }
     }
 }
@@ -132,6 +160,20 @@ pub enum SpecErrorKind {
     /// The spec has no `# Title` heading.
     #[error("spec has no title (a `# ` heading)")]
     MissingTitle,
+    /// The spec has no objective section, or an empty one.
+    #[error("spec has no objective (a `## Objective` section saying what to build)")]
+    MissingObjective,
+    /// The spec has no acceptance criteria and does not say it relies on the checks alone.
+    #[error("spec has no acceptance criteria")]
+    MissingCriteria,
+    /// A spec that depends on a spec that is broken (or itself excluded).
+    #[error("spec `{spec}` depends on `{broken}`, which has errors")]
+    BrokenDependency {
+        /// The spec that declares the dependency.
+        spec: String,
+        /// The dependency that could not be loaded.
+        broken: String,
+    },
     /// A context item that is not a usable path or glob.
     #[error("context item `{item}` is not a valid path or glob: {message}")]
     BadContext {
@@ -222,6 +264,15 @@ impl SpecErrorKind {
             SpecErrorKind::MissingTitle => {
                 "start the spec with a title line such as `# Add a login page`".to_owned()
             }
+            SpecErrorKind::MissingObjective => {
+                "add a `## Objective` section with a sentence or two on what the change must achieve".to_owned()
+            }
+            SpecErrorKind::MissingCriteria => {
+                "add a `## Acceptance criteria` list (each item may end with `verify: `cmd``), or write `criteria = \"none\"` in the front matter to let the checks of [validate] alone decide".to_owned()
+            }
+            SpecErrorKind::BrokenDependency { broken, .. } => {
+                format!("fix `{broken}` first (see its errors)")
+            }
             SpecErrorKind::BadContext { .. } => {
                 "write one path or glob per list item, e.g. `src/auth/**/*.rs`".to_owned()
             }
@@ -248,6 +299,7 @@ fn expected_for(key: &str) -> &'static str {
         "model" | "agent" => "write a string",
         "labels" => "write a list of strings, e.g. `labels = [\"auth\"]`",
         "timeout" => "write a duration such as \"30m\" or \"2h\"",
+        "criteria" => "write `criteria = \"none\"` (the checks alone decide), or leave it out",
         _ => "see the spec format in the README",
     }
 }

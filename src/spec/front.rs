@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::error::SpecErrorKind;
+use super::error::{Problem, SpecErrorKind};
 use super::{Priority, SpecId, yaml};
 
 /// The front-matter keys mmm knows.
@@ -18,6 +18,7 @@ pub(crate) const KNOWN_KEYS: &[&str] = &[
     "agent",
     "labels",
     "timeout",
+    "criteria",
 ];
 
 /// The front matter of one spec, checked.
@@ -32,6 +33,9 @@ pub(crate) struct Front {
     pub agent: Option<String>,
     pub labels: Vec<String>,
     pub timeout: Option<Duration>,
+    /// `criteria = "none"`: the spec has no acceptance criteria on purpose; the checks of
+    /// `[validate]` alone decide.
+    pub no_criteria: bool,
 }
 
 /// The front matter's text and where the body starts.
@@ -67,7 +71,7 @@ impl Format {
 }
 
 /// Splits front matter off the top of `content`. Errors carry a file line.
-pub(crate) fn split(content: &str) -> Result<Split<'_>, (usize, SpecErrorKind)> {
+pub(crate) fn split(content: &str) -> Result<Split<'_>, Problem> {
     let start = if content.starts_with('\u{feff}') {
         3
     } else {
@@ -104,30 +108,49 @@ pub(crate) fn split(content: &str) -> Result<Split<'_>, (usize, SpecErrorKind)> 
         }
         pos = end;
     }
-    Err((1, SpecErrorKind::UnterminatedFrontMatter(fence.to_owned())))
+    Err(Problem::at(
+        1,
+        Some(1),
+        SpecErrorKind::UnterminatedFrontMatter(fence.to_owned()),
+    ))
 }
 
-/// One top-level key with its value and file line.
+/// One top-level key with its value and file line and column.
 struct Entry {
     key: String,
     line: usize,
+    column: usize,
     value: serde_json::Value,
 }
 
-/// Parses and checks front matter. Errors carry a file line.
-pub(crate) fn parse(raw: &RawFront<'_>) -> Result<Front, (usize, SpecErrorKind)> {
-    let entries = entries(raw)?;
+/// Parses and checks front matter: the keys that are right, and a problem for every key that
+/// is not (a syntax error is the only problem, as nothing after it can be read).
+pub(crate) fn parse(raw: &RawFront<'_>) -> (Front, Vec<Problem>) {
     let mut front = Front::default();
-    for Entry { key, line, value } in entries {
-        let bad = |message: String| {
-            (
-                line,
-                SpecErrorKind::BadValue {
-                    key: key.clone(),
-                    message,
-                },
-            )
-        };
+    let entries = match entries(raw) {
+        Ok(entries) => entries,
+        Err(p) => return (front, vec![p]),
+    };
+    let mut problems = Vec::new();
+    for entry in entries {
+        let (line, column) = (entry.line, entry.column);
+        if let Err(kind) = take(&mut front, entry) {
+            problems.push(Problem::at(line, Some(column), kind));
+        }
+    }
+    (front, problems)
+}
+
+/// Checks one key and sets it in `front`.
+fn take(front: &mut Front, entry: Entry) -> Result<(), SpecErrorKind> {
+    let Entry {
+        key, line, value, ..
+    } = entry;
+    let bad = |message: String| SpecErrorKind::BadValue {
+        key: key.clone(),
+        message,
+    };
+    {
         match key.as_str() {
             "id" => front.id = Some((string(value).map_err(bad)?, line)),
             "priority" => {
@@ -136,9 +159,8 @@ pub(crate) fn parse(raw: &RawFront<'_>) -> Result<Front, (usize, SpecErrorKind)>
             "depends_on" => {
                 let mut ids = Vec::new();
                 for id in strings(value).map_err(bad)? {
-                    let id = SpecId::new(&id).map_err(|suggestion| {
-                        (line, SpecErrorKind::BadDependencyId { id, suggestion })
-                    })?;
+                    let id = SpecId::new(&id)
+                        .map_err(|suggestion| SpecErrorKind::BadDependencyId { id, suggestion })?;
                     ids.push(id);
                 }
                 front.depends_on = ids;
@@ -181,13 +203,17 @@ pub(crate) fn parse(raw: &RawFront<'_>) -> Result<Front, (usize, SpecErrorKind)>
                 }
                 front.timeout = Some(d);
             }
+            "criteria" => match string(value).map_err(bad)?.as_str() {
+                "none" => front.no_criteria = true,
+                other => return Err(bad(format!("`{other}` is not `none`"))),
+            },
             _ => {
                 let suggestion = closest_key(&key).map(str::to_owned);
-                return Err((line, SpecErrorKind::UnknownKey { key, suggestion }));
+                return Err(SpecErrorKind::UnknownKey { key, suggestion });
             }
         }
     }
-    Ok(front)
+    Ok(())
 }
 
 fn describe(value: &serde_json::Value) -> &'static str {
@@ -229,10 +255,11 @@ fn strings(value: serde_json::Value) -> Result<Vec<String>, String> {
     }
 }
 
-fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
-    let syntax = |line: usize, message: String| {
-        (
+fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, Problem> {
+    let syntax = |line: usize, column: Option<usize>, message: String| {
+        Problem::at(
             line,
+            column,
             SpecErrorKind::FrontMatterSyntax {
                 format: raw.format.name(),
                 message,
@@ -246,7 +273,8 @@ fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
         Format::Toml => {
             let table: toml::Table = toml::from_str(raw.text).map_err(|e| {
                 let line = e.span().map_or(0, |s| line_of_offset(raw.text, s.start));
-                syntax(line + raw.first_line, e.message().trim().to_owned())
+                let column = e.span().map(|s| column_of_offset(raw.text, s.start));
+                syntax(line + raw.first_line, column, e.message().trim().to_owned())
             })?;
             table
                 .into_iter()
@@ -254,14 +282,15 @@ fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
                 .collect::<Result<_, _>>()?
         }
         Format::Yaml => {
-            let front = yaml::parse(raw.text).map_err(|(line, message)| {
-                syntax(line.saturating_sub(1) + raw.first_line, message)
+            let front = yaml::parse(raw.text).map_err(|(line, column, message)| {
+                syntax(line.saturating_sub(1) + raw.first_line, column, message)
             })?;
             let mut pairs = Vec::new();
             for (k, v) in front.entries {
                 let serde_json::Value::String(k) = k else {
                     return Err(syntax(
                         raw.first_line,
+                        None,
                         format!("keys must be strings, found `{k}`"),
                     ));
                 };
@@ -272,10 +301,14 @@ fn entries(raw: &RawFront<'_>) -> Result<Vec<Entry>, (usize, SpecErrorKind)> {
     };
     let mut entries: Vec<Entry> = pairs
         .into_iter()
-        .map(|(key, value)| Entry {
-            line: key_line(raw, &key),
-            key,
-            value,
+        .map(|(key, value)| {
+            let (line, column) = key_line(raw, &key);
+            Entry {
+                line,
+                column,
+                key,
+                value,
+            }
         })
         .collect();
     // Report problems in the order they appear in the file.
@@ -288,16 +321,20 @@ fn json<T: serde::Serialize>(
     raw: &RawFront<'_>,
     key: String,
     value: &T,
-) -> Result<(String, serde_json::Value), (usize, SpecErrorKind)> {
+) -> Result<(String, serde_json::Value), Problem> {
     match serde_json::to_value(value) {
         Ok(v) => Ok((key, v)),
-        Err(e) => Err((
-            key_line(raw, &key),
-            SpecErrorKind::BadValue {
-                key,
-                message: e.to_string(),
-            },
-        )),
+        Err(e) => {
+            let (line, column) = key_line(raw, &key);
+            Err(Problem::at(
+                line,
+                Some(column),
+                SpecErrorKind::BadValue {
+                    key,
+                    message: e.to_string(),
+                },
+            ))
+        }
     }
 }
 
@@ -306,9 +343,16 @@ pub(crate) fn line_of_offset(text: &str, offset: usize) -> usize {
     crate::text::line_at(text, offset) - 1
 }
 
-/// The file line where a top-level key is written; the first front-matter line if it cannot
-/// be found (e.g. a TOML table header such as `[key]` spelled unusually).
-fn key_line(raw: &RawFront<'_>, key: &str) -> usize {
+/// The 1-based column (in characters) of a byte offset in `text`.
+pub(crate) fn column_of_offset(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    text.get(start..offset).map_or(1, |s| s.chars().count() + 1)
+}
+
+/// The file line and column where a top-level key is written; the first front-matter line if
+/// it cannot be found (e.g. a TOML table header such as `[key]` spelled unusually).
+fn key_line(raw: &RawFront<'_>, key: &str) -> (usize, usize) {
     for (i, line) in raw.text.lines().enumerate() {
         // Top-level keys in YAML are not indented; TOML allows indentation.
         if raw.format == Format::Yaml && line.starts_with([' ', '\t']) {
@@ -335,10 +379,11 @@ fn key_line(raw: &RawFront<'_>, key: &str) -> usize {
                 || sep.starts_with(']')
                 || sep.starts_with('.'))
         {
-            return raw.first_line + i;
+            let indent = line.len() - line.trim_start().len();
+            return (raw.first_line + i, line[..indent].chars().count() + 1);
         }
     }
-    raw.first_line
+    (raw.first_line, 1)
 }
 
 /// The known key closest to `key`, if it is close enough to be a typo.
@@ -367,10 +412,11 @@ mod tests {
             text: "id: x\n1: y\n",
             first_line: 2,
         };
-        let (line, kind) = parse(&raw).expect_err("a number as key");
-        assert_eq!(line, 2);
+        let (_, problems) = parse(&raw);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].line, 2);
         assert_eq!(
-            kind.to_string(),
+            problems[0].kind.to_string(),
             "invalid YAML front matter: keys must be strings, found `1`"
         );
     }
@@ -385,6 +431,6 @@ mod tests {
         let s = split("# T\n---\n").expect("none");
         assert!(s.front.is_none());
         let e = split("---\nid: x\n").err().expect("unterminated");
-        assert_eq!(e.0, 1);
+        assert_eq!(e.line, 1);
     }
 }

@@ -4,6 +4,7 @@
 //! Owns: ordering for scheduling. Must not touch: files, git.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use super::error::{SpecError, SpecErrorKind, SpecErrors};
 use super::{Priority, Spec, SpecId};
@@ -20,6 +21,25 @@ impl SpecSet {
     /// Checks ids and dependencies of `specs` (in file order, which decides which file of a
     /// duplicate pair is reported) and computes the order. Reports every problem found.
     pub fn new(specs: Vec<Spec>) -> Result<SpecSet, SpecErrors> {
+        match SpecSet::sound(specs, &[]) {
+            (set, errors) if errors.is_empty() => Ok(set),
+            (_, errors) => Err(SpecErrors(errors)),
+        }
+    }
+
+    /// A set without specs.
+    pub fn empty() -> SpecSet {
+        SpecSet {
+            specs: BTreeMap::new(),
+            order: Vec::new(),
+        }
+    }
+
+    /// The sound part of `specs` and the problems of the rest: a second spec with an id
+    /// already taken, a spec whose dependency is missing (or is one of the `broken` files,
+    /// which did not parse), the specs of a cycle, and every spec that depends on one left out
+    /// are left out, each with an error; the others are ordered.
+    pub fn sound(specs: Vec<Spec>, broken: &[PathBuf]) -> (SpecSet, Vec<SpecError>) {
         let mut errors = Vec::new();
         let mut map: BTreeMap<SpecId, Spec> = BTreeMap::new();
         for spec in specs {
@@ -36,28 +56,76 @@ impl SpecSet {
             }
             map.insert(spec.id.clone(), spec);
         }
-        for spec in map.values() {
-            for dep in &spec.depends_on {
-                if !map.contains_key(dep) {
-                    errors.push(SpecError::new(
-                        &spec.path,
-                        spec.depends_on_line,
+        let is_broken = |id: &SpecId| {
+            broken
+                .iter()
+                .any(|p| p.file_stem().is_some_and(|s| s == id.as_str()))
+        };
+        // Leave out, until none is left to leave out, every spec with a dependency that is
+        // not in the set; a dependency left out earlier is broken, not missing.
+        let mut left_out: BTreeSet<SpecId> = BTreeSet::new();
+        loop {
+            let mut out = Vec::new();
+            for spec in map.values() {
+                if let Some(dep) = spec.depends_on.iter().find(|d| !map.contains_key(*d)) {
+                    let kind = if left_out.contains(dep) || is_broken(dep) {
+                        SpecErrorKind::BrokenDependency {
+                            spec: spec.id.to_string(),
+                            broken: dep.to_string(),
+                        }
+                    } else {
                         SpecErrorKind::MissingDependency {
                             spec: spec.id.to_string(),
                             missing: dep.to_string(),
-                        },
-                    ));
+                        }
+                    };
+                    errors.push(SpecError::new(&spec.path, spec.depends_on_line, kind));
+                    out.push(spec.id.clone());
                 }
             }
-        }
-        match topo_order(&map) {
-            Ok(order) if errors.is_empty() => Ok(SpecSet { specs: map, order }),
-            Ok(_) => Err(SpecErrors(errors)),
-            Err(SpecErrors(cycles)) => {
-                errors.extend(cycles);
-                Err(SpecErrors(errors))
+            if out.is_empty() {
+                break;
+            }
+            for id in out {
+                map.remove(&id);
+                left_out.insert(id);
             }
         }
+        let (order, cycles) = topo_order(&map);
+        let in_cycle: BTreeSet<String> = cycles
+            .iter()
+            .flat_map(|e| match &e.kind {
+                SpecErrorKind::Cycle(ids) => ids.clone(),
+                _ => Vec::new(),
+            })
+            .collect();
+        errors.extend(cycles);
+        let ordered: BTreeSet<&SpecId> = order.iter().collect();
+        let stuck: BTreeSet<SpecId> = map
+            .keys()
+            .filter(|id| !ordered.contains(id))
+            .cloned()
+            .collect();
+        for id in &stuck {
+            let spec = &map[id];
+            // A spec behind a cycle, not in it: its dependency is left out.
+            if !in_cycle.contains(id.as_str())
+                && let Some(dep) = spec.depends_on.iter().find(|d| stuck.contains(*d))
+            {
+                errors.push(SpecError::new(
+                    &spec.path,
+                    spec.depends_on_line,
+                    SpecErrorKind::BrokenDependency {
+                        spec: id.to_string(),
+                        broken: dep.to_string(),
+                    },
+                ));
+            }
+        }
+        for id in &stuck {
+            map.remove(id);
+        }
+        (SpecSet { specs: map, order }, errors)
     }
 
     /// The spec with this id.
@@ -130,9 +198,9 @@ impl<'a> IntoIterator for &'a SpecSet {
 }
 
 /// Kahn's algorithm with a ready set ordered by (priority, id), ignoring dependencies that
-/// are not in `map`. On a cycle, reports each distinct cycle once, starting at its smallest
-/// id.
-fn topo_order(map: &BTreeMap<SpecId, Spec>) -> Result<Vec<SpecId>, SpecErrors> {
+/// are not in `map`: the order of every spec not in or behind a cycle, and each distinct
+/// cycle once, starting at its smallest id.
+fn topo_order(map: &BTreeMap<SpecId, Spec>) -> (Vec<SpecId>, Vec<SpecError>) {
     let mut missing: BTreeMap<&SpecId, usize> = BTreeMap::new();
     let mut dependents: BTreeMap<&SpecId, Vec<&SpecId>> = BTreeMap::new();
     for spec in map.values() {
@@ -165,7 +233,7 @@ fn topo_order(map: &BTreeMap<SpecId, Spec>) -> Result<Vec<SpecId>, SpecErrors> {
         }
     }
     if order.len() == map.len() {
-        return Ok(order);
+        return (order, Vec::new());
     }
     // Every spec left has a dependency that is also left, so walking dependencies from any
     // of them must come back to a spec already visited: that closes a cycle.
@@ -213,5 +281,5 @@ fn topo_order(map: &BTreeMap<SpecId, Spec>) -> Result<Vec<SpecId>, SpecErrors> {
             SpecErrorKind::Cycle(names),
         ));
     }
-    Err(SpecErrors(errors))
+    (order, errors)
 }

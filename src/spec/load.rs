@@ -14,9 +14,12 @@ use super::{Spec, SpecSet};
 /// without reading them.
 pub const MAX_SPEC_BYTES: u64 = 1024 * 1024;
 
-/// Reads and parses one spec file, `root/rel`. Errors name `rel`.
-pub fn load_file(root: &Path, rel: &Path) -> Result<Spec, SpecError> {
-    let io = |e: std::io::Error| SpecError::new(rel, None, SpecErrorKind::Io(e.to_string()));
+/// Reads and parses one spec file, `root/rel`: the spec, or every problem in it. Errors name
+/// `rel`.
+pub fn load_file(root: &Path, rel: &Path) -> Result<Spec, SpecErrors> {
+    let io = |e: std::io::Error| {
+        SpecErrors::from(SpecError::new(rel, None, SpecErrorKind::Io(e.to_string())))
+    };
     let full = root.join(rel);
     let size = fs::metadata(&full).map_err(io)?.len();
     if size > MAX_SPEC_BYTES {
@@ -27,7 +30,8 @@ pub fn load_file(root: &Path, rel: &Path) -> Result<Spec, SpecError> {
                 size,
                 limit: MAX_SPEC_BYTES,
             },
-        ));
+        )
+        .into());
     }
     let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     // The file may grow between the metadata call and the read: never read past the limit.
@@ -44,52 +48,84 @@ pub fn load_file(root: &Path, rel: &Path) -> Result<Spec, SpecError> {
                 size: bytes.len() as u64,
                 limit: MAX_SPEC_BYTES,
             },
-        ));
+        )
+        .into());
     }
     Spec::parse(rel, &bytes)
 }
 
+/// What [`discover`] found: the specs that are sound, and every problem of the others.
+#[derive(Debug, Clone)]
+pub struct Discovered {
+    /// Every spec that parsed and whose dependencies are sound, in dependency order.
+    pub specs: SpecSet,
+    /// Every problem found, in file order: broken files (every problem of each), duplicate
+    /// ids, missing or broken dependencies, cycles, an unreadable spec directory.
+    pub errors: Vec<SpecError>,
+}
+
+impl Discovered {
+    /// The specs, or every problem when there is one.
+    pub fn strict(self) -> Result<SpecSet, SpecErrors> {
+        if self.errors.is_empty() {
+            Ok(self.specs)
+        } else {
+            Err(SpecErrors(self.errors))
+        }
+    }
+
+    /// Whether `id` may name a spec that has errors: a file whose stem is `id`, or a spec
+    /// with that id, is among the errors. A command told about such an id says it is broken
+    /// rather than unknown. When the spec directory cannot be read, any id may be.
+    pub fn may_be_broken(&self, id: &str) -> bool {
+        self.errors.iter().any(|e| {
+            matches!(e.kind, SpecErrorKind::MissingDir | SpecErrorKind::NotADir)
+                || e.file.file_stem().is_some_and(|s| s == id)
+                || matches!(&e.kind, SpecErrorKind::BrokenDependency { spec, .. } if spec == id)
+                || matches!(&e.kind, SpecErrorKind::Cycle(ids) if ids.iter().any(|i| i == id))
+        })
+    }
+}
+
 /// Finds every `*.md` file under `root/spec_dir` (recursively, in sorted order, skipping
-/// hidden files and directories and symlinked directories), parses them all, and checks ids
-/// and dependencies.
+/// hidden files and directories and symlinked directories), parses each on its own, and
+/// checks ids and dependencies.
 ///
-/// Every broken file is reported, not just the first. `spec_dir` is relative to `root`;
-/// errors name files as `spec_dir/...`.
-pub fn discover(root: &Path, spec_dir: &Path) -> Result<SpecSet, SpecErrors> {
+/// One bad spec stays one bad spec: the others are returned as they are, and every problem is
+/// reported (every problem of each broken file, not just the first). A spec that depends on a
+/// broken, missing or cyclic spec is left out with an error of its own. `spec_dir` is
+/// relative to `root`; errors name files as `spec_dir/...`.
+pub fn discover(root: &Path, spec_dir: &Path) -> Discovered {
+    let fail = |kind| Discovered {
+        specs: SpecSet::empty(),
+        errors: vec![SpecError::new(spec_dir, None, kind)],
+    };
     let dir = root.join(spec_dir);
     match fs::metadata(&dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(SpecError::new(spec_dir, None, SpecErrorKind::NotADir).into()),
+        Ok(_) => return fail(SpecErrorKind::NotADir),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SpecError::new(spec_dir, None, SpecErrorKind::MissingDir).into());
+            return fail(SpecErrorKind::MissingDir);
         }
-        Err(e) => {
-            return Err(SpecError::new(spec_dir, None, SpecErrorKind::Io(e.to_string())).into());
-        }
+        Err(e) => return fail(SpecErrorKind::Io(e.to_string())),
     }
     let mut files = Vec::new();
     let mut errors = Vec::new();
     walk(root, spec_dir, &mut files, &mut errors);
     let mut specs = Vec::new();
+    let mut broken = Vec::new();
     for rel in files {
         match load_file(root, &rel) {
             Ok(spec) => specs.push(spec),
-            Err(e) => errors.push(e),
+            Err(SpecErrors(mut e)) => {
+                broken.push(rel);
+                errors.append(&mut e);
+            }
         }
     }
-    match SpecSet::new(specs) {
-        Ok(set) if errors.is_empty() => Ok(set),
-        Ok(_) => Err(SpecErrors(errors)),
-        Err(SpecErrors(more)) => {
-            // A dependency on a spec that failed to parse is not missing, only broken: do not
-            // report it twice.
-            let parse_failed = !errors.is_empty();
-            errors.extend(more.into_iter().filter(|e| {
-                !(parse_failed && matches!(e.kind, SpecErrorKind::MissingDependency { .. }))
-            }));
-            Err(SpecErrors(errors))
-        }
-    }
+    let (set, mut more) = SpecSet::sound(specs, &broken);
+    errors.append(&mut more);
+    Discovered { specs: set, errors }
 }
 
 /// Collects spec files under `root/rel` into `files` (relative paths), sorted by name at

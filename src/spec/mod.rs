@@ -35,9 +35,10 @@ mod yaml;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use error::Problem;
 pub use error::{SpecError, SpecErrorKind, SpecErrors};
 pub use graph::SpecSet;
-pub use load::{MAX_SPEC_BYTES, discover, load_file};
+pub use load::{Discovered, MAX_SPEC_BYTES, discover, load_file};
 
 use std::fmt;
 
@@ -188,12 +189,13 @@ fn ser_duration<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::O
 
 impl Spec {
     /// Parses a spec from its bytes. `path` (relative to the repository root) names the file
-    /// in errors and gives the id when the front matter has none.
-    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Spec, SpecError> {
+    /// in errors and gives the id when the front matter has none. Every problem found is
+    /// reported, in file order, as a compiler does: a broken front matter does not hide the
+    /// problems of the body.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Spec, SpecErrors> {
         let err = |line: Option<usize>, kind| SpecError::new(path, line, kind);
-        let at = |(line, kind): (usize, SpecErrorKind)| SpecError::new(path, Some(line), kind);
         if bytes.contains(&0) {
-            return Err(err(None, SpecErrorKind::Binary));
+            return Err(err(None, SpecErrorKind::Binary).into());
         }
         let content = match std::str::from_utf8(bytes) {
             Ok(s) => s,
@@ -203,68 +205,121 @@ impl Spec {
                     .filter(|&&b| b == b'\n')
                     .count()
                     + 1;
-                return Err(err(Some(line), SpecErrorKind::NotUtf8));
+                return Err(err(Some(line), SpecErrorKind::NotUtf8).into());
             }
         };
         if content.trim_start_matches('\u{feff}').trim().is_empty() {
-            return Err(err(None, SpecErrorKind::Empty));
+            return Err(err(None, SpecErrorKind::Empty).into());
         }
-        let split = front::split(content).map_err(at)?;
+        let mut problems = Vec::new();
+        let split = front::split(content).map_err(|p| SpecErrors(vec![located(path, p)]))?;
         let front = match &split.front {
-            Some(raw) => front::parse(raw).map_err(at)?,
+            Some(raw) => {
+                let (front, mut found) = front::parse(raw);
+                problems.append(&mut found);
+                front
+            }
             None => front::Front::default(),
         };
-        let body = body::parse(content, split.body_start).map_err(at)?;
-        let id = match &front.id {
-            Some((id, line)) => SpecId::new(id).map_err(|suggestion| {
-                err(
-                    Some(*line),
+        let (body, mut found) = body::parse(content, split.body_start);
+        problems.append(&mut found);
+        let (line, column) = body.title_at;
+        if !body.title.is_empty() && body.objective.trim().is_empty() {
+            problems.push(Problem::at(
+                line,
+                Some(column),
+                SpecErrorKind::MissingObjective,
+            ));
+        }
+        if !body.title.is_empty() && body.criteria.is_empty() && !front.no_criteria {
+            problems.push(Problem::at(
+                line,
+                Some(column),
+                SpecErrorKind::MissingCriteria,
+            ));
+        }
+        let id = spec_id(path, &front, &mut problems);
+        let mut errors: Vec<SpecError> = Vec::new();
+        let revision = match git2::Oid::hash_object(git2::ObjectType::Blob, bytes) {
+            Ok(oid) => oid.to_string(),
+            Err(e) => {
+                errors.push(err(None, SpecErrorKind::Io(e.message().to_owned())));
+                String::new()
+            }
+        };
+        problems.sort_by_key(|p| (p.line, p.column));
+        errors.splice(0..0, problems.into_iter().map(|p| located(path, p)));
+        match id {
+            Some(id) if errors.is_empty() => Ok(Spec {
+                id,
+                path: path.to_owned(),
+                revision,
+                priority: front.priority,
+                depends_on: front.depends_on,
+                max_iterations: front.max_iterations,
+                model: front.model,
+                agent: front.agent,
+                labels: front.labels,
+                timeout: front.timeout,
+                title: body.title,
+                objective: body.objective,
+                criteria: body.criteria,
+                context: body.context,
+                notes: body.notes,
+                content: content.to_owned(),
+                depends_on_line: front.depends_on_line,
+            }),
+            _ => Err(SpecErrors(errors)),
+        }
+    }
+}
+
+/// A problem of the file at `path` as an error naming it.
+fn located(path: &Path, p: Problem) -> SpecError {
+    SpecError::new(path, Some(p.line).filter(|l| *l > 0), p.kind).with_column(p.column)
+}
+
+/// The spec's id: the front matter's `id`, or the file stem. A bad one is a problem (with no
+/// line when it comes from the file name, which is put first).
+fn spec_id(path: &Path, front: &front::Front, problems: &mut Vec<Problem>) -> Option<SpecId> {
+    match &front.id {
+        Some((id, line)) => match SpecId::new(id) {
+            Ok(id) => Some(id),
+            Err(suggestion) => {
+                problems.push(Problem::at(
+                    *line,
+                    None,
                     SpecErrorKind::BadId {
                         id: id.clone(),
                         from_file_name: false,
                         suggestion,
                     },
-                )
-            })?,
-            None => {
-                let stem = path
-                    .file_stem()
-                    .map(|s| s.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                SpecId::new(&stem).map_err(|suggestion| {
-                    err(
+                ));
+                None
+            }
+        },
+        None => {
+            let stem = path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            match SpecId::new(&stem) {
+                Ok(id) => Some(id),
+                Err(suggestion) => {
+                    // Line 0 sorts first and is shown without a line.
+                    problems.push(Problem::at(
+                        0,
                         None,
                         SpecErrorKind::BadId {
-                            id: stem.clone(),
+                            id: stem,
                             from_file_name: true,
                             suggestion,
                         },
-                    )
-                })?
+                    ));
+                    None
+                }
             }
-        };
-        let revision = git2::Oid::hash_object(git2::ObjectType::Blob, bytes)
-            .map_err(|e| err(None, SpecErrorKind::Io(e.message().to_owned())))?
-            .to_string();
-        Ok(Spec {
-            id,
-            path: path.to_owned(),
-            revision,
-            priority: front.priority,
-            depends_on: front.depends_on,
-            max_iterations: front.max_iterations,
-            model: front.model,
-            agent: front.agent,
-            labels: front.labels,
-            timeout: front.timeout,
-            title: body.title,
-            objective: body.objective,
-            criteria: body.criteria,
-            context: body.context,
-            notes: body.notes,
-            content: content.to_owned(),
-            depends_on_line: front.depends_on_line,
-        })
+        }
     }
 }
 
@@ -325,15 +380,72 @@ mod parse_tests {
     use super::*;
 
     fn parse(s: &str) -> Result<Spec, SpecError> {
-        Spec::parse(Path::new("specs/x.md"), s.as_bytes())
+        parse_all(s).map_err(|e| e[0].clone())
     }
+
+    fn parse_all(s: &str) -> Result<Spec, Vec<SpecError>> {
+        Spec::parse(Path::new("specs/x.md"), s.as_bytes()).map_err(|e| e.0)
+    }
+
+    /// An objective and a criterion, so that a test is about something else.
+    const REST: &str = "## Objective\nDo it.\n## Acceptance criteria\n- done\n";
 
     #[test]
     fn byte_order_mark_is_tolerated() {
-        let s = parse("\u{feff}# Title\n").expect("bom, no front matter");
+        let s = parse(&format!("\u{feff}# Title\n{REST}")).expect("bom, no front matter");
         assert_eq!(s.title, "Title");
-        let s = parse("\u{feff}+++\npriority = \"low\"\n+++\n# Title\n").expect("bom + toml");
+        let s = parse(&format!(
+            "\u{feff}+++\npriority = \"low\"\n+++\n# Title\n{REST}"
+        ))
+        .expect("bom + toml");
         assert_eq!(s.priority, Priority::Low);
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_line_and_column() {
+        let text = "+++\nprority = \"high\"\n  timeout = \"soon\"\nmax_iterations = 0\n+++\n\
+                    # T\n## Context\n- `/etc/passwd`\n  - `../up`\n";
+        let errors = parse_all(text).expect_err("broken");
+        let shown: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            shown,
+            [
+                "specs/x.md:2:1: unknown front-matter key `prority` (did you mean `priority`?)",
+                "specs/x.md:3:3: front-matter key `timeout`: `soon` is not a duration",
+                "specs/x.md:4:1: front-matter key `max_iterations`: 0 is not a whole number from 1 to 10000",
+                "specs/x.md:6:1: spec has no objective (a `## Objective` section saying what to build)",
+                "specs/x.md:6:1: spec has no acceptance criteria",
+                "specs/x.md:8:1: context item `/etc/passwd` is not a valid path or glob: it must be relative to the repository root",
+                "specs/x.md:9:3: context item `../up` is not a valid path or glob: it must not leave the repository (`..`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_spec_needs_an_objective_and_criteria_unless_it_says_none() {
+        let e = parse_all("# T\n## Acceptance criteria\n- done\n").expect_err("no objective");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].kind, SpecErrorKind::MissingObjective);
+        let e = parse_all("# T\n## Objective\n\n## Criteria\n- x\n").expect_err("empty");
+        assert_eq!(e[0].kind, SpecErrorKind::MissingObjective);
+        let e = parse_all("# T\n## Objective\nDo it.\n").expect_err("no criteria");
+        assert_eq!(e.len(), 1);
+        assert_eq!(e[0].kind, SpecErrorKind::MissingCriteria);
+        assert!(
+            e[0].hint()
+                .is_some_and(|h| h.contains("criteria = \"none\""))
+        );
+        let s = parse("+++\ncriteria = \"none\"\n+++\n# T\n## Objective\nDo it.\n")
+            .expect("the checks alone decide");
+        assert!(s.criteria.is_empty());
+        let s = parse("---\ncriteria: none\n---\n# T\n## Objective\nDo it.\n").expect("yaml");
+        assert!(s.criteria.is_empty());
+        let e = parse("+++\ncriteria = \"some\"\n+++\n# T\n## Objective\nDo it.\n")
+            .expect_err("only none");
+        assert_eq!(
+            e.to_string(),
+            "specs/x.md:2:1: front-matter key `criteria`: `some` is not `none`"
+        );
     }
 
     #[test]
@@ -425,17 +537,20 @@ mod parse_tests {
 
     #[test]
     fn context_rejects_absolute_paths() {
-        let e = parse("# T\n## Context\n- `/etc/passwd`\n").expect_err("absolute");
+        let e = parse(&format!("# T\n## Context\n- `/etc/passwd`\n{REST}")).expect_err("absolute");
         assert_eq!(e.line, Some(3));
         assert!(e.to_string().contains("relative to the repository root"));
     }
 
     #[test]
     fn table_in_front_matter_is_an_unknown_key() {
-        let e = parse("+++\nlabels = []\n[loop]\nmax = 1\n+++\n# T").expect_err("table");
+        let e = parse(&format!(
+            "+++\nlabels = []\n[loop]\nmax = 1\n+++\n# T\n{REST}"
+        ))
+        .expect_err("table");
         assert_eq!(
             e.to_string(),
-            "specs/x.md:3: unknown front-matter key `loop`"
+            "specs/x.md:3:1: unknown front-matter key `loop`"
         );
     }
 }

@@ -22,8 +22,9 @@ pub(crate) struct YamlFront {
 /// laughs") after a few kilobytes of work.
 const MAX_REPLAYED_EVENTS: usize = 10_000;
 
-/// Reads YAML front matter. An error is the 1-based line within `text` and a message.
-pub(crate) fn parse(text: &str) -> Result<YamlFront, (usize, String)> {
+/// Reads YAML front matter. An error is the 1-based line within `text`, the column when
+/// known, and a message.
+pub(crate) fn parse(text: &str) -> Result<YamlFront, (usize, Option<usize>, String)> {
     let mut options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::Error,
         strict_booleans: true,
@@ -35,19 +36,27 @@ pub(crate) fn parse(text: &str) -> Result<YamlFront, (usize, String)> {
         Ok(Shape::Empty) => Ok(YamlFront {
             entries: Vec::new(),
         }),
-        Ok(Shape::List) => Err((1, "expected `key: value` lines, found a list".to_owned())),
+        Ok(Shape::List) => Err((
+            1,
+            Some(1),
+            "expected `key: value` lines, found a list".to_owned(),
+        )),
         Ok(Shape::Scalar) => Err((
             1,
+            Some(1),
             "expected `key: value` lines, found a single value".to_owned(),
         )),
         Err(e) => {
             let e = e.without_snippet();
-            let line = e
-                .location()
+            let location = e.location();
+            let line = location
                 .and_then(|l| usize::try_from(l.line()).ok())
                 .filter(|l| *l > 0)
                 .unwrap_or(1);
-            Err((line, message(&e.to_string())))
+            let column = location
+                .and_then(|l| usize::try_from(l.column()).ok())
+                .filter(|c| *c > 0);
+            Err((line, column, message(&e.to_string())))
         }
     }
 }
@@ -175,18 +184,23 @@ mod tests {
     fn other_shapes_and_syntax_errors_name_a_line() {
         assert_eq!(
             parse("- a\n- b\n").err(),
-            Some((1, "expected `key: value` lines, found a list".to_owned()))
+            Some((
+                1,
+                Some(1),
+                "expected `key: value` lines, found a list".to_owned()
+            ))
         );
         assert_eq!(
-            parse("just text\n").err().map(|e| e.1),
+            parse("just text\n").err().map(|e| e.2),
             Some("expected `key: value` lines, found a single value".to_owned())
         );
-        let (line, message) = parse("priority: high\nlabels: [a, b\nmodel: x\n").expect_err("bad");
+        let (line, _, message) =
+            parse("priority: high\nlabels: [a, b\nmodel: x\n").expect_err("bad");
         assert!(line >= 2, "line {line}: {message}");
         assert!(!message.contains(" at line "), "{message}");
         assert_eq!(
             parse("id: a\nid: b\n").err(),
-            Some((2, "duplicate key `id`".to_owned()))
+            Some((2, Some(1), "duplicate key `id`".to_owned()))
         );
     }
 
@@ -204,7 +218,7 @@ mod tests {
         }
         text.push_str("labels: *i\n");
         let started = std::time::Instant::now();
-        let (line, message) = parse(&text).expect_err("refused");
+        let (line, _, message) = parse(&text).expect_err("refused");
         assert!(started.elapsed() < std::time::Duration::from_secs(2));
         assert!(line >= 1, "{message}");
         assert!(message.contains("alias bomb"), "{message}");

@@ -2,7 +2,8 @@
 //! as JSON Lines notes, wip checkpoints, the archive, rollback and `doctor`.
 //!
 //! Owns: every write to mmm's refs, in the crash-safe order of `reference/git-state.md`.
-//! Must not touch: the terminal, the process environment, the network, work trees' files.
+//! Must not touch: the terminal, the process environment, work trees' files, the network
+//! (except `sync.rs`, through the `git` command).
 //!
 //! # Layout
 //!
@@ -62,19 +63,21 @@
 //! Rooms move refs only through `refs.rs` (`Store::cas_ref`, `Store::delete_ref`), never with
 //! git2's `reference()`: every move is then a compare-and-swap, synced, with a reflog.
 //!
-//! Exchanging mmm's refs with a remote (fetch, integrate, push) will be a room of its own,
-//! `sync.rs`, built the same way: an `impl Store` block whose ref moves go through `refs.rs`.
-//! It does not exist yet.
+//! Exchanging mmm's refs with a remote (fetch, integrate, push) is the room `sync.rs`, built
+//! the same way: an `impl Store` block whose ref moves go through `refs.rs`. It is the one room
+//! that reaches the network, and only by running `git`.
 
 mod doctor;
 mod locks;
 mod notes;
 mod pack;
 mod read;
+mod rebase;
 pub mod record;
 mod refs;
 mod rollback;
 mod runs;
+mod sync;
 pub mod trailers;
 mod write;
 
@@ -92,10 +95,15 @@ pub use doctor::{
 };
 pub use locks::{LOCK_STALE_AFTER, LockFile};
 pub use read::{Iteration, IterationDetail, SYSTEM_SAME_AS, SpecState};
+pub use rebase::{Fresh, Rebase, StartFrom};
 pub use record::{IterationStatus, RECORD_VERSION, Record};
 pub use refs::{archive_ref, branch_ref, metrics_ref, transcripts_ref, wip_ref};
 pub use rollback::Rollback;
 pub use runs::{Claim, Holder, RunFile, host_name};
+pub use sync::{
+    ARCHIVE_MERGE, SpecSync, SpecSyncStatus, SyncError, SyncOptions, SyncReport, fetch_refspecs,
+    merge_note_text, tracking_ref,
+};
 pub use write::{NewIteration, Recorded, Run};
 
 /// The names of the steps of the write protocol at which [`StoreOptions::kill_point`] can stop
@@ -307,6 +315,9 @@ pub struct StoreOptions {
     /// Whether new packs and moved refs are flushed to the disk (`fsync`) before the store
     /// goes on. Always `true` in mmm; `false` only to measure what the syncing costs.
     pub sync: bool,
+    /// Where to push each recorded iteration and checkpoint (`git mmm run --push`), best
+    /// effort: `None` in normal use. See `sync.rs`.
+    pub push: Option<SyncOptions>,
 }
 
 impl StoreOptions {
@@ -319,6 +330,7 @@ impl StoreOptions {
             name: "mmm".into(),
             email: "mmm@localhost".into(),
             sync: true,
+            push: None,
         }
     }
 }

@@ -247,6 +247,7 @@ impl Store {
             });
         }
         self.step("after-checkpoint");
+        self.push_wip(&name);
         run.wip = Some(c);
         run.checkpoints = n;
         Ok(c)
@@ -327,15 +328,21 @@ impl Store {
             self.archive(&spec, commit, ArchiveKind::Superseded, &[])?;
             self.resync(run)?;
         }
+        // With `run --push`: the remote's iterations win, so ours may be archived there.
+        let kept = !won || self.push_recorded(&spec, commit)?;
+        if !kept {
+            self.resync(run)?;
+        }
         Ok(Recorded {
             commit,
             iteration: n,
-            superseded: !won,
+            superseded: !won || !kept,
         })
     }
 
     /// Ends a run: deletes its wip ref (its iterations carry the transcripts).
     pub fn finish_run(&self, run: &Run) -> Result<()> {
+        self.push_wip_deleted(&wip_ref(&run.spec, &run.id));
         self.delete_ref(&wip_ref(&run.spec, &run.id))?;
         self.merge_packs()
     }

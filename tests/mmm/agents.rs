@@ -368,7 +368,7 @@ fn claude_code_failures_are_reported_by_their_cause() {
     for (step, message, hint) in cases {
         let (code, done, m, err) = failing(step.clone(), "");
         assert_eq!(code, Some(1), "{step}: {err}");
-        assert_eq!(done["reason"], "critical", "{step}: {done}");
+        assert_eq!(done["reason"], "error", "{step}: {done}");
         let detail = done["detail"].as_str().expect("detail");
         assert!(detail.contains(message), "{step}: {detail}");
         assert!(detail.contains(hint), "{step}: {detail}");
@@ -523,6 +523,36 @@ fn command_agent_failure_is_its_exit_code() {
     assert_eq!(m["status"], "error");
 }
 
+#[test]
+fn a_failing_command_agent_whose_script_is_not_committed_says_the_worktree_is_a_clean_checkout() {
+    let repo = repo_with("kind = \"command\"\ncommand = \"sh ./agent.sh {prompt_file}\"\n");
+    // Written after the commit: the repository has it, the worktree of the run does not.
+    repo.write("agent.sh", "echo '@mmm:complete'\n");
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let hint = err
+        .lines()
+        .find(|l| l.starts_with("hint: [agent] command"))
+        .unwrap_or_else(|| panic!("no hint: {err}"));
+    insta::assert_snapshot!(hint, @"hint: [agent] command names `./agent.sh`, which is not committed: the agent runs in a worktree that is a clean checkout of the committed files, where it does not exist; commit it (`git add ./agent.sh && git commit`) or name it by an absolute path");
+
+    // Committed, the same command works and the hint is gone.
+    repo.commit_all("the agent");
+    let out = repo
+        .mmm_cmd()
+        .env("MMM_TEST_CLOCK", CLOCK)
+        .args(["run", "hello"])
+        .output()
+        .expect("run");
+    assert!(!stderr(&out).contains("clean checkout"), "{}", stderr(&out));
+}
+
 /// The real Claude Code binary: `MMM_CLAUDE_BIN`, else where scripts/install-claude-code.sh
 /// puts it.
 fn real_claude() -> Option<PathBuf> {
@@ -641,4 +671,51 @@ fn command_agent_with_huge_output_is_cut_and_recorded() {
     // edit itself was made and recorded.
     assert_eq!(repo.git(&["show", "mmm/hello:hello.txt"]), "hello\n");
     repo.assert_fsck();
+}
+
+/// Issue 11, defect 7: a `command` agent is given the USD left (`{budget_usd}` and
+/// `MMM_BUDGET_USD`); when what it reports spending goes past the spec's budget, the run
+/// says the budget is overrun and by how much, in this run and the next (the budget is the
+/// spec's, over all its runs).
+#[test]
+fn command_agent_gets_the_budget_left_and_an_overrun_is_told() {
+    let script = r#"#!/bin/sh
+echo "budget arg $4 env $MMM_BUDGET_USD"
+echo '{"total_cost_usd": 0.5}'
+"#;
+    let (repo, _tools) = command_repo(
+        script,
+        "cost_json_field = \"total_cost_usd\"\n\n[budget]\nper_spec_usd = 0.03\n",
+    );
+    let path = repo.path.join(".mmm/config.toml");
+    let text = std::fs::read_to_string(&path).expect("config");
+    std::fs::write(&path, text.replace("{model}\"", "{model} {budget_usd}\"")).expect("config");
+    repo.commit_all("budget");
+    let run = || {
+        repo.mmm_cmd()
+            .env("MMM_TEST_CLOCK", CLOCK)
+            .args(["run", "hello", "--json"])
+            .output()
+            .expect("run")
+    };
+    let out = run();
+    let its = iterations(&repo);
+    assert_eq!(its.len(), 1, "{}\n{}", stdout(&out), stderr(&out));
+    let rec = &response(&repo, &its[0])["records"][0];
+    assert!(
+        rec["stdout"]
+            .as_str()
+            .expect("stdout")
+            .contains("budget arg 0.0300 env 0.0300"),
+        "{rec}"
+    );
+    assert_eq!(metrics(&repo, &its[0])["cost_usd"], json!(0.5));
+    for out in [out, run()] {
+        let f = finished(&out);
+        assert_eq!(f["reason"], "budget", "{f}");
+        let detail = f["detail"].as_str().expect("detail");
+        assert!(detail.contains("overrun by $0.4700"), "{detail}");
+        assert!(!detail.contains("0.0000 left"), "{detail}");
+    }
+    assert_eq!(iterations(&repo).len(), 1, "no call after the overrun");
 }

@@ -21,6 +21,8 @@ fn config(fake: &FakeAnthropic, auth: Auth, version: &str) -> ClientConfig {
     // Backoff without a server delay stays tiny so tests do not wait.
     cfg.retry.initial_backoff = Duration::from_millis(1);
     cfg.retry.max_backoff = Duration::from_millis(4);
+    // Retries by count only, unless a test gives them time.
+    cfg.retry.retry_budget = Duration::ZERO;
     cfg
 }
 
@@ -598,4 +600,76 @@ async fn the_fake_enforces_the_documented_request_rules() {
     assert_eq!(r.status(), 200);
     let v: serde_json::Value = r.json().await.expect("json");
     assert!(v["input_tokens"].as_u64().is_some_and(|n| n > 0));
+}
+
+/// Issue 11, defect 5: a stream that goes silent (before its headers or mid-answer) fails after
+/// the idle timeout, not the whole request timeout, and is retried.
+#[tokio::test]
+async fn a_stalled_stream_fails_fast_and_is_retried() {
+    for after_deltas in [None, Some(1)] {
+        let fake = FakeAnthropic::start(vec![Rule::fail_then(
+            "stall",
+            1,
+            Reply::Stall {
+                after_deltas,
+                stall_ms: 20_000,
+                text: "never finished".into(),
+            },
+            Reply::text("after the stall"),
+        )]);
+        let mut cfg = config(&fake, Auth::ApiKey(KEY.into()), API_VERSION_2023);
+        cfg.idle_timeout = Duration::from_millis(300);
+        let c = Client::new(cfg).expect("client");
+        let t = std::time::Instant::now();
+        let (r, events) = stream(&c, &ask("stall here")).await;
+        let r = r.expect("the retry succeeds");
+        assert_eq!((r.text.as_str(), r.attempts), ("after the stall", 2));
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let reason = events
+            .iter()
+            .find_map(|e| match e {
+                StreamEvent::Retry { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .expect("a retry event");
+        assert!(reason.contains("silent"), "{reason}");
+    }
+}
+
+/// Issue 11, defect 6: a burst of rate-limit and overload answers longer than `max_retries`
+/// is waited out within the retry budget; only one that outlasts the budget ends the call.
+#[tokio::test]
+async fn a_fault_burst_is_waited_out_within_the_retry_budget() {
+    let burst = Rule::new("burst", Reply::overloaded())
+        .then(Reply::rate_limited_ms(5))
+        .then(Reply::server_error())
+        .then(Reply::overloaded())
+        .then(Reply::rate_limited_ms(5))
+        .then(Reply::text("through"));
+    let fake = FakeAnthropic::start(vec![burst]);
+    let mut cfg = config(&fake, Auth::ApiKey(KEY.into()), API_VERSION_2023);
+    cfg.retry.retry_budget = Duration::from_secs(30);
+    let r = Client::new(cfg)
+        .expect("client")
+        .stream(&ask("burst"), |_| {})
+        .await
+        .expect("the burst is waited out");
+    assert_eq!((r.text.as_str(), r.attempts), ("through", 6));
+
+    let fake = FakeAnthropic::start(vec![Rule::new("always", Reply::overloaded())]);
+    let mut cfg = config(&fake, Auth::ApiKey(KEY.into()), API_VERSION_2023);
+    cfg.retry.retry_budget = Duration::from_millis(150);
+    let t = std::time::Instant::now();
+    let err = Client::new(cfg)
+        .expect("client")
+        .stream(&ask("always busy"), |_| {})
+        .await
+        .expect_err("a persistent failure ends the call");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let attempts = fake.requests().len();
+    assert!(
+        attempts > 3,
+        "more than max_retries within the budget: {attempts}"
+    );
+    assert!(matches!(err, ApiError::Exhausted { attempts: a, .. } if a as usize == attempts));
 }

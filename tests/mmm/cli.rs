@@ -264,9 +264,9 @@ fn specs_reports_every_malformed_spec_with_file_line_and_hint() {
     assert!(stdout(&out).is_empty(), "{}", stdout(&out));
     insta::assert_snapshot!(stderr(&out), @r"
     error: 3 problem(s) in the specs:
-      specs/bad-dependency.md:2: dependency `Session Store` is not a valid spec id (did you mean `session-store`?)
-      specs/bad-priority.md:2: front-matter key `priority`: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`
-      specs/unknown-key.md:3: unknown front-matter key `prority` (did you mean `priority`?)
+      specs/bad-dependency.md:2:1: dependency `Session Store` is not a valid spec id (did you mean `session-store`?)
+      specs/bad-priority.md:2:1: front-matter key `priority`: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`
+      specs/unknown-key.md:3:1: unknown front-matter key `prority` (did you mean `priority`?)
     hint: write `session-store`
     hint: use one of critical, high, medium, low
     hint: rename the key to `priority`
@@ -847,4 +847,28 @@ fn directory_flag_runs_as_if_started_there() {
         .expect("run git-mmm");
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(json(&stdout(&out)).as_array().map(Vec::len), Some(3));
+}
+
+#[test]
+fn a_bad_flag_value_is_a_usage_error() {
+    let repo = three_specs();
+    for (args, message) in [
+        (
+            &["run", "gamma", "--max-iterations", "0"][..],
+            "--max-iterations",
+        ),
+        (&["run", "gamma", "--agent", "nosuch"][..], "--agent"),
+        (&["run", "gamma", "--budget-usd=-1"][..], "--budget-usd"),
+    ] {
+        let out = repo.mmm(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.starts_with(&format!("error: {message}")),
+            "{args:?}: {stderr}"
+        );
+    }
+    // A value clap itself cannot read is a usage error too.
+    let out = repo.mmm(&["run", "gamma", "--max-iterations", "many"]);
+    assert_eq!(out.status.code(), Some(2));
 }

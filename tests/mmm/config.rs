@@ -104,16 +104,35 @@ fn valid_fixture_sets_every_section() {
     assert_eq!(c.prices["claude-sonnet-5-5"].input, Some(3.0));
     assert_eq!(c.prices["claude-sonnet-5-5"].cache_read, Some(0.3));
     assert_eq!(c.secrets.redact, vec!["MY_TOKEN", "hunter2"]);
+    assert_eq!(c.redact.env, vec!["MY_CORP_SECRET"]);
+    assert_eq!(c.redact.patterns, vec!["corp_[0-9]{8}"]);
+    assert_eq!(c.agent.retry_budget, Duration::from_secs(120));
+    assert_eq!(c.agent.idle_timeout, Duration::from_secs(30));
+    assert_eq!(c.sync.remote.as_deref(), Some("upstream"));
+    assert!(c.sync.push);
+    assert_eq!(c.sync.timeout, Duration::from_secs(45));
+    assert_eq!(c.sync.attempts, 3);
+    assert_eq!(c.context.budget_tokens, 30_000);
+    assert_eq!(
+        (
+            c.context.map_share,
+            c.context.files_share,
+            c.context.memory_share
+        ),
+        (10, 70, 5)
+    );
+    assert_eq!(c.context.skip, vec!["**/*.lock", "gen/**"]);
+    assert!(!c.context.skip_generated);
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(96));
-    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(55));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(104));
+    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(57));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(90)
+        repo_origin(98)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(80));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(88));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"
@@ -170,7 +189,7 @@ fn bad_enum_lists_the_choices() {
 fn unknown_section_gets_a_suggestion() {
     insta::assert_snapshot!(fixture_error("unknown-section.toml"), @r#"
         /repo/.mmm/config.toml:4: unknown section `[lop]` (did you mean `loop`?)
-        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, secrets, checkpoints, prices; `git mmm init` writes a file with every key documented
+        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, sync, secrets, redact, checkpoints, prices; `git mmm init` writes a file with every key documented
         "#);
 }
 
@@ -268,10 +287,14 @@ fn default_file_is_stable() {
     # api_base_url = "https://api.anthropic.com"
     # The anthropic-version header sent to the API.
     anthropic_version = "2023-06-01"
-    # Retries of a failed request (429, 529, network errors).
+    # Retries of a failed request (429, 529, 5xx, network errors, a stalled stream) made whatever the time; more follow while within retry_budget.
     max_retries = 2
+    # How long after a request's first attempt a retry may still start (honouring the API's retry-after): only a failure that outlasts it stops the run.
+    retry_budget = "5m"
     # Time limit of one request, streaming included.
     request_timeout = "10m"
+    # A stream silent this long (no headers, no event) fails the attempt, which is retried.
+    idle_timeout = "1m"
     # The `claude` executable for kind = "claude-code" (default: `claude` on PATH).
     # claude_path = "/usr/local/bin/claude"
     # Claude Code's --max-turns (default: Claude Code's own limit).
@@ -282,7 +305,7 @@ fn default_file_is_stable() {
     allowed_tools = []
     # Claude Code's --disallowedTools, e.g. "WebFetch".
     disallowed_tools = []
-    # Command line of kind = "command"; placeholders {prompt_file} (else the prompt is on stdin), {worktree}, {model}.
+    # Command line of kind = "command"; placeholders {prompt_file} (else the prompt is on stdin), {worktree}, {model}, {budget_usd} (also $MMM_BUDGET_USD).
     # command = "aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}"
     # Regex over the command's output whose first group is the cost in USD (last match wins).
     # cost_regex = "Cost: \\$[0-9.]+ message, \\$([0-9.]+) session"
@@ -312,13 +335,13 @@ fn default_file_is_stable() {
     [budget]
     # USD per iteration.
     per_iteration_usd = 2.0
-    # USD per spec and run.
+    # USD per spec, over all its runs (what earlier runs spent counts).
     per_spec_usd = 10.0
     # USD per day over all specs.
     daily_usd = 50.0
     # Tokens (input and output) per iteration (default: no limit).
     # per_iteration_tokens = 200000
-    # Tokens per spec and run (default: no limit).
+    # Tokens per spec, over all its runs (default: no limit).
     # per_spec_tokens = 1000000
     # Tokens per day over all specs (default: no limit).
     # daily_tokens = 10000000
@@ -359,12 +382,24 @@ fn default_file_is_stable() {
     include = []
     # Globs of files never included (.gitignore is honoured anyway).
     exclude = []
-    # Files larger than this many bytes are left out.
+    # Files larger than this many bytes enter as an outline (their top-level signatures with line numbers), or not at all when mmm knows no outline for them.
     max_file_bytes = 100000
     # Tokens of the context window kept free for the answer.
     output_reserve = 16000
     # Include a map of the repository (paths and top-level items).
     repo_map = true
+    # Tokens the prompt may use, instructions included; the model's context window minus output_reserve stays the hard ceiling, and the spec, its criteria and the latest failures are never dropped.
+    budget_tokens = 40000
+    # Percent of budget_tokens for the repository map (the most relevant files first).
+    map_share = 15
+    # Percent of budget_tokens for files: those the spec names, then by relevance.
+    files_share = 60
+    # Percent of budget_tokens for memory: summaries of earlier iterations and of the specs this one depends on.
+    memory_share = 10
+    # Globs of files that enter only when the spec's context names them: lock files, snapshots, machine-written text, test fixtures.
+    skip = ["**/*.lock", "**/package-lock.json", "**/pnpm-lock.yaml", "**/go.sum", "**/*.svg", "**/*.snap", "**/*.golden", "**/*.min.js", "**/*.min.css", "**/*.map", "**/__snapshots__/**", "**/snapshots/**", "**/golden/**", "**/testdata/**", "**/test_data/**", "**/fixtures/**", "**/__fixtures__/**", "**/vendor/**", "**/node_modules/**"]
+    # Also skip the files .gitattributes marks linguist-generated, linguist-vendored or -diff.
+    skip_generated = true
 
     # Pull requests and review on GitHub.
     [github]
@@ -379,10 +414,28 @@ fn default_file_is_stable() {
     # Merge the pull request when it is approved.
     merge_on_approval = false
 
+    # Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).
+    [sync]
+    # The remote (default: the current branch's upstream, else "origin").
+    # remote = "origin"
+    # Push each recorded iteration and checkpoint, as `git mmm run --push`.
+    push = false
+    # Time limit of each fetch and each push.
+    timeout = "2m"
+    # Fetch-integrate-push rounds before giving up while the remote keeps moving.
+    attempts = 8
+
     # What is redacted from transcripts and logs, besides the API tokens mmm knows.
     [secrets]
     # Literal values, or names of environment variables whose values are redacted.
     redact = []
+
+    # More secrets to redact from everything mmm prints or writes, besides variables named *_KEY, *_TOKEN, *_SECRET, *_PASSWORD, *_PAT, *_ACCESS_KEY_ID, *_CREDENTIALS, AWS access key ids and the passwords of URLs.
+    [redact]
+    # Names of environment variables whose values are secrets (gates and the model's commands run without them).
+    env = []
+    # Regular expressions of secrets; with a group, only the group is redacted.
+    patterns = []
 
     # Points where the loop waits for a human (default: none). A file that sets
     # checkpoints replaces the list of the files below it.

@@ -110,9 +110,10 @@ fn tiny_window_drops_low_cuts_high_keeps_critical() {
     assert!(text.contains("pub fn f0() {}\n"));
     assert!(!text.contains("pub fn f399() {}"));
     assert!(text.contains("more lines …]"), "{text}");
-    // Low and medium: dropped.
+    // Low and medium: dropped; the repository map, which is part of the cached prefix, is
+    // packed before what changes between iterations (within its share), so it stays.
     assert_eq!(file_priority(&tight, "src/login.rs"), None);
-    assert!(text.contains("(left out to fit the token budget)"));
+    assert!(text.contains("src/login.rs: fn login"));
     assert!(!text.contains("Iteration 1 wrote the handler."));
     // The budget is honoured.
     assert!(tight.token_estimate <= inp.budget.window - inp.budget.output_reserve);
@@ -130,10 +131,9 @@ fn tiny_window_drops_low_cuts_high_keeps_critical() {
                 && r.ends_with("of 400 lines to fit the token budget"))
     );
     for what in [
-        "repository map",
         "memory 1",
-        "file src/login.rs (relevant by name)",
-        "file src/password.rs (relevant by name)",
+        "file src/login.rs (relevant to the spec)",
+        "file src/password.rs (relevant to the spec)",
     ] {
         assert!(
             omitted.contains(&(what, "did not fit the token budget")),
@@ -324,24 +324,48 @@ fn touched_files_and_context_dirs() {
     assert_eq!(files, ["src/auth/mod.rs", "src/auth/token.rs", "src/db.rs"]);
 }
 
-/// Files over max_file_bytes are cut at a line boundary with the marker.
+/// A file over max_file_bytes enters as its outline (top-level signatures with their line
+/// numbers, in a fence without `path=`); one in a language without an outline stays out.
 #[test]
-fn oversized_files_are_cut() {
+fn oversized_files_enter_as_outlines() {
     let repo = TestRepo::new();
-    repo.write("src/login.rs", &"// login line\n".repeat(100));
+    let mut big = String::from("//! Login.\n\npub fn login(user: &str) -> bool {\n");
+    big.push_str(&"    // check\n".repeat(100));
+    big.push_str("}\n\npub struct Password;\n");
+    repo.write("src/login.rs", &big);
+    repo.write("docs/login.txt", &"login notes\n".repeat(100));
     repo.commit_all("code");
     let mut inp = input(&repo.path);
-    inp.options.max_file_bytes = 140;
+    inp.options.max_file_bytes = 400;
     let p = build_prompt(&inp, &Templates::builtin()).expect("build");
-    assert!(full_text(&p).contains(&format!(
-        "{}[… truncated by mmm: 90 more lines …]\n```",
-        "// login line\n".repeat(10)
-    )));
+    let text = full_text(&p);
+    assert!(
+        text.contains(
+            "### src/login.rs (outline)\n```text\n[outline by mmm: 106 lines, 1371 bytes, over \
+             max_file_bytes; the top-level items with their line numbers]\n\
+             3: pub fn login(user: &str) -> bool\n106: pub struct Password;\n```"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("// check"));
+    let login = p
+        .files
+        .iter()
+        .find(|f| f.path == "src/login.rs")
+        .expect("in");
+    assert!(login.outline && !login.cut);
     assert!(
         p.omitted
             .iter()
-            .any(|o| o.what == "file src/login.rs (relevant by name)"
-                && o.reason == "larger than max_file_bytes (140): cut to 10 of 100 lines")
+            .any(|o| o.what == "file src/login.rs (relevant to the spec)"
+                && o.reason == "larger than max_file_bytes (400): its outline instead of its text")
+    );
+    assert!(!text.contains("login notes"));
+    assert!(
+        p.omitted
+            .iter()
+            .any(|o| o.what == "file docs/login.txt (relevant to the spec)"
+                && o.reason == "larger than max_file_bytes (400), and mmm knows no outline for it")
     );
 }
 
@@ -717,11 +741,11 @@ fn rendered_prompt_snapshot() {
     Make the next changes towards the acceptance criteria with the edit formats above, fix what
     failed, and end with `@mmm:summary`. Say `@mmm:complete` only when every criterion is met.
     "#);
-    // Cargo.toml matches the spec by name only: it goes into the second cached block.
+    // Cargo.toml matches the spec by a word ("cargo"): it goes into the second cached block.
     insta::assert_snapshot!(p.system[1].text, @r#"
     # Related code
 
-    Files whose names match the spec (files you change are shown in the iteration message instead).
+    Files whose words match the spec's, most relevant first (files you change are shown in the iteration message instead).
 
     ### Cargo.toml
     ```toml path=Cargo.toml

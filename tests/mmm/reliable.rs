@@ -330,15 +330,26 @@ fn refused(scenario: Scenario, args: &[&str], words: &[&str]) {
 }
 
 #[test]
-fn hidden_spec_files_are_an_error_not_ignored() {
+fn hidden_spec_files_are_reported_not_ignored() {
     let spec = crate::support::project::spec("hidden", "");
-    refused(
-        Scenario::spec_s()
-            .file("specs/...md", &spec)
-            .file("specs/..dotdot.md", &spec),
-        &["run", "s"],
-        &["specs/...md", "specs/..dotdot.md", "hidden", "rename it"],
-    );
+    let project = Scenario::spec_s()
+        .file("specs/...md", &spec)
+        .file("specs/..dotdot.md", &spec)
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+    // `specs` lists them as problems and fails.
+    let out = project.repo.mmm(&["specs"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr(&out);
+    for w in ["specs/...md", "specs/..dotdot.md", "hidden", "rename it"] {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
+    // `run` of every spec says so too (and runs the sound ones, as for any broken spec).
+    let out = project.run(&["run"]);
+    let err = stderr(&out);
+    for w in ["specs/...md", "specs/..dotdot.md", "hidden"] {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
 }
 
 #[test]

@@ -5,6 +5,8 @@
 mod more;
 mod resume;
 mod retries;
+mod secrets;
+mod specs;
 mod strategies;
 mod termination;
 mod whole;

@@ -25,7 +25,9 @@ fn criterion(text: &str, verify: Option<&str>, line: usize) -> Criterion {
 }
 
 fn valid() -> SpecSet {
-    discover(root(), Path::new("fixtures/specs/valid")).expect("the valid fixtures parse")
+    discover(root(), Path::new("fixtures/specs/valid"))
+        .strict()
+        .expect("the valid fixtures parse")
 }
 
 /// The error for one invalid fixture, rendered as the CLI would: message, then hint.
@@ -33,7 +35,7 @@ fn invalid(name: &str) -> String {
     let rel = Path::new("fixtures/specs/invalid").join(name);
     match load_file(root(), &rel) {
         Ok(spec) => panic!("{name} parsed: {spec:?}"),
-        Err(e) => format!("{e}\nhint: {}", e.hint().unwrap_or_default()),
+        Err(e) => format!("{e}\nhint: {}", e.errors()[0].hint().unwrap_or_default()),
     }
 }
 
@@ -201,11 +203,11 @@ fn invalid_binary_and_not_utf8() {
 #[test]
 fn invalid_unterminated_front_matter() {
     insta::assert_snapshot!(invalid("unterminated-toml.md"), @r#"
-        fixtures/specs/invalid/unterminated-toml.md:1: front matter opened with `+++` is never closed
+        fixtures/specs/invalid/unterminated-toml.md:1:1: front matter opened with `+++` is never closed
         hint: add a closing `+++` line after the front matter
     "#);
     insta::assert_snapshot!(invalid("unterminated-yaml.md"), @r#"
-        fixtures/specs/invalid/unterminated-yaml.md:1: front matter opened with `---` is never closed
+        fixtures/specs/invalid/unterminated-yaml.md:1:1: front matter opened with `---` is never closed
         hint: add a closing `---` line after the front matter
     "#);
 }
@@ -213,15 +215,15 @@ fn invalid_unterminated_front_matter() {
 #[test]
 fn invalid_front_matter_syntax() {
     insta::assert_snapshot!(invalid("bad-toml.md"), @r#"
-        fixtures/specs/invalid/bad-toml.md:4: invalid TOML front matter: unexpected `=` in array, expected value, `]`
+        fixtures/specs/invalid/bad-toml.md:4:16: invalid TOML front matter: unexpected `=` in array, expected value, `]`
         hint: fix the TOML syntax at that line
     "#);
     insta::assert_snapshot!(invalid("bad-yaml.md"), @r#"
-        fixtures/specs/invalid/bad-yaml.md:4: invalid YAML front matter: illegal placement of ':' indicator
+        fixtures/specs/invalid/bad-yaml.md:4:6: invalid YAML front matter: illegal placement of ':' indicator
         hint: fix the YAML syntax at that line
     "#);
     insta::assert_snapshot!(invalid("yaml-list.md"), @r#"
-        fixtures/specs/invalid/yaml-list.md:2: invalid YAML front matter: expected `key: value` lines, found a list
+        fixtures/specs/invalid/yaml-list.md:2:1: invalid YAML front matter: expected `key: value` lines, found a list
         hint: fix the YAML syntax at that line
     "#);
 }
@@ -229,31 +231,31 @@ fn invalid_front_matter_syntax() {
 #[test]
 fn invalid_unknown_keys() {
     insta::assert_snapshot!(invalid("unknown-key.md"), @r#"
-        fixtures/specs/invalid/unknown-key.md:3: unknown front-matter key `prority` (did you mean `priority`?)
+        fixtures/specs/invalid/unknown-key.md:3:1: unknown front-matter key `prority` (did you mean `priority`?)
         hint: rename the key to `priority`
     "#);
     insta::assert_snapshot!(invalid("unknown-key-yaml.md"), @r#"
-        fixtures/specs/invalid/unknown-key-yaml.md:3: unknown front-matter key `colour`
-        hint: known keys: id, priority, depends_on, max_iterations, model, agent, labels, timeout
+        fixtures/specs/invalid/unknown-key-yaml.md:3:1: unknown front-matter key `colour`
+        hint: known keys: id, priority, depends_on, max_iterations, model, agent, labels, timeout, criteria
     "#);
 }
 
 #[test]
 fn invalid_values() {
     insta::assert_snapshot!(invalid("wrong-type.md"), @r#"
-        fixtures/specs/invalid/wrong-type.md:3: front-matter key `max_iterations`: expected a whole number, found a string
+        fixtures/specs/invalid/wrong-type.md:3:1: front-matter key `max_iterations`: expected a whole number, found a string
         hint: write a whole number from 1 to 10000, e.g. `max_iterations = 5`
     "#);
     insta::assert_snapshot!(invalid("bad-priority.md"), @r#"
-        fixtures/specs/invalid/bad-priority.md:2: front-matter key `priority`: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`
+        fixtures/specs/invalid/bad-priority.md:2:1: front-matter key `priority`: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`
         hint: use one of critical, high, medium, low
     "#);
     insta::assert_snapshot!(invalid("bad-timeout.md"), @r#"
-        fixtures/specs/invalid/bad-timeout.md:2: front-matter key `timeout`: `soon` is not a duration
+        fixtures/specs/invalid/bad-timeout.md:2:1: front-matter key `timeout`: `soon` is not a duration
         hint: write a duration such as "30m" or "2h"
     "#);
     insta::assert_snapshot!(invalid("bad-dependency.md"), @r#"
-        fixtures/specs/invalid/bad-dependency.md:2: dependency `Session Store` is not a valid spec id (did you mean `session-store`?)
+        fixtures/specs/invalid/bad-dependency.md:2:1: dependency `Session Store` is not a valid spec id (did you mean `session-store`?)
         hint: write `session-store`
     "#);
 }
@@ -273,18 +275,20 @@ fn invalid_ids() {
 #[test]
 fn invalid_title_and_context() {
     insta::assert_snapshot!(invalid("no-title.md"), @r#"
-        fixtures/specs/invalid/no-title.md:4: spec has no title (a `# ` heading)
+        fixtures/specs/invalid/no-title.md:4:1: spec has no title (a `# ` heading)
         hint: start the spec with a title line such as `# Add a login page`
     "#);
     insta::assert_snapshot!(invalid("bad-context.md"), @r#"
-        fixtures/specs/invalid/bad-context.md:6: context item `../secrets.txt` is not a valid path or glob: it must not leave the repository (`..`)
+        fixtures/specs/invalid/bad-context.md:6:1: context item `../secrets.txt` is not a valid path or glob: it must not leave the repository (`..`)
         hint: write one path or glob per list item, e.g. `src/auth/**/*.rs`
     "#);
 }
 
 #[test]
 fn discover_reports_every_broken_file() {
-    let errors = discover(root(), Path::new("fixtures/specs/invalid")).expect_err("invalid");
+    let errors = discover(root(), Path::new("fixtures/specs/invalid"))
+        .strict()
+        .expect_err("invalid");
     let files: Vec<String> = std::fs::read_dir(root().join("fixtures/specs/invalid"))
         .expect("read fixtures")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
@@ -310,11 +314,13 @@ fn a_50_mb_file_is_refused_from_its_size() {
     let start = std::time::Instant::now();
     let err = load_file(dir.path(), Path::new("specs/huge.md")).expect_err("too large");
     assert!(start.elapsed() < Duration::from_secs(1));
-    insta::assert_snapshot!(format!("{err}\nhint: {}", err.hint().unwrap_or_default()), @r#"
+    insta::assert_snapshot!(format!("{err}\nhint: {}", err.errors()[0].hint().unwrap_or_default()), @r#"
         specs/huge.md: spec file is too large (52428800 bytes; the limit is 1048576 bytes)
         hint: a spec is a short markdown document; move large material to files named in its context section
     "#);
-    let errors = discover(dir.path(), Path::new("specs")).expect_err("too large");
+    let errors = discover(dir.path(), Path::new("specs"))
+        .strict()
+        .expect_err("too large");
     assert_eq!(errors.errors().len(), 1);
 }
 
@@ -332,12 +338,13 @@ fn a_yaml_alias_bomb_is_refused_quickly() {
         text.push_str(&format!("{}: &{} [{refs}]\n", pair[1], pair[1]));
     }
     text.push_str("labels: *i\n---\n# Bomb\n");
+    text.push_str(BODY);
     std::fs::write(dir.path().join("specs/bomb.md"), text).expect("write");
     let start = std::time::Instant::now();
     let err = load_file(dir.path(), Path::new("specs/bomb.md")).expect_err("refused");
     assert!(start.elapsed() < Duration::from_secs(1));
-    insta::assert_snapshot!(format!("{err}\nhint: {}", err.hint().unwrap_or_default()), @r#"
-        specs/bomb.md:7: invalid YAML front matter: anchors and aliases expand to more than 10000 values (an alias bomb?); write the values out instead
+    insta::assert_snapshot!(format!("{err}\nhint: {}", err.errors()[0].hint().unwrap_or_default()), @r#"
+        specs/bomb.md:7:8: invalid YAML front matter: anchors and aliases expand to more than 10000 values (an alias bomb?); write the values out instead
         hint: fix the YAML syntax at that line
     "#);
 }
@@ -345,17 +352,28 @@ fn a_yaml_alias_bomb_is_refused_quickly() {
 #[test]
 fn missing_spec_dir() {
     let repo = TestRepo::new();
-    let err = discover(&repo.path, Path::new("specs")).expect_err("no specs dir");
+    let err = discover(&repo.path, Path::new("specs"))
+        .strict()
+        .expect_err("no specs dir");
     insta::assert_snapshot!(render(&err), @r#"
         specs: spec directory not found
         hint: create it with `mkdir specs`, or point `[specs] dir` in .mmm/config.toml at your specs
     "#);
     repo.write("specs", "not a dir");
-    let err = discover(&repo.path, Path::new("specs")).expect_err("a file");
+    let err = discover(&repo.path, Path::new("specs"))
+        .strict()
+        .expect_err("a file");
     insta::assert_snapshot!(render(&err), @r#"
         specs: spec directory is not a directory
         hint: point `[specs] dir` in .mmm/config.toml at a directory
     "#);
+}
+
+/// The objective and criteria every spec needs, for tests about something else.
+const BODY: &str = "\n## Objective\n\nDo it.\n\n## Acceptance criteria\n\n- done\n";
+
+fn md(text: &str) -> String {
+    format!("{text}{BODY}")
 }
 
 fn render(errors: &SpecErrors) -> String {
@@ -370,14 +388,16 @@ fn render(errors: &SpecErrors) -> String {
 #[test]
 fn discovery_walks_sorted_skips_hidden_and_non_markdown() {
     let repo = TestRepo::new();
-    repo.write("specs/b.md", "# B\n");
-    repo.write("specs/a/c.md", "# C\n");
+    repo.write("specs/b.md", &md("# B\n"));
+    repo.write("specs/a/c.md", &md("# C\n"));
     repo.write("specs/.hidden/d.md", "this would not parse");
     repo.write("specs/.e.md", "nor this");
     repo.write("specs/notes.txt", "not a spec");
-    repo.write("specs/z/deeper/e.md", "+++\nid = \"e2\"\n+++\n# E\n");
+    repo.write("specs/z/deeper/e.md", &md("+++\nid = \"e2\"\n+++\n# E\n"));
     repo.commit_all("specs");
-    let set = discover(&repo.path, Path::new("specs")).expect("discover");
+    let set = discover(&repo.path, Path::new("specs"))
+        .strict()
+        .expect("discover");
     let paths: Vec<String> = set.iter().map(|s| s.path.display().to_string()).collect();
     assert_eq!(paths, ["specs/b.md", "specs/a/c.md", "specs/z/deeper/e.md"]);
     let e2 = set.get(&id("e2")).expect("id from front matter");
@@ -394,18 +414,22 @@ fn discovery_walks_sorted_skips_hidden_and_non_markdown() {
 
     // Changing the file changes the revision.
     let before = c.revision.clone();
-    repo.write("specs/a/c.md", "# C, changed\n");
-    let set = discover(&repo.path, Path::new("specs")).expect("discover");
+    repo.write("specs/a/c.md", &md("# C, changed\n"));
+    let set = discover(&repo.path, Path::new("specs"))
+        .strict()
+        .expect("discover");
     assert_ne!(set.get(&id("c")).expect("c").revision, before);
 }
 
 #[test]
 fn duplicate_ids_name_both_files() {
     let repo = TestRepo::new();
-    repo.write("specs/a/login.md", "# One\n");
-    repo.write("specs/b/login.md", "# Two\n");
-    repo.write("specs/c.md", "+++\nid = \"login\"\n+++\n# Three\n");
-    let err = discover(&repo.path, Path::new("specs")).expect_err("duplicates");
+    repo.write("specs/a/login.md", &md("# One\n"));
+    repo.write("specs/b/login.md", &md("# Two\n"));
+    repo.write("specs/c.md", &md("+++\nid = \"login\"\n+++\n# Three\n"));
+    let err = discover(&repo.path, Path::new("specs"))
+        .strict()
+        .expect_err("duplicates");
     insta::assert_snapshot!(render(&err), @r#"
         specs/b/login.md: duplicate spec id `login` (also used by specs/a/login.md)
         hint: give one of them another `id` in its front matter, or rename the file
@@ -421,7 +445,7 @@ fn spec(name: &str, priority: Priority, deps: &[&str]) -> Spec {
         let list: Vec<String> = deps.iter().map(|d| format!("\"{d}\"")).collect();
         front.push_str(&format!("depends_on = [{}]\n", list.join(", ")));
     }
-    front.push_str(&format!("+++\n# {name}\n"));
+    front.push_str(&format!("+++\n# {name}\n{BODY}"));
     Spec::parse(Path::new(&format!("specs/{name}.md")), front.as_bytes()).expect("test spec")
 }
 
@@ -464,6 +488,8 @@ fn cycles_are_named_in_order() {
             hint: remove one of these `depends_on` entries to break the cycle
             specs/x.md:3: dependency cycle: x → y → x (each depends on the next)
             hint: remove one of these `depends_on` entries to break the cycle
+            specs/d.md:3: spec `d` depends on `c`, which has errors
+            hint: fix `c` first (see its errors)
         "#
     );
 }
@@ -505,18 +531,22 @@ fn a_dependency_on_a_broken_spec_is_reported_once() {
     let repo = TestRepo::new();
     repo.write(
         "specs/session.md",
-        "+++\nprority = \"high\"\n+++\n# Session\n",
+        &md("+++\nprority = \"high\"\n+++\n# Session\n"),
     );
     repo.write(
         "specs/login.md",
-        "+++\ndepends_on = [\"session\"]\n+++\n# Login\n",
+        &md("+++\ndepends_on = [\"session\"]\n+++\n# Login\n"),
     );
-    repo.write("specs/a.md", "+++\ndepends_on = [\"b\"]\n+++\n# A\n");
-    repo.write("specs/b.md", "+++\ndepends_on = [\"a\"]\n+++\n# B\n");
-    let err = discover(&repo.path, Path::new("specs")).expect_err("broken");
+    repo.write("specs/a.md", &md("+++\ndepends_on = [\"b\"]\n+++\n# A\n"));
+    repo.write("specs/b.md", &md("+++\ndepends_on = [\"a\"]\n+++\n# B\n"));
+    let err = discover(&repo.path, Path::new("specs"))
+        .strict()
+        .expect_err("broken");
     insta::assert_snapshot!(render(&err), @r#"
-        specs/session.md:2: unknown front-matter key `prority` (did you mean `priority`?)
+        specs/session.md:2:1: unknown front-matter key `prority` (did you mean `priority`?)
         hint: rename the key to `priority`
+        specs/login.md:2: spec `login` depends on `session`, which has errors
+        hint: fix `session` first (see its errors)
         specs/a.md:2: dependency cycle: a → b → a (each depends on the next)
         hint: remove one of these `depends_on` entries to break the cycle
     "#);

@@ -2,10 +2,13 @@
 //! JSON message, a token count. The client's request and retry loop is generic over these, so
 //! each public call gets back exactly the type it asked for.
 
+use std::time::Duration;
+
 use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::client::idle_error;
 use super::error::{ApiError, Failure, transport};
 use super::sse::SseParser;
 use super::stream::{Accumulator, Callback};
@@ -19,14 +22,18 @@ pub(super) trait Answer {
     const PATH: &'static str;
     /// The `accept` header.
     const ACCEPT: &'static str;
+    /// Whether the answer streams, so that silence of the idle timeout fails it.
+    const STREAMS: bool = false;
 
     /// Adjusts the serialised request for this call.
     fn shape(_body: &mut Map<String, Value>) {}
 
-    /// Reads a 2xx response; `request_id` is its `request-id` header.
+    /// Reads a 2xx response; `request_id` is its `request-id` header; a stream silent for
+    /// `idle` fails.
     async fn read(
         resp: reqwest::Response,
         request_id: Option<String>,
+        idle: Duration,
         on_event: Callback<'_>,
     ) -> Result<Self::Output, Failure>;
 
@@ -47,6 +54,7 @@ impl Answer for Streamed {
     type Output = Response;
     const PATH: &'static str = "v1/messages";
     const ACCEPT: &'static str = "text/event-stream";
+    const STREAMS: bool = true;
 
     fn shape(body: &mut Map<String, Value>) {
         body.insert("stream".into(), Value::Bool(true));
@@ -55,20 +63,28 @@ impl Answer for Streamed {
     async fn read(
         resp: reqwest::Response,
         request_id: Option<String>,
+        idle: Duration,
         on_event: Callback<'_>,
     ) -> Result<Response, Failure> {
         let mut acc = Accumulator::default();
         let mut parser = SseParser::new();
         let mut chunks = resp.bytes_stream();
-        'read: while let Some(chunk) = chunks.next().await {
+        loop {
+            let next = tokio::time::timeout(idle, chunks.next())
+                .await
+                .map_err(|_| Failure::transient(idle_error(idle, "in the middle of the answer")))?;
+            let Some(chunk) = next else { break };
             // A broken body (cut connection, bad chunking) is transient: reqwest reports it as
             // a decode error, so it is not told apart here.
             let chunk = chunk.map_err(|e| Failure::transient(transport(&e)))?;
             for rec in parser.push(&chunk) {
                 acc.handle(&rec, on_event)?;
                 if acc.done {
-                    break 'read;
+                    break;
                 }
+            }
+            if acc.done {
+                break;
             }
         }
         if !acc.done
@@ -97,6 +113,7 @@ impl Answer for Whole {
     async fn read(
         resp: reqwest::Response,
         request_id: Option<String>,
+        _idle: Duration,
         _on_event: Callback<'_>,
     ) -> Result<Response, Failure> {
         let v = read_json(resp).await?;
@@ -125,6 +142,7 @@ impl Answer for TokenCount {
     async fn read(
         resp: reqwest::Response,
         _request_id: Option<String>,
+        _idle: Duration,
         _on_event: Callback<'_>,
     ) -> Result<u64, Failure> {
         #[derive(Deserialize)]

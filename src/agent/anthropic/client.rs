@@ -52,6 +52,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Limit on establishing a connection (default 5 s).
     pub connect_timeout: Duration,
+    /// Limit on a stream's silence: no response headers, or no bytes of the stream (the API
+    /// sends `ping`s), for this long fails the attempt, which is retried (default 60 s).
+    pub idle_timeout: Duration,
     /// Beta flags, sent comma-separated in `anthropic-beta` when not empty.
     pub beta: Vec<String>,
 }
@@ -66,6 +69,7 @@ impl ClientConfig {
             retry: RetryPolicy::default(),
             request_timeout: Duration::from_secs(600),
             connect_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(60),
             beta: Vec::new(),
         }
     }
@@ -162,6 +166,10 @@ impl Client {
         let url = format!("{}/{}", self.config.base_url.trim_end_matches('/'), A::PATH);
         let policy = &self.config.retry;
         let mut retries = 0u32;
+        // The budget counts real time, and the delays asked for too (a test's sleeper may not
+        // really wait), so that it always runs out.
+        let started = std::time::Instant::now();
+        let mut waited = Duration::ZERO;
         loop {
             let f = match self.attempt::<A>(&url, &bytes, retries, on_event).await {
                 Ok(mut out) => {
@@ -173,7 +181,13 @@ impl Client {
             if !f.retry {
                 return Err(f.error);
             }
-            if retries >= policy.max_retries {
+            let delay = policy.delay(
+                retries,
+                &f.headers,
+                self.clock.now(),
+                crate::clock::jitter(),
+            );
+            if !policy.may_retry(retries, started.elapsed().max(waited), delay) {
                 return Err(if retries == 0 {
                     f.error
                 } else {
@@ -183,12 +197,6 @@ impl Client {
                     }
                 });
             }
-            let delay = policy.delay(
-                retries,
-                &f.headers,
-                self.clock.now(),
-                crate::clock::jitter(),
-            );
             tracing::debug!(attempt = retries + 1, ?delay, error = %f.error, "retrying");
             on_event(StreamEvent::Retry {
                 attempt: retries + 1,
@@ -196,6 +204,7 @@ impl Client {
                 reason: f.error.to_string(),
             });
             self.sleeper.sleep(delay).await;
+            waited += delay;
             retries += 1;
         }
     }
@@ -208,11 +217,17 @@ impl Client {
         retries: u32,
         on_event: Callback<'_>,
     ) -> Result<A::Output, Failure> {
-        let resp = self
-            .request(url, body, retries, A::ACCEPT)
-            .send()
-            .await
-            .map_err(|e| Failure::transient(transport(&e)))?;
+        let send = self.request(url, body, retries, A::ACCEPT).send();
+        let idle = self.config.idle_timeout;
+        // A stream's headers come at once; a whole message's only when it is written.
+        let resp = if A::STREAMS {
+            tokio::time::timeout(idle, send)
+                .await
+                .map_err(|_| Failure::transient(idle_error(idle, "before the response began")))?
+        } else {
+            send.await
+        }
+        .map_err(|e| Failure::transient(transport(&e)))?;
         let status = resp.status().as_u16();
         let header = |name: &str| {
             resp.headers()
@@ -230,7 +245,7 @@ impl Client {
             let text = resp.text().await.unwrap_or_default();
             return Err(classify(status, &text, request_id, headers));
         }
-        A::read(resp, request_id, on_event).await
+        A::read(resp, request_id, idle, on_event).await
     }
 
     /// The request with its headers: version, credentials, betas, retry count.
@@ -258,6 +273,16 @@ impl Client {
             rb = rb.header("anthropic-beta", cfg.beta.join(","));
         }
         rb.header("accept", accept)
+    }
+}
+
+/// A stream that went silent for `idle`.
+pub(super) fn idle_error(idle: Duration, when: &str) -> ApiError {
+    ApiError::Timeout {
+        message: format!(
+            "the stream was silent for {} {when} ([agent] idle_timeout; the call is retried)",
+            humantime::format_duration(idle)
+        ),
     }
 }
 

@@ -37,6 +37,9 @@ pub enum StreamEvent {
     },
     /// Cumulative usage so far (from `message_delta`).
     Usage(Usage),
+    /// The usage the message began with (`message_start`): its input and cache tokens are
+    /// billed even if the stream is cut afterwards.
+    Billed(Usage),
     /// The attempt failed and another follows after `delay`; text shown so far is void.
     Retry {
         /// The attempt that failed (1-based).
@@ -239,6 +242,9 @@ impl Accumulator {
             id: self.id.clone(),
             model: self.model.clone(),
         });
+        if message.usage.is_some() {
+            on_event(StreamEvent::Billed(self.usage));
+        }
     }
 
     fn block_stop(&mut self, index: usize) -> Result<(), Failure> {
@@ -342,8 +348,10 @@ mod tests {
         );
         assert_eq!(r.stop_reason.as_deref(), Some("tool_use"));
         assert_eq!((r.usage.input_tokens, r.usage.output_tokens), (10, 12));
-        assert_eq!(seen.len(), 4, "{seen:?}"); // start, text, tool start, usage
-        assert_eq!(seen[1], StreamEvent::TextDelta("Hello".into()));
+        // start, billed, text, tool start, usage
+        assert_eq!(seen.len(), 5, "{seen:?}");
+        assert!(matches!(seen[1], StreamEvent::Billed(u) if u.input_tokens == 10));
+        assert_eq!(seen[2], StreamEvent::TextDelta("Hello".into()));
     }
 
     #[test]

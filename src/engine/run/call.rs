@@ -9,11 +9,15 @@ use crate::agent::{AgentError, AgentEvent, AgentReply, AgentRequest, TokenUsage}
 use crate::context::Prompt;
 use crate::store::{IterationStatus, Run};
 
-use super::super::metrics::IterationMetrics;
+use super::super::metrics::{Interrupted, IterationMetrics};
+use super::super::redact::Redactor;
 use super::super::worktree::Worktree;
 use super::iteration::{Draft, Pending};
 use super::limits::Allowance;
 use super::{Event, Loop, Stage, StopReason, first_line, ms};
+
+/// Streamed text without an end of line goes out once it is this long.
+const LINE_CAP: usize = 64 * 1024;
 
 impl Loop<'_, '_, '_> {
     /// Calls the agent, streaming its text to the events and the checkpoint.
@@ -44,30 +48,79 @@ impl Loop<'_, '_, '_> {
         let name = self.name.clone();
         let events = &mut self.events;
         let checkpoints = self.checkpoints.as_ref();
+        // The attempt in flight: what it billed so far and the text it streamed. An attempt
+        // that ends without its answer (a retry follows, or the call fails) is interrupted.
+        let mut attempt = (TokenUsage::default(), 0usize);
+        let mut interrupted = Interrupted::default();
+        // Streamed text goes out by whole lines, redacted, so that a secret split between two
+        // pieces is still found (a line longer than `LINE_CAP` goes out as it is).
+        let redactor = self.s.redactor;
+        let mut line = String::new();
+        let shown = |line: &mut String, events: &mut dyn FnMut(Event), all: bool| {
+            show_lines(line, all, &name, redactor, events)
+        };
         let mut forward = |e: AgentEvent| match e {
             AgentEvent::Text(text) => {
+                attempt.1 += text.len();
                 if let Some(c) = checkpoints {
                     c.streamed(&text);
                 }
-                events(Event::Text {
-                    spec: name.clone(),
-                    text,
-                })
+                line.push_str(&text);
+                shown(&mut line, &mut *events, false);
+            }
+            AgentEvent::Usage(usage) => {
+                attempt.0 = usage;
+                if let Some(c) = checkpoints {
+                    c.billed(&interrupted, &usage);
+                }
             }
             AgentEvent::Retry {
-                attempt,
+                attempt: n,
                 delay,
                 reason,
-            } => events(Event::Retry {
-                spec: name.clone(),
-                attempt,
-                delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-                reason,
-            }),
+            } => {
+                interrupted.add_attempt(&attempt.0, attempt.1);
+                attempt = (TokenUsage::default(), 0);
+                shown(&mut line, &mut *events, true);
+                events(Event::Retry {
+                    spec: name.clone(),
+                    attempt: n,
+                    delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                    reason,
+                })
+            }
         };
         let reply = self.s.agent.invoke(&request, self.s.cancel, &mut forward);
+        shown(&mut line, &mut *events, true);
+        if reply.is_err() {
+            interrupted.add_attempt(&attempt.0, attempt.1);
+        }
         it.durations.agent_ms = Some(ms(t.elapsed()));
+        interrupted.cost_usd = self.price_usage(&self.model, &interrupted.tokens);
+        it.interrupted = interrupted;
         reply
+    }
+
+    /// What `usage` costs on `model` (0 for a model without a price, which the budget stage
+    /// refuses before any call).
+    fn price_usage(&self, model: &str, usage: &TokenUsage) -> f64 {
+        self.s
+            .prices
+            .cost(model, &usage.into())
+            // The API may answer with a dated id the table (or an override) does not
+            // know: price it as the model that was asked for.
+            .or_else(|| self.s.prices.cost(&self.model, &usage.into()))
+            .unwrap_or(0.0)
+    }
+
+    /// Counts a call's cost and tokens in the run and the spec, and settles its hold in the
+    /// day's ledger.
+    fn spend(&mut self, allowance: Allowance<'_>, cost: f64, usage: &TokenUsage) {
+        allowance.reservation.settle(cost, usage.total());
+        self.run_cost += cost;
+        self.run_tokens.add(usage);
+        self.spent.spec_usd += cost;
+        self.spent.spec_tokens += usage.total();
     }
 
     /// Prices the answer, settles the call's hold in the day's ledger, counts the spend and
@@ -79,20 +132,13 @@ impl Loop<'_, '_, '_> {
         allowance: Allowance<'_>,
         it: &mut Pending,
     ) -> f64 {
-        let cost = reply.cost_usd.unwrap_or_else(|| {
-            self.s
-                .prices
-                .cost(&reply.model, &(&reply.usage).into())
-                // The API may answer with a dated id the table (or an override) does not
-                // know: price it as the model that was asked for.
-                .or_else(|| self.s.prices.cost(&self.model, &(&reply.usage).into()))
-                .unwrap_or(0.0)
-        });
-        allowance.reservation.settle(cost, reply.usage.total());
-        self.run_cost += cost;
-        self.run_tokens.add(&reply.usage);
-        self.spent.spec_usd += cost;
-        self.spent.spec_tokens += reply.usage.total();
+        let answered = reply
+            .cost_usd
+            .unwrap_or_else(|| self.price_usage(&reply.model, &reply.usage));
+        let cost = answered + it.interrupted.cost_usd;
+        let mut usage = reply.usage;
+        usage.add(&it.interrupted.tokens);
+        self.spend(allowance, cost, &usage);
         let response_record = self.record(
             run,
             "response",
@@ -113,7 +159,16 @@ impl Loop<'_, '_, '_> {
 
     /// Records nothing yet: turns a failed agent call into a draft iteration, so that the
     /// attempt and its cause are kept.
-    pub(super) fn failed_call(&mut self, run: &mut Run, mut it: Pending, err: AgentError) -> Draft {
+    pub(super) fn failed_call(
+        &mut self,
+        run: &mut Run,
+        mut it: Pending,
+        allowance: Allowance<'_>,
+        err: AgentError,
+    ) -> Draft {
+        // What the cut attempts billed is spent all the same.
+        let lost = it.interrupted;
+        self.spend(allowance, lost.cost_usd, &lost.tokens);
         let (status, stop) = match &err {
             AgentError::Interrupted => (
                 IterationStatus::Interrupted,
@@ -148,6 +203,9 @@ impl Loop<'_, '_, '_> {
             status: status.clone(),
             durations: it.durations,
             error: Some(err.to_string()),
+            tokens: lost.tokens,
+            cost_usd: lost.cost_usd,
+            interrupted: (lost.attempts > 0).then_some(lost),
             ..IterationMetrics::default()
         };
         Draft {
@@ -155,8 +213,8 @@ impl Loop<'_, '_, '_> {
             status,
             transcript: it.transcript,
             metrics,
-            usage: TokenUsage::default(),
-            cost: 0.0,
+            usage: lost.tokens,
+            cost: lost.cost_usd,
             checks_passed: 0,
             checks_total: 0,
             decisions: Vec::new(),
@@ -164,6 +222,29 @@ impl Loop<'_, '_, '_> {
             stop,
             tree: None,
         }
+    }
+}
+
+/// Sends the whole lines of `line` (all of it when `all`, or when it grew past
+/// [`LINE_CAP`]) as streamed text, redacted.
+fn show_lines(
+    line: &mut String,
+    all: bool,
+    spec: &str,
+    redactor: &Redactor,
+    events: &mut dyn FnMut(Event),
+) {
+    let end = if all || line.len() > LINE_CAP {
+        line.len()
+    } else {
+        line.rfind('\n').map_or(0, |i| i + 1)
+    };
+    if end > 0 {
+        let done: String = line.drain(..end).collect();
+        events(Event::Text {
+            spec: spec.to_owned(),
+            text: redactor.redact(&done).into_owned(),
+        });
     }
 }
 

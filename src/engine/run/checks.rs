@@ -41,7 +41,16 @@ impl Loop<'_, '_, '_> {
         let interrupted = self.s.cancel.is_cancelled();
         if !interrupted {
             self.stage(it.n, Stage::Validate, None);
-            for gate in self.gates() {
+            let gates = self.gates();
+            let total = gates.len();
+            for (i, gate) in gates.into_iter().enumerate() {
+                self.emit(Event::Checking {
+                    spec: self.name.clone(),
+                    iteration: it.n,
+                    name: gate.name.clone(),
+                    index: i + 1,
+                    total,
+                });
                 let r = validate::run_gate(worktree.path(), &gate, &self.job.settings.gate_options);
                 self.emit(Event::Checked {
                     spec: self.name.clone(),

@@ -12,7 +12,7 @@ use crate::store::{IterationStatus, Record, Run};
 use crate::validate::GateResult;
 
 use super::super::decide::{self, Observation, Strategy};
-use super::super::metrics::{Durations, GateMetrics, IterationMetrics};
+use super::super::metrics::{Durations, GateMetrics, Interrupted, IterationMetrics};
 use super::super::worktree::Worktree;
 use super::checks::Checks;
 use super::edits::Answer;
@@ -52,12 +52,17 @@ pub(super) struct Pending {
     pub(super) durations: Durations,
     /// Its transcript so far.
     pub(super) transcript: Vec<Record>,
+    /// Attempts of its model call cut short, with what they billed.
+    pub(super) interrupted: Interrupted,
 }
 
 /// What the agent and the stages after it produced.
 struct Work {
     reply: AgentReply,
+    /// The call's whole cost, cut attempts included.
     cost: f64,
+    /// The call's attempts cut short.
+    interrupted: Interrupted,
     answer: Answer,
     checks: Checks,
 }
@@ -75,6 +80,7 @@ impl Loop<'_, '_, '_> {
             n,
             durations: Durations::default(),
             transcript: Vec::new(),
+            interrupted: Interrupted::default(),
         };
         self.checkpoint(|c| c.begin(n));
         self.stage(n, Stage::Context, None);
@@ -88,14 +94,19 @@ impl Loop<'_, '_, '_> {
         self.record_prompt(run, &prompt, allowance.max_tokens, &mut it);
         let reply = match self.call(worktree, &prompt, &allowance, &mut it) {
             Ok(reply) => reply,
-            Err(err) => return Ok(Step::Record(Box::new(self.failed_call(run, it, err)))),
+            Err(err) => {
+                let draft = self.failed_call(run, it, allowance, err);
+                return Ok(Step::Record(Box::new(draft)));
+            }
         };
         let cost = self.account(run, &reply, allowance, &mut it);
+        let interrupted = it.interrupted;
         let answer = self.answer(run, worktree, &reply, &mut it)?;
         let checks = self.validate(run, worktree, &mut it);
         let work = Work {
             reply,
             cost,
+            interrupted,
             answer,
             checks,
         };
@@ -158,7 +169,7 @@ impl Loop<'_, '_, '_> {
             status,
             transcript: it.transcript,
             summary,
-            usage: work.reply.usage,
+            usage: work.usage(),
             cost: work.cost,
             checks_passed,
             checks_total: work.checks.results.len(),
@@ -212,6 +223,13 @@ impl Loop<'_, '_, '_> {
 }
 
 impl Work {
+    /// The call's tokens, cut attempts included.
+    fn usage(&self) -> TokenUsage {
+        let mut usage = self.reply.usage;
+        usage.add(&self.interrupted.tokens);
+        usage
+    }
+
     /// The iteration's outcome.
     fn status(&self, failing: &[&GateResult]) -> IterationStatus {
         let directives = &self.answer.parsed.directives;
@@ -244,8 +262,9 @@ impl Work {
             agent: agent.to_owned(),
             model: self.reply.model.clone(),
             status: status.clone(),
-            tokens: self.reply.usage,
+            tokens: self.usage(),
             cost_usd: self.cost,
+            interrupted: (self.interrupted.attempts > 0).then_some(self.interrupted),
             attempts: Some(self.reply.attempts),
             // Redacted with the whole record.
             agent_metrics: (!self.reply.metrics.is_empty()).then(|| self.reply.metrics.clone()),
@@ -291,6 +310,7 @@ mod tests {
                 ..AgentReply::default()
             },
             cost: 0.5,
+            interrupted: Interrupted::default(),
             answer: Answer {
                 parsed: Parsed {
                     directives,

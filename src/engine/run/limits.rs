@@ -161,12 +161,50 @@ impl<'s> Loop<'s, '_, '_> {
                 limit,
                 left,
                 needed,
-            } => Err((
-                StopReason::Budget,
-                format!(
-                    "the next call could exceed budget.{limit}: {left:.4} left, the smallest useful call may need {needed:.4}"
-                ),
-            )),
+                overrun,
+            } => Err((StopReason::Budget, exceeded(limit, left, needed, overrun))),
         }
+    }
+}
+
+/// Why a budget stops the loop: an overrun (an agent that reports its own cost spent more
+/// than it was given) as an overrun, else what is left against what a call needs.
+fn exceeded(limit: &str, left: f64, needed: f64, overrun: f64) -> String {
+    let usd = limit.ends_with("_usd");
+    let amount = |x: f64| {
+        if usd {
+            format!("${x:.4}")
+        } else {
+            format!("{x:.0} tokens")
+        }
+    };
+    if overrun > 0.0 {
+        format!(
+            "budget.{limit} is overrun by {}: what was spent went past the limit",
+            amount(overrun)
+        )
+    } else {
+        format!(
+            "the next call could exceed budget.{limit}: {} left, the smallest useful call may need {}",
+            amount(left),
+            amount(needed)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::exceeded;
+
+    #[test]
+    fn budget_words() {
+        assert_eq!(
+            exceeded("per_spec_usd", 0.0, 0.01, 0.47),
+            "budget.per_spec_usd is overrun by $0.4700: what was spent went past the limit"
+        );
+        assert_eq!(
+            exceeded("daily_tokens", 100.0, 612.0, 0.0),
+            "the next call could exceed budget.daily_tokens: 100 tokens left, the smallest useful call may need 612 tokens"
+        );
     }
 }

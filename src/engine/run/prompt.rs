@@ -43,6 +43,7 @@ impl Loop<'_, '_, '_> {
             touched_files: self.memory.touched.iter().cloned().collect(),
             memory: self.memory.summaries.clone(),
             dependency_summaries: self.job.dependency_summaries.clone(),
+            dependency_files: self.job.dependency_files.clone(),
             completed_specs: self.job.completed_specs.clone(),
             budget: settings.token_budget,
             options: settings.context.clone(),

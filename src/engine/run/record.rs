@@ -9,7 +9,7 @@ use super::super::decide::Strategy;
 use super::super::metrics;
 use super::super::worktree::{Snapshot, Worktree};
 use super::iteration::Draft;
-use super::{EngineError, Event, Loop, Stage};
+use super::{EngineError, Event, Loop, Stage, StopReason};
 
 impl Loop<'_, '_, '_> {
     /// Records a drafted iteration. A loop that cannot make another call stops now, so that
@@ -24,6 +24,13 @@ impl Loop<'_, '_, '_> {
         let n = run.next_iteration;
         if draft.stop.is_none() {
             draft.stop = self.stop_before_call(Some(draft.usage.total_input()), 1);
+        } else if matches!(draft.stop, Some((StopReason::Stuck, _)))
+            && let Some((StopReason::MaxIterations, limit)) = self.stop_before_call(None, 1)
+        {
+            // On the last iteration allowed the limit is what ends the run; being stuck is
+            // told in the detail.
+            let stuck = draft.stop.take().map(|(_, d)| d).unwrap_or_default();
+            draft.stop = Some((StopReason::MaxIterations, format!("{limit}; {stuck}")));
         }
         if let Some((reason, _)) = &draft.stop {
             draft.status = reason.trailer_status(&draft.status);

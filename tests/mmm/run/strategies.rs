@@ -91,7 +91,8 @@ fn a_file_a_gate_rewrites_is_shown_as_it_is_now() {
 fn a_file_the_model_rewrites_is_shown_as_it_is_now() {
     // No gate and no check command: the snapshot stages only the edited path, and the next
     // prompt shows the file as the edit left it, not the text read for the first prompt.
-    let text = "# s\n\n## Objective\n\nRewrite the notes.\n\n## Context\n\n- `notes.txt`\n";
+    let text = "+++\ncriteria = \"none\"\n+++\n# s\n\n## Objective\n\nRewrite the notes.\n\n\
+                ## Context\n\n- `notes.txt`\n";
     let ran = Scenario::new()
         .raw_config("[agent]\nkind = \"api\"\nmax_retries = 3\n\n[loop]\nmax_iterations = 3\n")
         .spec_text("s", text)

@@ -169,6 +169,31 @@ fn stuck_on_the_same_diff() {
 }
 
 #[test]
+fn the_last_allowed_iteration_ends_on_max_iterations_even_when_stuck() {
+    // The same empty change twice with `stuck_after = 2` (the default) and `max_iterations =
+    // 2`: the limit is what ended the run; being stuck is told in the detail.
+    let ran = Scenario::spec_s()
+        .config("[loop]\nmax_iterations = 2\n")
+        .check("exit 0\n")
+        .answer(NEEDLE, Reply::text("I think it is fine as it is.\n"))
+        .run(&["run", "s"]);
+    assert_eq!(ran.code(), Some(1), "{}", ran.show());
+    let its = ran.iterations("s");
+    assert_eq!(its.len(), 2);
+    assert_eq!(its[1].status(), "max-iterations");
+    assert_eq!(stop_reason(&ran, 1), "max-iterations");
+    let stdout = ran.stdout();
+    assert!(
+        stdout.contains(
+            "iteration 2   2 iterations of this spec revision (max_iterations = 2); the same \
+             change 2 times in a row"
+        ),
+        "{stdout}"
+    );
+    assert_clean(&ran.repo);
+}
+
+#[test]
 fn stuck_on_the_same_failures() {
     // A different edit each time, but the gate fails the same way.
     let rule = Rule::new(NEEDLE, Reply::Text(write_file("a.txt", "1")))
@@ -307,7 +332,7 @@ fn critical_on_an_authentication_error() {
     assert_eq!(its.len(), 1);
     assert_eq!(its[0].status(), "error");
     let m = &project.metrics("s")[0];
-    assert_eq!(m["stop_reason"], "critical");
+    assert_eq!(m["stop_reason"], "error");
     assert!(
         m["error"].as_str().unwrap_or_default().contains("401")
             || m["error"]
@@ -331,7 +356,7 @@ fn critical_on_a_spend_limit() {
     assert_eq!(its.len(), 1);
     assert_eq!(its[0].status(), "error");
     let m = &ran.metrics("s")[0];
-    assert_eq!(m["stop_reason"], "critical");
+    assert_eq!(m["stop_reason"], "error");
     assert!(
         m["error"]
             .as_str()
@@ -369,7 +394,7 @@ fn critical_on_repeated_hostile_output() {
     let statuses: Vec<String> = its.iter().map(|i| i.status()).collect();
     assert_eq!(statuses, ["failed", "error"], "critical after 2 in a row");
     let m = &project.metrics("s")[1];
-    assert_eq!(m["stop_reason"], "critical");
+    assert_eq!(m["stop_reason"], "error");
     assert_eq!(m["edits"]["refused"], 5, "{m}");
     assert_eq!(m["edits"]["applied"], 0, "{m}");
     for it in &its {

@@ -139,6 +139,65 @@ fn json_prints_one_event_object_per_line() {
 }
 
 #[test]
+fn each_check_is_announced_before_it_runs_and_costs_print_in_cents() {
+    let ran = Scenario::spec_s()
+        .answer(NEEDLE, Reply::Text(done()))
+        .run(&["run", "s", "--json"]);
+    assert!(ran.out.status.success(), "{}", ran.show());
+    let events = events(&ran.out);
+    // The gate `test`, then the spec's one criterion: each `checking` comes right before its
+    // `checked`, with its place among the iteration's checks (the spinner shows them).
+    let checks: Vec<String> = events
+        .iter()
+        .filter(|e| e["event"] == "checking" || e["event"] == "checked")
+        .map(|e| match e["event"].as_str() {
+            Some("checking") => format!("checking {} {}/{}", e["name"], e["index"], e["total"]),
+            _ => format!("checked {}", e["name"]),
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            r#"checking "test" 1/2"#,
+            r#"checked "test""#,
+            r#"checking "criterion 1" 2/2"#,
+            r#"checked "criterion 1""#,
+        ]
+    );
+    // `--json` keeps the exact cost; the lines for people round it to cents.
+    let recorded = events
+        .iter()
+        .find(|e| e["event"] == "recorded")
+        .expect("recorded");
+    assert!(
+        recorded["cost_usd"].as_f64().is_some_and(|c| c > 0.0),
+        "{recorded}"
+    );
+    // A spec already complete spends nothing: an empty sum is `$0.00`, never `$-0.0000`.
+    let out = ran.run(&["run", "s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("1 spec(s) run, 1 complete, 0 tokens, $0.00\n"),
+        "{stdout}"
+    );
+    let p = Scenario::spec_s()
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+    let out = p.run(&["run", "s"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .find(|l| l.starts_with("1 spec(s) run"))
+        .unwrap_or_else(|| panic!("no summary: {stdout}"));
+    let cost = summary.rsplit(", ").next().unwrap_or_default();
+    assert!(
+        cost == "<$0.01" || (cost.starts_with('$') && cost.len() == "$0.00".len()),
+        "{summary}"
+    );
+    assert!(!stdout.contains("$-"), "{stdout}");
+}
+
+#[test]
 fn scripted_agent_runs_without_network() {
     let script = format!(
         "[[answer]]\ntext = '''\n{}'''\n\n[[answer]]\nwhen = \"GATE-42-NO\"\ntext = '''\n{}'''\n",

@@ -67,6 +67,16 @@ pub enum Reply {
         /// The whole text.
         text: String,
     },
+    /// Go silent for `stall_ms` before the response headers (`after_deltas: None`) or after
+    /// `message_start` and that many text deltas, then close the connection: a hung API.
+    Stall {
+        /// Deltas sent before the stall (`None`: not even the headers).
+        after_deltas: Option<usize>,
+        /// How long it stays silent before it closes.
+        stall_ms: u64,
+        /// The text that would have been sent.
+        text: String,
+    },
     /// Stream `text`, then an `event: error` after `after_deltas` deltas. A non-streaming
     /// request matched by this reply gets the whole text as JSON (the SDKs' fallback).
     StreamError {
@@ -230,6 +240,24 @@ pub struct Totals {
     pub cache_read: u64,
     /// Input written to the cache.
     pub cache_write: u64,
+    /// What streams that began (`message_start` sent, with its usage) but never finished
+    /// billed: their input and cache tokens and the output of the deltas sent.
+    pub interrupted: Billed,
+}
+
+/// Tokens billed by streams cut short.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Billed {
+    /// Streams that began and did not finish.
+    pub calls: u64,
+    /// Uncached input tokens.
+    pub input: u64,
+    /// Input written to the cache.
+    pub cache_write: u64,
+    /// Input served from the cache.
+    pub cache_read: u64,
+    /// Output tokens of the text sent before the cut.
+    pub output: u64,
 }
 
 #[derive(Default)]
@@ -458,10 +486,34 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         }
         Reply::DropBeforeResponse => conn.shutdown(Shutdown::Both),
         Reply::DropMidStream { after_deltas, text } if stream => {
-            let usage = usage_for(&mut lock(state), &model, &req, false);
+            let usage = interrupted(state, &model, &req, &text, after_deltas);
             let mut sse = Sse::start(w, &rid)?;
             sse.message_start(&msg_id, &model, usage)?;
             sse.text_block(0, &text, Some(after_deltas))?;
+            conn.shutdown(Shutdown::Both)
+        }
+        Reply::Stall {
+            after_deltas: None,
+            stall_ms,
+            ..
+        } => {
+            std::thread::sleep(std::time::Duration::from_millis(stall_ms));
+            conn.shutdown(Shutdown::Both)
+        }
+        Reply::Stall {
+            after_deltas: Some(after_deltas),
+            stall_ms,
+            text,
+        } if stream => {
+            let usage = interrupted(state, &model, &req, &text, after_deltas);
+            let mut sse = Sse::start(w, &rid)?;
+            sse.message_start(&msg_id, &model, usage)?;
+            sse.text_block(0, &text, Some(after_deltas))?;
+            std::thread::sleep(std::time::Duration::from_millis(stall_ms));
+            conn.shutdown(Shutdown::Both)
+        }
+        Reply::Stall { stall_ms, .. } => {
+            std::thread::sleep(std::time::Duration::from_millis(stall_ms));
             conn.shutdown(Shutdown::Both)
         }
         Reply::DropMidStream { .. } => conn.shutdown(Shutdown::Both),
@@ -505,7 +557,7 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             error_type,
             text,
         } if stream => {
-            let usage = usage_for(&mut lock(state), &model, &req, false);
+            let usage = interrupted(state, &model, &req, &text, after_deltas);
             let mut sse = Sse::start(w, &rid)?;
             sse.message_start(&msg_id, &model, usage)?;
             sse.text_block(0, &text, Some(after_deltas))?;
@@ -638,6 +690,31 @@ fn prompt_blocks(req: &Value) -> (Vec<(String, bool)>, ()) {
         }
     }
     (out, ())
+}
+
+/// The usage of a stream that will be cut after `after_deltas` deltas of `text`, added to
+/// what interrupted streams billed.
+fn interrupted(
+    state: &Mutex<State>,
+    model: &str,
+    req: &Value,
+    text: &str,
+    after_deltas: usize,
+) -> Usage3 {
+    let mut st = lock(state);
+    let usage = usage_for(&mut st, model, req, false);
+    let chars: Vec<char> = text.chars().collect();
+    let size = chars.len().div_ceil(3).max(1);
+    let sent: String = chars[..(size * after_deltas).min(chars.len())]
+        .iter()
+        .collect();
+    let b = &mut st.totals.interrupted;
+    b.calls += 1;
+    b.input += usage.0;
+    b.cache_write += usage.1;
+    b.cache_read += usage.2;
+    b.output += tokens(&sent).max(1);
+    usage
 }
 
 fn usage_for(st: &mut State, model: &str, req: &Value, register: bool) -> Usage3 {
