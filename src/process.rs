@@ -127,6 +127,16 @@ impl Group {
     /// Starts `spec` in a new process group with stdout and stderr piped. An error means it
     /// could not be started.
     pub(crate) fn spawn(spec: &Spawn<'_>) -> std::io::Result<Group> {
+        Group::spawn_notifying(spec, || {})
+    }
+
+    /// [`Group::spawn`], calling `on_exit` from the thread that waits for the child as soon as
+    /// it has exited: a caller that also waits for other things (output lines) wakes up at once
+    /// instead of polling.
+    pub(crate) fn spawn_notifying(
+        spec: &Spawn<'_>,
+        on_exit: impl FnOnce() + Send + 'static,
+    ) -> std::io::Result<Group> {
         let mut command = Command::new(spec.program);
         command
             .args(spec.args)
@@ -159,6 +169,7 @@ impl Group {
         let waiter = thread::spawn(move || {
             let status = child.wait();
             let _ = tx.send(());
+            on_exit();
             status
         });
         Ok(Group {

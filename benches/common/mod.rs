@@ -132,6 +132,8 @@ pub fn settings(iterations: u32) -> Settings {
         hostile_after: 2,
         worktree_root: None,
         checkpoint_after: Duration::from_secs(1),
+        complete_when: Default::default(),
+        ignore: Vec::new(),
     }
 }
 

@@ -532,6 +532,7 @@ fn reply(
         cost_usd: result
             .and_then(|r| r.get("total_cost_usd"))
             .and_then(Value::as_f64),
+        cost_rounded: false,
         stop_reason: result
             .and_then(|r| r.get("stop_reason"))
             .and_then(Value::as_str)

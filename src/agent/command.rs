@@ -11,7 +11,10 @@
 //! Placeholders are replaced by shell-quoted values and the line runs through `sh -c`. The
 //! command edits the worktree itself; its stdout is the model's text (directives such as
 //! `@mmm:complete` are read from it), stdout and stderr are the transcript, and the exit code
-//! decides failure. Cost and tokens come from an optional regex or JSON field of the output.
+//! decides failure, unless a line of the output matches `failure_pattern` (agents such as aider
+//! report a failed model call and exit 0). Cost and tokens come from an optional regex or JSON
+//! field of the output; a cost printed with fewer than three significant digits (aider's
+//! `Cost: $0.01`) is marked rounded, and without a cost the engine prices the tokens.
 //!
 //! Owns: the command line and the reading of its output. Must not decide completion.
 
@@ -55,6 +58,9 @@ pub struct CommandConfig {
     /// A dotted path into the last JSON object line of stdout giving an object with
     /// `input_tokens` and `output_tokens` (e.g. `usage`).
     pub tokens_json_field: Option<String>,
+    /// A regex matched against each line of stdout and stderr: a match is a failure the agent
+    /// reported although it exited with 0.
+    pub failure_pattern: Option<String>,
     /// Extra environment variables.
     pub env: Vec<(String, String)>,
     /// Variables removed from the child's environment.
@@ -67,8 +73,17 @@ pub struct CommandAgent {
     config: CommandConfig,
     cost_regex: Option<Regex>,
     tokens_regex: Option<Regex>,
+    failure: Option<Regex>,
     /// Where the prompt file goes (see [`CommandAgent::with_temp_dir`]).
     temp_dir: Option<std::path::PathBuf>,
+}
+
+/// A cost read from the agent's output.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Reported {
+    usd: f64,
+    /// Printed with fewer than three significant digits.
+    rounded: bool,
 }
 
 impl CommandAgent {
@@ -88,10 +103,12 @@ impl CommandAgent {
         };
         let cost_regex = compile("cost_regex", &config.cost_regex)?;
         let tokens_regex = compile("tokens_regex", &config.tokens_regex)?;
+        let failure = compile("failure_pattern", &config.failure_pattern)?;
         Ok(CommandAgent {
             config,
             cost_regex,
             tokens_regex,
+            failure,
             temp_dir: None,
         })
     }
@@ -114,17 +131,32 @@ impl CommandAgent {
             .replace("{model}", &shell_quote(model))
     }
 
-    fn cost(&self, stdout: &str, all: &str) -> Option<f64> {
+    fn cost(&self, stdout: &str, all: &str) -> Option<Reported> {
         if let Some(path) = &self.config.cost_json_field
             && let Some(v) = last_json(stdout).and_then(|j| lookup(&j, path).cloned())
         {
-            return v.as_f64().or_else(|| v.as_str()?.trim().parse().ok());
+            return match v.as_f64() {
+                Some(usd) => Some(Reported {
+                    usd,
+                    rounded: false,
+                }),
+                None => reported(v.as_str()?),
+            };
         }
         let re = self.cost_regex.as_ref()?;
         re.captures_iter(all)
             .last()
             .and_then(|c| c.get(1))
-            .and_then(|m| m.as_str().replace(',', "").parse().ok())
+            .and_then(|m| reported(m.as_str()))
+    }
+
+    /// The first line of `stdout` or `stderr` that matches `failure_pattern`.
+    fn reported_failure<'t>(&self, stdout: &'t str, stderr: &'t str) -> Option<&'t str> {
+        let re = self.failure.as_ref()?;
+        stdout
+            .lines()
+            .chain(stderr.lines())
+            .find(|l| re.is_match(l))
     }
 
     fn usage(&self, stdout: &str, all: &str) -> TokenUsage {
@@ -156,6 +188,22 @@ impl CommandAgent {
     }
 }
 
+/// A printed cost (`0.0091`, `1,234.50`), rounded when it has fewer than three significant
+/// digits: `0.01` may be anything from 0.005 to 0.015.
+fn reported(text: &str) -> Option<Reported> {
+    let text = text.trim().replace(',', "");
+    let usd: f64 = text.parse().ok()?;
+    let significant = text
+        .trim_start_matches(['0', '.'])
+        .chars()
+        .filter(char::is_ascii_digit)
+        .count();
+    Some(Reported {
+        usd,
+        rounded: significant < 3,
+    })
+}
+
 /// Parses `12,345`, `12.3k` or `1.2M` as a token count.
 fn parse_count(s: &str) -> Option<u64> {
     let s = s.trim().replace(',', "");
@@ -184,6 +232,61 @@ fn lookup<'v>(v: &'v Value, dotted: &str) -> Option<&'v Value> {
 /// Quotes a value for `sh`: single quotes, with embedded ones escaped.
 pub fn shell_quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl CommandAgent {
+    /// Why a finished call failed, if it did: stopped, timed out, a non-zero exit, or a line
+    /// matching `failure_pattern`.
+    fn failure(
+        &self,
+        outcome: &child::ChildOutcome,
+        stdout: &str,
+        timeout: std::time::Duration,
+    ) -> Result<(), AgentError> {
+        if outcome.cancelled {
+            return Err(AgentError::Interrupted);
+        }
+        if outcome.timed_out {
+            return Err(AgentError::Failed {
+                message: format!(
+                    "the agent command did not finish within the run's remaining time ({}); its \
+                     process group was ended",
+                    humantime::format_duration(timeout)
+                ),
+                hint: "raise [loop] timeout or the spec's `timeout`".into(),
+            });
+        }
+        if outcome.exit_code != Some(0) {
+            let how = match outcome.exit_code {
+                Some(c) => format!("exited with code {c}"),
+                None => "was killed by a signal".to_owned(),
+            };
+            let tail = child::tail_lines(
+                if outcome.stderr.trim().is_empty() {
+                    stdout
+                } else {
+                    &outcome.stderr
+                },
+                5,
+            );
+            return Err(AgentError::Failed {
+                message: format!("the agent command {how}: {tail}"),
+                hint: "run [agent] command by hand in the repository to see why".into(),
+            });
+        }
+        if let Some(line) = self.reported_failure(stdout, &outcome.stderr) {
+            return Err(AgentError::Failed {
+                message: format!(
+                    "the agent command exited with 0 but reported a failure: {}",
+                    line.trim()
+                ),
+                hint: "the line matched [agent] failure_pattern; run [agent] command by hand in \
+                       the repository to see why"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl Agent for CommandAgent {
@@ -254,46 +357,17 @@ impl Agent for CommandAgent {
             hint: "check [agent] command".into(),
         })?;
         drop(dir);
-        if outcome.cancelled {
-            return Err(AgentError::Interrupted);
-        }
-        if outcome.timed_out {
-            return Err(AgentError::Failed {
-                message: format!(
-                    "the agent command did not finish within the run's remaining time ({}); its \
-                     process group was ended",
-                    humantime::format_duration(request.timeout)
-                ),
-                hint: "raise [loop] timeout or the spec's `timeout`".into(),
-            });
-        }
-        if outcome.exit_code != Some(0) {
-            let how = match outcome.exit_code {
-                Some(c) => format!("exited with code {c}"),
-                None => "was killed by a signal".to_owned(),
-            };
-            let tail = child::tail_lines(
-                if outcome.stderr.trim().is_empty() {
-                    &stdout
-                } else {
-                    &outcome.stderr
-                },
-                5,
-            );
-            return Err(AgentError::Failed {
-                message: format!("the agent command {how}: {tail}"),
-                hint: "run [agent] command by hand in the repository to see why".into(),
-            });
-        }
+        self.failure(&outcome, &stdout, request.timeout)?;
         let all = format!("{stdout}\n{}", outcome.stderr);
-        let cost_usd = self.cost(&stdout, &all);
+        let cost = self.cost(&stdout, &all);
         let usage = self.usage(&stdout, &all);
         Ok(AgentReply {
             model: request.model.to_owned(),
             usage,
-            // No cost found: report zero rather than let the engine price tokens of a CLI
-            // whose model and prices it does not know.
-            cost_usd: Some(cost_usd.unwrap_or(0.0)),
+            // No cost found: the engine prices the tokens by the model id (and records 0 for a
+            // model its price table does not know).
+            cost_usd: cost.map(|c| c.usd),
+            cost_rounded: cost.is_some_and(|c| c.rounded),
             stop_reason: None,
             attempts: 1,
             edits_in_worktree: true,
@@ -303,7 +377,8 @@ impl Agent for CommandAgent {
                 "duration_ms": u64::try_from(outcome.duration.as_millis()).unwrap_or(u64::MAX),
                 "stdout": stdout,
                 "stderr": outcome.stderr,
-                "cost_usd": cost_usd,
+                "cost_usd": cost.map(|c| c.usd),
+                "cost_rounded": cost.is_some_and(|c| c.rounded),
             })],
             text: stdout,
             ..AgentReply::default()
@@ -325,16 +400,80 @@ mod tests {
     }
 
     #[test]
+    fn a_cost_with_fewer_than_three_significant_digits_is_rounded() {
+        let rounded = |t: &str| reported(t).map(|r| r.rounded);
+        assert_eq!(rounded("0.01"), Some(true));
+        assert_eq!(rounded("0.00"), Some(true));
+        assert_eq!(rounded("0.0091"), Some(true));
+        assert_eq!(rounded("0.10"), Some(true));
+        assert_eq!(rounded("0.00912"), Some(false));
+        assert_eq!(rounded("1.25"), Some(false));
+        assert_eq!(rounded("1,234.5"), Some(false));
+        assert_eq!(reported("1,234.5").map(|r| r.usd), Some(1234.5));
+        assert_eq!(rounded("x"), None);
+    }
+
+    #[test]
+    fn a_failure_is_a_line_that_matches_the_pattern() {
+        let agent = CommandAgent::new(CommandConfig {
+            command: "true".into(),
+            failure_pattern: Some(r"^litellm\.[A-Za-z]*Error".into()),
+            ..CommandConfig::default()
+        })
+        .expect("valid");
+        let err = "litellm.BadRequestError: LLM Provider NOT provided\n";
+        assert_eq!(
+            agent.reported_failure("ok\n", err),
+            Some("litellm.BadRequestError: LLM Provider NOT provided")
+        );
+        assert_eq!(
+            agent.reported_failure("see litellm.BadRequestError\n", ""),
+            None
+        );
+        let none = CommandAgent::new(CommandConfig {
+            command: "true".into(),
+            ..CommandConfig::default()
+        })
+        .expect("valid");
+        assert_eq!(none.reported_failure("", err), None);
+    }
+
+    #[test]
+    fn a_provider_prefix_goes_before_the_placeholder() {
+        let agent = CommandAgent::new(CommandConfig {
+            command: "aider --model anthropic/{model}".into(),
+            ..CommandConfig::default()
+        })
+        .expect("valid");
+        let line = agent.expand("/p", "/w", "claude-sonnet-5-5");
+        assert_eq!(line, "aider --model anthropic/'claude-sonnet-5-5'");
+        let out = std::process::Command::new("sh")
+            .args(["-c", &line.replace("aider", "echo")])
+            .output()
+            .expect("sh");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            "--model anthropic/claude-sonnet-5-5\n"
+        );
+    }
+
+    #[test]
     fn cost_and_tokens_from_regex_or_json() {
         let agent = CommandAgent::new(CommandConfig {
             command: "true".into(),
-            cost_regex: Some(r"Cost: \$([0-9.]+)".into()),
+            cost_regex: Some(r"Cost: \$[0-9.]+ message, \$([0-9.]+) session".into()),
             tokens_regex: Some(r"Tokens: (?P<input>[0-9.,k]+) sent, (?P<output>[0-9.,k]+)".into()),
             ..CommandConfig::default()
         })
         .expect("valid");
         let out = "Tokens: 1.2k sent, 300 received. Cost: $0.01 message, $0.05 session.\n";
-        assert_eq!(agent.cost(out, out), Some(0.01));
+        assert_eq!(
+            agent.cost(out, out),
+            Some(Reported {
+                usd: 0.05,
+                rounded: true
+            })
+        );
         let u = agent.usage(out, out);
         assert_eq!((u.input_tokens, u.output_tokens), (1_200, 300));
 
@@ -347,7 +486,13 @@ mod tests {
         .expect("valid");
         let out =
             "hello\n{\"total_cost_usd\":0.25,\"usage\":{\"input_tokens\":7,\"output_tokens\":9}}\n";
-        assert_eq!(agent.cost(out, out), Some(0.25));
+        assert_eq!(
+            agent.cost(out, out),
+            Some(Reported {
+                usd: 0.25,
+                rounded: false
+            })
+        );
         assert_eq!(agent.usage(out, out).output_tokens, 9);
 
         let err = CommandAgent::new(CommandConfig {

@@ -90,6 +90,9 @@ pub struct AgentReply {
     pub usage: TokenUsage,
     /// Cost reported by the agent itself (Claude Code does); otherwise the engine prices usage.
     pub cost_usd: Option<f64>,
+    /// `cost_usd` is a rounded figure (aider prints `Cost: $0.01`): the engine prices the usage
+    /// instead when its price table knows the model, and keeps this figure otherwise.
+    pub cost_rounded: bool,
     /// Why the model stopped (`end_turn`, `max_tokens`, …).
     pub stop_reason: Option<String>,
     /// HTTP attempts or process runs it took.

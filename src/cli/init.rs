@@ -58,7 +58,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         writeln!(out, "git notes settings already in place")?;
     }
     for c in changed {
-        writeln!(out, "set {c}")?;
+        writeln!(out, "{c}")?;
     }
     if let Some(remote) = &args.remote {
         let added = store

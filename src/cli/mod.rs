@@ -193,10 +193,10 @@ pub fn main() -> ExitCode {
     let cwd = match std::env::current_dir() {
         Ok(cwd) => cwd,
         Err(e) => {
-            return report(&CliError::with_hint(
-                e,
-                "run mmm from an existing directory",
-            ));
+            return report(
+                &CliError::with_hint(e, "run mmm from an existing directory"),
+                cli.verbose > 0,
+            );
         }
     };
     let cwd = match &cli.directory {
@@ -206,7 +206,7 @@ pub fn main() -> ExitCode {
     let ctx = Ctx { cwd, env };
     match dispatch(&ctx, cli.command) {
         Ok(()) => ExitCode::from(EXIT_OK),
-        Err(e) => report(&e),
+        Err(e) => report(&e, cli.verbose > 0),
     }
 }
 
@@ -254,20 +254,42 @@ fn init_tracing(verbose: u8, rust_log: Option<&str>) {
         .try_init();
 }
 
-/// Prints an error with its causes and hints; a broken pipe is not an error.
-fn report(e: &CliError) -> ExitCode {
+/// Prints an error with its causes and hints; a broken pipe is not an error. A libgit2 error
+/// is told by its message; its class and code are internals, shown with `-v`.
+fn report(e: &CliError, verbose: bool) -> ExitCode {
     if is_broken_pipe(&e.error) {
         return ExitCode::from(EXIT_OK);
     }
     let mut err = io::stderr().lock();
-    let _ = writeln!(err, "error: {}", e.error);
-    for cause in e.error.chain().skip(1) {
-        let _ = writeln!(err, "  caused by: {cause}");
+    let mut chain = e.error.chain();
+    if let Some(top) = chain.next() {
+        let _ = writeln!(err, "error: {}", in_user_terms(top, verbose));
+    }
+    for cause in chain {
+        let _ = writeln!(err, "  caused by: {}", in_user_terms(cause, verbose));
     }
     for hint in &e.hints {
         let _ = writeln!(err, "hint: {hint}");
     }
     ExitCode::from(e.code)
+}
+
+/// An error's message; for libgit2's, without `; class=…; code=…` unless `verbose`.
+fn in_user_terms(e: &(dyn std::error::Error + 'static), verbose: bool) -> String {
+    match e.downcast_ref::<git2::Error>() {
+        Some(g) if !verbose => git_message(g),
+        _ => e.to_string(),
+    }
+}
+
+/// libgit2's own message, without its class and code.
+fn git_message(e: &git2::Error) -> String {
+    let m = e.message().trim().trim_end_matches('.');
+    if m.is_empty() {
+        "git reported an error (run with -v for the details)".to_owned()
+    } else {
+        m.to_owned()
+    }
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

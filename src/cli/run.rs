@@ -99,16 +99,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         schedule::agent_kind(&config, spec).map_err(unknown_agent)?;
     }
     if args.fresh {
-        for spec in &selected {
-            if let Some(fresh) = store.start_fresh(&spec.id)? {
-                eprintln!(
-                    "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
-                    spec.id,
-                    super::common::short_oid(fresh.archived),
-                    spec.id
-                );
-            }
-        }
+        start_fresh(&store, &selected)?;
     }
     let templates = Templates::load(Some(&root.join(".mmm").join("templates")))
         .map_err(|e| CliError::with_hint(e, "fix or remove the template in .mmm/templates/"))?;
@@ -124,17 +115,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         selected.iter().map(|s| s.id.to_string()).collect(),
     );
     let daily = DailyLedger::new(schedule::spent_today(&store, clock(ctx)?.now()));
-    let base = store
-        .repo()
-        .head()
-        .and_then(|h| h.peel_to_commit())
-        .map_err(|e| {
-            CliError::with_hint(
-                anyhow!("the repository has no commit to start from: {e}"),
-                "commit something first (`git commit`)",
-            )
-        })?
-        .id();
+    let base = head_commit(&store)?;
     let schedule = Schedule {
         config: &config,
         pinned: Pinned {
@@ -166,17 +147,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
         _ => Vec::new(),
     };
-    let mut progress = Progress::new(
-        args.json,
-        args.stream,
-        schedule.concurrency() > 1,
-        redactor.clone(),
-    );
-    let report = schedule::run(&schedule, &store, &mut |e| progress.event(&e));
-    progress.finish();
-    if !args.json {
-        summary(&report.outcomes)?;
-    }
+    let report = run_shown(args, &schedule, &store)?;
     super::sync::after_run(&store, push, args.json)?;
     let agent_failed = report
         .outcomes
@@ -192,6 +163,36 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         return Err(not_run(broken));
     }
     Ok(())
+}
+
+/// Archives the branches of `selected` for a fresh attempt from HEAD (`--fresh`).
+fn start_fresh(store: &Store, selected: &[&Spec]) -> CliResult {
+    for spec in selected {
+        if let Some(fresh) = store.start_fresh(&spec.id)? {
+            eprintln!(
+                "mmm: {}: the old attempt (tip {}) is kept in refs/mmm/{}/archive; starting again from HEAD",
+                spec.id,
+                super::common::short_oid(fresh.archived),
+                spec.id
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The commit a run starts from: HEAD's.
+fn head_commit(store: &Store) -> Result<git2::Oid, CliError> {
+    Ok(store
+        .repo()
+        .head()
+        .and_then(|h| h.peel_to_commit())
+        .map_err(|e| {
+            CliError::with_hint(
+                anyhow::Error::new(e).context("the repository has no commit to start from"),
+                "commit something first (`git commit`)",
+            )
+        })?
+        .id())
 }
 
 /// The words of a `command` agent's command line that name files of the repository which
@@ -273,8 +274,27 @@ fn flags(args: &Args) -> Vec<FlagValue> {
     flags
 }
 
-/// The lines after the run: totals, then one line per spec.
-fn summary(outcomes: &[Outcome]) -> CliResult {
+/// Runs the schedule, showing its events as `args` ask (every line through the redactor), and
+/// the summary after it.
+fn run_shown(
+    args: &Args,
+    schedule: &Schedule<'_, Factory<'_>>,
+    store: &Store,
+) -> Result<Report<CliError>, CliError> {
+    let concurrent = schedule.concurrency() > 1;
+    let redactor = schedule.redactor;
+    let mut progress = Progress::new(args.json, args.stream, concurrent, redactor.clone());
+    let report = schedule::run(schedule, store, &mut |e| progress.event(&e));
+    progress.finish();
+    if !args.json {
+        summary(&report.outcomes, redactor)?;
+    }
+    Ok(report)
+}
+
+/// The lines after the run: totals, then one line per spec (its detail redacted: it may quote
+/// an error or the model).
+fn summary(outcomes: &[Outcome], redactor: &Redactor) -> CliResult {
     let mut out = out();
     let total: f64 = outcomes.iter().map(|o| o.cost_usd).sum();
     let tokens: u64 = outcomes.iter().map(|o| o.tokens.total()).sum();
@@ -292,7 +312,7 @@ fn summary(outcomes: &[Outcome]) -> CliResult {
             o.spec,
             o.reason.as_str(),
             o.last_iteration,
-            o.detail
+            redactor.redact(&o.detail)
         )?;
     }
     Ok(())
@@ -488,6 +508,7 @@ fn build_agent(
                 tokens_regex: a.tokens_regex.clone(),
                 cost_json_field: a.cost_json_field.clone(),
                 tokens_json_field: a.tokens_json_field.clone(),
+                failure_pattern: a.failure_pattern.clone(),
                 env: Vec::new(),
                 env_remove: Vec::new(),
             })

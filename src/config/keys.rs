@@ -13,8 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use super::declare::settings;
 use super::duration_serde;
-use super::schema::{AGENT_KINDS, CHECKPOINT_AFTER, KeyDef, Kind, More, PERMISSION_MODES, Section};
-use super::{AgentKind, CheckpointAfter};
+use super::schema::{
+    AGENT_KINDS, CHECKPOINT_AFTER, COMPLETE_WHEN, KeyDef, Kind, More, PERMISSION_MODES, Section,
+};
+use super::{AgentKind, CheckpointAfter, CompleteWhen};
 
 settings! {
     /// The effective configuration. Every key has a default (see [`Config::default`] and
@@ -88,10 +90,27 @@ settings! {
             /// Claude Code's --disallowedTools, e.g. "WebFetch".
             disallowed_tools: Vec<String> = Vec::new(), Kind::List;
             /// Command line of kind = "command"; placeholders {prompt_file} (else the prompt is
-            /// on stdin), {worktree}, {model}, {budget_usd} (also $MMM_BUDGET_USD).
+            /// on stdin), {worktree}, {model} (a provider prefix goes before it:
+            /// anthropic/{model}), {budget_usd} (also $MMM_BUDGET_USD). This is docs/AGENTS.md's
+            /// aider recipe.
             #[serde(skip_serializing_if = "Option::is_none")]
             command: Option<String> = None, Kind::Str,
-                example "\"aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}\"";
+                example "\"aider --model anthropic/{model} --edit-format diff --message-file \
+                         {prompt_file} --yes-always --no-auto-commits --no-dirty-commits \
+                         --no-gitignore --no-pretty --no-stream --no-check-update \
+                         --no-show-release-notes --analytics-disable \
+                         --no-suggest-shell-commands --no-show-model-warnings\"";
+            /// What completes a spec: "directive" (the agent's @mmm:complete and every check
+            /// passing) or "checks" (every check passing, for CLIs that know no directives).
+            complete_when: CompleteWhen = CompleteWhen::Directive, Kind::Enum(COMPLETE_WHEN);
+            /// Regex matched against each line of the command's output: a match fails the call
+            /// although the command exited with 0 (aider reports a failed model call that way).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            failure_pattern: Option<String> = None, Kind::Str,
+                example "\"^litellm\\\\.[A-Za-z]*Error\"";
+            /// Paths (.gitignore patterns) that never enter an iteration commit: the scratch
+            /// files of aider, Claude Code and codex. Nothing is written to .gitignore.
+            ignore: Vec<String> = default_agent_ignore(), Kind::List;
             /// Regex over the command's output whose first group is the cost in USD (last match
             /// wins).
             #[serde(skip_serializing_if = "Option::is_none")]
@@ -314,4 +333,12 @@ settings! {
         #[serde(skip_serializing_if = "Option::is_none")]
         cache_read: Option<f64> = None, Kind::Price;
     }
+}
+
+/// The scratch files of known agent CLIs, kept out of iteration commits: aider's chat and input
+/// histories and tags cache (`.aider*`), Claude Code's local settings, codex's directory.
+fn default_agent_ignore() -> Vec<String> {
+    [".aider*", ".claude/settings.local.json", ".codex/"]
+        .map(str::to_owned)
+        .to_vec()
 }

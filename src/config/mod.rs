@@ -74,6 +74,18 @@ impl std::str::FromStr for AgentKind {
     }
 }
 
+/// What completes a spec (`[agent] complete_when`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompleteWhen {
+    /// The agent says `@mmm:complete` and every check passes (`directive`).
+    #[default]
+    Directive,
+    /// Every check passes, at least one ran, whatever the agent said (`checks`): for agent CLIs
+    /// that know nothing of mmm's directives.
+    Checks,
+}
+
 /// When a checkpoint applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -85,6 +85,8 @@ pub(crate) const PERMISSION_MODES: &[&str] = &[
     "plan",
     "default",
 ];
+/// What completes a spec, as written in the file.
+pub(crate) const COMPLETE_WHEN: &[&str] = &["directive", "checks"];
 /// The checkpoint positions, as written in the file.
 pub(crate) const CHECKPOINT_AFTER: &[&str] = &["iteration", "complete"];
 

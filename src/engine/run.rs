@@ -17,6 +17,7 @@ use serde_json::Value;
 
 use crate::agent::{Agent, Cancel, PriceTable, TokenUsage};
 use crate::apply::{self, ApplyPolicy, CommandPolicy};
+pub use crate::config::CompleteWhen;
 use crate::context::{self, ContextOptions, RepoSnapshot, Templates, TokenBudget};
 use crate::spec::{Spec, SpecId};
 use crate::store::{IterationStatus, Record, Run, Store, StoreError};
@@ -164,6 +165,12 @@ pub struct Settings {
     /// An iteration unrecorded for this long is checkpointed to the run's wip ref (and again
     /// each time this long passes with something new); a quicker one is not.
     pub checkpoint_after: Duration,
+    /// What completes the spec: the agent's `@mmm:complete` with every check passing, or
+    /// every check passing alone.
+    pub complete_when: CompleteWhen,
+    /// Untracked paths (`.gitignore` patterns) that never enter an iteration commit: agents'
+    /// scratch files (`[agent] ignore`).
+    pub ignore: Vec<String>,
 }
 
 /// One spec to run.
@@ -555,6 +562,7 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             store.repo(),
             self.job.settings.worktree_root.as_deref(),
             &format!("{}-{}", self.name, run.id.to_ascii_lowercase()),
+            &self.job.settings.ignore,
             run.parent(),
         )?)
     }

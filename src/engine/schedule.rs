@@ -662,7 +662,13 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
         },
         context: ContextOptions {
             include: config.context.include.clone(),
-            exclude: config.context.exclude.clone(),
+            exclude: config
+                .context
+                .exclude
+                .iter()
+                .cloned()
+                .chain(ignore_globs(&config.agent.ignore))
+                .collect(),
             max_file_bytes: usize::try_from(config.context.max_file_bytes).unwrap_or(usize::MAX),
             repo_map: config.context.repo_map,
             budget_tokens: usize::try_from(config.context.budget_tokens).unwrap_or(usize::MAX),
@@ -698,7 +704,30 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
         hostile_after: 2,
         worktree_root: None,
         checkpoint_after: config.r#loop.checkpoint_after,
+        complete_when: config.agent.complete_when,
+        ignore: config.agent.ignore.clone(),
     }
+}
+
+/// `[agent] ignore`'s `.gitignore` patterns as the context's globs, so that agents' scratch
+/// files stay out of the prompt too: a pattern without an inner `/` matches at any depth, and
+/// a directory's files with it.
+fn ignore_globs(patterns: &[String]) -> Vec<String> {
+    let mut globs = Vec::new();
+    for p in patterns {
+        let core = p.trim_start_matches('/').trim_end_matches('/');
+        if core.is_empty() || p.starts_with('!') || p.starts_with('#') {
+            continue;
+        }
+        let base = if p.trim_end_matches('/').contains('/') {
+            core.to_owned()
+        } else {
+            format!("**/{core}")
+        };
+        globs.push(format!("{base}/**"));
+        globs.push(base);
+    }
+    globs
 }
 
 /// The gates of `[validate]`: build, test, lint, format, then the custom ones.
@@ -785,6 +814,33 @@ mod tests {
         match ready {
             Some(Ready::Start(spec)) => Some(spec.id.to_string()),
             _ => None,
+        }
+    }
+
+    #[test]
+    fn ignore_patterns_become_context_globs() {
+        let patterns: Vec<String> = [".aider*", ".claude/settings.local.json", ".codex/", "!x"]
+            .map(str::to_owned)
+            .to_vec();
+        let globs = ignore_globs(&patterns);
+        let set = {
+            let mut b = globset::GlobSetBuilder::new();
+            for g in &globs {
+                b.add(globset::Glob::new(g).expect("glob"));
+            }
+            b.build().expect("set")
+        };
+        for hidden in [
+            ".aider.chat.history.md",
+            ".aider.tags.cache.v4/cache.db",
+            "sub/.aider.input.history",
+            ".claude/settings.local.json",
+            ".codex/config.toml",
+        ] {
+            assert!(set.is_match(hidden), "{hidden} is hidden by {globs:?}");
+        }
+        for shown in ["aider.md", ".claude/settings.json", "src/codex.rs", "x"] {
+            assert!(!set.is_match(shown), "{shown} is shown");
         }
     }
 

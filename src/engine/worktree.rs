@@ -130,10 +130,14 @@ fn add_worktree(
 
 impl Worktree {
     /// Adds a detached worktree named `name` at `commit`, in `root` (default: `.git/mmm/worktrees/`).
+    /// Untracked paths matching `ignore` (`.gitignore` patterns: agents' scratch files) stay out
+    /// of every snapshot, as ignored files do; the rules live in memory only, nothing is
+    /// written to a `.gitignore` or to `info/exclude`.
     pub fn create(
         main: &Repository,
         root: Option<&Path>,
         name: &str,
+        ignore: &[String],
         commit: Oid,
     ) -> Result<Worktree, WorktreeError> {
         let main_git_dir = main.commondir().to_path_buf();
@@ -162,6 +166,13 @@ impl Worktree {
                 path: path.clone(),
                 source,
             })?;
+        if !ignore.is_empty() {
+            repo.add_ignore_rule(&ignore.join("\n"))
+                .map_err(|source| WorktreeError::Repo {
+                    path: path.clone(),
+                    source,
+                })?;
+        }
         let worktree = Worktree {
             main_git_dir,
             path,
@@ -534,8 +545,14 @@ mod tests {
         git_in(root, &["commit", "--quiet", "-m", "base"]);
         let head = git_in(root, &["rev-parse", "HEAD"]);
         let repo = Repository::open(root).expect("open");
-        let wt = Worktree::create(&repo, None, "t", Oid::from_str(head.trim()).expect("oid"))
-            .expect("worktree");
+        let wt = Worktree::create(
+            &repo,
+            None,
+            "t",
+            &[],
+            Oid::from_str(head.trim()).expect("oid"),
+        )
+        .expect("worktree");
         let p = wt.path().to_path_buf();
         std::fs::write(p.join("src/a/change.rs"), "new\n").expect("write");
         std::fs::remove_file(p.join("src/gone.rs")).expect("rm");
@@ -584,8 +601,14 @@ mod tests {
         git_in(root, &["commit", "--quiet", "-m", "base"]);
         let head = git_in(root, &["rev-parse", "HEAD"]);
         let repo = Repository::open(root).expect("open");
-        let wt = Worktree::create(&repo, None, "s", Oid::from_str(head.trim()).expect("oid"))
-            .expect("worktree");
+        let wt = Worktree::create(
+            &repo,
+            None,
+            "s",
+            &[],
+            Oid::from_str(head.trim()).expect("oid"),
+        )
+        .expect("worktree");
         let p = wt.path().to_path_buf();
         let changed = || wt.scan().expect("scan").files_changed;
         assert!(!changed(), "nothing changed");
@@ -616,8 +639,14 @@ mod tests {
         git_in(root, &["commit", "--quiet", "-m", "base"]);
         let head = git_in(root, &["rev-parse", "HEAD"]);
         let repo = Repository::open(root).expect("open");
-        let wt = Worktree::create(&repo, None, "p", Oid::from_str(head.trim()).expect("oid"))
-            .expect("worktree");
+        let wt = Worktree::create(
+            &repo,
+            None,
+            "p",
+            &[],
+            Oid::from_str(head.trim()).expect("oid"),
+        )
+        .expect("worktree");
         let p = wt.path().to_path_buf();
 
         std::fs::write(p.join("src/change.rs"), "new\n").expect("write");
@@ -711,8 +740,14 @@ mod tests {
         std::fs::create_dir_all(root.join(".git/mmm")).expect("mkdir");
         std::fs::write(root.join(".git/mmm/.gitignore"), "*\n").expect("write");
         let repo = Repository::open(root).expect("open");
-        let wt = Worktree::create(&repo, None, "w", Oid::from_str(head.trim()).expect("oid"))
-            .expect("worktree");
+        let wt = Worktree::create(
+            &repo,
+            None,
+            "w",
+            &[],
+            Oid::from_str(head.trim()).expect("oid"),
+        )
+        .expect("worktree");
         if !wt.is_watched() {
             // No inotify here (another platform): refresh scans, which the other tests cover.
             return;

@@ -448,9 +448,11 @@ impl Store {
         &self.repo
     }
 
-    /// One-time setup for `git mmm init`: `notes.rewriteRef` and `notes.displayRef` include
-    /// `refs/notes/mmm/*` in the repository's config. Idempotent; returns the settings it
-    /// added as `key = value`.
+    /// One-time setup for `git mmm init`: `notes.rewriteRef` includes `refs/notes/mmm/*` in the
+    /// repository's config (a rebase or an amend carries the notes along), and
+    /// `notes.displayRef` does not (an older mmm set it: `git log` then printed every
+    /// iteration's whole transcript; `git mmm log` and `git mmm show` read the notes instead).
+    /// Idempotent; returns what it changed, one line each (`set …`, `unset …`).
     pub fn configure(&self) -> Result<Vec<String>> {
         let mut cfg = self
             .repo
@@ -458,19 +460,29 @@ impl Store {
             .and_then(|c| c.open_level(git2::ConfigLevel::Local))
             .map_err(StoreError::git("open the repository's config"))?;
         let value = "refs/notes/mmm/*";
-        let mut changed = Vec::new();
-        for name in ["notes.rewriteRef", "notes.displayRef"] {
+        let pattern = "^refs/notes/mmm/\\*$";
+        let has = |cfg: &git2::Config, name: &str| {
             let mut present = false;
             if let Ok(mut entries) = cfg.multivar(name, None) {
                 while let Some(Ok(e)) = entries.next() {
                     present |= e.value_bytes() == value.as_bytes();
                 }
             }
-            if !present {
-                cfg.set_multivar(name, "^refs/notes/mmm/\\*$", value)
-                    .map_err(StoreError::git(format!("set {name}")))?;
-                changed.push(format!("{name} = {value}"));
-            }
+            present
+        };
+        let mut changed = Vec::new();
+        if !has(&cfg, "notes.rewriteRef") {
+            cfg.set_multivar("notes.rewriteRef", pattern, value)
+                .map_err(StoreError::git("set notes.rewriteRef"))?;
+            changed.push(format!("set notes.rewriteRef = {value}"));
+        }
+        if has(&cfg, "notes.displayRef") {
+            cfg.remove_multivar("notes.displayRef", pattern)
+                .map_err(StoreError::git("unset notes.displayRef"))?;
+            changed.push(format!(
+                "unset notes.displayRef = {value} (`git log` stays readable; `git mmm log` shows \
+                 the iterations)"
+            ));
         }
         Ok(changed)
     }

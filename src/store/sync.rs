@@ -238,6 +238,13 @@ struct PushRef {
     expected: Option<Oid>,
 }
 
+/// One spec's refs: ours and the remote's (tracking), by shared name.
+#[derive(Debug, Default)]
+struct SpecRefs {
+    ours: BTreeMap<String, Oid>,
+    theirs: BTreeMap<String, Oid>,
+}
+
 /// How one spec's branch was integrated.
 #[derive(Debug, Clone, Default)]
 struct SpecMoves {
@@ -253,6 +260,9 @@ struct GitOutput {
     stdout: String,
     stderr: String,
 }
+
+/// Above this many refs, a sync of every spec pushes by namespace (see `Store::push`).
+const BULK_PUSH_AFTER: usize = 64;
 
 /// The reflog message of a wip ref a sync took from the remote.
 const ADOPTED_WIP: &str = "mmm: sync, wip ref of a run elsewhere";
@@ -319,9 +329,17 @@ impl Store {
         let mut pushed: BTreeSet<SpecId> = BTreeSet::new();
         for round in 1..=opts.attempts.max(1) {
             self.fetch(opts)?;
-            let specs = self.sync_specs(opts)?;
+            let snapshot = self.snapshot(&opts.remote)?;
+            let specs = match opts.specs.is_empty() {
+                true => snapshot.keys().cloned().collect(),
+                false => self.sync_specs(opts)?,
+            };
             let mut push = Vec::new();
             for spec in &specs {
+                // Every ref the same on both sides: nothing to integrate, nothing to push.
+                if snapshot.get(spec).is_some_and(|r| r.ours == r.theirs) {
+                    continue;
+                }
                 let m = self.integrate_spec(&opts.remote, spec)?;
                 let entry = moves.entry(spec.clone()).or_default();
                 entry.fetched |= m.fetched;
@@ -379,6 +397,55 @@ impl Store {
         Ok(out)
     }
 
+    /// Every spec's refs on both sides, read in one pass over the refs: ours (mmm's refs) and
+    /// theirs (the tracking refs), each keyed by the name they share.
+    fn snapshot(&self, remote: &str) -> Result<BTreeMap<SpecId, SpecRefs>> {
+        let tracking = [
+            format!("refs/remotes/{remote}/mmm/"),
+            format!("refs/notes/remotes/{remote}/mmm/"),
+            format!("refs/mmm-remotes/{remote}/"),
+        ];
+        let mine = ["refs/heads/mmm/", "refs/notes/mmm/", "refs/mmm/"];
+        let mut out: BTreeMap<SpecId, SpecRefs> = BTreeMap::new();
+        let refs = self
+            .repo
+            .references()
+            .map_err(StoreError::git("list the refs"))?;
+        for r in refs {
+            let r = r.map_err(StoreError::git("list the refs"))?;
+            let (Ok(name), Some(oid)) = (r.name(), r.target()) else {
+                continue;
+            };
+            let side = |prefixes: &[&str]| {
+                prefixes.iter().enumerate().find_map(|(i, p)| {
+                    let rest = name.strip_prefix(p)?;
+                    let (spec, tail) = rest.split_once('/').unwrap_or((rest, ""));
+                    Some((i, spec.to_owned(), tail.to_owned()))
+                })
+            };
+            let tracking: Vec<&str> = tracking.iter().map(String::as_str).collect();
+            let (theirs, found) = match side(&tracking) {
+                Some(f) => (true, f),
+                None => match side(&mine) {
+                    Some(f) => (false, f),
+                    None => continue,
+                },
+            };
+            let (kind, spec, tail) = found;
+            let Ok(spec) = SpecId::new(&spec) else {
+                continue;
+            };
+            let entry = out.entry(spec).or_default();
+            let key = format!("{kind}/{tail}");
+            if theirs {
+                entry.theirs.insert(key, oid);
+            } else {
+                entry.ours.insert(key, oid);
+            }
+        }
+        Ok(out)
+    }
+
     /// The specs a sync looks at: those asked for, or every spec with a ref on either side.
     fn sync_specs(&self, opts: &SyncOptions) -> Result<Vec<SpecId>, SyncError> {
         if !opts.specs.is_empty() {
@@ -426,8 +493,10 @@ impl Store {
 
     /// Runs `git` in the repository with a time limit, never prompting.
     fn run_git(&self, args: &[&str], timeout: Duration) -> Result<GitOutput, SyncError> {
-        let dir = self.repo.path();
-        let git_dir = format!("--git-dir={}", dir.display());
+        // git reads a relative remote path from where it runs: the top of the work tree, as a
+        // user's own `git fetch` there would.
+        let dir = self.repo.workdir().unwrap_or_else(|| self.repo.path());
+        let git_dir = format!("--git-dir={}", self.repo.path().display());
         let mut argv: Vec<&OsStr> = vec![OsStr::new(&git_dir)];
         argv.extend(args.iter().map(OsStr::new));
         let env = [
@@ -494,12 +563,28 @@ impl Store {
         .iter()
         .map(|s| (*s).to_owned())
         .collect();
+        // git matches every explicit refspec against every ref, so thousands of them take
+        // seconds: a whole sync with many refs pushes the three namespaces instead (after
+        // integration no local ref there is behind the remote's), non-forced, with a lease on
+        // each ref that is not a fast-forward (a rollback). Non-forced refspecs already refuse
+        // to overwrite what we have not seen.
+        let bulk = opts.specs.is_empty() && refs.len() > BULK_PUSH_AFTER;
         for r in refs {
-            let expected = r.expected.map(|o| o.to_string()).unwrap_or_default();
-            args.push(format!("--force-with-lease={}:{expected}", r.name));
+            let forced = match r.expected {
+                Some(e) => !self.reaches(r.new, e)?,
+                None => false,
+            };
+            if !bulk || forced {
+                let expected = r.expected.map(|o| o.to_string()).unwrap_or_default();
+                args.push(format!("--force-with-lease={}:{expected}", r.name));
+            }
         }
-        for r in refs {
-            args.push(format!("{}:{}", r.name, r.name));
+        if bulk {
+            args.extend(
+                ["refs/heads/mmm/*", "refs/notes/mmm/*", "refs/mmm/*"].map(|g| format!("{g}:{g}")),
+            );
+        } else {
+            args.extend(refs.iter().map(|r| format!("{}:{}", r.name, r.name)));
         }
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = self.run_git(&argv, opts.timeout)?;
@@ -527,14 +612,16 @@ impl Store {
     }
 
     /// After a push: the tracking refs now hold what we pushed (as the next fetch would write).
+    /// Tracking refs mirror the remote and are not mmm's refs: like `git fetch`, this forces
+    /// them and does not sync them to the disk (a lost update only costs a fetch).
     fn note_pushed(&self, remote: &str, refs: &[PushRef]) -> Result<()> {
         for r in refs {
-            if let Some(t) = tracking_ref(remote, &r.name) {
-                let cur = self.ref_target(&t)?;
-                if cur != Some(r.new) {
-                    // Lost only to a concurrent fetch, which wrote the same or newer.
-                    self.cas_ref(&t, cur, r.new, "mmm: pushed")?;
-                }
+            if let Some(t) = tracking_ref(remote, &r.name)
+                && self.ref_target(&t)? != Some(r.new)
+            {
+                self.repo
+                    .reference(&t, r.new, true, "mmm: pushed")
+                    .map_err(StoreError::git(format!("update {t}")))?;
             }
         }
         Ok(())

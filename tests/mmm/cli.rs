@@ -121,13 +121,16 @@ fn init_writes_config_sets_notes_refs_and_is_idempotent() {
         "{config}"
     );
 
-    for key in ["notes.rewriteRef", "notes.displayRef"] {
-        assert_eq!(
-            repo.git(&["config", "--get-all", key]),
-            "refs/notes/mmm/*\n",
-            "{key}"
-        );
-    }
+    assert_eq!(
+        repo.git(&["config", "--get-all", "notes.rewriteRef"]),
+        "refs/notes/mmm/*\n"
+    );
+    assert!(
+        repo.git_output(&["config", "--get-all", "notes.displayRef"])
+            .stdout
+            .is_empty(),
+        "mmm's notes are not displayed by git log"
+    );
 
     // Edit the config; a second init keeps it and changes nothing in git's config.
     let edited = text.replace("max_iterations = 3", "max_iterations = 7");
@@ -871,4 +874,66 @@ fn a_bad_flag_value_is_a_usage_error() {
     // A value clap itself cannot read is a usage error too.
     let out = repo.mmm(&["run", "gamma", "--max-iterations", "many"]);
     assert_eq!(out.status.code(), Some(2));
+}
+
+/// `git log` on an mmm branch stays readable: after `git mmm init` (also on a repository an
+/// older mmm configured to display its notes), a long transcript is not printed with the commit.
+#[test]
+fn git_log_of_an_mmm_branch_does_not_print_the_transcripts() {
+    let repo = TestRepo::new();
+    repo.git(&["config", "--add", "notes.displayRef", "refs/notes/mmm/*"]);
+    let first = repo.mmm_ok(&["init"]);
+    assert!(
+        first.contains("unset notes.displayRef = refs/notes/mmm/*"),
+        "{first}"
+    );
+    repo.write(
+        "specs/hello.md",
+        "# Hello\n\n## Objective\nWrite hello.txt.\n\n## Acceptance criteria\n- it says hello. verify: `grep -q hello hello.txt`\n",
+    );
+    // An agent whose output (the transcript) is 200 KB.
+    repo.write(
+        ".mmm/config.toml",
+        "[agent]\nkind = \"command\"\ncommand = \"yes transcript-line | head -c 200000; echo; echo hello > hello.txt\"\ncomplete_when = \"checks\"\n",
+    );
+    repo.commit_all("spec");
+    let out = repo.mmm_cmd().args(["run", "hello"]).output().expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log = repo.git_output(&["log", "-1", "mmm/hello"]);
+    assert!(log.status.success());
+    assert!(
+        log.stdout.len() < 2_000,
+        "git log -1 printed {} bytes",
+        log.stdout.len()
+    );
+    let notes = repo.git(&["notes", "--ref=mmm/hello/transcripts", "show", "mmm/hello"]);
+    assert!(
+        notes.len() > 200_000,
+        "the transcript is kept: {}",
+        notes.len()
+    );
+}
+
+#[test]
+fn a_git_error_is_told_without_libgit2_internals_unless_verbose() {
+    let repo = three_specs();
+    // An unborn branch: nothing to start from.
+    repo.git(&["update-ref", "-d", "refs/heads/main"]);
+    let out = repo.mmm(&["run", "gamma"]);
+    assert_eq!(out.status.code(), Some(1));
+    insta::assert_snapshot!(String::from_utf8_lossy(&out.stderr), @r"
+    error: the repository has no commit to start from
+      caused by: reference 'refs/heads/main' not found
+    hint: commit something first (`git commit`)
+    ");
+    let out = repo.mmm(&["-v", "run", "gamma"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("caused by: reference 'refs/heads/main' not found; class=Reference (4)"),
+        "{stderr}"
+    );
 }

@@ -104,6 +104,9 @@ fn valid_fixture_sets_every_section() {
     assert_eq!(c.prices["claude-sonnet-5-5"].input, Some(3.0));
     assert_eq!(c.prices["claude-sonnet-5-5"].cache_read, Some(0.3));
     assert_eq!(c.secrets.redact, vec!["MY_TOKEN", "hunter2"]);
+    assert_eq!(c.agent.complete_when, mmm::config::CompleteWhen::Checks);
+    assert_eq!(c.agent.failure_pattern.as_deref(), Some("^Error: "));
+    assert_eq!(c.agent.ignore, vec![".scratch/"]);
     assert_eq!(c.redact.env, vec!["MY_CORP_SECRET"]);
     assert_eq!(c.redact.patterns, vec!["corp_[0-9]{8}"]);
     assert_eq!(c.agent.retry_budget, Duration::from_secs(120));
@@ -126,13 +129,13 @@ fn valid_fixture_sets_every_section() {
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(104));
-    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(57));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(107));
+    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(60));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(98)
+        repo_origin(101)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(88));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(91));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"
@@ -305,8 +308,14 @@ fn default_file_is_stable() {
     allowed_tools = []
     # Claude Code's --disallowedTools, e.g. "WebFetch".
     disallowed_tools = []
-    # Command line of kind = "command"; placeholders {prompt_file} (else the prompt is on stdin), {worktree}, {model}, {budget_usd} (also $MMM_BUDGET_USD).
-    # command = "aider --yes-always --no-auto-commits --model {model} --message-file {prompt_file}"
+    # Command line of kind = "command"; placeholders {prompt_file} (else the prompt is on stdin), {worktree}, {model} (a provider prefix goes before it: anthropic/{model}), {budget_usd} (also $MMM_BUDGET_USD). This is docs/AGENTS.md's aider recipe.
+    # command = "aider --model anthropic/{model} --edit-format diff --message-file {prompt_file} --yes-always --no-auto-commits --no-dirty-commits --no-gitignore --no-pretty --no-stream --no-check-update --no-show-release-notes --analytics-disable --no-suggest-shell-commands --no-show-model-warnings"
+    # What completes a spec: "directive" (the agent's @mmm:complete and every check passing) or "checks" (every check passing, for CLIs that know no directives).
+    complete_when = "directive"
+    # Regex matched against each line of the command's output: a match fails the call although the command exited with 0 (aider reports a failed model call that way).
+    # failure_pattern = "^litellm\\.[A-Za-z]*Error"
+    # Paths (.gitignore patterns) that never enter an iteration commit: the scratch files of aider, Claude Code and codex. Nothing is written to .gitignore.
+    ignore = [".aider*", ".claude/settings.local.json", ".codex/"]
     # Regex over the command's output whose first group is the cost in USD (last match wins).
     # cost_regex = "Cost: \\$[0-9.]+ message, \\$([0-9.]+) session"
     # Regex over the command's output with named groups `input` and `output` (token counts).

@@ -356,11 +356,15 @@ fn rollback_archives_and_undo_restores() {
 fn configure_is_idempotent() {
     let repo = TestRepo::new();
     let store = store_at(&repo.path, "a");
+    // An older mmm displayed every note in `git log`; the user's own display refs stay.
+    repo.git(&["config", "--add", "notes.displayRef", "refs/notes/mmm/*"]);
+    repo.git(&["config", "--add", "notes.displayRef", "refs/notes/review"]);
     assert_eq!(
         store.configure().expect("configure"),
         [
-            "notes.rewriteRef = refs/notes/mmm/*",
-            "notes.displayRef = refs/notes/mmm/*"
+            "set notes.rewriteRef = refs/notes/mmm/*",
+            "unset notes.displayRef = refs/notes/mmm/* (`git log` stays readable; `git mmm log` \
+             shows the iterations)"
         ]
     );
     assert!(store.configure().expect("again").is_empty());
@@ -370,7 +374,7 @@ fn configure_is_idempotent() {
     );
     assert_eq!(
         repo.git(&["config", "--get-all", "notes.displayRef"]),
-        "refs/notes/mmm/*\n"
+        "refs/notes/review\n"
     );
 }
 

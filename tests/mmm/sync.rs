@@ -231,6 +231,23 @@ fn sync_pushes_fast_forwards_and_a_second_sync_does_nothing() {
         a.git(&["notes", "--ref=mmm/s/transcripts", "show", &commits[0]])
     );
     b.mmm_ok(&["sync"]);
+    // A remote named by a relative path is found from the top of the work tree.
+    let rel = format!(
+        "../../{}/remote.git",
+        remote
+            .dir
+            .path()
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+    );
+    let c = remote.clone();
+    c.git(&["remote", "set-url", "origin", &rel]);
+    assert!(c.path.join(&rel).exists());
+    assert_eq!(
+        c.mmm_ok(&["sync"]),
+        "s  fast-forwarded\nt  fast-forwarded\n"
+    );
     // Nothing new on either side: nothing written, nothing pushed.
     let (before, remote_before) = (local_state(&b), remote.refs());
     let report = sync_json(&b, &[]);
@@ -842,7 +859,7 @@ fn four_clones_run_with_push_on_one_spec_and_lose_nothing() {
 #[test]
 fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
     let remote = Remote::new();
-    let a = run_clone(&remote, "exit 1\n");
+    let a = run_clone(&remote, "sleep 1\nexit 1\n");
     let out = a.mmm(&["run", "--push", "--max-iterations", "2"]);
     assert_eq!(
         out.status.code(),
@@ -853,8 +870,9 @@ fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("synced with `origin`"), "{text}");
     assert_eq!(remote.rev("refs/heads/mmm/s"), Some(rev(&a, "mmm/s")));
-    // Another clone continues from iteration 3 (it fetched and integrated first).
-    let b = run_clone(&remote, "sleep 2\nexit 1\n");
+    // Another clone continues from iteration 3 (it fetched and integrated first), in the tree
+    // of iteration 2, whose gate sleeps long enough for a checkpoint.
+    let b = run_clone(&remote, "sleep 1\nexit 1\n");
     b.write(
         ".mmm/config.toml",
         &format!(
@@ -874,7 +892,11 @@ fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
     let mut wip = String::new();
     for _ in 0..100 {
         std::thread::sleep(std::time::Duration::from_millis(50));
-        wip = remote.git(&["for-each-ref", "--format=%(refname)", "refs/mmm/s/wip/"]);
+        wip = remote.git(&[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/mmm/s/wip/",
+        ]);
         if !wip.is_empty() {
             break;
         }
@@ -883,7 +905,13 @@ fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
         let out = child.wait_with_output().expect("wait");
         panic!("no checkpoint on the remote: {}", show(&out));
     }
-    let transcript = remote.git(&["show", &format!("{}:transcript.jsonl", wip.trim())]);
+    let transcript = remote.git(&[
+        "show",
+        &format!(
+            "{}:transcript.jsonl",
+            wip.split_whitespace().nth(1).expect("oid")
+        ),
+    ]);
     assert!(transcript.contains("Nothing yet."), "{transcript}");
     let out = child.wait_with_output().expect("wait");
     let commits = recorded(&out);
@@ -901,4 +929,73 @@ fn a_run_with_push_continues_from_the_remote_and_pushes_checkpoints() {
     );
     // The finished run's wip ref is gone on the remote too.
     assert_eq!(remote.git(&["for-each-ref", "refs/mmm/s/wip/"]), "");
+}
+
+#[test]
+fn a_sync_of_many_specs_pushes_by_namespace_and_still_leases_a_rollback() {
+    let remote = Remote::new();
+    let (a, b) = (remote.clone(), remote.clone());
+    let s = record(&a, "s", 3);
+    for i in 0..24 {
+        record(&a, &format!("many-{i:02}"), 1);
+    }
+    let out = a.mmm_ok(&["sync"]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with("  pushed")).count(),
+        25,
+        "{out}"
+    );
+    let local: Vec<String> = a
+        .git(&[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/heads/mmm",
+            "refs/notes/mmm",
+            "refs/mmm",
+        ])
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        remote.refs().lines().map(str::to_owned).collect::<Vec<_>>(),
+        local
+    );
+    b.mmm_ok(&["sync"]);
+    // A rollback among many updates: the forced one goes with its lease.
+    a.mmm_ok(&["plumbing", "rollback", "s", "--to", "1"]);
+    for i in 0..24 {
+        record(&a, &format!("many-{i:02}"), 1);
+    }
+    let out = a.mmm_ok(&["sync"]);
+    assert_eq!(
+        out.lines().filter(|l| l.ends_with("  pushed")).count(),
+        25,
+        "{out}"
+    );
+    assert_eq!(
+        remote.rev("refs/heads/mmm/s").as_deref(),
+        Some(s[0].as_str())
+    );
+    assert!(remote.is_ancestor(&s[2], "refs/mmm/s/archive"));
+    // b's stale branch of s does not come back; the remote's rollback wins there too.
+    let out = b.mmm_ok(&["sync"]);
+    assert!(
+        out.lines().any(|l| l.starts_with("s ")
+            && l.trim_start_matches('s')
+                .trim_start()
+                .starts_with("diverged")),
+        "{out}"
+    );
+    assert_eq!(
+        remote.rev("refs/heads/mmm/s").as_deref(),
+        Some(s[0].as_str())
+    );
+    assert_eq!(
+        a.mmm_ok(&["sync"])
+            .lines()
+            .filter(|l| l.ends_with("up to date"))
+            .count(),
+        25
+    );
+    remote.assert_fsck();
 }

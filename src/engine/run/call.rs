@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use crate::agent::{AgentError, AgentEvent, AgentReply, AgentRequest, TokenUsage};
-use crate::context::Prompt;
+use crate::context::{self, Prompt};
 use crate::store::{IterationStatus, Run};
 
 use super::super::metrics::{Interrupted, IterationMetrics};
@@ -132,9 +132,7 @@ impl Loop<'_, '_, '_> {
         allowance: Allowance<'_>,
         it: &mut Pending,
     ) -> f64 {
-        let answered = reply
-            .cost_usd
-            .unwrap_or_else(|| self.price_usage(&reply.model, &reply.usage));
+        let (answered, cost_source) = self.cost_of(reply);
         let cost = answered + it.interrupted.cost_usd;
         let mut usage = reply.usage;
         usage.add(&it.interrupted.tokens);
@@ -149,12 +147,35 @@ impl Loop<'_, '_, '_> {
                 "stop_reason": reply.stop_reason,
                 "attempts": reply.attempts,
                 "usage": reply.usage,
+                "cost_usd": cost,
+                "cost_source": cost_source.as_str(),
                 "records": reply.records,
             }),
         );
         it.transcript.push(response_record);
         self.checkpoint(|c| c.update(&it.transcript));
         cost
+    }
+
+    /// What the answer cost and where the figure comes from: the agent's own figure, or the
+    /// price table's for the tokens when the agent gave none or a rounded one (and the table
+    /// knows the model).
+    fn cost_of(&self, reply: &AgentReply) -> (f64, CostSource) {
+        let usage = (&reply.usage).into();
+        let table = self
+            .s
+            .prices
+            .cost(&reply.model, &usage)
+            // The API may answer with a dated id the table (or an override) does not know:
+            // price it as the model that was asked for.
+            .or_else(|| self.s.prices.cost(&self.model, &usage));
+        match (reply.cost_usd, table) {
+            (Some(usd), _) if !reply.cost_rounded => (usd, CostSource::Agent),
+            (Some(_), Some(usd)) if reply.usage.total() > 0 => (usd, CostSource::PricesNotRounded),
+            (Some(usd), _) => (usd, CostSource::AgentRounded),
+            (None, Some(usd)) => (usd, CostSource::Prices),
+            (None, None) => (0.0, CostSource::Unknown),
+        }
     }
 
     /// Records nothing yet: turns a failed agent call into a draft iteration, so that the
@@ -179,13 +200,19 @@ impl Loop<'_, '_, '_> {
             ),
             AgentError::Critical { .. } => (
                 IterationStatus::Error,
-                Some((StopReason::Critical, critical_detail(&err))),
+                Some((
+                    StopReason::Critical,
+                    after_failures(&self.memory.failures, critical_detail(&err)),
+                )),
             ),
             // The agent already retried (the API client with backoff); another iteration
             // would only burn the budget of iterations. The next `git mmm run` resumes here.
             AgentError::Failed { .. } => (
                 IterationStatus::Error,
-                Some((StopReason::Critical, critical_detail(&err))),
+                Some((
+                    StopReason::Critical,
+                    after_failures(&self.memory.failures, critical_detail(&err)),
+                )),
             ),
         };
         let rec = self.record(
@@ -223,6 +250,63 @@ impl Loop<'_, '_, '_> {
             tree: None,
         }
     }
+}
+
+/// Where the cost recorded for an answer comes from (the response record's `cost_source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CostSource {
+    /// The agent's own figure.
+    Agent,
+    /// The price table, for the tokens (the agent gave no cost).
+    Prices,
+    /// The price table, for the tokens, instead of the agent's rounded figure.
+    PricesNotRounded,
+    /// The agent's rounded figure (the table does not know the model, or no tokens).
+    AgentRounded,
+    /// No figure: neither the agent nor the price table knows (recorded as 0).
+    Unknown,
+}
+
+impl CostSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            CostSource::Agent => "agent",
+            CostSource::Prices => "prices",
+            CostSource::PricesNotRounded => "prices (the agent's figure was rounded)",
+            CostSource::AgentRounded => "agent (rounded)",
+            CostSource::Unknown => "unknown (0)",
+        }
+    }
+}
+
+/// The detail of a failed call after an iteration whose checks failed: those failures first
+/// (they are why the loop asked again, and usually what the user must look at), then the
+/// call's error.
+fn after_failures(failures: &[context::Failure], detail: String) -> String {
+    let Some(first) = failures.first() else {
+        return detail;
+    };
+    let lines: Vec<&str> = first
+        .output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let telling = lines
+        .iter()
+        .find(|l| {
+            let l = l.to_ascii_lowercase();
+            l.contains("error") || l.contains("panicked") || l.contains("failed")
+        })
+        .or(lines.last())
+        .map(|l| format!(": {l}"))
+        .unwrap_or_default();
+    let names: Vec<&str> = failures.iter().map(|f| f.name.as_str()).collect();
+    format!(
+        "{} still failing ({}{telling}); then {detail}",
+        names.join(", "),
+        first.name
+    )
 }
 
 /// Sends the whole lines of `line` (all of it when `all`, or when it grew past

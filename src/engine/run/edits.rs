@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::agent::AgentReply;
 use crate::apply;
-use crate::response::{self, Parsed};
+use crate::response::{self, Parsed, ProblemKind};
 use crate::store::Run;
 
 use super::super::metrics::EditCounts;
@@ -43,8 +43,16 @@ impl Loop<'_, '_, '_> {
         let mut parsed = response::parse(&reply.text);
         if reply.edits_in_worktree {
             // The agent edited the worktree itself; only directives are read from its text.
+            // What looks like an edit there (aider echoes its search/replace blocks) is neither
+            // applied nor a problem.
             parsed.edits.clear();
             parsed.commands.clear();
+            parsed.problems.retain(|p| {
+                matches!(
+                    p.kind,
+                    ProblemKind::UnknownDirective | ProblemKind::BadDirective
+                )
+            });
         }
         let mut answer = Answer {
             problems: parsed.problems.iter().map(|p| p.to_string()).collect(),

@@ -16,7 +16,7 @@ use super::super::metrics::{Durations, GateMetrics, Interrupted, IterationMetric
 use super::super::worktree::Worktree;
 use super::checks::Checks;
 use super::edits::Answer;
-use super::{EngineError, Loop, Stage, StopReason, first_line, ms, patch_id};
+use super::{CompleteWhen, EngineError, Loop, Stage, StopReason, first_line, ms, patch_id};
 
 /// How an iteration ended.
 pub(super) enum Step {
@@ -125,7 +125,7 @@ impl Loop<'_, '_, '_> {
     ) -> Result<Draft, EngineError> {
         let t = Instant::now();
         let failing = work.checks.failing();
-        let status = work.status(&failing);
+        let status = work.status(&failing, self.job.settings.complete_when);
         let tree = self.snapshot(worktree, &work, &status)?;
         self.s.store.kill_point("after-snapshot");
         let seen = Observation {
@@ -230,14 +230,19 @@ impl Work {
         usage
     }
 
-    /// The iteration's outcome.
-    fn status(&self, failing: &[&GateResult]) -> IterationStatus {
+    /// The iteration's outcome. Complete takes every check passing and no problem, and either
+    /// the agent's `@mmm:complete` or, with `complete_when = "checks"`, at least one check.
+    fn status(&self, failing: &[&GateResult], complete_when: CompleteWhen) -> IterationStatus {
         let directives = &self.answer.parsed.directives;
+        let claimed = match complete_when {
+            CompleteWhen::Directive => directives.complete,
+            CompleteWhen::Checks => directives.complete || !self.checks.results.is_empty(),
+        };
         if self.checks.interrupted {
             IterationStatus::Interrupted
         } else if directives.needs_review.is_some() {
             IterationStatus::NeedsReview
-        } else if directives.complete && failing.is_empty() && self.answer.problems.is_empty() {
+        } else if claimed && failing.is_empty() && self.answer.problems.is_empty() {
             IterationStatus::Complete
         } else if failing.is_empty() {
             IterationStatus::Passed
@@ -338,7 +343,8 @@ mod tests {
         interrupted: bool,
     ) -> String {
         let w = work(directives, gates, problems, interrupted);
-        w.status(&w.checks.failing()).to_string()
+        w.status(&w.checks.failing(), CompleteWhen::Directive)
+            .to_string()
     }
 
     #[test]
@@ -361,9 +367,41 @@ mod tests {
     }
 
     #[test]
+    fn with_complete_when_checks_the_checks_alone_complete() {
+        let by_checks = |gates: &[bool], problems: usize| {
+            let w = work(Directives::default(), gates, problems, false);
+            w.status(&w.checks.failing(), CompleteWhen::Checks)
+                .to_string()
+        };
+        assert_eq!(by_checks(&[true, true], 0), "complete");
+        assert_eq!(by_checks(&[true, false], 0), "failed");
+        assert_eq!(
+            by_checks(&[], 0),
+            "passed",
+            "no check ran: nothing proves it"
+        );
+        assert_eq!(by_checks(&[true], 1), "passed", "problems");
+        let w = work(
+            Directives {
+                complete: true,
+                ..Directives::default()
+            },
+            &[],
+            0,
+            false,
+        );
+        assert_eq!(
+            w.status(&w.checks.failing(), CompleteWhen::Checks)
+                .to_string(),
+            "complete",
+            "the directive still counts"
+        );
+    }
+
+    #[test]
     fn the_metrics_of_an_answered_iteration() {
         let w = work(Directives::default(), &[true, false], 2, false);
-        let status = w.status(&w.checks.failing());
+        let status = w.status(&w.checks.failing(), CompleteWhen::Directive);
         let m = w.metrics(
             4,
             "api",

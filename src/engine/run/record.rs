@@ -23,7 +23,14 @@ impl Loop<'_, '_, '_> {
     ) -> Result<(Draft, Recorded, Oid), EngineError> {
         let n = run.next_iteration;
         if draft.stop.is_none() {
-            draft.stop = self.stop_before_call(Some(draft.usage.total_input()), 1);
+            // The next prompt is about as long as this one: the input of one attempt, not of
+            // the attempts cut short too.
+            let lost = draft
+                .metrics
+                .interrupted
+                .map_or(0, |i| i.tokens.total_input());
+            let input = draft.usage.total_input().saturating_sub(lost);
+            draft.stop = self.stop_before_call(Some(input), 1);
         } else if matches!(draft.stop, Some((StopReason::Stuck, _)))
             && let Some((StopReason::MaxIterations, limit)) = self.stop_before_call(None, 1)
         {

@@ -79,7 +79,7 @@ fn error_event_mid_stream() {
 /// The configuration of the fault tests: the api agent, quick retries for a short while.
 fn faulty_config(extra: &str) -> String {
     format!(
-        "[agent]\nkind = \"api\"\nmax_retries = 0\nretry_budget = \"20s\"\nidle_timeout = \"300ms\"\n\n[validate]\ntest = \"sh check.sh\"\ntimeout = \"30s\"\n\n{extra}"
+        "[agent]\nkind = \"api\"\nmax_retries = 0\nretry_budget = \"20s\"\nidle_timeout = \"1s\"\n\n[validate]\ntest = \"sh check.sh\"\ntimeout = \"30s\"\n\n{extra}"
     )
 }
 

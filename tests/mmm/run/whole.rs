@@ -222,6 +222,28 @@ fn scripted_agent_runs_without_network() {
 }
 
 #[test]
+fn when_the_scripted_answers_run_out_the_failing_check_comes_first() {
+    // One answer that does nothing: the gate fails, the loop asks again, the script has
+    // nothing more to say. The gate's failure is why; it comes first.
+    let project = Scenario::spec_s()
+        .raw_config("[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n[validate]\ntest = \"sh check.sh\"\n")
+        .check(CHECK)
+        .file(".mmm/answers.toml", "[[answer]]\ntext = '''\nNothing yet.\n'''\n")
+        .build();
+    let out = project.repo.mmm(&["run"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    assert_eq!(project.statuses("s"), ["failed", "error"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(
+            "test, criterion 1 still failing (test: GATE-42-NO: done.txt is missing); then the agent script \
+             has no answer left for this prompt"
+        ),
+        "{stdout}"
+    );
+}
+
+#[test]
 fn the_demo_leaves_a_failed_and_a_complete_iteration() {
     let dir = tempfile::tempdir().expect("tempdir");
     let home = dir.path().join("home");
