@@ -28,7 +28,7 @@ settings! {
         /// How long and how often a spec is iterated.
         "loop" => r#loop: LoopConfig {
             /// Iterations per spec and run before the loop stops.
-            max_iterations: u64 = 3, Kind::Count { min: 1 };
+            max_iterations: u64 = 3, Kind::Bounded { min: 1, max: 10_000 };
             /// Wall-clock limit of one run of one spec.
             #[serde(with = "duration_serde")]
             timeout: Duration = Duration::from_secs(2 * 3600), Kind::Duration;
@@ -46,7 +46,7 @@ settings! {
         /// Where the specs live.
         "specs" => specs: SpecsConfig {
             /// Directory of the specs, relative to the repository root.
-            dir: String = "specs".to_owned(), Kind::Str;
+            dir: String = "specs".to_owned(), Kind::RelPath;
         }
 
         /// Which agent answers the prompts, and how it is reached.

@@ -13,12 +13,16 @@ pub(crate) enum Kind {
     Bool,
     /// An integer of at least `min`.
     Count { min: u64 },
+    /// An integer from `min` to `max`.
+    Bounded { min: u64, max: u64 },
     /// A number greater than zero (integers are accepted).
     Usd,
     /// A number of at least zero (integers are accepted).
     Price,
     /// A non-empty string.
     Str,
+    /// A relative path that stays inside the repository (not absolute, no `..`).
+    RelPath,
     /// An `http://` or `https://` URL.
     Url,
     /// A humantime duration longer than zero.
@@ -148,7 +152,18 @@ pub(crate) fn check(kind: Kind, v: &toml::Value) -> Result<toml::Value, String> 
                 Ok(v.clone())
             }
         }
-        (Kind::Count { .. }, _) => Err(format!("expected an integer, found {}", type_name(v))),
+        (Kind::Bounded { min, max }, V::Integer(i)) => {
+            if *i < 0 || (*i as u64) < min || (*i as u64) > max {
+                Err(format!(
+                    "expected an integer from {min} to {max}, found {i}"
+                ))
+            } else {
+                Ok(v.clone())
+            }
+        }
+        (Kind::Count { .. } | Kind::Bounded { .. }, _) => {
+            Err(format!("expected an integer, found {}", type_name(v)))
+        }
         (Kind::Usd | Kind::Price, V::Integer(i)) => check(kind, &V::Float(*i as f64)),
         (Kind::Usd, V::Float(f)) => {
             if f.is_finite() && *f > 0.0 {
@@ -168,6 +183,25 @@ pub(crate) fn check(kind: Kind, v: &toml::Value) -> Result<toml::Value, String> 
         (Kind::Str, V::String(s)) => {
             if s.trim().is_empty() {
                 Err("expected a non-empty string, found \"\"".to_owned())
+            } else {
+                Ok(v.clone())
+            }
+        }
+        (Kind::RelPath, V::String(s)) => {
+            let p = std::path::Path::new(s);
+            if s.trim().is_empty() {
+                Err("expected a path inside the repository, found \"\"".to_owned())
+            } else if p.is_absolute() || s.starts_with('~') {
+                Err(format!(
+                    "expected a path relative to the repository's root, found the absolute path {v}; mmm reads only files inside the repository"
+                ))
+            } else if p
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+            {
+                Err(format!(
+                    "expected a path inside the repository, found {v}, which climbs out of it with `..`"
+                ))
             } else {
                 Ok(v.clone())
             }
@@ -221,7 +255,9 @@ pub(crate) fn check(kind: Kind, v: &toml::Value) -> Result<toml::Value, String> 
             "expected an array of strings, found {}",
             type_name(v)
         )),
-        (Kind::Str | Kind::Url, _) => Err(format!("expected a string, found {}", type_name(v))),
+        (Kind::Str | Kind::RelPath | Kind::Url, _) => {
+            Err(format!("expected a string, found {}", type_name(v)))
+        }
     }
 }
 
@@ -236,7 +272,7 @@ pub(crate) fn parse_text(kind: Kind, text: &str) -> Result<toml::Value, String> 
             "false" | "no" | "off" | "0" => V::Boolean(false),
             _ => return Err(format!("expected true or false, found \"{t}\"")),
         },
-        Kind::Count { .. } => match t.replace('_', "").parse::<i64>() {
+        Kind::Count { .. } | Kind::Bounded { .. } => match t.replace('_', "").parse::<i64>() {
             Ok(i) => V::Integer(i),
             Err(_) => return Err(format!("expected an integer, found \"{t}\"")),
         },
@@ -244,7 +280,9 @@ pub(crate) fn parse_text(kind: Kind, text: &str) -> Result<toml::Value, String> 
             Ok(f) => V::Float(f),
             Err(_) => return Err(format!("expected a number, found \"{t}\"")),
         },
-        Kind::Str | Kind::Url | Kind::Duration | Kind::Enum(_) => V::String(t.to_owned()),
+        Kind::Str | Kind::RelPath | Kind::Url | Kind::Duration | Kind::Enum(_) => {
+            V::String(t.to_owned())
+        }
         Kind::List => V::Array(
             t.split(',')
                 .map(str::trim)
@@ -421,5 +459,34 @@ mod tests {
         assert!(parse_text(Kind::Duration, "soon").is_err());
         assert!(parse_text(Kind::Duration, "0s").is_err());
         assert!(parse_text(Kind::Url, "ftp://x").is_err());
+    }
+
+    #[test]
+    fn a_bounded_count_refuses_what_is_out_of_range() {
+        let kind = Kind::Bounded {
+            min: 1,
+            max: 10_000,
+        };
+        assert!(check(kind, &toml::Value::Integer(10_000)).is_ok());
+        assert_eq!(
+            check(kind, &toml::Value::Integer(i64::MAX)),
+            Err(format!(
+                "expected an integer from 1 to 10000, found {}",
+                i64::MAX
+            ))
+        );
+        assert!(check(kind, &toml::Value::Integer(0)).is_err());
+    }
+
+    #[test]
+    fn a_relative_path_stays_inside_the_repository() {
+        let ok = |s: &str| check(Kind::RelPath, &toml::Value::String(s.into())).is_ok();
+        assert!(ok("specs"));
+        assert!(ok("docs/specs"));
+        assert!(!ok("/etc"));
+        assert!(!ok("../elsewhere"));
+        assert!(!ok("specs/../../x"));
+        assert!(!ok("~/specs"));
+        assert!(!ok(" "));
     }
 }

@@ -88,6 +88,11 @@ pub enum SpecErrorKind {
     /// Reading the file or directory failed.
     #[error("cannot read: {0}")]
     Io(String),
+    /// A markdown file whose name starts with two dots: hidden, so not read as a spec.
+    #[error(
+        "this markdown file is hidden (its name starts with dots), so mmm does not read it as a spec"
+    )]
+    Hidden,
     /// The file is larger than the limit.
     #[error("spec file is too large ({size} bytes; the limit is {limit} bytes)")]
     TooLarge {
@@ -216,6 +221,9 @@ impl SpecErrorKind {
                 "point `[specs] dir` in .mmm/config.toml at a directory".to_owned()
             }
             SpecErrorKind::Io(_) => "check the file's permissions".to_owned(),
+            SpecErrorKind::Hidden => {
+                "rename it without the leading dots to make it a spec, or move it out of the spec directory".to_owned()
+            }
             SpecErrorKind::TooLarge { .. } => {
                 "a spec is a short markdown document; move large material to files named in its context section".to_owned()
             }
@@ -287,7 +295,7 @@ fn expected_for(key: &str) -> &'static str {
         "id" => "write a slug such as `id = \"login\"`",
         "priority" => "use one of critical, high, medium, low",
         "depends_on" => "write a list of spec ids, e.g. `depends_on = [\"login\"]`",
-        "max_iterations" => "write a whole number of at least 1, e.g. `max_iterations = 5`",
+        "max_iterations" => "write a whole number from 1 to 10000, e.g. `max_iterations = 5`",
         "model" | "agent" => "write a string",
         "labels" => "write a list of strings, e.g. `labels = [\"auth\"]`",
         "timeout" => "write a duration such as \"30m\" or \"2h\"",

@@ -174,9 +174,14 @@ fn take(front: &mut Front, entry: Entry) -> Result<(), SpecErrorKind> {
                     _ => None,
                 };
                 match n {
-                    Some(Some(n)) if n > 0 => front.max_iterations = Some(n),
+                    Some(Some(n)) if n > 0 && u64::from(n) <= super::MAX_ITERATIONS => {
+                        front.max_iterations = Some(n)
+                    }
                     Some(_) => {
-                        return Err(bad(format!("{value} is not a whole number of at least 1")));
+                        return Err(bad(format!(
+                            "{value} is not a whole number from 1 to {}",
+                            super::MAX_ITERATIONS
+                        )));
                     }
                     None => {
                         return Err(bad(format!(

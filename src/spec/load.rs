@@ -147,6 +147,12 @@ fn walk(root: &Path, rel: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<Spec
                     && !name.starts_with('.')
                 {
                     entries.push((name.to_owned(), ty));
+                } else if let Some(name) = name.to_str()
+                    && hidden_spec(name)
+                    && !ty.is_dir()
+                {
+                    // `...md`, `..dotdot.md`: meant as specs, perhaps, but hidden: say so.
+                    errors.push(SpecError::new(rel.join(name), None, SpecErrorKind::Hidden));
                 }
             }
             Err(e) => errors.push(SpecError::new(rel, None, SpecErrorKind::Io(e.to_string()))),
@@ -161,6 +167,13 @@ fn walk(root: &Path, rel: &Path, files: &mut Vec<PathBuf>, errors: &mut Vec<Spec
             files.push(child);
         }
     }
+}
+
+/// A markdown file whose name starts with two dots (`...md`, `..dotdot.md`): hidden like any
+/// dot file, but no one hides a draft that way; a mistake or a trick, and an error. (A file
+/// hidden with one dot, `.draft.md`, is skipped on purpose.)
+fn hidden_spec(name: &str) -> bool {
+    name.starts_with("..") && name.ends_with(".md")
 }
 
 fn is_file_symlink(path: &Path) -> bool {

@@ -42,6 +42,11 @@ pub use load::{Discovered, MAX_SPEC_BYTES, discover, load_file};
 
 use std::fmt;
 
+/// The most iterations a spec (front matter `max_iterations`) or the configuration
+/// (`[loop] max_iterations`, `--max-iterations`) may ask for: a bound, so that a typo of many
+/// digits is an error, not a loop without end.
+pub const MAX_ITERATIONS: u64 = 10_000;
+
 /// A spec's identifier: a slug (`[a-z0-9][a-z0-9._-]*`) that names its branch
 /// `refs/heads/mmm/<id>` and its notes refs.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -407,7 +412,7 @@ mod parse_tests {
             [
                 "specs/x.md:2:1: unknown front-matter key `prority` (did you mean `priority`?)",
                 "specs/x.md:3:3: front-matter key `timeout`: `soon` is not a duration",
-                "specs/x.md:4:1: front-matter key `max_iterations`: 0 is not a whole number of at least 1",
+                "specs/x.md:4:1: front-matter key `max_iterations`: 0 is not a whole number from 1 to 10000",
                 "specs/x.md:6:1: spec has no objective (a `## Objective` section saying what to build)",
                 "specs/x.md:6:1: spec has no acceptance criteria",
                 "specs/x.md:8:1: context item `/etc/passwd` is not a valid path or glob: it must be relative to the repository root",

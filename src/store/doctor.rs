@@ -5,8 +5,10 @@
 //!
 //! Rules:
 //! * a note on a commit that is neither on the branch nor in the archive (a kill between the
-//!   notes and the branch): fast-forward the branch if the commit's first parent is the tip
-//!   (or create the branch if it is missing), else archive the commit;
+//!   notes and the branch): fast-forward the branch if the commit has both notes and its first
+//!   parent is the tip (or create the branch if it is missing), else archive the commit (a
+//!   kill between the two notes leaves one: such an iteration was never acknowledged, and the
+//!   branch keeps only iterations with both notes);
 //! * a wip ref is stale if its run has since recorded the checkpointed iteration, if its run's
 //!   worktree lock names a process that no longer runs (a killed `git mmm run`), if it is older
 //!   than [`DoctorOptions::stale_after`], or always with [`DoctorOptions::all_wip`]; it is
@@ -315,6 +317,8 @@ impl Store {
     ) -> Result<()> {
         let reachable = self.reachable(spec)?;
         let mut orphans: Vec<Oid> = Vec::new();
+        // The orphans that have both notes: only those may join the branch.
+        let mut both: HashSet<Oid> = HashSet::new();
         for notes_ref in [transcripts_ref(spec), metrics_ref(spec)] {
             let notes = match self.repo.notes(Some(&notes_ref)) {
                 Ok(n) => n,
@@ -323,7 +327,11 @@ impl Store {
             };
             for n in notes {
                 let (_, target) = n.map_err(StoreError::git(format!("list {notes_ref}")))?;
-                if reachable.contains(&target) || orphans.contains(&target) {
+                if reachable.contains(&target) {
+                    continue;
+                }
+                if orphans.contains(&target) {
+                    both.insert(target);
                     continue;
                 }
                 if self.repo.find_commit(target).is_err() {
@@ -355,9 +363,11 @@ impl Store {
         let mut tip = self.ref_target(&branch_ref(spec))?;
         let mut remaining = keyed;
         loop {
-            let pos = remaining.iter().position(|(_, _, _, it)| {
-                it.as_ref()
-                    .is_some_and(|it| tip.is_none() || it.parent == tip)
+            let pos = remaining.iter().position(|(_, _, oid, it)| {
+                both.contains(oid)
+                    && it
+                        .as_ref()
+                        .is_some_and(|it| tip.is_none() || it.parent == tip)
             });
             let Some(pos) = pos else { break };
             let (_, _, oid, it) = remaining.remove(pos);

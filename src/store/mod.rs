@@ -48,7 +48,11 @@
 //! mod.rs       Store, StoreOptions, StoreError; opening; flushing the object batch and
 //!              merging packs; commit signatures; kill points
 //! refs.rs      ref names; compare-and-swap (creation too); syncing a moved ref; deleting;
-//!              retries with jittered backoff while other writers hold a lock
+//!              retries with jittered backoff while other writers hold a lock; a name in the
+//!              way (`RefConflict`); whether a spec's refs can be written (`check_writable`)
+//! locks.rs     lock files on mmm's refs: found, judged stale (old, no other live run of the
+//!              spec), the error a stale one gives
+//! runs.rs      which process runs which spec: `.git/mmm/runs/<spec>.json`, held by `flock`
 //! notes.rs     notes commits (a union with the note already there); notes refs moved by CAS
 //! write.rs     runs, records, wip checkpoints, recording an iteration in the write order,
 //!              the archive

@@ -207,7 +207,7 @@ fn negative_budget_is_rejected() {
 #[test]
 fn zero_iterations_is_rejected() {
     insta::assert_snapshot!(fixture_error("zero-iterations.toml"), @r#"
-        /repo/.mmm/config.toml:2: `loop.max_iterations`: expected an integer of at least 1, found 0
+        /repo/.mmm/config.toml:2: `loop.max_iterations`: expected an integer from 1 to 10000, found 0
         hint: correct the value; the file that `git mmm init` writes documents every key and its default
         "#);
 }
@@ -655,7 +655,7 @@ fn flag_errors_name_the_flag() {
         ..Sources::default()
     };
     let e = load(&flag("loop.max_iterations", "-1")).expect_err("negative");
-    insta::assert_snapshot!(e, @"--max-iterations: `loop.max_iterations`: expected an integer of at least 1, found -1");
+    insta::assert_snapshot!(e, @"--max-iterations: `loop.max_iterations`: expected an integer from 1 to 10000, found -1");
     let e = load(&flag("loop.max_iteration", "2")).expect_err("unknown key");
     insta::assert_snapshot!(e, @"--max-iterations: unknown key `loop.max_iteration` (did you mean `loop.max_iterations`?)");
 }

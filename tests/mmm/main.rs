@@ -15,3 +15,4 @@ mod run;
 mod spec;
 mod store;
 mod sync;
+mod torture;

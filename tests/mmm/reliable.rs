@@ -315,3 +315,81 @@ fn a_kill_during_a_command_agent_call_leaves_its_prompt_file_where_doctor_remove
         "doctor removed it"
     );
 }
+
+/// `git mmm run` in a project made by `scenario` fails before any call, and says `words`.
+fn refused(scenario: Scenario, args: &[&str], words: &[&str]) {
+    let project = scenario.answer(NEEDLE, Reply::Text(done())).build();
+    let out = project.run(args);
+    assert!(!out.status.success(), "accepted: {}", show(&out));
+    let err = stderr(&out);
+    for w in words {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
+    assert!(project.fake.requests().is_empty(), "no call");
+    assert_eq!(project.repo.git(&["for-each-ref", "refs/heads/mmm"]), "");
+}
+
+#[test]
+fn hidden_spec_files_are_reported_not_ignored() {
+    let spec = crate::support::project::spec("hidden", "");
+    let project = Scenario::spec_s()
+        .file("specs/...md", &spec)
+        .file("specs/..dotdot.md", &spec)
+        .answer(NEEDLE, Reply::Text(done()))
+        .build();
+    // `specs` lists them as problems and fails.
+    let out = project.repo.mmm(&["specs"]);
+    assert!(!out.status.success(), "{}", show(&out));
+    let err = stderr(&out);
+    for w in ["specs/...md", "specs/..dotdot.md", "hidden", "rename it"] {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
+    // `run` of every spec says so too (and runs the sound ones, as for any broken spec).
+    let out = project.run(&["run"]);
+    let err = stderr(&out);
+    for w in ["specs/...md", "specs/..dotdot.md", "hidden"] {
+        assert!(err.contains(w), "{w:?} not in: {err}");
+    }
+}
+
+#[test]
+fn an_absurd_max_iterations_is_an_error() {
+    refused(
+        Scenario::spec_s().config("[loop]\nmax_iterations = 9223372036854775807\n"),
+        &["run", "s"],
+        &["max_iterations", "from 1 to 10000"],
+    );
+    refused(
+        Scenario::spec_s(),
+        &["run", "s", "--max-iterations", "4000000000"],
+        &["from 1 to 10000"],
+    );
+    refused(
+        Scenario::spec_s().spec("s", "max_iterations = 4000000000"),
+        &["run", "s"],
+        &["from 1 to 10000"],
+    );
+}
+
+#[test]
+fn a_specs_dir_outside_the_repository_is_an_error() {
+    let outside = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        outside.path().join("s.md"),
+        crate::support::project::spec("s", ""),
+    )
+    .expect("spec outside");
+    refused(
+        Scenario::spec_s().config(&format!(
+            "[specs]\ndir = \"{}\"\n",
+            outside.path().display()
+        )),
+        &["run", "s"],
+        &["absolute path", "inside the repository"],
+    );
+    refused(
+        Scenario::spec_s().config("[specs]\ndir = \"../elsewhere\"\n"),
+        &["run", "s"],
+        &["climbs out of it"],
+    );
+}

@@ -244,7 +244,7 @@ fn invalid_unknown_keys() {
 fn invalid_values() {
     insta::assert_snapshot!(invalid("wrong-type.md"), @r#"
         fixtures/specs/invalid/wrong-type.md:3:1: front-matter key `max_iterations`: expected a whole number, found a string
-        hint: write a whole number of at least 1, e.g. `max_iterations = 5`
+        hint: write a whole number from 1 to 10000, e.g. `max_iterations = 5`
     "#);
     insta::assert_snapshot!(invalid("bad-priority.md"), @r#"
         fixtures/specs/invalid/bad-priority.md:2:1: front-matter key `priority`: unknown variant `urgent`, expected one of `critical`, `high`, `medium`, `low`
