@@ -106,6 +106,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         .ok()
         .and_then(|h| h.peel_to_commit().ok())
         .map(|c| c.id());
+    let mut since: std::collections::HashMap<git2::Oid, usize> = std::collections::HashMap::new();
     for state in store.status_all()? {
         let spec = state.spec.to_string();
         let row = rows.entry(spec.clone()).or_insert_with(|| Row::new(spec));
@@ -119,8 +120,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             _ => false,
         };
         row.updated = Some(mmm::clock::rfc3339(state.time));
-        if let Some(head) = head {
-            row.behind = store.behind(&state.spec, head)?;
+        if let (Some(head), Some(n)) = (head, state.iteration) {
+            // Specs mostly share a base: count the commits since each base once.
+            if let Some(base) = store.base_below(state.tip, n)? {
+                let behind = match since.get(&base) {
+                    Some(&k) => k,
+                    None => *since
+                        .entry(base)
+                        .or_insert(store.commits_since(base, head)?),
+                };
+                row.behind = Some(behind);
+            }
         }
     }
     let mut out = out();

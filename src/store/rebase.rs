@@ -89,6 +89,35 @@ impl Store {
         Ok(self.history(spec)?.first().and_then(|i| i.parent))
     }
 
+    /// The base of a branch whose tip is iteration `n`: the commit `n` first parents below the
+    /// tip. Cheaper than [`Store::base_of`] (no trailers read), for `status` over many specs.
+    pub fn base_below(&self, tip: Oid, n: u32) -> Result<Option<Oid>> {
+        let mut cur = tip;
+        for _ in 0..n {
+            let c = self
+                .repo
+                .find_commit(cur)
+                .map_err(StoreError::git(format!("read commit {cur}")))?;
+            match c.parent_id(0) {
+                Ok(parent) => cur = parent,
+                Err(_) => return Ok(None),
+            }
+        }
+        Ok(Some(cur))
+    }
+
+    /// How many commits `head` has that `base` has not.
+    pub fn commits_since(&self, base: Oid, head: Oid) -> Result<usize> {
+        if base == head {
+            return Ok(0);
+        }
+        let (ahead, _) = self
+            .repo
+            .graph_ahead_behind(head, base)
+            .map_err(StoreError::git("count the commits since the spec's base"))?;
+        Ok(ahead)
+    }
+
     /// How many commits `head` has that the spec's base has not (0: up to date; `None`: no
     /// branch yet).
     pub fn behind(&self, spec: &SpecId, head: Oid) -> Result<Option<usize>> {
