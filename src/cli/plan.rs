@@ -14,11 +14,13 @@ use super::{CliError, CliResult, Ctx, out};
 #[derive(Debug, clap::Args)]
 #[command(
     after_help = "Ready: not complete at the spec's current revision, and every spec it depends on \
-complete at its current revision. Output: one spec id per line, in dependency order.\n--json \
+complete at its current revision, and not leased by a live runner elsewhere (as of the last \
+fetch of the remote, `git mmm sync`). Output: one spec id per line, in dependency order.\n--json \
 (stable): {\"specs\": [{\"spec\", \"path\", \"revision\", \"depends_on\": [id…], \"iterations\", \
-\"status\"}]}, where path is relative to the repository root, iterations is the last \
-iteration's number (0: never run) and status its status (null: never run). Fields are only \
-ever added."
+\"status\"}], \"leased\": [{\"spec\", \"holder\", \"host\", \"pid\", \"run\", \"taken\", \
+\"expires\", \"expired\"}]}, where path is relative to the repository root, iterations is the last \
+iteration's number (0: never run) and status its status (null: never run); leased lists the \
+ready specs left out because a live lease holds them. Fields are only ever added."
 )]
 pub struct Args {
     /// One JSON object (documented above, stable).
@@ -59,6 +61,15 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         let changed = mmm::engine::plan::changed_paths(store.repo(), from, to)?;
         ready.retain(|s| mmm::engine::plan::touched(s, &root, &changed));
     }
+    let leases = super::sync::known_leases(ctx, &store);
+    let mut leased = Vec::new();
+    ready.retain(|s| match leases.get(&s.id) {
+        Some(l) if !l.expired => {
+            leased.push(l.clone());
+            false
+        }
+        _ => true,
+    });
     let rows: Vec<Row> = ready
         .iter()
         .map(|s| {
@@ -80,10 +91,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         .collect();
     let mut w = out();
     if args.json {
-        writeln!(w, "{}", serde_json::json!({ "specs": rows }))?;
+        writeln!(
+            w,
+            "{}",
+            serde_json::json!({ "specs": rows, "leased": leased })
+        )?;
     } else {
         for r in &rows {
             writeln!(w, "{}", r.spec)?;
+        }
+        for l in &leased {
+            eprintln!("mmm: {} left out: {l}", l.spec);
         }
     }
     Ok(())

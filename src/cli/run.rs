@@ -52,6 +52,11 @@ pub struct Args {
     /// Sync with the remote first, push every iteration and checkpoint (as `[sync] push`).
     #[arg(long)]
     pub push: bool,
+    /// Take each spec's single-writer lease on the remote first (as `[sync] lease`): a spec
+    /// a live runner elsewhere holds is skipped; the leases are renewed while the run lasts
+    /// and released at its end.
+    #[arg(long)]
+    pub lease: bool,
     /// Start the named specs again from the current HEAD: each branch is archived (as
     /// `rollback` does, in refs/mmm/SPEC/archive) and a new attempt begins.
     #[arg(long, requires = "specs")]
@@ -78,7 +83,20 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     let push = super::sync::before_run(&store, &config, args.push, args.json)?;
     // One bad spec stays one bad spec: the sound ones run, the others are reported.
     let found = mmm::spec::discover(&root, Path::new(&config.specs.dir));
-    let selected = select(&store, &found, &args.specs)?;
+    let mut selected = select(&store, &found, &args.specs)?;
+    let ids: Vec<_> = selected.iter().map(|s| s.id.clone()).collect();
+    let (_leases, leased) = super::sync::take_leases(&store, &config, args.lease, &ids)?;
+    for lease in &leased {
+        super::sync::tell_skipped(lease, args.json)?;
+        selected.retain(|s| s.id != lease.spec);
+    }
+    if selected.is_empty() && !leased.is_empty() {
+        writeln!(
+            out(),
+            "nothing to run here: runners elsewhere hold the leases"
+        )?;
+        return Ok(());
+    }
     let specs = &found.specs;
     let broken = &found.errors;
     if args.specs.is_empty() {
@@ -613,6 +631,7 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, running: &Running, specs: V
         else {
             return;
         };
+        rt.spawn(terminated());
         rt.block_on(async {
             if tokio::signal::ctrl_c().await.is_err() {
                 return;
@@ -625,9 +644,26 @@ fn watch_for_stop(store: &Store, interrupt: &Cancel, running: &Running, specs: V
             if tokio::signal::ctrl_c().await.is_ok() {
                 // Children run in their own process groups and never saw the SIGINT.
                 mmm::process::kill_all_groups();
+                super::sync::release_leases();
                 eprintln!("mmm: aborted");
                 std::process::exit(130);
             }
         });
     });
+}
+
+/// SIGTERM (a CI job cancelled, say): ends the process at once as a second Ctrl-C does,
+/// with the children's process groups killed and the leases released (the next `git mmm run`
+/// resumes).
+async fn terminated() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
+    if term.recv().await.is_some() {
+        mmm::process::kill_all_groups();
+        super::sync::release_leases();
+        eprintln!("mmm: terminated");
+        std::process::exit(143);
+    }
 }

@@ -15,7 +15,9 @@ pub struct Args {
     /// One JSON object: `{"specs": [{"spec", "path", "iterations", "status", "run", "tip",
     /// "spec_revision", "current_revision", "changed", "updated", "errors", "behind"}]}` sorted
     /// by spec; `behind` counts the commits of HEAD the spec's base lacks;
-    /// `errors` lists a broken spec's problems (it is left out of runs).
+    /// `errors` lists a broken spec's problems (it is left out of runs); `lease` is the spec's
+    /// lease on the remote as of the last fetch (`{"holder", "host", "pid", "run", "taken",
+    /// "expires", "expired"}`, null: none).
     #[arg(long)]
     pub json: bool,
 }
@@ -42,6 +44,8 @@ struct Row {
     errors: Vec<String>,
     /// How many commits HEAD has that the spec's base has not (None: no branch).
     behind: Option<usize>,
+    /// The spec's lease on the remote, as of the last fetch.
+    lease: Option<mmm::store::Lease>,
 }
 
 impl Row {
@@ -59,6 +63,7 @@ impl Row {
             updated: None,
             errors: Vec::new(),
             behind: None,
+            lease: None,
         }
     }
 }
@@ -133,6 +138,10 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             }
         }
     }
+    for (spec, lease) in super::sync::known_leases(ctx, &store) {
+        let id = spec.to_string();
+        rows.entry(id.clone()).or_insert_with(|| Row::new(id)).lease = Some(lease);
+    }
     let mut out = out();
     if args.json {
         let rows: Vec<&Row> = rows.values().collect();
@@ -177,6 +186,18 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
                     behind.as_str()
                 }
                 _ => note,
+            };
+            let leased;
+            let note = match &row.lease {
+                Some(l) => {
+                    let state = if l.expired { "expired: " } else { "" };
+                    leased = format!(
+                        "{note}{}{state}{l}",
+                        if note.is_empty() { "" } else { "; " }
+                    );
+                    leased.as_str()
+                }
+                None => note,
             };
             let updated = row
                 .updated

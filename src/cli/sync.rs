@@ -1,10 +1,15 @@
 //! `git mmm sync [SPEC…]`: exchanges mmm's refs with a git remote (fetch into tracking refs,
 //! integrate, one atomic push with leases), one line per spec.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use mmm::config::Config;
-use mmm::store::{SpecSyncStatus, Store, SyncError, SyncOptions, SyncReport};
+use mmm::spec::SpecId;
+use mmm::store::{
+    Lease, LeaseHolder, LeaseKeeper, SpecSyncStatus, Store, SyncError, SyncOptions, SyncReport,
+    Take,
+};
 
 use super::common::{open_store, short_oid, spec_id};
 use super::{CliError, CliResult, Ctx, out};
@@ -147,4 +152,125 @@ pub fn after_run(store: &Store, push: Option<SyncOptions>, json: bool) -> CliRes
         writeln!(w, "  {:<24} {}", s.spec.as_str(), s.status.as_str())?;
     }
     Ok(())
+}
+
+/// The leases this process holds, for the abort paths (a second Ctrl-C, SIGTERM) that end the
+/// process without unwinding.
+static HELD: std::sync::Mutex<Option<std::sync::Arc<LeaseKeeper>>> = std::sync::Mutex::new(None);
+
+/// Releases the leases this process holds (if any); waits until the remote has them deleted.
+pub fn release_leases() {
+    let held = HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    if let Some(k) = held {
+        k.release();
+    }
+}
+
+/// The leases a run holds until it is dropped (or [`release_leases`]).
+pub struct HeldLeases(Option<std::sync::Arc<LeaseKeeper>>);
+
+impl Drop for HeldLeases {
+    fn drop(&mut self) {
+        if self.0.take().is_some() {
+            release_leases();
+        }
+    }
+}
+
+/// `git mmm run --lease` (or `[sync] lease`): takes the lease of each of `specs` on the
+/// remote. Returns the leases held and the specs a live runner elsewhere holds (to skip).
+pub fn take_leases(
+    store: &Store,
+    config: &Config,
+    flag: bool,
+    specs: &[SpecId],
+) -> Result<(HeldLeases, Vec<Lease>), CliError> {
+    if !(flag || config.sync.lease) || specs.is_empty() {
+        return Ok((HeldLeases(None), Vec::new()));
+    }
+    let opts = options(store, config, None);
+    let who = LeaseHolder {
+        holder: identity(store),
+        host: mmm::store::host_name(),
+        pid: std::process::id(),
+        run: mmm::clock::IdGen::next_id(&mmm::clock::UlidGen),
+    };
+    let ttl = config.sync.lease_ttl;
+    let fail = |e: SyncError| {
+        CliError::with_hint(
+            e,
+            "leases need the remote: fix it, or run without --lease (and `[sync] lease = false`)",
+        )
+    };
+    store.fetch_leases(&opts).map_err(fail)?;
+    let (mut held, mut skipped) = (BTreeMap::new(), Vec::new());
+    for spec in specs {
+        match store.take_lease(&opts, spec, &who, ttl) {
+            Ok(Take::Taken(oid)) => {
+                held.insert(spec.clone(), oid);
+            }
+            Ok(Take::Held(lease)) => skipped.push(lease),
+            Err(e) => {
+                // Give back what was taken before failing.
+                for (s, oid) in &held {
+                    let _ = store.release_lease(&opts, s, *oid);
+                }
+                return Err(fail(e));
+            }
+        }
+    }
+    if held.is_empty() {
+        return Ok((HeldLeases(None), skipped));
+    }
+    let keeper = std::sync::Arc::new(LeaseKeeper::start(store.reopen()?, opts, who, ttl, held));
+    *HELD
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(keeper.clone());
+    Ok((HeldLeases(Some(keeper)), skipped))
+}
+
+/// Who takes a lease: the git identity (`user.email`, else `user.name`), else `mmm`.
+fn identity(store: &Store) -> String {
+    let Ok(cfg) = store.repo().config() else {
+        return "mmm".to_owned();
+    };
+    ["user.email", "user.name"]
+        .iter()
+        .find_map(|k| cfg.get_string(k).ok().filter(|v| !v.trim().is_empty()))
+        .unwrap_or_else(|| "mmm".to_owned())
+}
+
+/// Tells that a spec is skipped because of a lease (a JSON event with `--json`).
+pub fn tell_skipped(lease: &Lease, json: bool) -> CliResult {
+    if json {
+        let mut v = serde_json::to_value(lease)?;
+        v["event"] = "leased".into();
+        writeln!(out(), "{v}")?;
+    } else {
+        writeln!(
+            out(),
+            "skipping {}: {}; it can be taken over once it expires",
+            lease.spec,
+            lease
+        )?;
+    }
+    Ok(())
+}
+
+/// The leases on the default remote as of its last fetch, by spec (none when the config or
+/// the remote cannot be read: leases are an extra, not a reason to fail).
+pub fn known_leases(ctx: &super::Ctx, store: &Store) -> BTreeMap<SpecId, Lease> {
+    let Ok((_, loaded)) = super::config::load(ctx, Vec::new()) else {
+        return BTreeMap::new();
+    };
+    let opts = options(store, &loaded.config, None);
+    store
+        .leases(&opts.remote)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|l| (l.spec.clone(), l))
+        .collect()
 }

@@ -268,6 +268,12 @@ settings! {
             timeout: Duration = Duration::from_secs(120), Kind::Duration;
             /// Fetch-integrate-push rounds before giving up while the remote keeps moving.
             attempts: u64 = 8, Kind::Count { min: 1 };
+            /// Take each spec's single-writer lease on the remote before running it, as
+            /// `git mmm run --lease`; a spec leased by a live runner elsewhere is skipped.
+            lease: bool = false, Kind::Bool;
+            /// How long a lease lasts unless renewed (a run renews it every third of this).
+            #[serde(with = "duration_serde")]
+            lease_ttl: Duration = Duration::from_secs(600), Kind::Duration;
         }
 
         /// What is redacted from transcripts and logs, besides the API tokens mmm knows.

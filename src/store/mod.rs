@@ -69,9 +69,11 @@
 //!
 //! Exchanging mmm's refs with a remote (fetch, integrate, push) is the room `sync.rs`, built
 //! the same way: an `impl Store` block whose ref moves go through `refs.rs`. It is the one room
-//! that reaches the network, and only by running `git`.
+//! that reaches the network, and only by running `git`; `lease.rs` (a spec's single-writer
+//! lease, which lives on the remote only) uses its `git` runner.
 
 mod doctor;
+mod lease;
 mod locks;
 mod notes;
 mod pack;
@@ -97,6 +99,7 @@ use crate::spec::SpecId;
 pub use doctor::{
     DoctorAction, DoctorFailure, DoctorOptions, DoctorReport, Finding, MMM_LOCK_PREFIX, Problem,
 };
+pub use lease::{Lease, LeaseFile, LeaseHolder, LeaseKeeper, Take, lease_ref};
 pub use locks::{LOCK_STALE_AFTER, LockFile};
 pub use read::{Iteration, IterationDetail, SYSTEM_SAME_AS, SpecState};
 pub use rebase::{Fresh, Rebase, StartFrom};

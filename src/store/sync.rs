@@ -254,11 +254,11 @@ struct SpecMoves {
 }
 
 /// What one run of `git` printed.
-struct GitOutput {
-    ok: bool,
-    timed_out: bool,
-    stdout: String,
-    stderr: String,
+pub(super) struct GitOutput {
+    pub(super) ok: bool,
+    pub(super) timed_out: bool,
+    pub(super) stdout: String,
+    pub(super) stderr: String,
 }
 
 /// Above this many refs, a sync of every spec pushes by namespace (see `Store::push`).
@@ -432,6 +432,10 @@ impl Store {
                 },
             };
             let (kind, spec, tail) = found;
+            // A lease lives on the remote only (`lease.rs`): never integrated, never pushed.
+            if kind == 2 && tail == "lease" {
+                continue;
+            }
             let Ok(spec) = SpecId::new(&spec) else {
                 continue;
             };
@@ -475,7 +479,7 @@ impl Store {
     }
 
     /// The names of the refs under `prefix` (which ends in `/`).
-    fn ref_names(&self, prefix: &str) -> Result<Vec<String>> {
+    pub(super) fn ref_names(&self, prefix: &str) -> Result<Vec<String>> {
         let glob = format!("{prefix}*");
         let refs = self
             .repo
@@ -492,7 +496,7 @@ impl Store {
     }
 
     /// Runs `git` in the repository with a time limit, never prompting.
-    fn run_git(&self, args: &[&str], timeout: Duration) -> Result<GitOutput, SyncError> {
+    pub(super) fn run_git(&self, args: &[&str], timeout: Duration) -> Result<GitOutput, SyncError> {
         // git reads a relative remote path from where it runs: the top of the work tree, as a
         // user's own `git fetch` there would.
         let dir = self.repo.workdir().unwrap_or_else(|| self.repo.path());
@@ -1138,7 +1142,7 @@ fn round_backoff(round: u32) {
 }
 
 /// The refused refs of `git push --porcelain` output: `(ref, reason)`.
-fn porcelain_rejections(stdout: &str) -> Vec<(String, String)> {
+pub(super) fn porcelain_rejections(stdout: &str) -> Vec<(String, String)> {
     stdout
         .lines()
         .filter_map(|l| {
@@ -1154,7 +1158,7 @@ fn porcelain_rejections(stdout: &str) -> Vec<(String, String)> {
 
 /// A rejection that a fetch and a new push can fix: the remote moved since we looked (also
 /// between the server's lease check and its ref transaction, when another push won the lock).
-fn retriable_rejection(why: &str) -> bool {
+pub(super) fn retriable_rejection(why: &str) -> bool {
     [
         "(stale info)",
         "(fetch first)",
@@ -1184,7 +1188,12 @@ fn remote_lines(stderr: &str) -> String {
 }
 
 /// The error for a failed `git fetch` or `git push`, from what git printed.
-fn classify(remote: &str, step: &'static str, out: &GitOutput, timeout: Duration) -> SyncError {
+pub(super) fn classify(
+    remote: &str,
+    step: &'static str,
+    out: &GitOutput,
+    timeout: Duration,
+) -> SyncError {
     let remote = remote.to_owned();
     if out.timed_out {
         return SyncError::Network {

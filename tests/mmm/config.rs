@@ -115,6 +115,8 @@ fn valid_fixture_sets_every_section() {
     assert!(c.sync.push);
     assert_eq!(c.sync.timeout, Duration::from_secs(45));
     assert_eq!(c.sync.attempts, 3);
+    assert!(c.sync.lease);
+    assert_eq!(c.sync.lease_ttl, Duration::from_secs(90));
     assert_eq!(c.context.budget_tokens, 30_000);
     assert_eq!(
         (
@@ -433,6 +435,10 @@ fn default_file_is_stable() {
     timeout = "2m"
     # Fetch-integrate-push rounds before giving up while the remote keeps moving.
     attempts = 8
+    # Take each spec's single-writer lease on the remote before running it, as `git mmm run --lease`; a spec leased by a live runner elsewhere is skipped.
+    lease = false
+    # How long a lease lasts unless renewed (a run renews it every third of this).
+    lease_ttl = "10m"
 
     # What is redacted from transcripts and logs, besides the API tokens mmm knows.
     [secrets]

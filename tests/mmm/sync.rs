@@ -999,3 +999,171 @@ fn a_sync_of_many_specs_pushes_by_namespace_and_still_leases_a_rollback() {
     );
     remote.assert_fsck();
 }
+
+/// A clone of `remote` for lease tests: spec `s`, a gate that sleeps `GATE_SLEEP` seconds
+/// and exits `GATE_EXIT` (from the environment, so that every clone has the same `main`), an
+/// agent that says the spec is complete, leases of `ttl`, and `user.email` = `who`.
+fn lease_clone(remote: &Remote, ttl: &str, who: &str) -> TestRepo {
+    use crate::support::project::{project, spec};
+    let config = format!(
+        "[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n\
+         [validate]\ntest = \"sh check.sh\"\n\n[loop]\nstuck_after = 10\nmax_iterations = 2\n\
+         checkpoint_after = \"100ms\"\n\n[sync]\nlease_ttl = \"{ttl}\"\n"
+    );
+    let answers = "[[answer]]\ntext = '''\nDone.\n@mmm:complete\n'''\n";
+    let gate = "sleep \"${GATE_SLEEP:-0}\"\nexit \"${GATE_EXIT:-1}\"\n";
+    let repo = project(
+        &config,
+        &[("s", &spec("S", ""))],
+        &[(".mmm/answers.toml", answers), ("check.sh", gate)],
+    );
+    repo.git(&["remote", "add", "origin", &remote.url]);
+    repo.git(&["config", "user.email", who]);
+    repo
+}
+
+/// `git-mmm run ARGS --json` in `repo` with the gate's sleep and exit status, started.
+fn spawn_run(repo: &TestRepo, args: &[&str], sleep: u32, exit: u32) -> std::process::Child {
+    repo.mmm_cmd()
+        .arg("run")
+        .args(args)
+        .arg("--json")
+        .env("GATE_SLEEP", sleep.to_string())
+        .env("GATE_EXIT", exit.to_string())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn")
+}
+
+/// Waits (up to 20 s) until the remote has `name`; returns its value.
+fn wait_for_ref(remote: &Remote, name: &str) -> Option<String> {
+    for _ in 0..400 {
+        if let Some(v) = remote.rev(name) {
+            return Some(v);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    None
+}
+
+/// The `lease.json` of the remote's lease of `s`.
+fn remote_lease(remote: &Remote) -> Value {
+    serde_json::from_str(&remote.git(&["show", "refs/mmm/s/lease:lease.json"])).expect("json")
+}
+
+/// The `leased` events of a `--json` run.
+fn leased_events(out: &std::process::Output) -> Vec<Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|e| e["event"] == "leased")
+        .collect()
+}
+
+#[test]
+fn with_leases_two_runners_on_one_spec_one_works_and_the_other_skips() {
+    let remote = Remote::new();
+    let a = lease_clone(&remote, "3s", "a@example.com");
+    let b = lease_clone(&remote, "3s", "b@example.com");
+    // Both at once: the gate sleeps long enough for the loser to find the lease held.
+    let runs = [
+        spawn_run(&a, &["--lease"], 2, 1),
+        spawn_run(&b, &["--lease"], 2, 1),
+    ];
+    let lease = wait_for_ref(&remote, "refs/mmm/s/lease").expect("a lease on the remote");
+    let holder = remote_lease(&remote);
+    let winner = holder["holder"].as_str().expect("holder").to_owned();
+    assert!(
+        ["a@example.com", "b@example.com"].contains(&winner.as_str()),
+        "{holder}"
+    );
+    assert!(lease.len() == 40);
+    let outs: Vec<std::process::Output> = runs
+        .into_iter()
+        .map(|c| c.wait_with_output().expect("wait"))
+        .collect();
+    let worked: Vec<usize> = (0..2).filter(|&i| !recorded(&outs[i]).is_empty()).collect();
+    assert_eq!(worked.len(), 1, "{}\n{}", show(&outs[0]), show(&outs[1]));
+    let (w, l) = (worked[0], 1 - worked[0]);
+    assert_eq!([&a, &b][w].git(&["config", "user.email"]).trim(), winner);
+    // The winner ran its two iterations (the gate fails), renewing the lease meanwhile.
+    assert_eq!(recorded(&outs[w]).len(), 2, "{}", show(&outs[w]));
+    // The loser skipped, naming the holder and when the lease expires.
+    let skipped = leased_events(&outs[l]);
+    assert_eq!(skipped.len(), 1, "{}", show(&outs[l]));
+    assert_eq!(skipped[0]["spec"], "s");
+    assert_eq!(skipped[0]["holder"], winner.as_str());
+    assert_eq!(skipped[0]["expired"], false);
+    assert!(
+        skipped[0]["expires"]
+            .as_str()
+            .is_some_and(|e| e.ends_with('Z'))
+    );
+    assert_eq!(outs[l].status.code(), Some(0), "{}", show(&outs[l]));
+    // Released at the end.
+    assert_eq!(remote.rev("refs/mmm/s/lease"), None);
+    // The loser's status and plan show the lease it saw (as of its last fetch).
+    let loser = [&a, &b][l];
+    let status: Value =
+        serde_json::from_str(&loser.mmm_ok(&["status", "--json"])).expect("status json");
+    assert_eq!(status["specs"][0]["lease"]["holder"], winner.as_str());
+    let text = loser.mmm_ok(&["status"]);
+    assert!(text.contains(&format!("leased by {winner}")), "{text}");
+    let plan: Value = serde_json::from_str(&loser.mmm_ok(&["plan", "--json"])).expect("json");
+    if plan["leased"].as_array().is_some_and(|v| !v.is_empty()) {
+        // Still live at the moment of the plan: s is left out and said to be leased.
+        assert_eq!(plan["specs"], serde_json::json!([]));
+        assert_eq!(plan["leased"][0]["spec"], "s");
+    }
+    // Once the lease is gone on the remote, a fetch drops it: s is ready again.
+    loser.mmm_ok(&["sync"]);
+    let plan: Value = serde_json::from_str(&loser.mmm_ok(&["plan", "--json"])).expect("json");
+    assert_eq!(plan["leased"], serde_json::json!([]));
+    assert_eq!(plan["specs"][0]["spec"], "s");
+    remote.assert_fsck();
+}
+
+#[test]
+fn a_runner_killed_holding_a_lease_is_taken_over_after_expiry() {
+    let remote = Remote::new();
+    let a = lease_clone(&remote, "2s", "a@example.com");
+    let mut run = spawn_run(&a, &["--lease", "--push"], 20, 1);
+    let taken = wait_for_ref(&remote, "refs/mmm/s/lease").expect("a lease on the remote");
+    let lease = remote_lease(&remote);
+    assert_eq!(lease["holder"], "a@example.com");
+    assert_eq!(lease["pid"], run.id());
+    run.kill().expect("SIGKILL");
+    run.wait().expect("reap");
+    // Nobody released it.
+    assert!(remote.rev("refs/mmm/s/lease").is_some());
+    let _ = taken;
+    // Once it has expired, another runner takes it over and completes the spec.
+    let expires = humantime::parse_rfc3339(remote_lease(&remote)["expires"].as_str().expect("e"))
+        .expect("rfc3339");
+    if let Ok(left) = expires.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left + std::time::Duration::from_millis(500));
+    }
+    let b = lease_clone(&remote, "2s", "b@example.com");
+    let out = spawn_run(&b, &["--lease", "--push"], 0, 0)
+        .wait_with_output()
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    assert!(leased_events(&out).is_empty(), "{}", show(&out));
+    let commits = recorded(&out);
+    assert_eq!(commits.len(), 1, "{}", show(&out));
+    assert_eq!(
+        remote.rev("refs/heads/mmm/s").as_deref(),
+        Some(commits[0].as_str())
+    );
+    let status = b.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Mmm-Status,valueonly)",
+        &commits[0],
+    ]);
+    assert_eq!(status.trim(), "complete");
+    // Released at the end.
+    assert_eq!(remote.rev("refs/mmm/s/lease"), None);
+    remote.assert_fsck();
+}
