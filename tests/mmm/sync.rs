@@ -1167,3 +1167,142 @@ fn a_runner_killed_holding_a_lease_is_taken_over_after_expiry() {
     assert_eq!(remote.rev("refs/mmm/s/lease"), None);
     remote.assert_fsck();
 }
+
+#[test]
+fn a_run_killed_mid_iteration_with_push_leaves_its_transcript_and_another_clone_resumes() {
+    let remote = Remote::new();
+    let a = lease_clone(&remote, "10m", "a@example.com");
+    // Iteration 1 recorded and pushed (its gate fails fast).
+    let out = spawn_run(&a, &["--push", "--max-iterations", "1"], 0, 1)
+        .wait_with_output()
+        .expect("wait");
+    assert_eq!(recorded(&out).len(), 1, "{}", show(&out));
+    let first = remote
+        .rev("refs/heads/mmm/s")
+        .expect("iteration 1 on the remote");
+    // Iteration 2's gate hangs: its checkpoint reaches the remote, then the runner is killed.
+    let mut run = spawn_run(&a, &["--push"], 20, 1);
+    let wip = (0..400).find_map(|_| {
+        let refs = remote.git(&[
+            "for-each-ref",
+            "--format=%(refname) %(objectname)",
+            "refs/mmm/s/wip/",
+        ]);
+        if refs.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            return None;
+        }
+        Some(refs.trim().to_owned())
+    });
+    let wip = wip.expect("a checkpoint on the remote");
+    run.kill().expect("SIGKILL");
+    run.wait().expect("reap");
+    let (wip_ref, wip_oid) = wip.split_once(' ').expect("ref and oid");
+    // The partial transcript is on the remote: the model's answer of the iteration in flight.
+    let transcript = remote.git(&["show", &format!("{wip_oid}:transcript.jsonl")]);
+    assert!(transcript.contains("Done."), "{transcript}");
+    assert_eq!(
+        remote.rev("refs/heads/mmm/s").as_deref(),
+        Some(first.as_str())
+    );
+
+    // Another clone resumes from the remote: iteration 2 follows the remote's iteration 1.
+    let b = lease_clone(&remote, "10m", "b@example.com");
+    let out = spawn_run(&b, &["--push"], 0, 0)
+        .wait_with_output()
+        .expect("wait");
+    assert_eq!(out.status.code(), Some(0), "{}", show(&out));
+    let commits = recorded(&out);
+    assert_eq!(commits.len(), 1, "{}", show(&out));
+    let n = b.git(&[
+        "log",
+        "-1",
+        "--format=%(trailers:key=Mmm-Iteration,valueonly)",
+        &commits[0],
+    ]);
+    assert_eq!(n.trim(), "2");
+    assert_eq!(rev(&b, &format!("{}^", commits[0])), first);
+    assert_eq!(
+        remote.rev("refs/heads/mmm/s").as_deref(),
+        Some(commits[0].as_str())
+    );
+    // The dead run's checkpoint is kept: on the remote, and adopted by the clone that resumed.
+    assert_eq!(remote.rev(wip_ref).as_deref(), Some(wip_oid));
+    assert_eq!(rev(&b, wip_ref), wip_oid);
+    remote.assert_fsck();
+}
+
+#[test]
+fn four_clones_on_four_specs_push_at_once_without_disturbing_each_other() {
+    let remote = Remote::new();
+    let clones: Vec<TestRepo> = (0..4).map(|_| remote.clone()).collect();
+    let handles: Vec<_> = clones
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (path, home) = (c.path.clone(), c.home.clone());
+            std::thread::spawn(move || {
+                let spec = format!("spec-{i}");
+                let mut acked = Vec::new();
+                for _ in 0..3 {
+                    let out = crate::support::mmm_cmd(&path, &home)
+                        .args(["plumbing", "record", &spec, "--iterations", "2"])
+                        .output()
+                        .expect("record");
+                    assert!(out.status.success());
+                    for l in String::from_utf8_lossy(&out.stdout).lines() {
+                        acked.push(l.split(' ').next().expect("commit").to_owned());
+                    }
+                    // Each sync names its spec, as `run --push` does.
+                    let out = crate::support::mmm_cmd(&path, &home)
+                        .args(["sync", &spec])
+                        .output()
+                        .expect("sync");
+                    assert!(
+                        out.status.success(),
+                        "sync failed: {}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    assert_eq!(
+                        String::from_utf8_lossy(&out.stdout),
+                        format!("{spec}  pushed\n")
+                    );
+                }
+                (spec, acked)
+            })
+        })
+        .collect();
+    let results: Vec<(String, Vec<String>)> = handles
+        .into_iter()
+        .map(|h| h.join().expect("thread"))
+        .collect();
+    for (c, (spec, acked)) in clones.iter().zip(&results) {
+        assert_eq!(acked.len(), 6);
+        // The remote's branch is this clone's, every iteration on it with both notes; nothing
+        // was archived (no clone disturbed another).
+        let tip = remote
+            .rev(&format!("refs/heads/mmm/{spec}"))
+            .expect("branch");
+        assert_eq!(tip, rev(c, &format!("mmm/{spec}")));
+        assert_eq!(remote.rev(&format!("refs/mmm/{spec}/archive")), None);
+        for commit in acked {
+            assert!(remote.is_ancestor(commit, &tip), "{commit} not on {spec}");
+            for kind in ["transcripts", "metrics"] {
+                let notes = format!("refs/notes/mmm/{spec}/{kind}");
+                assert!(remote.note(&notes, commit).is_some(), "{kind} of {commit}");
+                assert_eq!(
+                    remote.rev(&notes),
+                    Some(rev(c, &notes)),
+                    "{notes} differs from its only writer's"
+                );
+            }
+        }
+    }
+    // A sync of everything in any clone brings the other three specs and pushes nothing.
+    let out = clones[0].mmm_ok(&["sync"]);
+    assert_eq!(
+        out,
+        "spec-0  up to date\nspec-1  fast-forwarded\nspec-2  fast-forwarded\nspec-3  fast-forwarded\n"
+    );
+    remote.assert_fsck();
+}
