@@ -10,6 +10,7 @@
 //! * [`response`]: parses the model's answer into edits, commands and directives;
 //! * [`apply`]: applies edits inside the iteration's worktree, refusing escapes;
 //! * [`validate`]: runs the quality gates and the spec's `verify` commands;
+//! * [`review`]: the pull request's text, its status comment, and reviewers' feedback;
 //! * [`store`]: the git-native state: iteration commits, notes, archive, wip refs;
 //! * [`engine`]: the only place that knows the order of the stages.
 //!
@@ -25,6 +26,7 @@ pub mod context;
 pub mod engine;
 pub mod process;
 pub mod response;
+pub mod review;
 pub mod spec;
 pub mod store;
 pub mod text;
