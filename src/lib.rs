@@ -28,4 +28,5 @@ pub mod response;
 pub mod spec;
 pub mod store;
 pub mod text;
+pub mod trigger;
 pub mod validate;

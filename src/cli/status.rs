@@ -13,9 +13,10 @@ use super::{CliResult, Ctx, out};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// One JSON object: `{"specs": [{"spec", "path", "iterations", "status", "run", "tip",
-    /// "spec_revision", "current_revision", "changed", "updated", "errors", "behind"}]}` sorted
+    /// "spec_revision", "current_revision", "changed", "updated", "errors", "behind", "running"}]}` sorted
     /// by spec; `behind` counts the commits of HEAD the spec's base lacks;
-    /// `errors` lists a broken spec's problems (it is left out of runs).
+    /// `errors` lists a broken spec's problems (it is left out of runs); `running` is the pid
+    /// of a live run of the spec on this machine.
     #[arg(long)]
     pub json: bool,
 }
@@ -42,6 +43,8 @@ struct Row {
     errors: Vec<String>,
     /// How many commits HEAD has that the spec's base has not (None: no branch).
     behind: Option<usize>,
+    /// The pid of the live `git mmm run` running the spec on this machine, if any.
+    running: Option<u32>,
 }
 
 impl Row {
@@ -59,6 +62,7 @@ impl Row {
             updated: None,
             errors: Vec::new(),
             behind: None,
+            running: None,
         }
     }
 }
@@ -133,6 +137,14 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             }
         }
     }
+    for run in store.live_runs() {
+        if let mmm::store::RunFile::Live(h) = run {
+            let row = rows
+                .entry(h.spec.clone())
+                .or_insert_with(|| Row::new(h.spec.clone()));
+            row.running = Some(h.pid);
+        }
+    }
     let mut out = out();
     if args.json {
         let rows: Vec<&Row> = rows.values().collect();
@@ -177,6 +189,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
                     behind.as_str()
                 }
                 _ => note,
+            };
+            let running;
+            let note = match row.running {
+                Some(pid) => {
+                    running = format!(
+                        "running (pid {pid}){}{note}",
+                        if note.is_empty() { "" } else { "; " }
+                    );
+                    running.as_str()
+                }
+                None => note,
             };
             let updated = row
                 .updated

@@ -192,7 +192,7 @@ fn bad_enum_lists_the_choices() {
 fn unknown_section_gets_a_suggestion() {
     insta::assert_snapshot!(fixture_error("unknown-section.toml"), @r#"
         /repo/.mmm/config.toml:4: unknown section `[lop]` (did you mean `loop`?)
-        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, sync, secrets, redact, checkpoints, prices; `git mmm init` writes a file with every key documented
+        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, sync, hooks, secrets, redact, checkpoints, prices; `git mmm init` writes a file with every key documented
         "#);
 }
 
@@ -433,6 +433,13 @@ fn default_file_is_stable() {
     timeout = "2m"
     # Fetch-integrate-push rounds before giving up while the remote keeps moving.
     attempts = 8
+
+    # What the pre-push hook (`git mmm hooks install`) does when a push adds or changes specs.
+    [hooks]
+    # "run" (start those runs in the background, logs in .git/mmm/logs/), "announce" (only print what would run) or "off".
+    on_push = "run"
+    # Fail the push when mmm itself fails in the hook (false: warn and push).
+    strict = false
 
     # What is redacted from transcripts and logs, besides the API tokens mmm knows.
     [secrets]
