@@ -30,4 +30,5 @@ pub mod review;
 pub mod spec;
 pub mod store;
 pub mod text;
+pub mod trigger;
 pub mod validate;

@@ -347,6 +347,39 @@ pub fn trim_lines(text: &str, max_lines: usize) -> String {
     out
 }
 
+/// Starts `program args` in `dir` detached from this process, for work that outlives it (the
+/// runs a push hook starts): in a session of its own (`setsid`, so that neither the terminal's
+/// Ctrl-C nor the end of the push reaches it), stdin from `/dev/null`, stdout and stderr
+/// appended to `log`. It is not waited for; its pid is returned.
+pub fn spawn_detached(
+    program: &OsStr,
+    args: &[&OsStr],
+    dir: &Path,
+    log: std::fs::File,
+    env_remove: &[String],
+) -> std::io::Result<u32> {
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    for k in env_remove {
+        cmd.env_remove(k);
+    }
+    // SAFETY: setsid is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Dropped without a wait: the child is reparented to init when this process ends.
+    Ok(cmd.spawn()?.id())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@ mod config;
 mod context;
 mod demo;
 mod doctor;
+mod hook;
+mod hooks;
 mod init;
 mod install;
 mod log;
@@ -103,6 +105,11 @@ pub enum Command {
     Completions(completions::Args),
     /// Install the man pages and shell completions where `man` and the shells find them.
     InstallExtras(install::Args),
+    /// Install, remove or inspect mmm's git hooks (pre-push; --server: post-receive).
+    Hooks(hooks::Args),
+    /// What mmm's git hooks call, with git's input on stdin (hidden).
+    #[command(hide = true)]
+    Hook(hook::Args),
     /// Low-level commands for scripts, tests and benchmarks (hidden).
     #[command(hide = true, subcommand)]
     Plumbing(plumbing::Command),
@@ -229,6 +236,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),
         Command::InstallExtras(args) => install::run(ctx, &args),
+        Command::Hooks(args) => hooks::run(ctx, &args),
+        Command::Hook(args) => hook::run(ctx, &args),
         Command::Plumbing(cmd) => plumbing::run(ctx, cmd),
     }
 }

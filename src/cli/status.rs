@@ -13,11 +13,12 @@ use super::{CliResult, Ctx, out};
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// One JSON object: `{"specs": [{"spec", "path", "iterations", "status", "run", "tip",
-    /// "spec_revision", "current_revision", "changed", "updated", "errors", "behind"}]}` sorted
+    /// "spec_revision", "current_revision", "changed", "updated", "errors", "behind", "running"}]}` sorted
     /// by spec; `behind` counts the commits of HEAD the spec's base lacks;
     /// `errors` lists a broken spec's problems (it is left out of runs); `lease` is the spec's
     /// lease on the remote as of the last fetch (`{"holder", "host", "pid", "run", "taken",
-    /// "expires", "expired"}`, null: none).
+    /// "expires", "expired"}`, null: none); `running` is the pid of a live run of the spec on
+    /// this machine.
     #[arg(long)]
     pub json: bool,
 }
@@ -46,6 +47,8 @@ struct Row {
     behind: Option<usize>,
     /// The spec's lease on the remote, as of the last fetch.
     lease: Option<mmm::store::Lease>,
+    /// The pid of the live `git mmm run` running the spec on this machine, if any.
+    running: Option<u32>,
 }
 
 impl Row {
@@ -64,6 +67,7 @@ impl Row {
             errors: Vec::new(),
             behind: None,
             lease: None,
+            running: None,
         }
     }
 }
@@ -142,6 +146,14 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         let id = spec.to_string();
         rows.entry(id.clone()).or_insert_with(|| Row::new(id)).lease = Some(lease);
     }
+    for run in store.live_runs() {
+        if let mmm::store::RunFile::Live(h) = run {
+            let row = rows
+                .entry(h.spec.clone())
+                .or_insert_with(|| Row::new(h.spec.clone()));
+            row.running = Some(h.pid);
+        }
+    }
     let mut out = out();
     if args.json {
         let rows: Vec<&Row> = rows.values().collect();
@@ -196,6 +208,17 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
                         if note.is_empty() { "" } else { "; " }
                     );
                     leased.as_str()
+                }
+                None => note,
+            };
+            let running;
+            let note = match row.running {
+                Some(pid) => {
+                    running = format!(
+                        "running (pid {pid}){}{note}",
+                        if note.is_empty() { "" } else { "; " }
+                    );
+                    running.as_str()
                 }
                 None => note,
             };

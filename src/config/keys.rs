@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::declare::settings;
 use super::duration_serde;
 use super::schema::{
-    AGENT_KINDS, CHECKPOINT_AFTER, COMPLETE_WHEN, KeyDef, Kind, More, PERMISSION_MODES, Section,
+    AGENT_KINDS, CHECKPOINT_AFTER, COMPLETE_WHEN, KeyDef, Kind, More, ON_PUSH, PERMISSION_MODES,
+    Section,
 };
 use super::{AgentKind, CheckpointAfter, CompleteWhen};
 
@@ -274,6 +275,16 @@ settings! {
             /// How long a lease lasts unless renewed (a run renews it every third of this).
             #[serde(with = "duration_serde")]
             lease_ttl: Duration = Duration::from_secs(600), Kind::Duration;
+        }
+
+        /// What the pre-push hook (`git mmm hooks install`) does when a push adds or changes
+        /// specs.
+        "hooks" => hooks: HooksConfig {
+            /// "run" (start those runs in the background, logs in .git/mmm/logs/), "announce"
+            /// (only print what would run) or "off".
+            on_push: String = "run".to_owned(), Kind::Enum(ON_PUSH);
+            /// Fail the push when mmm itself fails in the hook (false: warn and push).
+            strict: bool = false, Kind::Bool;
         }
 
         /// What is redacted from transcripts and logs, besides the API tokens mmm knows.

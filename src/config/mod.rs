@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 pub use error::{ConfigError, Location};
 pub use keys::{
     AgentConfig, ApplyConfig, BudgetConfig, Checkpoint, CommandsConfig, Config, ContextConfig,
-    GithubConfig, LoopConfig, ModelConfig, PriceOverride, SecretsConfig, SpecsConfig,
+    GithubConfig, HooksConfig, LoopConfig, ModelConfig, PriceOverride, SecretsConfig, SpecsConfig,
     ValidateConfig,
 };
 pub use layer::{

@@ -87,6 +87,8 @@ pub(crate) const PERMISSION_MODES: &[&str] = &[
 ];
 /// What completes a spec, as written in the file.
 pub(crate) const COMPLETE_WHEN: &[&str] = &["directive", "checks"];
+/// What the pre-push hook does, as written in the file.
+pub(crate) const ON_PUSH: &[&str] = &["run", "announce", "off"];
 /// The checkpoint positions, as written in the file.
 pub(crate) const CHECKPOINT_AFTER: &[&str] = &["iteration", "complete"];
 

@@ -194,7 +194,7 @@ fn bad_enum_lists_the_choices() {
 fn unknown_section_gets_a_suggestion() {
     insta::assert_snapshot!(fixture_error("unknown-section.toml"), @r#"
         /repo/.mmm/config.toml:4: unknown section `[lop]` (did you mean `loop`?)
-        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, sync, secrets, redact, checkpoints, prices; `git mmm init` writes a file with every key documented
+        hint: the sections are loop, specs, agent, model, budget, validate, commands, apply, context, github, sync, hooks, secrets, redact, checkpoints, prices; `git mmm init` writes a file with every key documented
         "#);
 }
 
@@ -439,6 +439,13 @@ fn default_file_is_stable() {
     lease = false
     # How long a lease lasts unless renewed (a run renews it every third of this).
     lease_ttl = "10m"
+
+    # What the pre-push hook (`git mmm hooks install`) does when a push adds or changes specs.
+    [hooks]
+    # "run" (start those runs in the background, logs in .git/mmm/logs/), "announce" (only print what would run) or "off".
+    on_push = "run"
+    # Fail the push when mmm itself fails in the hook (false: warn and push).
+    strict = false
 
     # What is redacted from transcripts and logs, besides the API tokens mmm knows.
     [secrets]
