@@ -479,6 +479,7 @@ fn build_agent(
             client.retry = RetryPolicy {
                 max_retries: u32::try_from(config.agent.max_retries).unwrap_or(u32::MAX),
                 retry_budget: config.agent.retry_budget,
+                initial_backoff: config.agent.retry_backoff,
                 ..RetryPolicy::default()
             };
             client.request_timeout = config.agent.request_timeout;

@@ -70,6 +70,10 @@ settings! {
             /// API's retry-after): only a failure that outlasts it stops the run.
             #[serde(with = "duration_serde")]
             retry_budget: Duration = Duration::from_secs(300), Kind::Duration;
+            /// First wait before retrying a failure the API gave no retry-after for; it doubles
+            /// with each retry (up to 8 s), with jitter.
+            #[serde(with = "duration_serde")]
+            retry_backoff: Duration = Duration::from_millis(500), Kind::Duration;
             /// Time limit of one request, streaming included.
             #[serde(with = "duration_serde")]
             request_timeout: Duration = Duration::from_secs(600), Kind::Duration;

@@ -111,6 +111,7 @@ fn valid_fixture_sets_every_section() {
     assert_eq!(c.redact.patterns, vec!["corp_[0-9]{8}"]);
     assert_eq!(c.agent.retry_budget, Duration::from_secs(120));
     assert_eq!(c.agent.idle_timeout, Duration::from_secs(30));
+    assert_eq!(c.agent.retry_backoff, Duration::from_millis(100));
     assert_eq!(c.sync.remote.as_deref(), Some("upstream"));
     assert!(c.sync.push);
     assert_eq!(c.sync.timeout, Duration::from_secs(45));
@@ -131,13 +132,13 @@ fn valid_fixture_sets_every_section() {
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(107));
-    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(60));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(108));
+    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(61));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(101)
+        repo_origin(102)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(91));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(92));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"
@@ -296,6 +297,8 @@ fn default_file_is_stable() {
     max_retries = 2
     # How long after a request's first attempt a retry may still start (honouring the API's retry-after): only a failure that outlasts it stops the run.
     retry_budget = "5m"
+    # First wait before retrying a failure the API gave no retry-after for; it doubles with each retry (up to 8 s), with jitter.
+    retry_backoff = "500ms"
     # Time limit of one request, streaming included.
     request_timeout = "10m"
     # A stream silent this long (no headers, no event) fails the attempt, which is retried.

@@ -8,6 +8,7 @@ mod apply;
 mod cli;
 mod config;
 mod context;
+mod faults;
 mod hooks;
 mod install;
 mod ranking;

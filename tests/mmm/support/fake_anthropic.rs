@@ -260,8 +260,91 @@ pub struct Billed {
     pub output: u64,
 }
 
+/// A seeded mix of faults the fake puts in place of its scripted replies (the API-fault
+/// torture): each `POST /v1/messages` is, with probability `percent`/100, answered by one of
+/// [`FAULT_KINDS`] (drawn evenly) instead of the rule's reply, which the next request gets.
+#[derive(Debug, Clone, Copy)]
+pub struct FaultMix {
+    /// State of the splitmix64 generator that draws the faults.
+    pub seed: u64,
+    /// Chance of a fault per request, in percent.
+    pub percent: u64,
+    /// How long a stalled stream stays silent before the fake closes it.
+    pub stall_ms: u64,
+}
+
+/// The faults of a [`FaultMix`], by name.
+pub const FAULT_KINDS: [&str; 9] = [
+    "429 retry-after",
+    "429 bare",
+    "529",
+    "500",
+    "reset before response",
+    "reset mid-stream",
+    "sse error mid-stream",
+    "stall before headers",
+    "stall mid-stream",
+];
+
+impl FaultMix {
+    fn next(&mut self) -> u64 {
+        self.seed = self.seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// The fault for this request, if one is drawn: its kind's index and the reply. `text` is
+    /// the scripted answer a cut stream begins to send.
+    fn draw(&mut self, text: &str) -> Option<(usize, Reply)> {
+        if self.next() % 100 >= self.percent {
+            return None;
+        }
+        let kind = (self.next() % FAULT_KINDS.len() as u64) as usize;
+        let text = if text.is_empty() {
+            "a partial answer"
+        } else {
+            text
+        }
+        .to_owned();
+        let after_deltas = 1 + (self.next() % 2) as usize;
+        let reply = match kind {
+            0 => Reply::rate_limited_ms(1 + self.next() % 20),
+            1 => Reply::error(
+                429,
+                "rate_limit_error",
+                "Number of requests has exceeded your rate limit",
+            ),
+            2 => Reply::overloaded(),
+            3 => Reply::server_error(),
+            4 => Reply::DropBeforeResponse,
+            5 => Reply::DropMidStream { after_deltas, text },
+            6 => Reply::StreamError {
+                after_deltas,
+                error_type: "overloaded_error".into(),
+                text,
+            },
+            7 => Reply::Stall {
+                after_deltas: None,
+                stall_ms: self.stall_ms,
+                text,
+            },
+            _ => Reply::Stall {
+                after_deltas: Some(after_deltas),
+                stall_ms: self.stall_ms,
+                text,
+            },
+        };
+        Some((kind, reply))
+    }
+}
+
 #[derive(Default)]
 struct State {
+    faults: Option<FaultMix>,
+    /// Faults injected, by index in [`FAULT_KINDS`].
+    injected: [u64; FAULT_KINDS.len()],
     rules: Vec<Rule>,
     counters: Vec<usize>,
     requests: Vec<Recorded>,
@@ -319,6 +402,16 @@ impl FakeAnthropic {
     /// Prompts shorter than this many tokens up to a breakpoint are not cached (default 0).
     pub fn set_min_cache_tokens(&self, n: u64) {
         self.lock().min_cache_tokens = n;
+    }
+
+    /// From now on, answers requests with faults drawn from `mix`.
+    pub fn inject_faults(&self, mix: FaultMix) {
+        self.lock().faults = Some(mix);
+    }
+
+    /// How many faults of each of [`FAULT_KINDS`] were injected.
+    pub fn injected(&self) -> [u64; FAULT_KINDS.len()] {
+        self.lock().injected
     }
 
     /// Every request seen, in arrival order.
@@ -449,10 +542,21 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
         let hit = st.rules.iter().position(|r| haystack.contains(&r.needle));
         hit.map(|i| {
             let n = st.counters[i];
-            st.counters[i] += 1;
             st.requests[index].rule = Some(i);
             let replies = &st.rules[i].replies;
-            replies[n.min(replies.len() - 1)].clone()
+            let reply = replies[n.min(replies.len() - 1)].clone();
+            let fault = st.faults.as_mut().and_then(|m| m.draw(reply_text(&reply)));
+            match fault {
+                Some((kind, fault)) => {
+                    // The scripted reply waits for the next request.
+                    st.injected[kind] += 1;
+                    fault
+                }
+                None => {
+                    st.counters[i] += 1;
+                    reply
+                }
+            }
         })
     };
     let Some(reply) = found else {
@@ -639,6 +743,19 @@ fn handle(mut conn: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
             )?;
             sse.finish_message("tool_use", usage, out)
         }
+    }
+}
+
+/// The text a reply would stream.
+fn reply_text(reply: &Reply) -> &str {
+    match reply {
+        Reply::Text(text)
+        | Reply::ToolUse { text, .. }
+        | Reply::DropMidStream { text, .. }
+        | Reply::Pause { text, .. }
+        | Reply::Stall { text, .. }
+        | Reply::StreamError { text, .. } => text,
+        Reply::Error(_) | Reply::DropBeforeResponse => "",
     }
 }
 
