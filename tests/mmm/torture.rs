@@ -125,7 +125,36 @@ fn round(repo: &TestRepo, rng: &mut Rng) -> BTreeMap<String, Vec<String>> {
         .args(["-KILL", &child.id().to_string()])
         .status();
     let _ = child.wait();
-    reader.join().expect("reader")
+    let acked = reader.join().expect("reader");
+    wait_for_orphans(&repo.dir.path().to_string_lossy());
+    acked
+}
+
+/// Waits until no process is left that the killed run started in the repository: a `git
+/// worktree add` or an agent goes on after its parent's SIGKILL, and a check made while one of
+/// them is half done would blame mmm for a state that process completes a moment later (a new
+/// worktree's HEAD is the null id until `git worktree add` sets it). Gives up after 30 s.
+fn wait_for_orphans(root: &str) {
+    let me = std::process::id().to_string();
+    for _ in 0..600 {
+        let busy = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                let pid = e.file_name().to_string_lossy().into_owned();
+                if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                    return false;
+                }
+                let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+                let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+                String::from_utf8_lossy(&cmdline).contains(root) || cwd.starts_with(root)
+            });
+        if !busy {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// The independent check after a kill, with plain git only.
