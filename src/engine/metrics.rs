@@ -60,7 +60,8 @@ pub struct IterationMetrics {
     /// Problems fed back to the model.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problems: Option<usize>,
-    /// The strategies taken after the iteration, as sentences for humans.
+    /// The strategies taken after the iteration, as sentences for humans; when the loop stopped
+    /// after it, the stop comes last (`stop (max-iterations): …`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub decisions: Option<Vec<String>>,
     /// The same strategies by their stable names (absent when none was taken, and in records

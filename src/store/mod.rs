@@ -294,6 +294,19 @@ pub enum StoreError {
         /// The spec.
         spec: SpecId,
     },
+    /// Another writer moved the branch while `run --fresh` archived it: nothing was removed.
+    #[error(
+        "refs/heads/mmm/{spec} moved while `--fresh` was setting it aside (it read {read}, it is now {}): another run or sync wrote to it, and its work stays on the branch; nothing was removed. Look at `git mmm log {spec}`, then run `git mmm run {spec} --fresh` again",
+        now.map_or_else(|| "deleted".to_owned(), |o| o.to_string())
+    )]
+    MovedDuringFresh {
+        /// The spec.
+        spec: SpecId,
+        /// The tip `--fresh` read and archived.
+        read: Oid,
+        /// Where the branch is now (`None`: deleted).
+        now: Option<Oid>,
+    },
 }
 
 impl StoreError {

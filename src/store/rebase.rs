@@ -68,13 +68,20 @@ impl Store {
         let Some(tip) = self.ref_target(&name)? else {
             return Ok(None);
         };
+        // A run of the spec in flight would record its next iteration on the branch about to
+        // go: refuse while one holds the spec (and keep others from starting meanwhile).
+        let _claim = self.claim(spec, "fresh")?;
         let archive = self.archive(spec, tip, ArchiveKind::Superseded, &[])?;
-        // Another writer may have moved the branch since it was read: its work is not archived,
-        // so leave it alone.
-        if self.ref_target(&name)? != Some(tip) {
-            return Err(StoreError::Raced { spec: spec.clone() });
+        // Compare-and-swap on the tip read: another writer (a run in another clone's worktree,
+        // a sync, a rollback) may have moved the branch since; its work is not archived, so the
+        // branch is left as it is.
+        if !self.delete_ref_if(&name, tip)? {
+            return Err(StoreError::MovedDuringFresh {
+                spec: spec.clone(),
+                read: tip,
+                now: self.ref_target(&name)?,
+            });
         }
-        self.delete_ref(&name)?;
         Ok(Some(Fresh {
             archived: tip,
             archive,

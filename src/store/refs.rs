@@ -263,6 +263,39 @@ impl Store {
         Err(self.gave_up(name, name))
     }
 
+    /// Deletes `name` if it still points at `expected`: `Ok(false)` when another writer moved
+    /// or deleted it first (left as it is). libgit2 deletes a reference only if it has not
+    /// changed since it was looked up, checked under the ref's lock, so the check and the
+    /// delete are one step. Retries while the ref is locked.
+    pub(super) fn delete_ref_if(&self, name: &str, expected: Oid) -> Result<bool> {
+        for attempt in 0..MAX_ATTEMPTS {
+            let mut r = match self.repo.find_reference(name) {
+                Ok(r) => r,
+                Err(e) if e.code() == ErrorCode::NotFound => return Ok(false),
+                Err(e) => return Err(StoreError::git(format!("read {name}"))(e)),
+            };
+            if r.target() != Some(expected) {
+                return Ok(false);
+            }
+            match r.delete() {
+                Ok(()) => {
+                    self.sync_ref(name)?;
+                    return Ok(true);
+                }
+                Err(e) if e.code() == ErrorCode::Locked => {
+                    if let Some(stale) = self.stale_lock_on(name) {
+                        return Err(stale);
+                    }
+                    backoff(attempt)
+                }
+                // Moved (or deleted) since the lookup: look again.
+                Err(e) if matches!(e.code(), ErrorCode::Modified | ErrorCode::NotFound) => {}
+                Err(e) => return Err(StoreError::git(format!("delete {name}"))(e)),
+            }
+        }
+        Err(self.gave_up(name, &format!("delete {name}")))
+    }
+
     /// Deletes `name` if it exists, retrying while it is locked.
     pub(super) fn delete_ref(&self, name: &str) -> Result<()> {
         self.retry(name, &format!("delete {name}"), || {
@@ -272,5 +305,61 @@ impl Store {
                 Err(e) => Err(e),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::clock::{FixedClock, SeqIdGen};
+    use crate::store::StoreOptions;
+
+    /// A repository with two commits, and a store on it.
+    fn two_commits(dir: &Path) -> (Store, Oid, Oid) {
+        let repo = git2::Repository::init(dir).expect("init");
+        let sig = git2::Signature::now("t", "t@example.com").expect("signature");
+        let tree = repo
+            .treebuilder(None)
+            .and_then(|t| t.write())
+            .and_then(|t| repo.find_tree(t))
+            .expect("empty tree");
+        let a = repo
+            .commit(None, &sig, &sig, "a", &tree, &[])
+            .expect("commit a");
+        let parent = repo.find_commit(a).expect("a");
+        let b = repo
+            .commit(None, &sig, &sig, "b", &tree, &[&parent])
+            .expect("commit b");
+        let opts = StoreOptions::new(
+            Arc::new(FixedClock::new(1_700_000_000, std::time::Duration::ZERO)),
+            Arc::new(SeqIdGen::new("r")),
+        );
+        (Store::open(dir, opts).expect("open"), a, b)
+    }
+
+    #[test]
+    fn delete_ref_if_deletes_only_the_tip_it_was_given() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (store, a, b) = two_commits(dir.path());
+        let name = "refs/heads/mmm/s";
+        store
+            .repo
+            .reference(name, a, false, "test")
+            .expect("create");
+        // Read at `a`, then another writer moves it to `b` before the delete.
+        let read = store.ref_target(name).expect("read");
+        assert_eq!(read, Some(a));
+        store
+            .repo
+            .reference(name, b, true, "another writer")
+            .expect("move");
+        assert!(!store.delete_ref_if(name, a).expect("delete"));
+        assert_eq!(store.ref_target(name).expect("read"), Some(b), "left as is");
+        // At the tip it was given, it goes; a ref already gone is not an error.
+        assert!(store.delete_ref_if(name, b).expect("delete"));
+        assert_eq!(store.ref_target(name).expect("read"), None);
+        assert!(!store.delete_ref_if(name, b).expect("delete"));
     }
 }

@@ -3,6 +3,7 @@
 //! what the loop recorded with plain git.
 
 mod more;
+mod order;
 mod resume;
 mod retries;
 mod secrets;

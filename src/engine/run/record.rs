@@ -39,9 +39,10 @@ impl Loop<'_, '_, '_> {
             let stuck = draft.stop.take().map(|(_, d)| d).unwrap_or_default();
             draft.stop = Some((StopReason::MaxIterations, format!("{limit}; {stuck}")));
         }
-        if let Some((reason, _)) = &draft.stop {
+        if let Some(reason) = draft.stop.as_ref().map(|(r, _)| *r) {
             draft.status = reason.trailer_status(&draft.status);
-            draft.metrics.stop_reason = Some(*reason);
+            draft.metrics.stop_reason = Some(reason);
+            conclude(&mut draft, reason);
         }
         draft.metrics.trailer_status = Some(draft.status.clone());
         self.stage(n, Stage::Record, None);
@@ -71,6 +72,9 @@ impl Loop<'_, '_, '_> {
         worktree.advance(recorded.commit)?;
         self.iterations_run += 1;
         self.iterations_this_revision += 1;
+        if recorded.superseded {
+            draft.decisions = vec![stop_decision(StopReason::Superseded)];
+        }
         self.emit(Event::Recorded {
             spec: self.name.clone(),
             iteration: n,
@@ -147,4 +151,42 @@ impl Loop<'_, '_, '_> {
         }
         snap.tree
     }
+}
+
+/// The decisions of an iteration after which the loop stops: the strategies meant for a next
+/// iteration (feed back, roll back, escalate) are not taken, unless a checkpoint only pauses
+/// the loop; the last decision is the stop itself, so that what is shown and recorded last
+/// is what happens.
+fn conclude(draft: &mut Draft, reason: StopReason) {
+    if reason != StopReason::Checkpoint {
+        draft.strategies.retain(|s| {
+            matches!(
+                s,
+                Strategy::CheckpointComplete | Strategy::CheckpointIteration
+            )
+        });
+    }
+    draft.decisions = draft.strategies.iter().map(Strategy::text).collect();
+    draft.decisions.push(stop_decision(reason));
+    draft.metrics.strategies = draft.strategies.clone();
+    draft.metrics.decisions = Some(draft.decisions.clone());
+}
+
+/// The decision that ends a loop, in words.
+fn stop_decision(reason: StopReason) -> String {
+    let why = match reason {
+        StopReason::Complete => "the spec is complete",
+        StopReason::AlreadyComplete => "the spec was complete already",
+        StopReason::MaxIterations => "max_iterations is reached",
+        StopReason::Budget => "the next call would exceed a budget",
+        StopReason::Timeout => "the run's timeout passed",
+        StopReason::Stuck => "the loop is stuck (the same change or failures again)",
+        StopReason::NeedsReview => "the model asked for a human",
+        StopReason::Stopped => "a stop was requested",
+        StopReason::Critical => "an error that another iteration cannot fix",
+        StopReason::Checkpoint => "a human checkpoint must approve first",
+        StopReason::Superseded => "another run advanced the branch first",
+        StopReason::Waiting => "a dependency is not complete",
+    };
+    format!("stop ({}): {why}", reason.as_str())
 }

@@ -367,3 +367,84 @@ fn dependencies_whose_branches_conflict_stop_the_spec_with_the_reason() {
         "{stdout}"
     );
 }
+
+#[test]
+fn fresh_refuses_while_another_process_runs_the_spec_and_loses_nothing() {
+    // The agent waits for `go` (outside the repository) before it answers; `started` says it
+    // is in its call.
+    let gate = tempfile::tempdir().expect("tempdir");
+    let (go, started) = (gate.path().join("go"), gate.path().join("started"));
+    let agent = gate.path().join("agent.sh");
+    std::fs::write(
+        &agent,
+        format!(
+            "touch '{}'\nwhile [ ! -e '{}' ]; do sleep 0.05; done\necho 'Nothing yet.'\n",
+            started.display(),
+            go.display()
+        ),
+    )
+    .expect("agent");
+    let p = Scenario::spec_s()
+        .raw_config(&format!(
+            "[agent]\nkind = \"command\"\ncommand = \"sh {}\"\n\n[loop]\nmax_iterations = 1\nstuck_after = 5\n\n[validate]\ntest = \"sh check.sh\"\n",
+            agent.display()
+        ))
+        .build();
+    std::fs::write(&go, "").expect("go");
+    let out = p.repo.mmm(&["run", "s"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let first_tip = p.repo.git(&["rev-parse", "refs/heads/mmm/s"]);
+
+    // A second run of the spec is under way in another process, in its agent's call.
+    std::fs::remove_file(&go).expect("rm go");
+    std::fs::remove_file(&started).expect("rm started");
+    let mut running = p
+        .repo
+        .mmm_cmd()
+        .args(["run", "s", "--max-iterations", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn run");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let fresh = p.repo.mmm(&["run", "s", "--fresh"]);
+    assert_eq!(fresh.status.code(), Some(1), "{}", show(&fresh));
+    let stderr = String::from_utf8_lossy(&fresh.stderr);
+    assert!(
+        stderr.contains("spec `s` is already being run by mmm"),
+        "{stderr}"
+    );
+    // Nothing was archived or removed.
+    assert_eq!(p.repo.git(&["rev-parse", "refs/heads/mmm/s"]), first_tip);
+    assert!(
+        !p.repo
+            .git_output(&["rev-parse", "--verify", "-q", "refs/mmm/s/archive"])
+            .status
+            .success()
+    );
+
+    // The run in flight records its iteration on top of the first one.
+    std::fs::write(&go, "").expect("go");
+    let status = running.wait().expect("wait");
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(p.statuses("s"), ["max-iterations", "max-iterations"]);
+    assert_eq!(
+        p.repo.git(&["rev-parse", "refs/heads/mmm/s^"]),
+        first_tip,
+        "the second iteration sits on the first"
+    );
+    // With no run in flight, --fresh goes ahead and keeps the whole attempt in the archive.
+    let out = p.repo.mmm(&["run", "s", "--fresh"]);
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let tip = p.repo.git(&["rev-parse", "refs/mmm/s/archive"]);
+    let archived = p.repo.git(&["log", "--format=%B", "-1", tip.trim()]);
+    assert!(archived.contains("Mmm-Archived: "), "{archived}");
+    p.repo.git(&["fsck", "--strict"]);
+}
