@@ -1386,3 +1386,67 @@ fn foreign_branches_and_malformed_notes_are_reported_and_left_alone() {
     assert_eq!(remote.refs(), remote_before);
     remote.assert_fsck();
 }
+
+/// A directory with a `git` wrapper that writes what `GIT_TERMINAL_PROMPT` it was given to
+/// `prompt.txt`, hangs on `git fetch` while `hang` exists, and passes everything to real git.
+fn hanging_fetch_git(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let d = dir.display();
+    let script = format!(
+        "#!/bin/sh\necho \"${{GIT_TERMINAL_PROMPT-unset}}\" >> {d}/prompt.txt\n\
+         for a in \"$@\"; do\n  if [ \"$a\" = fetch ] && [ -e {d}/hang ]; then\n    exec sleep 60\n  fi\ndone\n\
+         exec {} \"$@\"\n",
+        real_git().display()
+    );
+    let git = bin.join("git");
+    std::fs::write(&git, script).expect("write wrapper");
+    std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin
+}
+
+#[test]
+fn a_hanging_network_step_times_out_never_prompts_and_the_next_sync_finishes() {
+    let remote = Remote::new();
+    let a = remote.clone();
+    let commits = record(&a, "s", 2);
+    a.write(".mmm/config.toml", "[sync]\ntimeout = \"1s\"\n");
+    let bin = hanging_fetch_git(a.dir.path());
+    std::fs::write(a.dir.path().join("hang"), "").expect("hang");
+    let before = local_state(&a);
+    let out = a
+        .mmm_cmd()
+        .env("PATH", path_with(&bin))
+        .env("GIT_TERMINAL_PROMPT", "1")
+        .arg("sync")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not reach the remote `origin` during fetch (no answer within 1s)"),
+        "{err}"
+    );
+    assert_eq!(local_state(&a), before);
+    assert_eq!(remote.refs(), "");
+    // git never got a terminal to prompt on, whatever the caller's environment said.
+    let prompts = std::fs::read_to_string(a.dir.path().join("prompt.txt")).expect("called");
+    assert!(prompts.lines().all(|l| l == "0"), "{prompts}");
+    // The network is back: the next sync finishes the job.
+    std::fs::remove_file(a.dir.path().join("hang")).expect("rm");
+    let out = a
+        .mmm_cmd()
+        .env("PATH", path_with(&bin))
+        .arg("sync")
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "s  pushed\n",
+        "{}",
+        show(&out)
+    );
+    assert_eq!(remote.rev("refs/heads/mmm/s"), commits.last().cloned());
+    remote.assert_fsck();
+}
