@@ -579,8 +579,9 @@ impl Store {
         Err(classify(&opts.remote, "fetch", &out, opts.timeout))
     }
 
-    /// Pushes `refs` atomically with a lease each. `Ok(false)`: the remote moved since the
-    /// fetch (fetch, integrate and push again).
+    /// Pushes `refs` atomically with a lease each (by namespace when `bulk` allows it and
+    /// there are many). `Ok(false)`: the remote moved since the fetch (fetch, integrate and
+    /// push again).
     fn push(&self, opts: &SyncOptions, refs: &[PushRef], bulk: bool) -> Result<bool, SyncError> {
         self.flush()?;
         let mut args: Vec<String> = [
