@@ -20,7 +20,9 @@ use super::{CliError, CliResult, Ctx, out};
     after_help = "Output: one line per spec: `SPEC  up to date|fast-forwarded|pushed|diverged`; a \
 diverged spec names the local tips that went to refs/mmm/SPEC/archive.\n--json: one object \
 {\"remote\", \"rounds\", \"pushed_refs\", \"specs\": [{\"spec\", \"status\", \"archived\": [commit…], \
-\"tip\"}]} with status `up-to-date`, `fast-forwarded`, `pushed` or `diverged`."
+\"tip\", \"problems\": [text…]}]} with status `up-to-date`, `fast-forwarded`, `pushed`, \
+`diverged` or `foreign` (a branch mmm/SPEC that is not mmm's: left alone); problems name what \
+is wrong on the remote (a foreign branch, a malformed note), which sync never rewrites."
 )]
 pub struct Args {
     /// The specs to sync (default: every spec either side has).
@@ -102,6 +104,9 @@ fn render(report: &SyncReport, json: bool) -> CliResult {
             )?;
         }
         writeln!(w)?;
+        for p in &s.problems {
+            writeln!(w, "{:width$}  warning: {p}", "")?;
+        }
     }
     Ok(())
 }

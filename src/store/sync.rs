@@ -96,6 +96,9 @@ pub enum SpecSyncStatus {
     Pushed,
     /// Both sides had new iterations: the remote's won, ours are in the archive.
     Diverged,
+    /// A branch `mmm/<spec>` on one side is not mmm's (its tip has no `Mmm-Spec` trailer):
+    /// the spec was left alone, neither integrated nor pushed.
+    Foreign,
 }
 
 impl SpecSyncStatus {
@@ -106,6 +109,7 @@ impl SpecSyncStatus {
             SpecSyncStatus::FastForwarded => "fast-forwarded",
             SpecSyncStatus::Pushed => "pushed",
             SpecSyncStatus::Diverged => "diverged",
+            SpecSyncStatus::Foreign => "not mmm's, left alone",
         }
     }
 }
@@ -123,6 +127,9 @@ pub struct SpecSync {
     /// The branch tip after the sync (None: neither side has a branch).
     #[serde(serialize_with = "opt_oid")]
     pub tip: Option<Oid>,
+    /// What was wrong on the remote and left as it is (a branch that is not mmm's, a note
+    /// that is not JSON Lines).
+    pub problems: Vec<String>,
 }
 
 fn oids<S: serde::Serializer>(v: &[Oid], s: S) -> std::result::Result<S::Ok, S::Error> {
@@ -251,6 +258,8 @@ struct SpecMoves {
     fetched: bool,
     diverged: bool,
     archived: Vec<Oid>,
+    foreign: bool,
+    problems: Vec<String>,
 }
 
 /// What one run of `git` printed.
@@ -340,18 +349,33 @@ impl Store {
                 if snapshot.get(spec).is_some_and(|r| r.ours == r.theirs) {
                     continue;
                 }
+                if let Some(problem) = self.foreign_branch(&opts.remote, spec)? {
+                    let entry = moves.entry(spec.clone()).or_default();
+                    entry.foreign = true;
+                    if !entry.problems.contains(&problem) {
+                        entry.problems.push(problem);
+                    }
+                    continue;
+                }
                 let m = self.integrate_spec(&opts.remote, spec)?;
                 let entry = moves.entry(spec.clone()).or_default();
                 entry.fetched |= m.fetched;
                 entry.diverged |= m.diverged;
                 entry.archived.extend(m.archived);
+                for p in m.problems {
+                    if !entry.problems.contains(&p) {
+                        entry.problems.push(p);
+                    }
+                }
                 let refs = self.refs_to_push(&opts.remote, spec)?;
                 if !refs.is_empty() {
                     push.push((spec.clone(), refs));
                 }
             }
             let refs: Vec<PushRef> = push.iter().flat_map(|(_, r)| r.iter().cloned()).collect();
-            if refs.is_empty() || self.push(opts, &refs)? {
+            // A branch that is not mmm's must not ride along in a push by namespace.
+            let bulk = !moves.values().any(|m| m.foreign);
+            if refs.is_empty() || self.push(opts, &refs, bulk)? {
                 pushed.extend(push.into_iter().map(|(s, _)| s));
                 let specs = self.report_specs(&specs, &moves, &pushed)?;
                 return Ok(SyncReport {
@@ -378,7 +402,9 @@ impl Store {
         let mut out = Vec::new();
         for spec in specs {
             let m = moves.get(spec).cloned().unwrap_or_default();
-            let status = if m.diverged {
+            let status = if m.foreign {
+                SpecSyncStatus::Foreign
+            } else if m.diverged {
                 SpecSyncStatus::Diverged
             } else if pushed.contains(spec) {
                 SpecSyncStatus::Pushed
@@ -392,6 +418,7 @@ impl Store {
                 status,
                 archived: m.archived,
                 tip: self.ref_target(&branch_ref(spec))?,
+                problems: m.problems,
             });
         }
         Ok(out)
@@ -552,9 +579,10 @@ impl Store {
         Err(classify(&opts.remote, "fetch", &out, opts.timeout))
     }
 
-    /// Pushes `refs` atomically with a lease each. `Ok(false)`: the remote moved since the
-    /// fetch (fetch, integrate and push again).
-    fn push(&self, opts: &SyncOptions, refs: &[PushRef]) -> Result<bool, SyncError> {
+    /// Pushes `refs` atomically with a lease each (by namespace when `bulk` allows it and
+    /// there are many). `Ok(false)`: the remote moved since the fetch (fetch, integrate and
+    /// push again).
+    fn push(&self, opts: &SyncOptions, refs: &[PushRef], bulk: bool) -> Result<bool, SyncError> {
         self.flush()?;
         let mut args: Vec<String> = [
             "push",
@@ -572,7 +600,7 @@ impl Store {
         // integration no local ref there is behind the remote's), non-forced, with a lease on
         // each ref that is not a fast-forward (a rollback). Non-forced refspecs already refuse
         // to overwrite what we have not seen.
-        let bulk = opts.specs.is_empty() && refs.len() > BULK_PUSH_AFTER;
+        let bulk = bulk && opts.specs.is_empty() && refs.len() > BULK_PUSH_AFTER;
         for r in refs {
             let forced = match r.expected {
                 Some(e) => !self.reaches(r.new, e)?,
@@ -653,6 +681,74 @@ impl Store {
                     new: local,
                     expected,
                 });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Why the spec's branch on either side is not mmm's (its tip is no iteration of the
+    /// spec: a branch of someone else's under `refs/heads/mmm/`), if it is not.
+    fn foreign_branch(&self, remote: &str, spec: &SpecId) -> Result<Option<String>> {
+        let name = branch_ref(spec);
+        let tracking = tracking_ref(remote, &name).expect("the branch is tracked");
+        for (side, r) in [("the remote's", &tracking), ("the local", &name)] {
+            let Some(tip) = self.ref_target(r)? else {
+                continue;
+            };
+            let c = self
+                .repo
+                .find_commit(tip)
+                .map_err(StoreError::git(format!("read {r}")))?;
+            if self.iteration_of(spec, &c).is_none() {
+                return Ok(Some(format!(
+                    "{side} {name} is not mmm's (its tip {} has no Mmm-Spec: {spec} trailer); \
+                     left alone, not integrated or pushed: rename that branch, or remove it",
+                    &tip.to_string()[..12]
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The notes `new` brings that `local` did not have and that are not JSON Lines (each line
+    /// a JSON object), one problem each: they are taken as they are, never rewritten.
+    fn malformed_notes(&self, name: &str, local: Option<Oid>, new: Oid) -> Result<Vec<String>> {
+        let what = "read the notes fetched";
+        let entries = |c: Option<Oid>| -> Result<BTreeMap<String, (Oid, i32)>> {
+            let mut out = BTreeMap::new();
+            if let Some(c) = c {
+                let tree = self
+                    .repo
+                    .find_commit(c)
+                    .and_then(|c| c.tree())
+                    .map_err(StoreError::git(what))?;
+                note_entries(&self.repo, &tree, "", &mut out).map_err(StoreError::git(what))?;
+            }
+            Ok(out)
+        };
+        let (before, after) = (entries(local)?, entries(Some(new))?);
+        let mut out = Vec::new();
+        for (key, (blob, _)) in &after {
+            if before.get(key).is_some_and(|(b, _)| b == blob) {
+                continue;
+            }
+            let b = self.repo.find_blob(*blob).map_err(StoreError::git(what))?;
+            let bad = match std::str::from_utf8(b.content()) {
+                Err(_) => Some("not UTF-8".to_owned()),
+                Ok(text) => text
+                    .split('\n')
+                    .enumerate()
+                    .filter(|(_, l)| !l.trim().is_empty())
+                    .find(|(_, l)| {
+                        !serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| v.is_object())
+                    })
+                    .map(|(i, _)| format!("line {} is not a JSON object", i + 1)),
+            };
+            if let Some(why) = bad {
+                let short = key.get(..12).unwrap_or(key);
+                out.push(format!(
+                    "the note on {short} in {name} is malformed ({why}); left as it is"
+                ));
             }
         }
         Ok(out)
@@ -869,6 +965,9 @@ impl Store {
             };
             if self.cas_ref(name, local, new, "mmm: sync notes")? {
                 moves.fetched = true;
+                moves
+                    .problems
+                    .extend(self.malformed_notes(name, local, new)?);
                 return Ok(());
             }
             super::refs::backoff(attempt);
@@ -1026,7 +1125,7 @@ impl Store {
             new,
             expected,
         };
-        match self.push(opts, &[push]) {
+        match self.push(opts, &[push], false) {
             Ok(true) => {}
             Ok(false) => tracing::warn!(wip = name, "the remote's wip ref moved; not pushed"),
             Err(e) => tracing::warn!(wip = name, error = %e, "push of the checkpoint failed"),

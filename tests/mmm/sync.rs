@@ -1306,3 +1306,147 @@ fn four_clones_on_four_specs_push_at_once_without_disturbing_each_other() {
     );
     remote.assert_fsck();
 }
+
+#[test]
+fn foreign_branches_and_malformed_notes_are_reported_and_left_alone() {
+    let remote = Remote::new();
+    let (a, b, other) = (remote.clone(), remote.clone(), remote.clone());
+    // Someone else's branch under refs/heads/mmm/ (no trailers).
+    other.write("x.txt", "not mmm's\n");
+    other.commit_all("a branch of someone else's");
+    other.git(&["push", "-q", "origin", "HEAD:refs/heads/mmm/foreign"]);
+    let foreign = remote.rev("refs/heads/mmm/foreign").expect("pushed");
+    // A malformed note on the remote, written with plain git by another clone.
+    let commits = record(&b, "s", 2);
+    b.mmm_ok(&["sync", "s"]);
+    a.mmm_ok(&["sync", "s"]);
+    b.git(&[
+        "notes",
+        "--ref=refs/notes/mmm/s/metrics",
+        "append",
+        "-m",
+        "garbage {",
+        &commits[0],
+    ]);
+    b.git(&["push", "-q", "origin", "refs/notes/mmm/s/metrics"]);
+    // And a branch of a's own named like an mmm branch.
+    a.git(&["branch", "mmm/mine"]);
+    let remote_before = remote.refs();
+    let bad_note = remote
+        .note("refs/notes/mmm/s/metrics", &commits[0])
+        .expect("note");
+
+    let out = a.mmm_ok(&["sync"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].starts_with("foreign  not mmm's, left alone"),
+        "{out}"
+    );
+    assert!(
+        lines[1].contains("warning: the remote's refs/heads/mmm/foreign is not mmm's"),
+        "{out}"
+    );
+    assert!(
+        lines[2].starts_with("mine     not mmm's, left alone"),
+        "{out}"
+    );
+    assert!(
+        lines[3].contains("warning: the local refs/heads/mmm/mine is not mmm's"),
+        "{out}"
+    );
+    assert!(lines[4].starts_with("s        fast-forwarded"), "{out}");
+    // The line git's `append` added after a blank line, below the note's own records.
+    let n = bad_note.lines().count();
+    let short = &commits[0][..12];
+    assert!(
+        lines[5].contains(&format!(
+            "warning: the note on {short} in refs/notes/mmm/s/metrics is malformed (line {n} is not a JSON object); left as it is"
+        )),
+        "{out}"
+    );
+    // Nothing was "repaired" or pushed: the remote is as it was, the foreign branch was not
+    // taken in, the note came as it is.
+    assert_eq!(remote.refs(), remote_before);
+    assert_eq!(remote.rev("refs/heads/mmm/foreign"), Some(foreign));
+    assert!(
+        !a.git_output(&["rev-parse", "--verify", "-q", "refs/heads/mmm/foreign"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        note_of(&a, "refs/notes/mmm/s/metrics", &commits[0]),
+        Some(bad_note)
+    );
+    // The next sync says the same about the branches and changes nothing.
+    let json = sync_json(&a, &[]);
+    let st = statuses(&json);
+    assert_eq!(st["foreign"], "foreign");
+    assert_eq!(st["mine"], "foreign");
+    assert_eq!(st["s"], "up-to-date");
+    assert_eq!(remote.refs(), remote_before);
+    remote.assert_fsck();
+}
+
+/// A directory with a `git` wrapper that writes what `GIT_TERMINAL_PROMPT` it was given to
+/// `prompt.txt`, hangs on `git fetch` while `hang` exists, and passes everything to real git.
+fn hanging_fetch_git(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let d = dir.display();
+    let script = format!(
+        "#!/bin/sh\necho \"${{GIT_TERMINAL_PROMPT-unset}}\" >> {d}/prompt.txt\n\
+         for a in \"$@\"; do\n  if [ \"$a\" = fetch ] && [ -e {d}/hang ]; then\n    exec sleep 60\n  fi\ndone\n\
+         exec {} \"$@\"\n",
+        real_git().display()
+    );
+    let git = bin.join("git");
+    std::fs::write(&git, script).expect("write wrapper");
+    std::fs::set_permissions(&git, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    bin
+}
+
+#[test]
+fn a_hanging_network_step_times_out_never_prompts_and_the_next_sync_finishes() {
+    let remote = Remote::new();
+    let a = remote.clone();
+    let commits = record(&a, "s", 2);
+    a.write(".mmm/config.toml", "[sync]\ntimeout = \"1s\"\n");
+    let bin = hanging_fetch_git(a.dir.path());
+    std::fs::write(a.dir.path().join("hang"), "").expect("hang");
+    let before = local_state(&a);
+    let out = a
+        .mmm_cmd()
+        .env("PATH", path_with(&bin))
+        .env("GIT_TERMINAL_PROMPT", "1")
+        .arg("sync")
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1), "{}", show(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("could not reach the remote `origin` during fetch (no answer within 1s)"),
+        "{err}"
+    );
+    assert_eq!(local_state(&a), before);
+    assert_eq!(remote.refs(), "");
+    // git never got a terminal to prompt on, whatever the caller's environment said.
+    let prompts = std::fs::read_to_string(a.dir.path().join("prompt.txt")).expect("called");
+    assert!(prompts.lines().all(|l| l == "0"), "{prompts}");
+    // The network is back: the next sync finishes the job.
+    std::fs::remove_file(a.dir.path().join("hang")).expect("rm");
+    let out = a
+        .mmm_cmd()
+        .env("PATH", path_with(&bin))
+        .arg("sync")
+        .output()
+        .expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "s  pushed\n",
+        "{}",
+        show(&out)
+    );
+    assert_eq!(remote.rev("refs/heads/mmm/s"), commits.last().cloned());
+    remote.assert_fsck();
+}
