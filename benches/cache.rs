@@ -69,6 +69,7 @@ fn main() {
         dependency_files: Vec::new(),
         completed_specs: Vec::new(),
         review_feedback: Vec::new(),
+        feedback: Vec::new(),
     };
     let services = Services {
         store: &store,
@@ -77,6 +78,7 @@ fn main() {
         redactor: &redactor,
         cancel: &cancel,
         daily: &DailyLedger::default(),
+        review: None,
     };
     let mut usages: Vec<TokenUsage> = Vec::new();
     let outcome = run_spec(&services, &job, &mut |e| {

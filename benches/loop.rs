@@ -94,6 +94,7 @@ fn measure<A: Agent>(files: usize, iterations: u32, fsync: bool, gate: bool, age
         dependency_files: Vec::new(),
         completed_specs: Vec::new(),
         review_feedback: Vec::new(),
+        feedback: Vec::new(),
     };
     let services = Services {
         store: &store,
@@ -102,6 +103,7 @@ fn measure<A: Agent>(files: usize, iterations: u32, fsync: bool, gate: bool, age
         redactor: &redactor,
         cancel: &cancel,
         daily: &DailyLedger::default(),
+        review: None,
     };
     let mut marks: Vec<Marks> = Vec::new();
     let outcome = run_spec(&services, &job, &mut |e| mark(&mut marks, e)).expect("the loop runs");

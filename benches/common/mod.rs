@@ -129,6 +129,8 @@ pub fn settings(iterations: u32) -> Settings {
         token_budget: TokenBudget::default(),
         checkpoint_after_iteration: false,
         checkpoint_after_complete: false,
+        checkpoint_timeout: Duration::from_secs(3600),
+        review_poll: Duration::from_secs(1),
         hostile_after: 2,
         worktree_root: None,
         checkpoint_after: Duration::from_secs(1),

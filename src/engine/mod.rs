@@ -12,6 +12,7 @@ pub mod decide;
 pub mod metrics;
 pub mod plan;
 pub mod redact;
+pub mod review;
 pub mod run;
 pub mod schedule;
 pub mod watch;

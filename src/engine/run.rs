@@ -19,6 +19,7 @@ use crate::agent::{Agent, Cancel, PriceTable, TokenUsage};
 use crate::apply::{self, ApplyPolicy, CommandPolicy};
 pub use crate::config::CompleteWhen;
 use crate::context::{self, ContextOptions, RepoSnapshot, Templates, TokenBudget};
+use crate::review::FeedItem;
 use crate::spec::{Spec, SpecId};
 use crate::store::{IterationStatus, Record, Run, Store, StoreError};
 use crate::validate::{Gate, GateOptions};
@@ -27,6 +28,7 @@ use super::budget::{DailyLedger, Limits, Spent};
 use super::checkpoint::Checkpointer;
 use super::decide::{self, Rules};
 use super::redact::Redactor;
+use super::review::{FeedbackRecord, ReviewSource};
 use super::worktree::Worktree;
 
 mod call;
@@ -37,6 +39,7 @@ mod limits;
 mod prompt;
 mod record;
 mod resume;
+mod review;
 
 use iteration::Step;
 
@@ -72,6 +75,8 @@ pub enum StopReason {
     Superseded,
     /// A spec it depends on is not complete yet.
     Waiting,
+    /// A required checkpoint's review did not come within its `timeout`.
+    CheckpointTimeout,
 }
 
 impl StopReason {
@@ -90,6 +95,7 @@ impl StopReason {
             StopReason::Checkpoint => "checkpoint",
             StopReason::Superseded => "superseded",
             StopReason::Waiting => "waiting",
+            StopReason::CheckpointTimeout => "checkpoint-timeout",
         }
     }
 
@@ -111,9 +117,13 @@ impl StopReason {
             StopReason::Checkpoint if *outcome == IterationStatus::Complete => {
                 IterationStatus::Complete
             }
-            StopReason::MaxIterations | StopReason::Timeout | StopReason::Checkpoint => {
-                IterationStatus::Other(self.as_str().to_owned())
+            StopReason::CheckpointTimeout if *outcome == IterationStatus::Complete => {
+                IterationStatus::Complete
             }
+            StopReason::MaxIterations
+            | StopReason::Timeout
+            | StopReason::Checkpoint
+            | StopReason::CheckpointTimeout => IterationStatus::Other(self.as_str().to_owned()),
             StopReason::AlreadyComplete | StopReason::Superseded | StopReason::Waiting => {
                 outcome.clone()
             }
@@ -157,6 +167,10 @@ pub struct Settings {
     pub checkpoint_after_iteration: bool,
     /// Pause for a human when the spec completes.
     pub checkpoint_after_complete: bool,
+    /// How long a required checkpoint waits for a review (with a review source).
+    pub checkpoint_timeout: Duration,
+    /// How often the review source is asked while a checkpoint waits.
+    pub review_poll: Duration,
     /// Iterations in a row with refused edits that count as hostile output (a critical stop).
     pub hostile_after: u32,
     /// Where the run's worktree goes (`None`: `.git/mmm/worktrees/`). Claude Code refuses to
@@ -192,6 +206,9 @@ pub struct Job<'a> {
     pub completed_specs: Vec<String>,
     /// Review feedback to give the model (from a human checkpoint or a pull request).
     pub review_feedback: Vec<String>,
+    /// Reviewers' items to feed the model (as `review::select` chose them); an item whose id
+    /// the spec's notes record as fed already is left out.
+    pub feedback: Vec<FeedItem>,
 }
 
 /// The services the loop uses.
@@ -208,6 +225,9 @@ pub struct Services<'a> {
     pub cancel: &'a Cancel,
     /// What is spent today by all specs, shared with the loops running at once.
     pub daily: &'a DailyLedger,
+    /// The review host of the spec's pull request, if it has one: its feedback is fed, a
+    /// complete spec with changes requested is continued, a required checkpoint waits for it.
+    pub review: Option<&'a dyn ReviewSource>,
 }
 
 /// A stage of an iteration, for progress.
@@ -417,6 +437,10 @@ struct Memory {
     summaries: Vec<String>,
     /// What the strategies count.
     strategy: decide::State,
+    /// Reviewers' items in every prompt of this run.
+    feedback: Vec<FeedItem>,
+    /// What the next recorded iteration's transcript says of the feedback it was first given.
+    feedback_record: Option<FeedbackRecord>,
 }
 
 /// Runs one spec's loop to a stop condition.
@@ -537,7 +561,16 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
                 &mut previous_tree,
             )?;
             if let Some(stop) = draft.stop {
-                break stop;
+                let awaits = draft
+                    .strategies
+                    .contains(&decide::Strategy::CheckpointComplete);
+                if !(awaits && self.s.review.is_some()) {
+                    break stop;
+                }
+                match self.await_review(recorded.commit)? {
+                    Some(stop) => break stop,
+                    None => continue,
+                }
             }
         };
         self.finish(run, worktree, reason, detail, last_iteration)

@@ -442,6 +442,7 @@ fn run_one<F: LoopFactory>(
         dependency_files: deps.files,
         completed_specs: deps.completed,
         review_feedback: Vec::new(),
+        feedback: Vec::new(),
     };
     let services = Services {
         store: &store,
@@ -450,6 +451,8 @@ fn run_one<F: LoopFactory>(
         redactor: schedule.redactor,
         cancel,
         daily: schedule.daily,
+        // The review host is wired in with the forge's client (`src/github/`).
+        review: None,
     };
     run_spec(&services, &job, events).map_err(|error| LoopError::Engine {
         spec: spec.id.to_string(),
@@ -606,6 +609,10 @@ fn worktree_root(kind: AgentKind, store: &Store, temp_dir: &Path) -> Option<Path
     })
 }
 
+/// How often a checkpoint waiting for a review asks the review host: a conditional request
+/// that finds nothing new costs no rate limit on GitHub.
+pub const REVIEW_POLL: Duration = Duration::from_secs(60);
+
 /// The engine's settings for one spec: configuration, then the spec's front matter (unless
 /// the command line pinned the value).
 pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[String]) -> Settings {
@@ -701,6 +708,12 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
             .checkpoints
             .iter()
             .any(|c| c.required && c.after == CheckpointAfter::Complete),
+        checkpoint_timeout: config
+            .checkpoints
+            .iter()
+            .find(|c| c.required && c.after == CheckpointAfter::Complete)
+            .map_or(Duration::from_secs(24 * 3600), |c| c.timeout),
+        review_poll: REVIEW_POLL,
         hostile_after: 2,
         worktree_root: None,
         checkpoint_after: config.r#loop.checkpoint_after,

@@ -10,8 +10,14 @@
 
 pub mod body;
 pub mod comment;
+pub mod feedback;
 pub mod report;
 
 pub use body::{PrText, body_marker, pr_text};
 pub use comment::{CommentOptions, MAX_COMMENT_CHARS, marker, render_status};
+pub use feedback::{
+    Author, Conversation, FedId, FeedItem, Ignored, IssueComment, ItemKind, Review, ReviewComment,
+    ReviewState, Selection, Verdict, Writers, overall, render_block, select, strip_hidden,
+    verdicts,
+};
 pub use report::{BudgetUse, CriterionRow, IterationRow, SpecReport};

@@ -38,7 +38,16 @@ impl Loop<'_, '_, '_> {
             iteration: n,
             max_iterations: settings.max_iterations.max(n),
             failures: self.memory.failures.clone(),
-            review_feedback: self.job.review_feedback.clone(),
+            review_feedback: self
+                .job
+                .review_feedback
+                .iter()
+                .cloned()
+                .chain(
+                    Some(crate::review::render_block(&self.memory.feedback))
+                        .filter(|b| !b.is_empty()),
+                )
+                .collect(),
             problems: self.memory.problems.clone(),
             touched_files: self.memory.touched.iter().cloned().collect(),
             memory: self.memory.summaries.clone(),

@@ -7,6 +7,7 @@ use crate::store::{NewIteration, Recorded, Run};
 
 use super::super::decide::Strategy;
 use super::super::metrics;
+use super::super::review::FEEDBACK_KIND;
 use super::super::worktree::{Snapshot, Worktree};
 use super::iteration::Draft;
 use super::{EngineError, Event, Loop, Stage, StopReason};
@@ -50,6 +51,10 @@ impl Loop<'_, '_, '_> {
             Some(tree) => tree,
             None => self.scan(worktree)?,
         };
+        if let Some(fed) = self.memory.feedback_record.take() {
+            let rec = self.record(run, FEEDBACK_KIND, fed.to_value());
+            draft.transcript.push(rec);
+        }
         let metrics = self.record(run, metrics::KIND, draft.metrics.to_value());
         let recorded = self.s.store.record_iteration(
             run,

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde_json::Value;
 
 use crate::context;
+use crate::review::Verdict;
 use crate::store::{Iteration, IterationStatus, Record, StoreError};
 
 use super::super::decide::{self, Observation};
@@ -24,9 +25,17 @@ impl Loop<'_, '_, '_> {
             Err(StoreError::NoBranch { .. }) => Vec::new(),
             Err(e) => return Err(e.into()),
         };
+        let verdict = self.gather_feedback(history.last().map(|l| l.commit))?;
+        // Changes requested on the tip, or new writers' items, reopen a complete spec.
+        let reviewed =
+            verdict == Some(Verdict::ChangesRequested) || !self.memory.feedback.is_empty();
+        let complete = history.last().is_some_and(|last| {
+            last.status == Some(IterationStatus::Complete)
+                && last.spec_revision.as_deref() == Some(revision.as_str())
+        });
         if let Some(last) = history.last()
-            && last.status == Some(IterationStatus::Complete)
-            && last.spec_revision.as_deref() == Some(revision.as_str())
+            && complete
+            && !reviewed
         {
             let detail = format!(
                 "complete at iteration {} and the spec has not changed since",
@@ -55,6 +64,10 @@ impl Loop<'_, '_, '_> {
                 );
                 self.replay_strategy_state(it, &metrics);
             }
+        }
+        if complete {
+            // The review starts a new round of iterations on this revision.
+            self.iterations_this_revision = 0;
         }
         Ok(None)
     }
