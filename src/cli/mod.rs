@@ -16,6 +16,7 @@ mod config;
 mod context;
 mod demo;
 mod doctor;
+mod event;
 mod hook;
 mod hooks;
 mod init;
@@ -105,6 +106,8 @@ pub enum Command {
     Completions(completions::Args),
     /// Install the man pages and shell completions where `man` and the shells find them.
     InstallExtras(install::Args),
+    /// Act on a CI event (GitHub Actions: a push runs the specs it adds or changes).
+    Event(event::Args),
     /// Install, remove or inspect mmm's git hooks (pre-push; --server: post-receive).
     Hooks(hooks::Args),
     /// What mmm's git hooks call, with git's input on stdin (hidden).
@@ -236,6 +239,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),
         Command::InstallExtras(args) => install::run(ctx, &args),
+        Command::Event(args) => event::run(ctx, &args),
         Command::Hooks(args) => hooks::run(ctx, &args),
         Command::Hook(args) => hook::run(ctx, &args),
         Command::Plumbing(cmd) => plumbing::run(ctx, cmd),

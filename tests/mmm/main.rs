@@ -8,6 +8,7 @@ mod apply;
 mod cli;
 mod config;
 mod context;
+mod event;
 mod faults;
 mod hooks;
 mod install;
