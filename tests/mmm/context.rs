@@ -85,6 +85,8 @@ fn tiny_window_drops_low_cuts_high_keeps_critical() {
         let mut i = inp.clone();
         i.context_globs.clear();
         i.options.repo_map = false;
+        // No ranked files either (how many rank depends on the ranking's signals).
+        i.options.files_share = 0;
         i.memory.clear();
         i.spec_content = "# Nothing".to_owned();
         build_prompt(&i, &Templates::builtin()).expect("build")
