@@ -17,7 +17,9 @@
 //!         cargo bench --bench context
 //!
 //! MMM_BENCH_FILES_SHARE, MMM_BENCH_MAP_SHARE and MMM_BENCH_MAX_FILE_BYTES override the
-//! defaults, to choose them.
+//! defaults, to choose them; so do the ranking's weights (`RankWeights`, in tenths):
+//! MMM_BENCH_W_DEFS, MMM_BENCH_W_FRAGMENTS, MMM_BENCH_W_COCHANGE, and MMM_BENCH_W_SPLIT (0
+//! turns identifier splitting off), for the ablation table of docs/BENCHMARKS.md.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -184,6 +186,13 @@ fn main() {
     options.files_share = common::env_num("MMM_BENCH_FILES_SHARE", options.files_share);
     options.map_share = common::env_num("MMM_BENCH_MAP_SHARE", options.map_share);
     options.max_file_bytes = common::env_num("MMM_BENCH_MAX_FILE_BYTES", options.max_file_bytes);
+    let w = &mut options.ranking;
+    let tenths = |name: &str, v: u32| common::env_num(name, v as usize) as u32;
+    w.definitions = tenths("MMM_BENCH_W_DEFS", w.definitions);
+    w.fragments = tenths("MMM_BENCH_W_FRAGMENTS", w.fragments);
+    w.cochange = tenths("MMM_BENCH_W_COCHANGE", w.cochange);
+    w.split_identifiers = common::env_num("MMM_BENCH_W_SPLIT", 1) != 0;
+    println!("weights: {:?}", options.ranking);
     let (mut all_mmm, mut all_bm25, mut per_mmm, mut per_bm25) = (0, 0, 0.0, 0.0);
     let (mut cold, mut warm, mut tokens) = (Vec::new(), Vec::new(), Vec::new());
     let mut over_budget = 0;

@@ -214,7 +214,8 @@ settings! {
 
         /// What goes into the prompt.
         "context" => context: ContextConfig {
-            /// Globs of files always included, besides the spec's own context section.
+            /// If set, only files matching these globs enter the repository map and the
+            /// files ranked by relevance (files the spec names or the model touched enter anyway).
             include: Vec<String> = Vec::new(), Kind::List;
             /// Globs of files never included (.gitignore is honoured anyway).
             exclude: Vec<String> = Vec::new(), Kind::List;

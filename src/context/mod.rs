@@ -17,6 +17,7 @@
 
 mod files;
 mod fill;
+mod history;
 mod pack;
 mod project;
 mod rank;
@@ -36,6 +37,7 @@ pub use files::Tree;
 pub use fill::{Included, ItemReport};
 pub use pack::{Priority, cut_to_tokens, estimate_tokens, trim_output, truncation_marker};
 pub use project::ProjectMeta;
+pub use rank::RankWeights;
 pub use repomap::{outline, symbols};
 pub use skip::DEFAULT_SKIP;
 pub use template::{PLACEHOLDERS, Template, Templates, VOLATILE_PLACEHOLDERS, builtin_templates};
@@ -191,6 +193,8 @@ pub struct ContextOptions {
     pub skip: Vec<String>,
     /// Also skip what `.gitattributes` marks `linguist-generated`, `linguist-vendored`, `-diff`.
     pub skip_generated: bool,
+    /// The weights of the ranking's signals (not a configuration key: the benchmark's knob).
+    pub ranking: RankWeights,
 }
 
 impl Default for ContextOptions {
@@ -206,6 +210,7 @@ impl Default for ContextOptions {
             memory_share: 10,
             skip: DEFAULT_SKIP.iter().map(|s| (*s).to_owned()).collect(),
             skip_generated: true,
+            ranking: RankWeights::default(),
         }
     }
 }
@@ -304,7 +309,7 @@ fn snapshot_of(
 ) -> Result<RepoSnapshot, ContextError> {
     let (repo_map, map_files) = if input.options.repo_map {
         let skip = skip_of(input, tree)?;
-        let index = index_of(tree, &skip, included);
+        let index = index_of(input, tree, &skip, included);
         let ranked = index.rank(&stable_query(input), &dependency_boost(input, tree));
         let share = fill::Limits::new(&input.options, &input.budget, 0).map;
         let (map, shown, total, left) = repo_map(
@@ -332,11 +337,18 @@ fn skip_of(input: &ContextInput, tree: &files::Tree) -> Result<skip::Skip, Conte
 
 /// The tree's relevance index over the files that may be ranked (built once per tree).
 fn index_of<'t>(
+    input: &ContextInput,
     tree: &'t files::Tree,
     skip: &skip::Skip,
     included: &dyn Fn(&str) -> bool,
 ) -> &'t rank::Index {
-    tree.index(|| rank::Index::build(tree, &|p| included(p) && !skip.skips(p)))
+    tree.index(|| {
+        rank::Index::build(
+            tree,
+            &|p| included(p) && !skip.skips(p),
+            input.options.ranking,
+        )
+    })
 }
 
 /// What the stable part of the prompt is ranked by: the spec and its criteria, which do not
@@ -781,7 +793,7 @@ fn ranked_items(
     chosen: &BTreeSet<String>,
     included: &dyn Fn(&str) -> bool,
 ) -> Vec<Item> {
-    let index = index_of(tree, skip, included);
+    let index = index_of(input, tree, skip, included);
     let boost = dependency_boost(input, tree);
     let mut items = Vec::new();
     let mut take = |query: &rank::Query, max: usize, why: &str, volatile: bool| {

@@ -59,6 +59,31 @@ pub fn outline(path: &str, text: &str) -> String {
     out
 }
 
+/// The names a source file defines, for the symbol index: its top-level items and the
+/// methods one level in (Rust impls and traits, Python classes), in file order, without
+/// `impl` blocks (which define nothing new).
+pub(crate) fn definitions(path: &str, text: &str) -> Vec<String> {
+    let ext = path.rsplit_once('.').map_or("", |(_, e)| e);
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let symbol = match line
+            .strip_prefix("    ")
+            .or_else(|| line.strip_prefix('\t'))
+        {
+            Some(inner) => {
+                line_symbol(ext, inner).filter(|s| s.starts_with("fn ") || s.starts_with("def "))
+            }
+            None => line_symbol(ext, line),
+        };
+        if let Some(s) = symbol.filter(|s| !s.starts_with("impl "))
+            && let Some(name) = s.rsplit(' ').next()
+        {
+            out.push(name.to_owned());
+        }
+    }
+    out
+}
+
 /// The top-level symbol a line of a file with extension `ext` declares, if any.
 fn line_symbol(ext: &str, line: &str) -> Option<String> {
     // Top level only: symbols start at column 0.
@@ -204,6 +229,20 @@ mod tests {
              10:     pub fn len(&self) -> usize\n"
         );
         assert_eq!(outline("data.csv", "a,b\n"), "");
+    }
+
+    #[test]
+    fn definitions_are_item_and_method_names() {
+        let src = "pub struct Semaphore;\nimpl Semaphore {\n    pub fn blocking_acquire(&self) {}\n\
+                   \x20       fn nested() {}\n}\ntrait T {\n    fn poll_peek();\n}\n";
+        assert_eq!(
+            definitions("s.rs", src),
+            ["Semaphore", "blocking_acquire", "T", "poll_peek"]
+        );
+        let go = "func (s *S) Run() error {\ntype S struct {\n";
+        assert_eq!(definitions("m.go", go), ["Run", "S"]);
+        let py = "class K:\n    def run(self):\n        def inner(): pass\n";
+        assert_eq!(definitions("k.py", py), ["K", "run"]);
     }
 
     #[test]

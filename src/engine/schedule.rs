@@ -691,6 +691,7 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
                 .chain([format!("{}/**", config.specs.dir.trim_end_matches('/'))])
                 .collect(),
             skip_generated: config.context.skip_generated,
+            ranking: Default::default(),
         },
         token_budget: TokenBudget {
             window: usize::try_from(config.model.context_window).unwrap_or(usize::MAX),

@@ -392,7 +392,7 @@ fn default_file_is_stable() {
 
     # What goes into the prompt.
     [context]
-    # Globs of files always included, besides the spec's own context section.
+    # If set, only files matching these globs enter the repository map and the files ranked by relevance (files the spec names or the model touched enter anyway).
     include = []
     # Globs of files never included (.gitignore is honoured anyway).
     exclude = []

@@ -85,6 +85,8 @@ fn tiny_window_drops_low_cuts_high_keeps_critical() {
         let mut i = inp.clone();
         i.context_globs.clear();
         i.options.repo_map = false;
+        // No ranked files either (how many rank depends on the ranking's signals).
+        i.options.files_share = 0;
         i.memory.clear();
         i.spec_content = "# Nothing".to_owned();
         build_prompt(&i, &Templates::builtin()).expect("build")
@@ -322,6 +324,42 @@ fn touched_files_and_context_dirs() {
     let p = build_prompt(&inp, &Templates::builtin()).expect("build");
     let files: Vec<&str> = p.files.iter().map(|f| f.path.as_str()).collect();
     assert_eq!(files, ["src/auth/mod.rs", "src/auth/token.rs", "src/db.rs"]);
+}
+
+/// `[context] include` is a filter: when set, only matching files enter the repository map and
+/// the files ranked by relevance; files the spec's context names enter whatever it says.
+#[test]
+fn include_filters_the_ranking_and_the_map_not_the_named_files() {
+    let repo = TestRepo::new();
+    repo.write("src/login.rs", "pub fn login(password: &str) {}\n");
+    repo.write(
+        "lib/login_helper.rs",
+        "pub fn login_helper(password: &str) {}\n",
+    );
+    repo.write("lib/other.rs", "pub fn other() {}\n");
+    repo.write("src/core.rs", "pub fn core() {}\n");
+    repo.commit_all("code");
+    let mut inp = input(&repo.path);
+    inp.context_globs = vec!["src/core.rs".to_owned()];
+    let all = build_prompt(&inp, &Templates::builtin()).expect("build");
+    assert_eq!(file_priority(&all, "src/login.rs"), Some(Priority::Low));
+    inp.options.include = vec!["lib/**".to_owned()];
+    let p = build_prompt(&inp, &Templates::builtin()).expect("build");
+    assert_eq!(file_priority(&p, "src/core.rs"), Some(Priority::High));
+    assert_eq!(
+        file_priority(&p, "lib/login_helper.rs"),
+        Some(Priority::Low)
+    );
+    assert_eq!(file_priority(&p, "src/login.rs"), None);
+    let map = repo_snapshot(&inp)
+        .expect("snapshot")
+        .repo_map
+        .expect("a map");
+    assert!(map.contains("lib/login_helper.rs"), "{map}");
+    assert!(
+        !map.contains("src/login.rs") && !map.contains("src/core.rs"),
+        "{map}"
+    );
 }
 
 /// A file over max_file_bytes enters as its outline (top-level signatures with their line

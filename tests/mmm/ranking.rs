@@ -226,8 +226,8 @@ fn context_table_snapshot() {
     criteria       -               critical      21  whole     acceptance criteria
     repo-map       -               medium        23  whole     repository map
     file           src/lib.rs      high          23  whole     spec context
-    file           src/login.rs    low           34  whole     relevant to the spec, score 2.77
-    file           src/db.rs       low           23  whole     relevant to the spec, score 0.66
+    file           src/login.rs    low           34  whole     relevant to the spec, score 13.77
+    file           src/db.rs       low           23  whole     relevant to the spec, score 10.82
 
     891 tokens in 7 of 8 items (budget 40000; 797 in the cached prefix)
     estimated cost at claude-sonnet-5-5 with up to 16000 output tokens: $0.1622 cold, $0.1603 with the cache warm
