@@ -9,6 +9,7 @@ mod cli;
 mod config;
 mod context;
 mod faults;
+mod hostile;
 mod install;
 mod ranking;
 mod reliable;
