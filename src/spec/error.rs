@@ -93,6 +93,9 @@ pub enum SpecErrorKind {
         "this markdown file is hidden (its name starts with dots), so mmm does not read it as a spec"
     )]
     Hidden,
+    /// The file is a symlink whose target lies outside the repository.
+    #[error("spec file is a symlink that leads outside the repository")]
+    OutsideRepository,
     /// The file is larger than the limit.
     #[error("spec file is too large ({size} bytes; the limit is {limit} bytes)")]
     TooLarge {
@@ -223,6 +226,9 @@ impl SpecErrorKind {
             SpecErrorKind::Io(_) => "check the file's permissions".to_owned(),
             SpecErrorKind::Hidden => {
                 "rename it without the leading dots to make it a spec, or move it out of the spec directory".to_owned()
+            }
+            SpecErrorKind::OutsideRepository => {
+                "copy the spec into the repository instead of linking to it".to_owned()
             }
             SpecErrorKind::TooLarge { .. } => {
                 "a spec is a short markdown document; move large material to files named in its context section".to_owned()

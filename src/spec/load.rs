@@ -21,6 +21,11 @@ pub fn load_file(root: &Path, rel: &Path) -> Result<Spec, SpecErrors> {
         SpecErrors::from(SpecError::new(rel, None, SpecErrorKind::Io(e.to_string())))
     };
     let full = root.join(rel);
+    // A symlink may name any file of the machine: only one that stays inside is read.
+    let real = fs::canonicalize(&full).map_err(io)?;
+    if !real.starts_with(fs::canonicalize(root).map_err(io)?) {
+        return Err(SpecError::new(rel, None, SpecErrorKind::OutsideRepository).into());
+    }
     let size = fs::metadata(&full).map_err(io)?.len();
     if size > MAX_SPEC_BYTES {
         return Err(SpecError::new(

@@ -11,6 +11,7 @@ mod context;
 mod event;
 mod faults;
 mod hooks;
+mod hostile;
 mod install;
 mod ranking;
 mod reliable;

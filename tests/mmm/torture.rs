@@ -1,5 +1,6 @@
 //! The kill -9 torture (issue 11; docs/RELIABILITY.md): rounds of `git mmm run` on several
-//! specs with a `command` agent of random latency, one spec or all at once, killed with
+//! specs with a `command` agent of random latency, one spec or all at once (and `--push`, a
+//! rollback or a sync to a bare remote), killed with
 //! SIGKILL at a random moment; after each round an independent consistency check with plain
 //! git, then `git mmm doctor`, then the next round resumes.
 //!
@@ -49,6 +50,22 @@ pub struct Figures {
     doctor_repairs: usize,
     /// Doctor runs that failed (and succeeded when run again).
     doctor_failures: usize,
+    /// Rounds by what was killed: run, run --push, rollback, sync.
+    actions: [u32; 4],
+}
+
+/// The bare remote is sound: `git fsck --strict` clean, whatever a killed push left.
+fn remote_sound(tools: &Path) {
+    let out = Command::new("git")
+        .args(["fsck", "--strict", "--no-progress"])
+        .current_dir(tools.join("remote.git"))
+        .output()
+        .expect("git fsck");
+    assert!(
+        out.status.success(),
+        "git fsck of the remote: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// The project: three specs, a `command` agent that sleeps `$TORTURE_SLEEP` then appends a
@@ -74,7 +91,83 @@ fn torture_project(tools: &Path) -> TestRepo {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    project(&config, &specs, &[("README.md", "torture\n")])
+    let repo = project(&config, &specs, &[("README.md", "torture\n")]);
+    // A bare remote for `sync` and `run --push`.
+    let remote = tools.join("remote.git");
+    let init = Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&remote)
+        .status()
+        .expect("git init --bare");
+    assert!(init.success());
+    let url = format!("file://{}", remote.display());
+    repo.git(&["remote", "add", "origin", &url]);
+    repo.git(&["push", "-q", "origin", "main"]);
+    repo
+}
+
+/// What a round does before the kill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Action {
+    /// `git mmm run`, `--push` or not.
+    Run { push: bool },
+    /// `git mmm rollback SPEC --to N`.
+    Rollback,
+    /// `git mmm sync`.
+    Sync,
+}
+
+fn action(rng: &mut Rng) -> Action {
+    match rng.below(10) {
+        0..=4 => Action::Run { push: false },
+        5 | 6 => Action::Run { push: true },
+        7 | 8 => Action::Rollback,
+        _ => Action::Sync,
+    }
+}
+
+/// The iterations on `mmm/<spec>`, 0 without a branch.
+fn iterations_of(repo: &TestRepo, spec: &str) -> u64 {
+    let out = repo.git_output(&[
+        "rev-list",
+        "--first-parent",
+        "--count",
+        &format!("refs/heads/mmm/{spec}"),
+        "--not",
+        "main",
+    ]);
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// A rollback or a sync killed at a random moment.
+fn other_round(repo: &TestRepo, rng: &mut Rng, what: Action) {
+    let mut cmd = repo.mmm_cmd();
+    let wait_ms = match what {
+        Action::Rollback => {
+            let spec = SPECS[rng.below(SPECS.len() as u64) as usize];
+            let n = iterations_of(repo, spec);
+            let to = if n == 0 { 1 } else { 1 + rng.below(n) };
+            cmd.args(["rollback", spec, "--to", &to.to_string()]);
+            rng.below(60)
+        }
+        _ => {
+            cmd.args(["sync", "--json"]);
+            rng.below(400)
+        }
+    };
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(Duration::from_millis(wait_ms));
+    let _ = Command::new("kill")
+        .args(["-KILL", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
 }
 
 /// The user's state that no round may touch: HEAD, the index, the worktree.
@@ -89,9 +182,12 @@ fn user_state(repo: &TestRepo) -> String {
 
 /// Runs one round: starts the run, kills it at a random moment. Returns the commits the run
 /// acknowledged (`recorded` events) before it died, by spec.
-fn round(repo: &TestRepo, rng: &mut Rng) -> BTreeMap<String, Vec<String>> {
+fn round(repo: &TestRepo, rng: &mut Rng, push: bool) -> BTreeMap<String, Vec<String>> {
     let mut cmd = repo.mmm_cmd();
     cmd.args(["run", "--json"]);
+    if push {
+        cmd.arg("--push");
+    }
     if rng.below(2) == 0 {
         cmd.arg(SPECS[rng.below(SPECS.len() as u64) as usize]);
     }
@@ -318,18 +414,31 @@ pub fn torture(seed: u64, rounds: u32) -> Figures {
     let mut acked: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     let started = Instant::now();
     for r in 0..rounds {
-        for (spec, commits) in round(&repo, &mut rng) {
-            figures.acknowledged += commits.len();
-            acked.entry(spec).or_default().extend(commits);
+        let what = action(&mut rng);
+        match what {
+            Action::Run { push } => {
+                for (spec, commits) in round(&repo, &mut rng, push) {
+                    figures.acknowledged += commits.len();
+                    acked.entry(spec).or_default().extend(commits);
+                }
+            }
+            Action::Rollback | Action::Sync => other_round(&repo, &mut rng, what),
         }
+        figures.actions[match what {
+            Action::Run { push: false } => 0,
+            Action::Run { push: true } => 1,
+            Action::Rollback => 2,
+            Action::Sync => 3,
+        }] += 1;
         figures.iterations = consistent(&repo, &acked, &user);
         doctor(&repo, &mut figures);
         // Doctor's repairs keep everything consistent too.
         consistent(&repo, &acked, &user);
+        remote_sound(tools.path());
         figures.rounds = r + 1;
     }
     eprintln!(
-        "torture seed {seed}: {} rounds in {:.1?}, {} iterations acknowledged, {} on the branches, {} lost, {} doctor repairs, {} doctor failures, {} lock files seen",
+        "torture seed {seed}: {} rounds in {:.1?}, {} iterations acknowledged, {} on the branches, {} lost, {} doctor repairs, {} doctor failures, {} lock files seen; killed: {} runs, {} runs --push, {} rollbacks, {} syncs",
         figures.rounds,
         started.elapsed(),
         figures.acknowledged,
@@ -337,7 +446,11 @@ pub fn torture(seed: u64, rounds: u32) -> Figures {
         figures.lost,
         figures.doctor_repairs,
         figures.doctor_failures,
-        figures.locks_cleared
+        figures.locks_cleared,
+        figures.actions[0],
+        figures.actions[1],
+        figures.actions[2],
+        figures.actions[3],
     );
     figures
 }

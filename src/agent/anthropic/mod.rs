@@ -26,7 +26,7 @@ pub use client::{
     API_VERSION_2023, API_VERSION_2026, Auth, Client, ClientConfig, DEFAULT_BASE_URL,
 };
 pub use error::ApiError;
-pub use stream::StreamEvent;
+pub use stream::{StreamEvent, decode_stream};
 pub use wire::{
     CacheControl, CacheCreation, ContentBlock, Message, MessagesRequest, Metadata, Response, Role,
     TextBlock, Tool, Usage,

@@ -291,6 +291,30 @@ impl Accumulator {
     }
 }
 
+/// Decodes a whole stream of the Messages API as the streaming client reads it (chunks split
+/// anywhere, records handled in order, the stream stops at `message_stop`), passing each
+/// [`StreamEvent`] to `on_event`. The answer, or `None` when the stream fails the attempt (an
+/// `error` event, undecodable data, no `message_stop`). For fuzzing and tests.
+pub fn decode_stream(
+    chunks: &[&[u8]],
+    on_event: &mut (dyn FnMut(StreamEvent) + Send),
+) -> Option<Response> {
+    let mut acc = Accumulator::default();
+    let mut parser = super::sse::SseParser::new();
+    for chunk in chunks {
+        for rec in parser.push(chunk) {
+            acc.handle(&rec, on_event).ok()?;
+            if acc.done {
+                return Some(acc.finish());
+            }
+        }
+    }
+    if let Some(rec) = parser.finish() {
+        acc.handle(&rec, on_event).ok()?;
+    }
+    acc.done.then(|| acc.finish())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -378,6 +402,29 @@ mod tests {
         };
         let f = acc.handle(&err, &mut |_| {}).expect_err("an error event");
         assert!(f.retry);
+    }
+
+    #[test]
+    fn decode_stream_assembles_records_split_across_chunks() {
+        let sse = concat!(
+            "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"m\",\"model\":\"x\",\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n",
+            "event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n",
+            "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"hello\"}}\n\n",
+            "event: content_block_stop\ndata: {\"type\":\"content_block_stop\",\"index\":0}\n\n",
+            "event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+        )
+        .as_bytes();
+        for cut in [0, 7, 100, sse.len()] {
+            let (a, b) = sse.split_at(cut);
+            let r = decode_stream(&[a, b], &mut |_| {}).expect("a whole answer");
+            assert_eq!(
+                (r.text.as_str(), r.usage.input_tokens),
+                ("hello", 3),
+                "cut {cut}"
+            );
+        }
+        let cut_short = &sse[..sse.len() - 30];
+        assert!(decode_stream(&[cut_short], &mut |_| {}).is_none());
     }
 
     #[test]
