@@ -131,6 +131,7 @@ pub fn settings(iterations: u32) -> Settings {
         checkpoint_after_complete: false,
         hostile_after: 2,
         worktree_root: None,
+        keep_worktree: false,
         checkpoint_after: Duration::from_secs(1),
         complete_when: Default::default(),
         ignore: Vec::new(),

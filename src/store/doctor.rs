@@ -15,7 +15,8 @@
 //!   archived (its transcript stays reachable) and then deleted;
 //! * a worktree whose directory is gone, or an unlocked one under `.git/mmm/worktrees/`, is
 //!   pruned (the loop locks the worktrees it is using); so is a locked one whose lock reason
-//!   names a process (`… pid N`) that no longer runs, where `/proc` can tell;
+//!   names a process (`… pid N`) that no longer runs, where `/proc` can tell; an idle kept
+//!   worktree (`kept.rs`) is left warm unless its directory or its spec file is gone;
 //! * an iteration commit on a branch without its transcripts or metrics note is reported
 //!   (there is nothing to rebuild it from);
 //! * a lock file on mmm's refs that is stale (see `locks.rs`: old, and no other live mmm
@@ -35,6 +36,7 @@ use std::time::Duration;
 
 use git2::{ErrorCode, Oid};
 
+use super::kept::MMM_KEPT_PREFIX;
 use super::runs::{Holder, RunFile};
 use super::trailers::{Trailers, key};
 use super::write::ArchiveKind;
@@ -52,6 +54,9 @@ pub struct DoctorOptions {
     pub stale_after: Duration,
     /// Treat every wip ref as stale (no run is in flight).
     pub all_wip: bool,
+    /// Specs whose spec file is gone (the caller reads the specs): their kept worktrees
+    /// (`[loop] keep_worktrees`) are reclaimed.
+    pub gone_specs: BTreeSet<String>,
 }
 
 impl Default for DoctorOptions {
@@ -60,6 +65,7 @@ impl Default for DoctorOptions {
             repair: false,
             stale_after: Duration::from_secs(24 * 3600),
             all_wip: false,
+            gone_specs: BTreeSet::new(),
         }
     }
 }
@@ -652,20 +658,36 @@ impl Store {
             let ours = canonical(&path).starts_with(&mmm_dir)
                 || lock_reason.is_some_and(|r| r.starts_with(MMM_LOCK_PREFIX));
             let dead_owner = lock_reason.is_some_and(owner_is_dead);
-            let reason = if locked && !(ours && dead_owner) {
+            let admin = self.repo.commondir().join("worktrees").join(name);
+            let kept = super::kept::kept_spec(&admin)
+                .filter(|_| lock_reason.is_some_and(|r| r.starts_with(MMM_KEPT_PREFIX)));
+            let is_kept = kept.is_some();
+            let reason = if let Some(spec) = kept {
+                // An idle kept worktree is warm on purpose: reclaimed only when its directory
+                // or its spec is gone (`git mmm clean` reclaims the others).
+                if gone {
+                    "its directory is gone".to_owned()
+                } else if opts.gone_specs.contains(&spec) {
+                    format!("kept for spec `{spec}`, whose spec file is gone")
+                } else {
+                    continue;
+                }
+            } else if locked && !(ours && dead_owner) {
                 continue;
             } else if locked {
-                "locked by a run that no longer runs (killed)"
+                "locked by a run that no longer runs (killed)".to_owned()
             } else if gone {
-                "its directory is gone"
+                "its directory is gone".to_owned()
             } else if ours {
-                "an unlocked mmm worktree (no run is using it)"
+                "an unlocked mmm worktree (no run is using it)".to_owned()
             } else {
                 continue;
             };
             let done = if opts.repair {
                 let mut po = git2::WorktreePruneOptions::new();
-                po.valid(true).locked(locked).working_tree(ours && !gone);
+                po.valid(true)
+                    .locked(locked)
+                    .working_tree((ours || is_kept) && !gone);
                 match wt.prune(Some(&mut po)) {
                     Ok(()) => true,
                     Err(e) => {
@@ -683,7 +705,7 @@ impl Store {
                 problem: Problem::LeftoverWorktree {
                     name: name.to_owned(),
                     path,
-                    reason: reason.to_owned(),
+                    reason,
                 },
                 action: Some(DoctorAction::PruneWorktree {
                     name: name.to_owned(),
@@ -828,7 +850,8 @@ impl std::fmt::Display for DoctorAction {
     }
 }
 
-/// How the loop's worktree locks begin (`mmm run <name> pid <pid>`).
+/// How the loop's worktree locks begin (`mmm run <name> pid <pid>`); an idle kept worktree's
+/// begins with [`MMM_KEPT_PREFIX`].
 pub const MMM_LOCK_PREFIX: &str = "mmm run ";
 
 /// True when a lock reason names a process (`… pid N`) that is known not to run. Without
@@ -845,7 +868,7 @@ fn owner_is_dead(reason: &str) -> bool {
 
 /// True when process `pid` is known not to run (on this host). Without `/proc` nothing is
 /// known.
-fn pid_is_dead(pid: u32) -> bool {
+pub(super) fn pid_is_dead(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     proc.join("self").exists() && !proc.join(pid.to_string()).exists()
 }

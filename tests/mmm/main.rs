@@ -16,3 +16,4 @@ mod spec;
 mod store;
 mod sync;
 mod torture;
+mod worktrees;

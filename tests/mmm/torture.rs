@@ -97,6 +97,10 @@ fn round(repo: &TestRepo, rng: &mut Rng) -> BTreeMap<String, Vec<String>> {
     }
     let sleep_ms = rng.below(300);
     cmd.env("TORTURE_SLEEP", format!("0.{sleep_ms:03}"));
+    // A process group of its own, so that the check below can wait for the git processes the
+    // killed run had started (`git worktree add`, a checkout): they outlive it and finish their
+    // work, and a check racing them sees a worktree half made (`HEAD` still the null id).
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -125,7 +129,25 @@ fn round(repo: &TestRepo, rng: &mut Rng) -> BTreeMap<String, Vec<String>> {
         .args(["-KILL", &child.id().to_string()])
         .status();
     let _ = child.wait();
+    wait_for_group(child.id());
     reader.join().expect("reader")
+}
+
+/// Waits (up to 30 s) until no process of the group `pgid` is left: the children of the killed
+/// run that were not killed with it.
+fn wait_for_group(pgid: u32) {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(30) {
+        let alive = Command::new("kill")
+            .args(["-0", "--", &format!("-{pgid}")])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !alive {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// The independent check after a kill, with plain git only.
