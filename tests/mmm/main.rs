@@ -11,6 +11,7 @@ mod context;
 mod install;
 mod ranking;
 mod reliable;
+mod rewritten;
 mod run;
 mod spec;
 mod store;
