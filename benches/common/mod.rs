@@ -133,6 +133,7 @@ pub fn settings(iterations: u32) -> Settings {
         review_poll: Duration::from_secs(1),
         hostile_after: 2,
         worktree_root: None,
+        keep_worktree: false,
         checkpoint_after: Duration::from_secs(1),
         complete_when: Default::default(),
         ignore: Vec::new(),

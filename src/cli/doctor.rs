@@ -3,7 +3,9 @@
 use std::io::Write;
 use std::time::Duration;
 
-use mmm::store::{DoctorOptions, DoctorReport};
+use std::collections::BTreeSet;
+
+use mmm::store::{DoctorOptions, DoctorReport, Store};
 
 use super::common::open_store;
 use super::{CliError, CliResult, Ctx, out};
@@ -30,6 +32,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         repair: !args.dry_run,
         stale_after: Duration::from_secs(6 * 3600),
         all_wip: args.all_wip,
+        gone_specs: gone_specs(ctx, &store)?,
     };
     let report = store.doctor(&opts)?;
     let mut out = out();
@@ -71,6 +74,23 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         writeln!(out, "could not {}: {}", f.what, f.error)?;
     }
     failed(&report)
+}
+
+/// The specs that have a kept worktree but no spec file any more (none when the specs cannot
+/// be read: a kept worktree is only reclaimed when its spec is surely gone).
+fn gone_specs(ctx: &Ctx, store: &Store) -> Result<BTreeSet<String>, CliError> {
+    let kept = store.kept_worktrees()?;
+    if kept.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let Some(found) = super::specs::discover_lenient(ctx)? else {
+        return Ok(BTreeSet::new());
+    };
+    Ok(kept
+        .into_iter()
+        .map(|k| k.spec)
+        .filter(|spec| found.specs.get_str(spec).is_none() && !found.may_be_broken(spec))
+        .collect())
 }
 
 /// An error when a check or a repair failed (each was printed); the others ran.

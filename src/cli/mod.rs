@@ -10,6 +10,7 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+mod clean;
 mod common;
 mod completions;
 mod config;
@@ -100,6 +101,8 @@ pub enum Command {
     Rebase(rebase::Args),
     /// Find and repair what an interrupted run left behind.
     Doctor(doctor::Args),
+    /// Remove the worktrees kept between runs (`[loop] keep_worktrees`) to reclaim the space.
+    Clean(clean::Args),
     /// Print the effective configuration and where each value comes from.
     Config(config::Args),
     /// Print shell completions or the man page, generated from these definitions.
@@ -236,6 +239,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Sync(args) => sync::run(ctx, &args),
         Command::Rebase(args) => rebase::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
+        Command::Clean(args) => clean::run(ctx, &args),
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),
         Command::InstallExtras(args) => install::run(ctx, &args),

@@ -42,6 +42,9 @@ settings! {
             /// Checkpoint an iteration in flight to the run's wip ref once it has run this long.
             #[serde(with = "duration_serde")]
             checkpoint_after: Duration = Duration::from_secs(1), Kind::Duration;
+            /// Keep one worktree per spec between runs (reset to the run's start, ignored build
+            /// outputs kept warm); `git mmm clean` removes them.
+            keep_worktrees: bool = true, Kind::Bool;
         }
 
         /// Where the specs live.

@@ -176,6 +176,8 @@ pub struct Settings {
     /// Where the run's worktree goes (`None`: `.git/mmm/worktrees/`). Claude Code refuses to
     /// edit files below a `.git` directory, so its runs use a directory outside.
     pub worktree_root: Option<PathBuf>,
+    /// Keep the spec's worktree between runs (`[loop] keep_worktrees`): reset, not made anew.
+    pub keep_worktree: bool,
     /// An iteration unrecorded for this long is checkpointed to the run's wip ref (and again
     /// each time this long passes with something new); a quicker one is not.
     pub checkpoint_after: Duration,
@@ -591,13 +593,21 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             iteration: run.next_iteration,
             resumed: run.tip.is_some(),
         });
-        Ok(Worktree::create(
-            store.repo(),
-            self.job.settings.worktree_root.as_deref(),
-            &format!("{}-{}", self.name, run.id.to_ascii_lowercase()),
-            &self.job.settings.ignore,
-            run.parent(),
-        )?)
+        let settings = &self.job.settings;
+        let name = format!("{}-{}", self.name, run.id.to_ascii_lowercase());
+        let root = settings.worktree_root.as_deref();
+        Ok(if settings.keep_worktree {
+            Worktree::acquire(
+                store.repo(),
+                root,
+                &self.name,
+                &name,
+                &settings.ignore,
+                run.parent(),
+            )?
+        } else {
+            Worktree::create(store.repo(), root, &name, &settings.ignore, run.parent())?
+        })
     }
 
     /// Ends the run: stops the checkpoints, finishes the run in the store, removes the
@@ -620,10 +630,10 @@ impl<'s, 'j, 'e> Loop<'s, 'j, 'e> {
             None => 0,
         };
         self.s.store.finish_run(&run)?;
-        if let Err(e) = worktree.remove() {
+        if let Err(e) = worktree.close() {
             // Everything is recorded; a leftover worktree is for `git mmm doctor`.
             detail.push_str(&format!(
-                " (the worktree could not be removed: {e}; run `git mmm doctor`)"
+                " (the worktree could not be removed or released: {e}; run `git mmm doctor`)"
             ));
         }
         self.emit(Event::Finished {

@@ -717,6 +717,7 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
         review_poll: REVIEW_POLL,
         hostile_after: 2,
         worktree_root: None,
+        keep_worktree: config.r#loop.keep_worktrees,
         checkpoint_after: config.r#loop.checkpoint_after,
         complete_when: config.agent.complete_when,
         ignore: config.agent.ignore.clone(),

@@ -1,7 +1,12 @@
 //! The iteration's workspace: a linked git worktree under `.git/mmm/worktrees/`, detached at the
-//! commit the iteration starts from, so that the user's checkout is never touched. It is removed
-//! when the run ends, also after an error (the guard's `Drop`); `git mmm doctor` prunes any that
-//! a killed process left.
+//! commit the iteration starts from, so that the user's checkout is never touched.
+//!
+//! A spec's worktree is kept between runs by default (`[loop] keep_worktrees`, see
+//! [`Worktree::acquire`] and `store::kept`): the next run of the spec locks it, resets it to its
+//! start commit by an incremental checkout and removes untracked files that are not ignored,
+//! so ignored build outputs (`target/`, `node_modules/`) stay warm and nothing a previous run
+//! left enters a commit. A worktree that is not kept is removed when the run ends, also after
+//! an error (the guard's `Drop`); `git mmm doctor` prunes any that a killed process left.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,12 +57,14 @@ pub struct Snapshot {
     pub changed: Vec<String>,
 }
 
-/// A temporary worktree; removed on drop.
+/// A run's worktree; on drop a kept one is released for the next run, another removed.
 pub struct Worktree {
     main_git_dir: PathBuf,
     path: PathBuf,
     repo: Repository,
     removed: bool,
+    /// The spec it is kept for (`None`: removed at the end).
+    kept: Option<String>,
     /// What changed since the last snapshot, where the platform can tell (see `watch`).
     watch: RefCell<Option<Watch>>,
 }
@@ -80,6 +87,16 @@ pub fn worktrees_dir(git_dir: &Path) -> PathBuf {
 /// another `add` has only half written.
 static ADDING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// The lock reason of a run's worktree: the pid lets `git mmm doctor` tell a killed run's
+/// worktree from a live one.
+fn run_lock(name: &str) -> String {
+    format!(
+        "{}{name} pid {}",
+        crate::store::MMM_LOCK_PREFIX,
+        std::process::id()
+    )
+}
+
 /// Runs `git worktree add` (locked, detached), one at a time in this process and again when
 /// another process's half-made worktree got in the way.
 fn add_worktree(
@@ -98,12 +115,7 @@ fn add_worktree(
             .args([
                 "worktree", "add", "--detach", "--quiet", "--lock", "--reason",
             ])
-            // The pid lets `git mmm doctor` tell a killed run's worktree from a live one.
-            .arg(format!(
-                "{}{name} pid {}",
-                crate::store::MMM_LOCK_PREFIX,
-                std::process::id()
-            ))
+            .arg(run_lock(name))
             .arg(path)
             .arg(commit.to_string())
             .env_remove("GIT_DIR")
@@ -144,16 +156,58 @@ impl Worktree {
         let dir = root.map_or_else(|| worktrees_dir(&main_git_dir), Path::to_path_buf);
         std::fs::create_dir_all(&dir)?;
         let path = dir.join(name);
-        if path.exists() {
-            // Left by a killed run with the same name: replace it.
-            let _ = git(
-                &main_git_dir,
-                &["worktree", "remove", "--force", "--force"],
-                Some(&path),
-            );
-            let _ = std::fs::remove_dir_all(&path);
-        }
+        discard(&main_git_dir, &path);
         add_worktree(&main_git_dir, name, &path, commit)?;
+        Self::open(main, path, ignore, None)
+    }
+
+    /// The worktree kept for `spec` (`.git/mmm/worktrees/<spec>`, or in `root`), locked for
+    /// the run `name` (`<spec>-<run>`) and reset to `commit`: tracked files by an incremental
+    /// checkout, untracked files removed unless ignored (by `.gitignore` or by `ignore`), so
+    /// ignored build outputs stay. Made on first use. A kept worktree that a live process uses
+    /// is never shared: the run then gets a worktree of its own ([`Worktree::create`]).
+    pub fn acquire(
+        main: &Repository,
+        root: Option<&Path>,
+        spec: &str,
+        name: &str,
+        ignore: &[String],
+        commit: Oid,
+    ) -> Result<Worktree, WorktreeError> {
+        let main_git_dir = main.commondir().to_path_buf();
+        let dir = root.map_or_else(|| worktrees_dir(&main_git_dir), Path::to_path_buf);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(spec);
+        let reused = match kept_admin(&main_git_dir, &path, spec) {
+            Some(admin) => match crate::store::lock_state(&admin) {
+                crate::store::KeptState::InUse { .. } => {
+                    return Self::create(main, root, name, ignore, commit);
+                }
+                _ => take(&admin, name).is_ok() && reset(&path, commit, ignore).is_ok(),
+            },
+            None => false,
+        };
+        if !reused {
+            // Missing, half made by a killed run, or not resettable: made afresh.
+            discard(&main_git_dir, &path);
+            add_worktree(&main_git_dir, name, &path, commit)?;
+            let admin = admin_dir(&path).ok_or_else(|| WorktreeError::Git {
+                action: "add",
+                stderr: format!("{} has no administrative directory", path.display()),
+            })?;
+            std::fs::write(admin.join(crate::store::KEPT_MARKER), format!("{spec}\n"))?;
+        }
+        Self::open(main, path, ignore, Some(spec.to_owned()))
+    }
+
+    /// Opens a worktree that is checked out at its start commit.
+    fn open(
+        main: &Repository,
+        path: PathBuf,
+        ignore: &[String],
+        kept: Option<String>,
+    ) -> Result<Worktree, WorktreeError> {
+        let main_git_dir = main.commondir().to_path_buf();
         let repo = Repository::open(&path).map_err(|source| WorktreeError::Repo {
             path: path.clone(),
             source,
@@ -178,6 +232,7 @@ impl Worktree {
             path,
             repo,
             removed: false,
+            kept,
             watch: RefCell::new(None),
         };
         worktree.restart_watch();
@@ -466,13 +521,123 @@ impl Worktree {
         self.removed = true;
         remove(&self.main_git_dir, &self.path)
     }
+
+    /// Ends the run's use of the worktree: a kept one is released (locked as idle, for the
+    /// next run of its spec), another removed.
+    pub fn close(mut self) -> Result<(), WorktreeError> {
+        self.removed = true;
+        match &self.kept {
+            Some(spec) => self.release(spec),
+            None => remove(&self.main_git_dir, &self.path),
+        }
+    }
+
+    /// Whether the worktree is kept between runs.
+    pub fn is_kept(&self) -> bool {
+        self.kept.is_some()
+    }
+
+    fn release(&self, spec: &str) -> Result<(), WorktreeError> {
+        let reason = format!("{}{spec}", crate::store::MMM_KEPT_PREFIX);
+        Ok(crate::store::write_lock(self.repo.path(), &reason)?)
+    }
 }
 
 impl Drop for Worktree {
     fn drop(&mut self) {
-        if !self.removed {
-            let _ = remove(&self.main_git_dir, &self.path);
+        if self.removed {
+            return;
         }
+        match &self.kept {
+            Some(spec) => {
+                let _ = self.release(spec);
+            }
+            None => {
+                let _ = remove(&self.main_git_dir, &self.path);
+            }
+        }
+    }
+}
+
+/// Removes whatever is at `path` (a killed run's worktree of the same name, a half-made one).
+fn discard(main_git_dir: &Path, path: &Path) {
+    if path.exists() {
+        let _ = git(
+            main_git_dir,
+            &["worktree", "remove", "--force", "--force"],
+            Some(path),
+        );
+        let _ = std::fs::remove_dir_all(path);
+        let _ = git(main_git_dir, &["worktree", "prune"], None);
+    }
+}
+
+/// The administrative directory a worktree's `.git` file names.
+fn admin_dir(path: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(path.join(".git")).ok()?;
+    let dir = PathBuf::from(text.strip_prefix("gitdir:")?.trim());
+    Some(if dir.is_absolute() {
+        dir
+    } else {
+        path.join(dir)
+    })
+}
+
+/// The administrative directory of the worktree at `path` when it is the one kept for `spec`
+/// in this repository.
+fn kept_admin(main_git_dir: &Path, path: &Path, spec: &str) -> Option<PathBuf> {
+    let admin = admin_dir(path)?;
+    let ours = admin.parent()?.canonicalize().ok()?
+        == main_git_dir.join("worktrees").canonicalize().ok()?;
+    let kept = crate::store::kept_spec(&admin).is_some_and(|s| s == spec);
+    (ours && kept && admin.join("HEAD").is_file()).then_some(admin)
+}
+
+/// Locks a kept worktree for the run `name`. Lock files a killed run left in its
+/// administrative directory (`index.lock`) go: no other process uses the worktree.
+fn take(admin: &Path, name: &str) -> std::io::Result<()> {
+    crate::store::write_lock(admin, &run_lock(name))?;
+    for stale in ["index.lock", "HEAD.lock"] {
+        let _ = std::fs::remove_file(admin.join(stale));
+    }
+    Ok(())
+}
+
+/// Resets a kept worktree to `commit`: `git checkout --force --detach` (which writes only the
+/// files that differ, by the index's stat data) and `git clean -d` of untracked files that are
+/// not ignored (`ignore` too: agents' scratch files are ignored in the run, so they stay).
+fn reset(path: &Path, commit: Oid, ignore: &[String]) -> Result<(), WorktreeError> {
+    let commit = commit.to_string();
+    in_worktree(
+        path,
+        &["checkout", "--force", "--detach", "--quiet", &commit, "--"],
+        "checkout",
+    )?;
+    let mut clean: Vec<&str> = vec!["clean", "-d", "--force", "--quiet"];
+    for pattern in ignore {
+        clean.push("--exclude");
+        clean.push(pattern);
+    }
+    in_worktree(path, &clean, "clean")
+}
+
+/// Runs git inside a worktree.
+fn in_worktree(path: &Path, args: &[&str], action: &'static str) -> Result<(), WorktreeError> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(path)
+        .args(args)
+        .env_remove("GIT_DIR")
+        .env_remove("GIT_WORK_TREE")
+        .env_remove("GIT_INDEX_FILE")
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(WorktreeError::Git {
+            action,
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        })
     }
 }
 
@@ -698,6 +863,52 @@ mod tests {
             );
         }
         wt.remove().expect("remove");
+    }
+
+    #[test]
+    fn a_kept_worktree_in_use_is_never_shared_and_is_reset_when_taken_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        git_in(root, &["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(root.join(".gitignore"), "target/\n").expect("write");
+        std::fs::write(root.join("a.rs"), "a\n").expect("write");
+        git_in(root, &["add", "--all"]);
+        git_in(root, &["commit", "--quiet", "-m", "base"]);
+        let head = Oid::from_str(git_in(root, &["rev-parse", "HEAD"]).trim()).expect("oid");
+        let repo = Repository::open(root).expect("open");
+        let ignore = [".agent-cache".to_owned()];
+        let first = Worktree::acquire(&repo, None, "s", "s-run1", &ignore, head).expect("first");
+        assert!(first.is_kept());
+        let kept = first.path().to_path_buf();
+        // Held by a live process (this one): a second taker gets a worktree of its own.
+        let second = Worktree::acquire(&repo, None, "s", "s-run2", &ignore, head).expect("second");
+        assert!(!second.is_kept());
+        assert_ne!(second.path(), kept);
+        second.close().expect("close");
+        std::fs::create_dir_all(kept.join("target")).expect("mkdir");
+        std::fs::write(kept.join("target/out"), "built\n").expect("write");
+        std::fs::write(kept.join(".agent-cache"), "scratch\n").expect("write");
+        std::fs::write(kept.join("left.txt"), "left\n").expect("write");
+        std::fs::write(kept.join("a.rs"), "changed\n").expect("write");
+        first.close().expect("release");
+        let again = Worktree::acquire(&repo, None, "s", "s-run3", &ignore, head).expect("again");
+        assert_eq!(again.path(), kept);
+        assert_eq!(
+            std::fs::read_to_string(kept.join("a.rs")).expect("a"),
+            "a\n"
+        );
+        assert!(!kept.join("left.txt").exists(), "untracked leftovers go");
+        assert!(kept.join("target/out").is_file(), "ignored outputs stay");
+        assert!(
+            kept.join(".agent-cache").is_file(),
+            "agents' ignored files stay"
+        );
+        assert_eq!(
+            again.snapshot().expect("snapshot"),
+            repo.find_commit(head).expect("c").tree_id()
+        );
+        again.remove().expect("remove");
+        assert!(!kept.exists());
     }
 
     /// What `git add --all && git write-tree` gives for the worktree, in a scratch index.

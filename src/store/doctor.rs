@@ -4,8 +4,12 @@
 //! worktrees. Must not touch: anything outside mmm's refs, their lock files and `.git/mmm/`.
 //!
 //! Rules:
-//! * a note on a commit that is neither on the branch nor in the archive (a kill between the
-//!   notes and the branch): fast-forward the branch if the commit has both notes and its first
+//! * a note on a commit that is neither on the branch nor in the archive: when the branch
+//!   holds the same iteration (number and run) as another commit, the commit was rewritten (a
+//!   rebase or an amend, `notes.rewriteRef` copied its notes); when the note came with a
+//!   merge of the notes ref (`git notes merge`), the commit is another branch's iteration;
+//!   both are archived and said so. Otherwise (a kill between the notes and the branch):
+//!   fast-forward the branch if the commit has both notes and its first
 //!   parent is the tip (or create the branch if it is missing), else archive the commit (a
 //!   kill between the two notes leaves one: such an iteration was never acknowledged, and the
 //!   branch keeps only iterations with both notes);
@@ -15,7 +19,8 @@
 //!   archived (its transcript stays reachable) and then deleted;
 //! * a worktree whose directory is gone, or an unlocked one under `.git/mmm/worktrees/`, is
 //!   pruned (the loop locks the worktrees it is using); so is a locked one whose lock reason
-//!   names a process (`… pid N`) that no longer runs, where `/proc` can tell;
+//!   names a process (`… pid N`) that no longer runs, where `/proc` can tell; an idle kept
+//!   worktree (`kept.rs`) is left warm unless its directory or its spec file is gone;
 //! * an iteration commit on a branch without its transcripts or metrics note is reported
 //!   (there is nothing to rebuild it from);
 //! * a lock file on mmm's refs that is stale (see `locks.rs`: old, and no other live mmm
@@ -35,6 +40,7 @@ use std::time::Duration;
 
 use git2::{ErrorCode, Oid};
 
+use super::kept::MMM_KEPT_PREFIX;
 use super::runs::{Holder, RunFile};
 use super::trailers::{Trailers, key};
 use super::write::ArchiveKind;
@@ -52,6 +58,9 @@ pub struct DoctorOptions {
     pub stale_after: Duration,
     /// Treat every wip ref as stale (no run is in flight).
     pub all_wip: bool,
+    /// Specs whose spec file is gone (the caller reads the specs): their kept worktrees
+    /// (`[loop] keep_worktrees`) are reclaimed.
+    pub gone_specs: BTreeSet<String>,
 }
 
 impl Default for DoctorOptions {
@@ -60,6 +69,7 @@ impl Default for DoctorOptions {
             repair: false,
             stale_after: Duration::from_secs(24 * 3600),
             all_wip: false,
+            gone_specs: BTreeSet::new(),
         }
     }
 }
@@ -75,6 +85,31 @@ pub enum Problem {
         commit: Oid,
         /// Its iteration number, if it is an iteration commit of the spec.
         iteration: Option<u32>,
+    },
+    /// A note annotates an iteration commit that a rebase or an amend replaced: the branch holds
+    /// the same iteration (spec, number and run) as another commit, and `notes.rewriteRef`
+    /// copied the notes to it.
+    RewrittenIteration {
+        /// The spec.
+        spec: SpecId,
+        /// The old commit, off the branch.
+        commit: Oid,
+        /// Its iteration number.
+        iteration: u32,
+        /// The commit on the branch that replaced it.
+        now: Oid,
+    },
+    /// A note that came with a `git notes merge` annotates an iteration of another branch of
+    /// the spec (another clone's run), not of this one.
+    MergedNote {
+        /// The spec.
+        spec: SpecId,
+        /// The annotated commit.
+        commit: Oid,
+        /// Its iteration number.
+        iteration: u32,
+        /// The notes ref whose merge brought the note.
+        notes_ref: String,
     },
     /// A note annotates an object that is not in the repository.
     NoteOnMissingObject {
@@ -394,7 +429,8 @@ impl Store {
             });
             tip = Some(oid);
         }
-        for (_, _, oid, it) in remaining {
+        let why = self.why_orphaned(spec, &remaining)?;
+        for ((_, _, oid, it), problem) in remaining.into_iter().zip(why) {
             let done = if opts.repair {
                 self.archive(spec, oid, ArchiveKind::Orphan, &[])?;
                 true
@@ -402,11 +438,11 @@ impl Store {
                 false
             };
             report.findings.push(Finding {
-                problem: Problem::OrphanNote {
+                problem: problem.unwrap_or_else(|| Problem::OrphanNote {
                     spec: spec.clone(),
                     commit: oid,
                     iteration: it.map(|i| i.n),
-                },
+                }),
                 action: Some(DoctorAction::Archive {
                     spec: spec.clone(),
                     commit: oid,
@@ -415,6 +451,87 @@ impl Store {
             });
         }
         Ok(())
+    }
+
+    /// What happened to each orphan that is an iteration, where it can be told: replaced on
+    /// the branch by a rewrite of the same iteration (a rebase, an amend), or annotated by a
+    /// note that a `git notes merge` brought. `None`: probably a writer killed while recording.
+    fn why_orphaned(
+        &self,
+        spec: &SpecId,
+        orphans: &[(u32, i64, Oid, Option<super::Iteration>)],
+    ) -> Result<Vec<Option<Problem>>> {
+        let history = match self.history(spec) {
+            Ok(h) => h,
+            Err(StoreError::NoBranch { .. }) => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let mut merged: Vec<(String, HashSet<Oid>)> = Vec::new();
+        for notes_ref in [transcripts_ref(spec), metrics_ref(spec)] {
+            let set = self.notes_brought_by_merges(&notes_ref)?;
+            merged.push((notes_ref, set));
+        }
+        Ok(orphans
+            .iter()
+            .map(|(_, _, oid, it)| {
+                let it = it.as_ref()?;
+                let rewritten = history
+                    .iter()
+                    .find(|h| h.n == it.n && h.run == it.run && h.commit != *oid);
+                if let Some(h) = rewritten {
+                    return Some(Problem::RewrittenIteration {
+                        spec: spec.clone(),
+                        commit: *oid,
+                        iteration: it.n,
+                        now: h.commit,
+                    });
+                }
+                let (notes_ref, _) = merged.iter().find(|(_, set)| set.contains(oid))?;
+                Some(Problem::MergedNote {
+                    spec: spec.clone(),
+                    commit: *oid,
+                    iteration: it.n,
+                    notes_ref: notes_ref.clone(),
+                })
+            })
+            .collect())
+    }
+
+    /// The objects whose note in `notes_ref` came with a merge: added or changed by a merge
+    /// commit of the ref's first-parent history, against its first parent (a `git notes merge`
+    /// that was not a fast-forward).
+    fn notes_brought_by_merges(&self, notes_ref: &str) -> Result<HashSet<Oid>> {
+        let mut out = HashSet::new();
+        let Some(mut cur) = self.ref_target(notes_ref)? else {
+            return Ok(out);
+        };
+        let what = || format!("read the history of {notes_ref}");
+        loop {
+            let c = self
+                .repo
+                .find_commit(cur)
+                .map_err(StoreError::git(what()))?;
+            let Ok(first) = c.parent(0) else { break };
+            if c.parent_count() > 1 {
+                let old = first.tree().map_err(StoreError::git(what()))?;
+                let new = c.tree().map_err(StoreError::git(what()))?;
+                let diff = self
+                    .repo
+                    .diff_tree_to_tree(Some(&old), Some(&new), None)
+                    .map_err(StoreError::git(what()))?;
+                for d in diff.deltas() {
+                    let path = d
+                        .new_file()
+                        .path()
+                        .map(|p| p.to_string_lossy().replace('/', ""));
+                    if let Some(oid) = path.and_then(|p| Oid::from_str(&p).ok()) {
+                        out.insert(oid);
+                    }
+                }
+            }
+            cur = first.id();
+        }
+        Ok(out)
     }
 
     fn doctor_wips(
@@ -652,20 +769,36 @@ impl Store {
             let ours = canonical(&path).starts_with(&mmm_dir)
                 || lock_reason.is_some_and(|r| r.starts_with(MMM_LOCK_PREFIX));
             let dead_owner = lock_reason.is_some_and(owner_is_dead);
-            let reason = if locked && !(ours && dead_owner) {
+            let admin = self.repo.commondir().join("worktrees").join(name);
+            let kept = super::kept::kept_spec(&admin)
+                .filter(|_| lock_reason.is_some_and(|r| r.starts_with(MMM_KEPT_PREFIX)));
+            let is_kept = kept.is_some();
+            let reason = if let Some(spec) = kept {
+                // An idle kept worktree is warm on purpose: reclaimed only when its directory
+                // or its spec is gone (`git mmm clean` reclaims the others).
+                if gone {
+                    "its directory is gone".to_owned()
+                } else if opts.gone_specs.contains(&spec) {
+                    format!("kept for spec `{spec}`, whose spec file is gone")
+                } else {
+                    continue;
+                }
+            } else if locked && !(ours && dead_owner) {
                 continue;
             } else if locked {
-                "locked by a run that no longer runs (killed)"
+                "locked by a run that no longer runs (killed)".to_owned()
             } else if gone {
-                "its directory is gone"
+                "its directory is gone".to_owned()
             } else if ours {
-                "an unlocked mmm worktree (no run is using it)"
+                "an unlocked mmm worktree (no run is using it)".to_owned()
             } else {
                 continue;
             };
             let done = if opts.repair {
                 let mut po = git2::WorktreePruneOptions::new();
-                po.valid(true).locked(locked).working_tree(ours && !gone);
+                po.valid(true)
+                    .locked(locked)
+                    .working_tree((ours || is_kept) && !gone);
                 match wt.prune(Some(&mut po)) {
                     Ok(()) => true,
                     Err(e) => {
@@ -683,7 +816,7 @@ impl Store {
                 problem: Problem::LeftoverWorktree {
                     name: name.to_owned(),
                     path,
-                    reason: reason.to_owned(),
+                    reason,
                 },
                 action: Some(DoctorAction::PruneWorktree {
                     name: name.to_owned(),
@@ -732,6 +865,27 @@ impl std::fmt::Display for Problem {
                 }
                 Ok(())
             }
+            Problem::RewrittenIteration {
+                spec,
+                commit,
+                iteration,
+                now,
+            } => write!(
+                f,
+                "{spec}: commit {} has notes but is off the branch: iteration {iteration} was rewritten as {} (a rebase or an amend of mmm/{spec}; notes.rewriteRef copied its notes), so the old commit is only kept",
+                short(commit),
+                short(now)
+            ),
+            Problem::MergedNote {
+                spec,
+                commit,
+                iteration,
+                notes_ref,
+            } => write!(
+                f,
+                "{spec}: commit {} has notes but is off the branch: it is iteration {iteration} of another branch of the spec (another clone's run), whose notes came with a `git notes merge` into {notes_ref}; `git mmm sync` exchanges runs with their branches",
+                short(commit)
+            ),
             Problem::NoteOnMissingObject { notes_ref, target } => {
                 write!(
                     f,
@@ -828,7 +982,8 @@ impl std::fmt::Display for DoctorAction {
     }
 }
 
-/// How the loop's worktree locks begin (`mmm run <name> pid <pid>`).
+/// How the loop's worktree locks begin (`mmm run <name> pid <pid>`); an idle kept worktree's
+/// begins with [`MMM_KEPT_PREFIX`].
 pub const MMM_LOCK_PREFIX: &str = "mmm run ";
 
 /// True when a lock reason names a process (`… pid N`) that is known not to run. Without
@@ -845,7 +1000,7 @@ fn owner_is_dead(reason: &str) -> bool {
 
 /// True when process `pid` is known not to run (on this host). Without `/proc` nothing is
 /// known.
-fn pid_is_dead(pid: u32) -> bool {
+pub(super) fn pid_is_dead(pid: u32) -> bool {
     let proc = std::path::Path::new("/proc");
     proc.join("self").exists() && !proc.join(pid.to_string()).exists()
 }

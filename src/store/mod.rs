@@ -59,6 +59,7 @@
 //! read.rs      history, one iteration with its notes, notes' records, prompts, status
 //! rollback.rs  rollback and its undo
 //! doctor.rs    finding and repairing what a killed writer left
+//! kept.rs      the worktrees kept per spec between runs: marker, idle lock, listing, removal
 //! pack.rs      the in-memory object batch written as one pack; merging small packs
 //! record.rs    the JSON Lines records of notes and checkpoints
 //! trailers.rs  commit messages and their `Mmm-*` trailers
@@ -73,6 +74,7 @@
 //! lease, which lives on the remote only) uses its `git` runner.
 
 mod doctor;
+mod kept;
 mod lease;
 mod locks;
 mod notes;
@@ -98,6 +100,9 @@ use crate::spec::SpecId;
 
 pub use doctor::{
     DoctorAction, DoctorFailure, DoctorOptions, DoctorReport, Finding, MMM_LOCK_PREFIX, Problem,
+};
+pub use kept::{
+    KEPT_MARKER, KeptState, KeptWorktree, MMM_KEPT_PREFIX, kept_spec, lock_state, write_lock,
 };
 pub use lease::{Lease, LeaseFile, LeaseHolder, LeaseKeeper, Take, lease_ref};
 pub use locks::{LOCK_STALE_AFTER, LockFile};

@@ -226,8 +226,8 @@ fn claude_code_edits_are_committed_with_cost_turns_and_denials() {
         "{call}"
     );
     assert!(
-        !Path::new(cwd).exists(),
-        "the worktree is removed after the run"
+        cwd.ends_with("/hello") && Path::new(cwd).is_dir(),
+        "the spec's worktree is kept for the next run: {cwd}"
     );
     repo.assert_fsck();
 }

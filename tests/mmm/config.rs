@@ -75,6 +75,7 @@ fn valid_fixture_sets_every_section() {
     assert_eq!(c.r#loop.timeout, Duration::from_secs(90 * 60));
     assert!(!c.r#loop.auto_commit);
     assert_eq!(c.r#loop.checkpoint_after, Duration::from_secs(3));
+    assert!(!c.r#loop.keep_worktrees);
     assert_eq!(c.specs.dir, "docs/specs");
     assert_eq!(c.agent.kind, AgentKind::Scripted);
     assert_eq!(c.agent.script.as_deref(), Some("fixtures/answers.jsonl"));
@@ -277,6 +278,8 @@ fn default_file_is_stable() {
     concurrency = 2
     # Checkpoint an iteration in flight to the run's wip ref once it has run this long.
     checkpoint_after = "1s"
+    # Keep one worktree per spec between runs (reset to the run's start, ignored build outputs kept warm); `git mmm clean` removes them.
+    keep_worktrees = true
 
     # Where the specs live.
     [specs]

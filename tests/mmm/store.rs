@@ -679,6 +679,7 @@ fn doctor_keeps_in_flight_wip_and_archives_stale_wip() {
             repair: true,
             stale_after: Duration::from_secs(u64::MAX / 4),
             all_wip: false,
+            ..DoctorOptions::default()
         })
         .expect("doctor");
     assert!(r.nothing_to_do(), "{r:?}");

@@ -193,6 +193,10 @@ fn round(repo: &TestRepo, rng: &mut Rng, push: bool) -> BTreeMap<String, Vec<Str
     }
     let sleep_ms = rng.below(300);
     cmd.env("TORTURE_SLEEP", format!("0.{sleep_ms:03}"));
+    // A process group of its own, so that the check below can wait for the git processes the
+    // killed run had started (`git worktree add`, a checkout): they outlive it and finish their
+    // work, and a check racing them sees a worktree half made (`HEAD` still the null id).
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
