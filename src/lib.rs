@@ -11,7 +11,8 @@
 //! * [`apply`]: applies edits inside the iteration's worktree, refusing escapes;
 //! * [`validate`]: runs the quality gates and the spec's `verify` commands;
 //! * [`store`]: the git-native state: iteration commits, notes, archive, wip refs;
-//! * [`engine`]: the only place that knows the order of the stages.
+//! * [`engine`]: the only place that knows the order of the stages;
+//! * [`github`]: the review host (pull requests, reviews) behind the `ReviewHost` trait.
 //!
 //! The library does no terminal output and reads no process environment: the CLI (the
 //! `git-mmm` binary) reads flags, environment and files and passes them in.
@@ -23,6 +24,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod engine;
+pub mod github;
 pub mod process;
 pub mod response;
 pub mod spec;
