@@ -12,7 +12,8 @@
 //! * [`validate`]: runs the quality gates and the spec's `verify` commands;
 //! * [`review`]: the pull request's text, its status comment, and reviewers' feedback;
 //! * [`store`]: the git-native state: iteration commits, notes, archive, wip refs;
-//! * [`engine`]: the only place that knows the order of the stages.
+//! * [`engine`]: the only place that knows the order of the stages;
+//! * [`github`]: the review host (pull requests, reviews) behind the `ReviewHost` trait.
 //!
 //! The library does no terminal output and reads no process environment: the CLI (the
 //! `git-mmm` binary) reads flags, environment and files and passes them in.
@@ -24,6 +25,7 @@ pub mod clock;
 pub mod config;
 pub mod context;
 pub mod engine;
+pub mod github;
 pub mod process;
 pub mod response;
 pub mod review;

@@ -25,6 +25,7 @@ mod install;
 mod log;
 mod plan;
 mod plumbing;
+mod pr;
 mod progress;
 mod rebase;
 mod rollback;
@@ -97,6 +98,8 @@ pub enum Command {
     Rollback(rollback::Args),
     /// Exchange mmm's history with a git remote: fetch, integrate, push what is new.
     Sync(sync::Args),
+    /// Push a spec's branch and open or update its pull request on GitHub.
+    Pr(pr::Args),
     /// Replay a spec's iterations onto the current HEAD (or REV), notes included.
     Rebase(rebase::Args),
     /// Find and repair what an interrupted run left behind.
@@ -237,6 +240,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Context(args) => context::run(ctx, &args),
         Command::Rollback(args) => rollback::run(ctx, &args),
         Command::Sync(args) => sync::run(ctx, &args),
+        Command::Pr(args) => pr::run(ctx, &args),
         Command::Rebase(args) => rebase::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Clean(args) => clean::run(ctx, &args),

@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use super::declare::settings;
 use super::duration_serde;
 use super::schema::{
-    AGENT_KINDS, CHECKPOINT_AFTER, COMPLETE_WHEN, KeyDef, Kind, More, ON_PUSH, PERMISSION_MODES,
-    Section,
+    AGENT_KINDS, CHECKPOINT_AFTER, COMPLETE_WHEN, KeyDef, Kind, MERGE_METHODS, More, ON_PUSH,
+    PERMISSION_MODES, Section,
 };
 use super::{AgentKind, CheckpointAfter, CompleteWhen};
 
@@ -256,13 +256,33 @@ settings! {
             labels: Vec<String> = vec!["mmm".to_owned()], Kind::List;
             /// Open pull requests as drafts.
             draft: bool = true, Kind::Bool;
-            /// Base URL of the GitHub API, for GitHub Enterprise (default:
-            /// https://api.github.com).
-            #[serde(skip_serializing_if = "Option::is_none")]
-            base_url: Option<String> = None, Kind::Url,
-                example "\"https://github.example.com/api/v3\"";
             /// Merge the pull request when it is approved.
             merge_on_approval: bool = false, Kind::Bool;
+            /// The repository, owner/name (default: GITHUB_REPOSITORY, else the remote's URL).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            repo: Option<String> = None, Kind::Str, example "\"octo/widgets\"";
+            /// Base URL of the REST API (default: GITHUB_API_URL, else https://api.github.com,
+            /// or https://HOST/api/v3 for a GitHub Enterprise remote).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            api_url: Option<String> = None, Kind::Url,
+                example "\"https://github.example.com/api/v3\"";
+            /// The GraphQL endpoint (default: GITHUB_GRAPHQL_URL, else derived from api_url:
+            /// .../graphql, or https://HOST/api/graphql on GitHub Enterprise).
+            #[serde(skip_serializing_if = "Option::is_none")]
+            graphql_url: Option<String> = None, Kind::Url,
+                example "\"https://github.example.com/api/graphql\"";
+            /// Teams (slugs) asked to review each pull request when it becomes ready.
+            team_reviewers: Vec<String> = Vec::new(), Kind::List;
+            /// Label put on a pull request whose loop stopped asking for a human.
+            needs_review_label: String = "mmm:needs-review".to_owned(), Kind::Str;
+            /// Label put on a pull request whose loop stopped for another reason than complete.
+            stopped_label: String = "mmm:stopped".to_owned(), Kind::Str;
+            /// How merge_on_approval merges: merge | squash | rebase.
+            merge_method: String = "merge".to_owned(), Kind::Enum(MERGE_METHODS);
+            /// The first wait after a secondary rate limit that gives no retry-after (then
+            /// doubling, for a bounded number of tries).
+            #[serde(with = "duration_serde")]
+            secondary_wait: Duration = Duration::from_secs(60), Kind::Duration;
         }
 
         /// Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).

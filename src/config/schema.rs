@@ -85,6 +85,8 @@ pub(crate) const PERMISSION_MODES: &[&str] = &[
     "plan",
     "default",
 ];
+/// How a pull request is merged, as written in the file.
+pub(crate) const MERGE_METHODS: &[&str] = &["merge", "squash", "rebase"];
 /// What completes a spec, as written in the file.
 pub(crate) const COMPLETE_WHEN: &[&str] = &["directive", "checks"];
 /// What the pre-push hook does, as written in the file.

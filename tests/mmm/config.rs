@@ -94,6 +94,21 @@ fn valid_fixture_sets_every_section() {
     assert!(!c.context.repo_map);
     assert_eq!(c.github.reviewers, vec!["alice", "bob"]);
     assert!(c.github.merge_on_approval);
+    assert_eq!(
+        c.github.api_url.as_deref(),
+        Some("https://github.example.com/api/v3")
+    );
+    assert_eq!(c.github.repo.as_deref(), Some("octo/widgets"));
+    assert_eq!(c.github.team_reviewers, vec!["core"]);
+    assert_eq!(
+        (
+            c.github.needs_review_label.as_str(),
+            c.github.stopped_label.as_str()
+        ),
+        ("review-me", "halted")
+    );
+    assert_eq!(c.github.merge_method, "squash");
+    assert_eq!(c.github.secondary_wait, Duration::from_secs(120));
     assert_eq!(c.checkpoints.len(), 2);
     assert_eq!(c.checkpoints[0].after, CheckpointAfter::Iteration);
     assert!(!c.checkpoints[0].required);
@@ -133,13 +148,13 @@ fn valid_fixture_sets_every_section() {
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(108));
-    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(61));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(116));
+    assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(62));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(102)
+        repo_origin(110)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(92));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(100));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"
@@ -426,10 +441,24 @@ fn default_file_is_stable() {
     labels = ["mmm"]
     # Open pull requests as drafts.
     draft = true
-    # Base URL of the GitHub API, for GitHub Enterprise (default: https://api.github.com).
-    # base_url = "https://github.example.com/api/v3"
     # Merge the pull request when it is approved.
     merge_on_approval = false
+    # The repository, owner/name (default: GITHUB_REPOSITORY, else the remote's URL).
+    # repo = "octo/widgets"
+    # Base URL of the REST API (default: GITHUB_API_URL, else https://api.github.com, or https://HOST/api/v3 for a GitHub Enterprise remote).
+    # api_url = "https://github.example.com/api/v3"
+    # The GraphQL endpoint (default: GITHUB_GRAPHQL_URL, else derived from api_url: .../graphql, or https://HOST/api/graphql on GitHub Enterprise).
+    # graphql_url = "https://github.example.com/api/graphql"
+    # Teams (slugs) asked to review each pull request when it becomes ready.
+    team_reviewers = []
+    # Label put on a pull request whose loop stopped asking for a human.
+    needs_review_label = "mmm:needs-review"
+    # Label put on a pull request whose loop stopped for another reason than complete.
+    stopped_label = "mmm:stopped"
+    # How merge_on_approval merges: merge | squash | rebase.
+    merge_method = "merge"
+    # The first wait after a secondary rate limit that gives no retry-after (then doubling, for a bounded number of tries).
+    secondary_wait = "1m"
 
     # Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).
     [sync]

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod fake_anthropic;
+pub mod github;
 pub mod project;
 pub mod scenario;
 
