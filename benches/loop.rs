@@ -225,12 +225,14 @@ fn compare_agents(files: usize, iterations: u32, runs: usize, fsync: bool, gate:
     let mut scripted_times = Vec::new();
     let mut command_times = Vec::new();
     let mut command_calls = Vec::new();
+    let (mut scripted_stages, mut command_stages) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let answers = (0..iterations)
             .map(|_| scripted(FIXED.to_owned()))
             .collect();
         let m = measure(files, iterations, fsync, gate, ScriptedAgent::new(answers));
         scripted_times.extend(whole(&m));
+        scripted_stages.push(m);
         let agent = CommandAgent::new(CommandConfig {
             command: format!("printf '{FIXED}'"),
             ..CommandConfig::default()
@@ -238,7 +240,8 @@ fn compare_agents(files: usize, iterations: u32, runs: usize, fsync: bool, gate:
         .expect("a valid command agent");
         let m = measure(files, iterations, fsync, gate, agent);
         command_times.extend(whole(&m));
-        command_calls.extend(m.calls);
+        command_calls.extend(m.calls.iter().copied());
+        command_stages.push(m);
     }
     scripted_times.sort();
     command_times.sort();
@@ -267,6 +270,44 @@ fn compare_agents(files: usize, iterations: u32, runs: usize, fsync: bool, gate:
         ms(c) - ms(s),
         ms(percentile(&command_calls, 50)),
     );
+    for (name, runs) in [("scripted", &scripted_stages), ("command", &command_stages)] {
+        println!("  {name}: {}", stage_medians(runs));
+    }
+}
+
+/// The median of each stage over the runs' iterations, the agent's call included in its own.
+fn stage_medians(runs: &[Measured]) -> String {
+    let mut stages: [Vec<Duration>; 5] = Default::default();
+    for m in runs {
+        for k in &m.marks {
+            let at = |o: Option<Instant>| o.expect("every stage is reported");
+            let (c, a, p, v, r, done) = (
+                at(k.context),
+                at(k.agent),
+                at(k.apply),
+                at(k.validate),
+                at(k.record),
+                at(k.recorded),
+            );
+            for (i, d) in [a - c, p - a, v - p, r - v, done - r]
+                .into_iter()
+                .enumerate()
+            {
+                stages[i].push(d);
+            }
+        }
+    }
+    let names = ["context", "agent", "apply", "decide", "record"];
+    names
+        .iter()
+        .zip(stages.iter_mut())
+        .map(|(n, v)| {
+            v.sort();
+            format!("{n} {:.2}", ms(percentile(v, 50)))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+        + " ms (medians)"
 }
 
 /// Each iteration's whole time, context stage to `Recorded`.

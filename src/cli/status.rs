@@ -131,7 +131,12 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
         row.updated = Some(mmm::clock::rfc3339(state.time));
         if let (Some(head), Some(n)) = (head, state.iteration) {
             // Specs mostly share a base: count the commits since each base once.
-            if let Some(base) = store.base_below(state.tip, n)? {
+            // The tip's `Mmm-Base`; a tip written before it: a walk down its first parents.
+            let base = match state.base {
+                Some(base) => Some(base),
+                None => store.base_below(state.tip, n)?,
+            };
+            if let Some(base) = base {
                 let behind = match since.get(&base) {
                     Some(&k) => k,
                     None => *since

@@ -112,6 +112,7 @@ mod tests {
             status: Some(status),
             run: None,
             spec_revision: Some(revision.to_owned()),
+            base: None,
             time: UNIX_EPOCH,
         }
     }

@@ -35,6 +35,8 @@ pub struct Iteration {
     pub status: Option<IterationStatus>,
     /// The spec file's blob id.
     pub spec_revision: Option<String>,
+    /// The attempt's base from the `Mmm-Base` trailer (`None` on commits written before it).
+    pub base: Option<Oid>,
     /// The commit subject.
     pub summary: String,
     /// The commit time.
@@ -69,6 +71,9 @@ pub struct SpecState {
     pub run: Option<String>,
     /// The spec revision the tip was made from.
     pub spec_revision: Option<String>,
+    /// The attempt's base, from the tip's `Mmm-Base` trailer (`None` on older commits: see
+    /// [`Store::base_below`]).
+    pub base: Option<Oid>,
     /// The tip's commit time.
     pub time: SystemTime,
 }
@@ -109,6 +114,7 @@ impl Store {
                     .unwrap_or_else(|e: std::convert::Infallible| match e {})
             }),
             spec_revision: t.get(key::SPEC_REVISION).map(str::to_owned),
+            base: t.get(key::BASE).and_then(|b| Oid::from_str(b).ok()),
             summary: String::from_utf8_lossy(c.summary_bytes().unwrap_or_default()).into_owned(),
             time: git_time(c.time()),
         })
@@ -244,6 +250,7 @@ impl Store {
                 iteration: it.as_ref().map(|i| i.n),
                 status: it.as_ref().and_then(|i| i.status.clone()),
                 run: it.as_ref().and_then(|i| i.run.clone()),
+                base: it.as_ref().and_then(|i| i.base),
                 spec_revision: it.and_then(|i| i.spec_revision),
                 time: git_time(c.time()),
                 spec,
@@ -291,6 +298,7 @@ mod tests {
             run: None,
             status: None,
             spec_revision: None,
+            base: None,
             summary: String::new(),
             time: UNIX_EPOCH,
         }

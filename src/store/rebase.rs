@@ -8,6 +8,7 @@
 
 use git2::{Oid, Repository};
 
+use super::trailers::{self, key};
 use super::write::ArchiveKind;
 use super::{Result, Store, StoreError, branch_ref, metrics_ref, transcripts_ref};
 use crate::spec::SpecId;
@@ -90,8 +91,12 @@ impl Store {
 
     /// The commit the spec's first iteration started from, when it has a branch.
     pub fn base_of(&self, spec: &SpecId) -> Result<Option<Oid>> {
-        if self.ref_target(&branch_ref(spec))?.is_none() {
+        let Some(tip) = self.ref_target(&branch_ref(spec))? else {
             return Ok(None);
+        };
+        let (t, _) = self.trailers_of(tip)?;
+        if let Some(base) = t.get(key::BASE).and_then(|b| Oid::from_str(b).ok()) {
+            return Ok(Some(base));
         }
         Ok(self.history(spec)?.first().and_then(|i| i.parent))
     }
@@ -181,7 +186,11 @@ impl Store {
                     None,
                     &old.author(),
                     &old.committer(),
-                    &String::from_utf8_lossy(old.message_bytes()),
+                    &trailers::with_trailer(
+                        &String::from_utf8_lossy(old.message_bytes()),
+                        key::BASE,
+                        &onto.to_string(),
+                    ),
                     &tree,
                     &[&parent],
                 )

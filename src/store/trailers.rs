@@ -14,6 +14,10 @@ pub mod key {
     pub const STATUS: &str = "Mmm-Status";
     /// The blob id of the spec file the iteration worked from.
     pub const SPEC_REVISION: &str = "Mmm-Spec-Revision";
+    /// The commit the attempt's first iteration started from (its parent): readers such as
+    /// `status` get a spec's base from the tip without walking to it. Commits written before
+    /// it existed lack it; readers fall back to the walk.
+    pub const BASE: &str = "Mmm-Base";
     /// On archive commits: why the commit was archived.
     pub const ARCHIVE: &str = "Mmm-Archive";
     /// On archive commits: the commit that was archived.
@@ -84,6 +88,32 @@ pub fn message(subject: &str, body: &str, trailers: &[(&str, String)]) -> String
     msg
 }
 
+/// `message` with the trailer `key` set to `value`: its line in the trailers replaced, or
+/// added at their end.
+pub fn with_trailer(message: &str, key: &str, value: &str) -> String {
+    let trimmed = message.trim_end();
+    let start = trimmed.rfind("\n\n").map_or(trimmed.len(), |i| i + 2);
+    let (head, last) = trimmed.split_at(start);
+    if last.is_empty() || Trailers::parse(trimmed) == Trailers::default() {
+        return format!("{trimmed}\n\n{key}: {}\n", one_line(value));
+    }
+    let mut lines: Vec<String> = Vec::new();
+    let mut found = false;
+    for line in last.lines() {
+        match line.split_once(": ") {
+            Some((k, _)) if k.trim().eq_ignore_ascii_case(key) => {
+                found = true;
+                lines.push(format!("{key}: {}", one_line(value)));
+            }
+            _ => lines.push(line.to_owned()),
+        }
+    }
+    if !found {
+        lines.push(format!("{key}: {}", one_line(value)));
+    }
+    format!("{head}{}\n", lines.join("\n"))
+}
+
 /// Collapses whitespace runs (newlines included) into single spaces.
 pub fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -111,6 +141,23 @@ mod tests {
         assert_eq!(
             Trailers::parse("Mmm-Spec: subject only"),
             Trailers::default()
+        );
+    }
+
+    #[test]
+    fn a_trailer_is_replaced_or_added() {
+        let m = message(
+            "s",
+            "",
+            &[(key::SPEC, "x".into()), (key::BASE, "old".into())],
+        );
+        let m = with_trailer(&m, key::BASE, "new");
+        assert_eq!(m, "s\n\nMmm-Spec: x\nMmm-Base: new\n");
+        let m = with_trailer("s\n\nbody\n\nMmm-Spec: x\n", key::BASE, "b");
+        assert_eq!(m, "s\n\nbody\n\nMmm-Spec: x\nMmm-Base: b\n");
+        assert_eq!(
+            with_trailer("subject", key::BASE, "b"),
+            "subject\n\nMmm-Base: b\n"
         );
     }
 }

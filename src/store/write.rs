@@ -253,6 +253,20 @@ impl Store {
         Ok(c)
     }
 
+    /// The base of the attempt iteration `n` continues, given its parent: the parent itself
+    /// for a first iteration, else the parent's `Mmm-Base` (or, on a commit written before
+    /// that trailer, the commit `n - 1` first parents below it).
+    fn attempt_base(&self, parent: &git2::Commit<'_>, n: u32) -> Result<Oid> {
+        if n <= 1 {
+            return Ok(parent.id());
+        }
+        let t = Trailers::parse(&String::from_utf8_lossy(parent.message_bytes()));
+        if let Some(base) = t.get(key::BASE).and_then(|b| Oid::from_str(b).ok()) {
+            return Ok(base);
+        }
+        Ok(self.base_below(parent.id(), n - 1)?.unwrap_or(parent.id()))
+    }
+
     /// Records one iteration: the commit object, its transcripts and metrics notes, then the
     /// branch by compare-and-swap. If another writer moved the branch first, the commit is
     /// archived and the run resynced to the new tip (`superseded: true`).
@@ -282,6 +296,7 @@ impl Store {
         if let Some(rev) = &it.spec_revision {
             tr.push((key::SPEC_REVISION, rev.clone()));
         }
+        tr.push((key::BASE, self.attempt_base(&parent, n)?.to_string()));
         let summary = trailers::one_line(&it.summary);
         let msg = trailers::message(
             &format!("mmm({spec}): iteration {n}: {summary}"),

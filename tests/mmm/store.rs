@@ -136,7 +136,7 @@ fn records_iterations_with_trailers_parents_and_notes() {
     assert_eq!(
         log,
         format!(
-            "mmm(login): iteration 3: step 3\n\nSome body.\n\nMmm-Spec: login\nMmm-Iteration: 3\nMmm-Run: {}\nMmm-Status: failed\nMmm-Spec-Revision: 0123456789abcdef0123456789abcdef01234567\n\n",
+            "mmm(login): iteration 3: step 3\n\nSome body.\n\nMmm-Spec: login\nMmm-Iteration: 3\nMmm-Run: {}\nMmm-Status: failed\nMmm-Spec-Revision: 0123456789abcdef0123456789abcdef01234567\nMmm-Base: {base}\n\n",
             run.id
         )
     );

@@ -448,3 +448,66 @@ fn fresh_refuses_while_another_process_runs_the_spec_and_loses_nothing() {
     assert!(archived.contains("Mmm-Archived: "), "{archived}");
     p.repo.git(&["fsck", "--strict"]);
 }
+
+#[test]
+fn each_iteration_names_its_base_and_status_reads_it_from_the_tip() {
+    let repo = TestRepo::new();
+    repo.write("specs/s.md", &crate::support::project::spec("s", ""));
+    repo.write("specs/old.md", &crate::support::project::spec("old", ""));
+    repo.commit_all("specs");
+    let base = repo.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    repo.mmm_ok(&["plumbing", "record", "s", "--iterations", "3"]);
+    let bases = |branch: &str| {
+        repo.git(&[
+            "log",
+            "--format=%(trailers:key=Mmm-Base,valueonly,separator=)",
+            branch,
+            "--not",
+            "main",
+        ])
+    };
+    assert_eq!(bases("mmm/s"), format!("{base}\n").repeat(3));
+
+    // An attempt written before the trailer existed: two iteration commits without it.
+    let tree = repo.git(&["rev-parse", "HEAD^{tree}"]).trim().to_owned();
+    let mut parent = base.clone();
+    for n in 1..=2 {
+        let msg = format!(
+            "mmm(old): iteration {n}: x\n\nMmm-Spec: old\nMmm-Iteration: {n}\nMmm-Run: R\nMmm-Status: failed\n"
+        );
+        parent = repo
+            .git(&["commit-tree", &tree, "-p", &parent, "-m", &msg])
+            .trim()
+            .to_owned();
+    }
+    repo.git(&["update-ref", "refs/heads/mmm/old", &parent]);
+
+    // main moves on by two commits: both specs are two behind, the old one by the walk.
+    for k in 1..=2 {
+        repo.write("later.txt", &format!("{k}\n"));
+        repo.commit_all("later");
+    }
+    let behind = |spec: &str| {
+        let json: serde_json::Value =
+            serde_json::from_str(&repo.mmm_ok(&["status", "--json"])).expect("json");
+        json["specs"]
+            .as_array()
+            .expect("specs")
+            .iter()
+            .find(|s| s["spec"] == spec)
+            .map(|s| s["behind"].clone())
+            .expect("the spec")
+    };
+    assert_eq!(behind("s"), 2);
+    assert_eq!(behind("old"), 2);
+    // The next iteration of the old attempt names the base it found by the walk.
+    repo.mmm_ok(&["plumbing", "record", "old", "--iterations", "1"]);
+    assert_eq!(bases("mmm/old").lines().next(), Some(base.as_str()));
+
+    // A rebase onto HEAD gives the replayed iterations their new base.
+    repo.mmm_ok(&["rebase", "s"]);
+    let head = repo.git(&["rev-parse", "HEAD"]).trim().to_owned();
+    assert_eq!(bases("mmm/s"), format!("{head}\n").repeat(3));
+    assert_eq!(behind("s"), 0);
+    repo.git(&["fsck", "--strict"]);
+}
