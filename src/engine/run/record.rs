@@ -190,6 +190,7 @@ fn stop_decision(reason: StopReason) -> String {
         StopReason::Stopped => "a stop was requested",
         StopReason::Critical => "an error that another iteration cannot fix",
         StopReason::Checkpoint => "a human checkpoint must approve first",
+        StopReason::CheckpointTimeout => "no review passed the checkpoint within its timeout",
         StopReason::Superseded => "another run advanced the branch first",
         StopReason::Waiting => "a dependency is not complete",
     };
