@@ -10,6 +10,8 @@ use super::{
     ReviewComment, ReviewHost, User,
 };
 
+/// Who writes with an Actions `GITHUB_TOKEN`, which cannot read `GET /user`.
+const ACTIONS_BOT: &str = "github-actions[bot]";
 const PULLS: &str = "GET /repos/{owner}/{repo}/pulls";
 const READY: &str = "mutation($id:ID!){markPullRequestReadyForReview(input:{pullRequestId:$id}){pullRequest{isDraft}}}";
 
@@ -79,8 +81,15 @@ impl ReviewHost for GitHub {
         if let Some(me) = self.me.lock().unwrap_or_else(|e| e.into_inner()).clone() {
             return Ok(me);
         }
-        let reply = self.send("GET /user", Method::GET, &self.api("/user"), None)?;
-        let me: User = reply.json("GET /user")?;
+        let me = match self.send("GET /user", Method::GET, &self.api("/user"), None) {
+            Ok(reply) => reply.json::<User>("GET /user")?,
+            // An Actions GITHUB_TOKEN may not read /user; it writes as github-actions[bot].
+            Err(GithubError::NotAccessible { .. }) => User {
+                login: ACTIONS_BOT.to_owned(),
+                kind: "Bot".to_owned(),
+            },
+            Err(e) => return Err(e),
+        };
         *self.me.lock().unwrap_or_else(|e| e.into_inner()) = Some(me.clone());
         Ok(me)
     }

@@ -121,6 +121,15 @@ fn every_request_carries_the_token_and_the_api_version() {
 }
 
 #[test]
+fn an_actions_token_that_cannot_read_user_is_github_actions() {
+    let fake = FakeGitHub::start();
+    fake.script("GET /user", Scripted::NotAccessible);
+    let me = client(&fake).whoami().expect("falls back");
+    assert_eq!(me.login, "github-actions[bot]");
+    assert!(me.is_bot());
+}
+
+#[test]
 fn an_existing_pull_request_is_found_not_duplicated() {
     let fake = FakeGitHub::start();
     let _repo = pushed(&fake, "dup");
