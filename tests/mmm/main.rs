@@ -18,3 +18,4 @@ mod spec;
 mod store;
 mod sync;
 mod torture;
+mod watch;
