@@ -35,6 +35,7 @@ mod specs;
 mod status;
 mod stop;
 mod sync;
+mod watch;
 
 /// Exit code for success.
 pub const EXIT_OK: u8 = 0;
@@ -112,6 +113,8 @@ pub enum Command {
     Completions(completions::Args),
     /// Install the man pages and shell completions where `man` and the shells find them.
     InstallExtras(install::Args),
+    /// Watch the specs directory and run the specs that are added or changed.
+    Watch(watch::Args),
     /// Act on a CI event (GitHub Actions: a push runs the specs it adds or changes).
     Event(event::Args),
     /// Install, remove or inspect mmm's git hooks (pre-push; --server: post-receive).
@@ -247,6 +250,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Config(args) => config::run(ctx, &args),
         Command::Completions(args) => completions::run(ctx, &args),
         Command::InstallExtras(args) => install::run(ctx, &args),
+        Command::Watch(args) => watch::run(ctx, &args),
         Command::Event(args) => event::run(ctx, &args),
         Command::Hooks(args) => hooks::run(ctx, &args),
         Command::Hook(args) => hook::run(ctx, &args),

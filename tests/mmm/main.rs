@@ -23,4 +23,5 @@ mod spec;
 mod store;
 mod sync;
 mod torture;
+mod watch;
 mod worktrees;
