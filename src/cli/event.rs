@@ -176,6 +176,7 @@ fn run_specs(ctx: &Ctx, specs: Vec<String>, with: RunWith) -> CliResult {
             stream: false,
             push: with.push,
             fresh: false,
+            lease: false,
         },
     )
 }
