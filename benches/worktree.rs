@@ -136,6 +136,7 @@ fn one_run(store: &Store, base: git2::Oid, n: usize, keep: bool, gate: Option<Ga
         dependency_files: Vec::new(),
         completed_specs: Vec::new(),
         review_feedback: Vec::new(),
+        feedback: Vec::new(),
     };
     let services = Services {
         store,
@@ -144,6 +145,7 @@ fn one_run(store: &Store, base: git2::Oid, n: usize, keep: bool, gate: Option<Ga
         redactor: &Redactor::new(Vec::new()),
         cancel: &Cancel::new(),
         daily: &DailyLedger::default(),
+        review: None,
     };
     let (mut started, mut context, mut prompt, mut recorded, mut gate) =
         (None, None, None, None, None);

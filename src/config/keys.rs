@@ -256,6 +256,8 @@ settings! {
             labels: Vec<String> = vec!["mmm".to_owned()], Kind::List;
             /// Open pull requests as drafts.
             draft: bool = true, Kind::Bool;
+            /// Open and keep the spec's pull request current during `git mmm run` (as --pr).
+            pr: bool = false, Kind::Bool;
             /// Merge the pull request when it is approved.
             merge_on_approval: bool = false, Kind::Bool;
             /// The repository, owner/name (default: GITHUB_REPOSITORY, else the remote's URL).
