@@ -285,6 +285,10 @@ settings! {
             /// doubling, for a bounded number of tries).
             #[serde(with = "duration_serde")]
             secondary_wait: Duration = Duration::from_secs(60), Kind::Duration;
+            /// How often a required checkpoint asks GitHub for a review (conditional requests:
+            /// an unchanged answer costs nothing against the rate limit).
+            #[serde(with = "duration_serde")]
+            review_poll: Duration = Duration::from_secs(60), Kind::Duration;
         }
 
         /// Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).

@@ -718,7 +718,7 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
             .iter()
             .find(|c| c.required && c.after == CheckpointAfter::Complete)
             .map_or(Duration::from_secs(24 * 3600), |c| c.timeout),
-        review_poll: REVIEW_POLL,
+        review_poll: config.github.review_poll,
         hostile_after: 2,
         worktree_root: None,
         keep_worktree: config.r#loop.keep_worktrees,

@@ -4,7 +4,7 @@
 use std::process::Output;
 
 use crate::support::TestRepo;
-use crate::support::github::{BOT, FakeGitHub, TOKEN};
+use crate::support::github::{BOT, FakeGitHub, Scripted, TOKEN};
 use crate::support::project::{all_notes, project, show, spec};
 
 const MARKER: &str = "<!-- mmm:status spec=login -->";
@@ -126,4 +126,111 @@ fn run_pr_keeps_the_pull_request_current_and_feeds_writers_reviews_back() {
     everything.push_str(&show(&first));
     everything.push_str(&show(&second));
     assert!(!everything.contains(TOKEN));
+}
+
+/// A project that completes at iteration 1 and then waits at a required checkpoint, asking
+/// the fake every 20 ms.
+fn checkpoint_project(fake: &FakeGitHub, extra: &str) -> TestRepo {
+    let config = format!(
+        "[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n\
+         [validate]\ntest = \"sh check.sh\"\n\n[loop]\nmax_iterations = 3\n\n\
+         [github]\nrepo = \"octo/widgets\"\napi_url = \"{}\"\nsecondary_wait = \"20ms\"\n\
+         review_poll = \"20ms\"\n{extra}\n\n[[checkpoints]]\nafter = \"complete\"\n\
+         required = true\ntimeout = \"{}\"\n",
+        fake.url(),
+        if extra.contains("merge") {
+            "60s"
+        } else {
+            "300ms"
+        }
+    );
+    let answers = "[[answer]]\ntext = '''\n```text path=a.txt\ntwo\n```\n\n@mmm:complete\n'''\n";
+    let repo = project(
+        &config,
+        &[("login", &spec("Login", ""))],
+        &[
+            (".mmm/answers.toml", answers),
+            ("check.sh", "grep -q two a.txt\n"),
+        ],
+    );
+    repo.git(&["remote", "add", "origin", &fake.bare.display().to_string()]);
+    repo.git(&["push", "-q", "origin", "main"]);
+    repo
+}
+
+fn finished(out: &Output) -> serde_json::Value {
+    crate::support::project::events(out)
+        .into_iter()
+        .find(|e| e["event"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event: {}", show(out)))
+}
+
+#[test]
+fn an_approval_on_the_head_passes_the_checkpoint_and_merges_the_pull_request() {
+    let fake = FakeGitHub::start();
+    let repo = checkpoint_project(&fake, "merge_on_approval = true\nmerge_method = \"squash\"");
+    fake.add_user("alice", "User", "write", None);
+    let child = repo
+        .mmm_cmd()
+        .env("GITHUB_TOKEN", TOKEN)
+        .args(["run", "--pr", "--json", "login"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn git-mmm");
+    // The loop waits at the checkpoint: once the ready pull request is there, alice approves.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while fake.pulls().first().is_none_or(|p| p.draft) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no ready pull request"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    fake.sync_heads();
+    fake.add_review(1, "alice", "APPROVED", "Looks good.", &[]);
+    let out = child.wait_with_output().expect("git-mmm ends");
+    assert!(out.status.success(), "{}", show(&out));
+    let f = finished(&out);
+    assert_eq!(f["reason"], "complete", "{f}");
+    assert!(
+        f["detail"].as_str().unwrap_or("").contains("approved"),
+        "{f}"
+    );
+    let p = &fake.pulls()[0];
+    assert!(p.merged, "merged on approval");
+    let merge = fake
+        .seen()
+        .into_iter()
+        .find(|s| s.method == "PUT" && s.path.ends_with("/pulls/1/merge"))
+        .expect("a merge call");
+    assert!(merge.body.contains("squash"), "{}", merge.body);
+    assert!(merge.body.contains(&p.head_sha), "{}", merge.body);
+}
+
+#[test]
+fn without_a_review_the_checkpoint_times_out_and_github_failures_never_stop_the_loop() {
+    let fake = FakeGitHub::start();
+    let repo = checkpoint_project(&fake, "merge_on_approval = true");
+    // The first pull request listing is refused, then a secondary limit on the next one.
+    fake.script("GET /repos/octo/widgets/pulls", Scripted::NotAccessible);
+    fake.script(
+        "GET /repos/octo/widgets/pulls",
+        Scripted::SecondaryLimit { retry_after: None },
+    );
+    let out = repo
+        .mmm_cmd()
+        .env("GITHUB_TOKEN", TOKEN)
+        .args(["run", "--pr", "--json", "login"])
+        .output()
+        .expect("run git-mmm");
+    let f = finished(&out);
+    assert_eq!(f["reason"], "checkpoint-timeout", "{}", show(&out));
+    // The pull request caught up despite the failures; nothing merged without an approval.
+    let pulls = fake.pulls();
+    assert_eq!(pulls.len(), 1, "{}", show(&out));
+    assert!(!pulls[0].merged);
+    assert_eq!(status_comments(&fake).len(), 1);
+    assert!(!show(&out).contains(TOKEN));
+    assert!(!all_notes(&repo).contains(TOKEN));
 }
