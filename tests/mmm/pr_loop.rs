@@ -159,7 +159,7 @@ fn run_pr_keeps_the_pull_request_current_and_feeds_writers_reviews_back() {
 
 /// A project that completes at iteration 1 and then waits at a required checkpoint, asking
 /// the fake every 20 ms.
-fn checkpoint_project(fake: &FakeGitHub, extra: &str) -> TestRepo {
+fn checkpoint_project(fake: &FakeGitHub, extra: &str, timeout: &str) -> TestRepo {
     let config = format!(
         "[agent]\nkind = \"scripted\"\nscript = \".mmm/answers.toml\"\n\n\
          [validate]\ntest = \"sh check.sh\"\n\n[loop]\nmax_iterations = 3\n\n\
@@ -167,11 +167,7 @@ fn checkpoint_project(fake: &FakeGitHub, extra: &str) -> TestRepo {
          review_poll = \"20ms\"\n{extra}\n\n[[checkpoints]]\nafter = \"complete\"\n\
          required = true\ntimeout = \"{}\"\n",
         fake.url(),
-        if extra.contains("merge") {
-            "60s"
-        } else {
-            "300ms"
-        }
+        timeout
     );
     let answers = "[[answer]]\ntext = '''\n```text path=a.txt\ntwo\n```\n\n@mmm:complete\n'''\n";
     let repo = project(
@@ -197,7 +193,11 @@ fn finished(out: &Output) -> serde_json::Value {
 #[test]
 fn an_approval_on_the_head_passes_the_checkpoint_and_merges_the_pull_request() {
     let fake = FakeGitHub::start();
-    let repo = checkpoint_project(&fake, "merge_on_approval = true\nmerge_method = \"squash\"");
+    let repo = checkpoint_project(
+        &fake,
+        "merge_on_approval = true\nmerge_method = \"squash\"",
+        "10m",
+    );
     fake.add_user("alice", "User", "write", None);
     let child = repo
         .mmm_cmd()
@@ -240,7 +240,7 @@ fn an_approval_on_the_head_passes_the_checkpoint_and_merges_the_pull_request() {
 #[test]
 fn without_a_review_the_checkpoint_times_out_and_github_failures_never_stop_the_loop() {
     let fake = FakeGitHub::start();
-    let repo = checkpoint_project(&fake, "merge_on_approval = true");
+    let repo = checkpoint_project(&fake, "merge_on_approval = true", "300ms");
     // The first pull request listing is refused, then a secondary limit on the next one.
     fake.script("GET /repos/octo/widgets/pulls", Scripted::NotAccessible);
     fake.script(
