@@ -96,6 +96,7 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
             json: args.json,
             stream: false,
             push: false,
+            pr: false,
             lease: false,
             fresh: false,
         },

@@ -175,6 +175,8 @@ fn run_specs(ctx: &Ctx, specs: Vec<String>, with: RunWith) -> CliResult {
             json: false,
             stream: false,
             push: with.push,
+            pr: false,
+            lease: false,
             fresh: false,
             lease: false,
         },

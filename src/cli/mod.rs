@@ -26,8 +26,10 @@ mod log;
 mod plan;
 mod plumbing;
 mod pr;
+mod pr_loop;
 mod progress;
 mod rebase;
+mod review;
 mod rollback;
 mod run;
 mod show;
@@ -101,6 +103,8 @@ pub enum Command {
     Sync(sync::Args),
     /// Push a spec's branch and open or update its pull request on GitHub.
     Pr(pr::Args),
+    /// Print what a spec's pull request would feed back to the loop, and what it ignores.
+    Review(review::Args),
     /// Replay a spec's iterations onto the current HEAD (or REV), notes included.
     Rebase(rebase::Args),
     /// Find and repair what an interrupted run left behind.
@@ -244,6 +248,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> CliResult {
         Command::Rollback(args) => rollback::run(ctx, &args),
         Command::Sync(args) => sync::run(ctx, &args),
         Command::Pr(args) => pr::run(ctx, &args),
+        Command::Review(args) => review::run(ctx, &args),
         Command::Rebase(args) => rebase::run(ctx, &args),
         Command::Doctor(args) => doctor::run(ctx, &args),
         Command::Clean(args) => clean::run(ctx, &args),

@@ -9,6 +9,7 @@ use anyhow::anyhow;
 use mmm::config::Config;
 use mmm::github::pull::{self, Labels, Outcome, Plan, Standing};
 use mmm::github::{CallCounts, ClientOptions, GitHub, GithubError, TargetInputs, target};
+use mmm::review::{CommentOptions, SpecReport, render_status};
 use mmm::spec::Spec;
 use mmm::store::{Iteration, IterationStatus, Store};
 
@@ -66,13 +67,14 @@ pub fn run(ctx: &Ctx, args: &Args) -> CliResult {
     opts.specs.push(id.clone());
     super::sync::sync(&store, &opts)?;
     let client = client(ctx, &config, &store, &opts.remote, token)?;
-    let plan = plan(&config, &spec, &last, base);
+    let mut plan = plan(&config, &spec, &last, base);
+    plan.status = report_status(&store, &config, &spec, &client).unwrap_or(plan.status);
     let outcome = pull::publish(&client, &plan).map_err(github_error)?;
     render(&outcome, &client.calls(), args.json)
 }
 
 /// The token, from GITHUB_TOKEN or GH_TOKEN only.
-fn token(ctx: &Ctx) -> Result<String, CliError> {
+pub(super) fn token(ctx: &Ctx) -> Result<String, CliError> {
     ["GITHUB_TOKEN", "GH_TOKEN"]
         .iter()
         .find_map(|k| ctx.var(k).filter(|v| !v.is_empty()))
@@ -87,7 +89,7 @@ fn token(ctx: &Ctx) -> Result<String, CliError> {
 }
 
 /// `--base`, else the current branch.
-fn base_branch(store: &Store, flag: Option<&str>) -> Result<String, CliError> {
+pub(super) fn base_branch(store: &Store, flag: Option<&str>) -> Result<String, CliError> {
     if let Some(b) = flag {
         return Ok(b.to_owned());
     }
@@ -104,7 +106,7 @@ fn base_branch(store: &Store, flag: Option<&str>) -> Result<String, CliError> {
 }
 
 /// The GitHub client: repository and endpoints from config, environment and the remote.
-fn client(
+pub(super) fn client(
     ctx: &Ctx,
     config: &Config,
     store: &Store,
@@ -190,7 +192,30 @@ fn body(spec: &Spec) -> String {
     b
 }
 
-/// A simple status comment (the full renderer comes from `review`).
+/// The status comment from `review`'s renderer, over the spec's whole history (the marker
+/// line is left out: `pull::publish` puts it first). `None` when the history cannot be read.
+pub(super) fn report_status(
+    store: &Store,
+    config: &Config,
+    spec: &Spec,
+    client: &GitHub,
+) -> Option<String> {
+    let b = &config.budget;
+    let report =
+        SpecReport::from_store(store, spec, Some(b.per_spec_usd), b.per_spec_tokens).ok()?;
+    let opts = CommentOptions {
+        commit_url: Some(client.commit_url()),
+        ..CommentOptions::default()
+    };
+    let text = render_status(&report, &opts);
+    let m = mmm::review::marker(spec.id.as_str());
+    Some(
+        text.strip_prefix(&m)
+            .map_or(text.clone(), |t| t.trim_start_matches('\n').to_owned()),
+    )
+}
+
+/// A simple status comment (when the history cannot be rendered).
 fn status(spec: &Spec, last: &Iteration) -> String {
     let status = last.status.as_ref().map_or("unknown", |s| s.as_str());
     format!(
@@ -203,7 +228,7 @@ fn status(spec: &Spec, last: &Iteration) -> String {
 }
 
 /// A GitHub failure, with what to do: local history is complete either way.
-fn github_error(e: GithubError) -> CliError {
+pub(super) fn github_error(e: GithubError) -> CliError {
     let hint = match &e {
         GithubError::NoRepository | GithubError::BadRepository(_) => {
             "set `[github] repo = \"owner/name\"` in .mmm/config.toml"

@@ -15,10 +15,12 @@ use mmm::agent::{
 };
 use mmm::config::{AgentKind, Config, FlagValue};
 use mmm::context::Templates;
+use mmm::engine::review::ReviewSource;
 use mmm::engine::schedule::{
     self, LoopError, LoopFactory, Pinned, Report, Running, Schedule, UnknownAgent,
 };
 use mmm::engine::{DailyLedger, Outcome, Redactor};
+use mmm::github::source::HostSource;
 use mmm::spec::{Discovered, Spec, SpecError};
 use mmm::store::Store;
 
@@ -52,6 +54,10 @@ pub struct Args {
     /// Sync with the remote first, push every iteration and checkpoint (as `[sync] push`).
     #[arg(long)]
     pub push: bool,
+    /// Open or update each spec's pull request on GitHub during the loop, and let its
+    /// reviewers steer it (as `[github] pr`; implies --push).
+    #[arg(long)]
+    pub pr: bool,
     /// Take each spec's single-writer lease on the remote first (as `[sync] lease`): a spec
     /// a live runner elsewhere holds is skipped; the leases are renewed while the run lasts
     /// and released at its end.
@@ -80,7 +86,13 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
     })?;
     let config = loaded.config;
     let store = open_store(ctx)?;
-    let push = super::sync::before_run(&store, &config, args.push, args.json)?;
+    let with_pr = args.pr || config.github.pr;
+    let push = super::sync::before_run(&store, &config, args.push || with_pr, args.json)?;
+    let github = match (&push, with_pr) {
+        (Some(p), true) => Some(super::pr_loop::client(ctx, &config, &store, &p.remote)?),
+        _ => None,
+    };
+    let source = github.as_ref().map(|(c, _)| HostSource::new(c));
     // One bad spec stays one bad spec: the sound ones run, the others are reported.
     let found = mmm::spec::discover(&root, Path::new(&config.specs.dir));
     let mut selected = select(&store, &found, &args.specs)?;
@@ -152,6 +164,7 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
             root: &root,
             config: &config,
             push: push.clone(),
+            review: source.as_ref(),
         },
         temp_dir: ctx
             .var("TMPDIR")
@@ -165,7 +178,18 @@ pub fn execute(ctx: &Ctx, args: &Args) -> CliResult {
         (AgentKind::Command, Some(command)) => uncommitted_files(&root, store.repo(), command),
         _ => Vec::new(),
     };
-    let report = run_shown(args, &schedule, &store)?;
+    let publisher = github
+        .as_ref()
+        .zip(source.as_ref())
+        .map(|((client, base), source)| super::pr_loop::Publisher {
+            client,
+            source,
+            config: &config,
+            specs,
+            base: base.clone(),
+            redactor: &redactor,
+        });
+    let report = run_shown(args, &schedule, &store, publisher.as_ref())?;
     super::sync::after_run(&store, push, args.json)?;
     let agent_failed = report
         .outcomes
@@ -298,11 +322,17 @@ fn run_shown(
     args: &Args,
     schedule: &Schedule<'_, Factory<'_>>,
     store: &Store,
+    publisher: Option<&super::pr_loop::Publisher<'_>>,
 ) -> Result<Report<CliError>, CliError> {
     let concurrent = schedule.concurrency() > 1;
     let redactor = schedule.redactor;
     let mut progress = Progress::new(args.json, args.stream, concurrent, redactor.clone());
-    let report = schedule::run(schedule, store, &mut |e| progress.event(&e));
+    let report = schedule::run(schedule, store, &mut |e| {
+        progress.event(&e);
+        if let Some(p) = publisher {
+            p.event(store, &e);
+        }
+    });
     progress.finish();
     if !args.json {
         summary(&report.outcomes, redactor)?;
@@ -389,6 +419,7 @@ struct Factory<'a> {
     root: &'a Path,
     config: &'a Config,
     push: Option<mmm::store::SyncOptions>,
+    review: Option<&'a HostSource<'a>>,
 }
 
 impl LoopFactory for Factory<'_> {
@@ -402,6 +433,10 @@ impl LoopFactory for Factory<'_> {
 
     fn agent(&self, kind: AgentKind) -> Result<Box<dyn Agent>, CliError> {
         build_agent(self.ctx, self.root, self.config, kind)
+    }
+
+    fn review(&self) -> Option<&dyn ReviewSource> {
+        self.review.map(|s| s as &dyn ReviewSource)
     }
 }
 

@@ -256,6 +256,8 @@ settings! {
             labels: Vec<String> = vec!["mmm".to_owned()], Kind::List;
             /// Open pull requests as drafts.
             draft: bool = true, Kind::Bool;
+            /// Open and keep the spec's pull request current during `git mmm run` (as --pr).
+            pr: bool = false, Kind::Bool;
             /// Merge the pull request when it is approved.
             merge_on_approval: bool = false, Kind::Bool;
             /// The repository, owner/name (default: GITHUB_REPOSITORY, else the remote's URL).
@@ -283,6 +285,10 @@ settings! {
             /// doubling, for a bounded number of tries).
             #[serde(with = "duration_serde")]
             secondary_wait: Duration = Duration::from_secs(60), Kind::Duration;
+            /// How often a required checkpoint asks GitHub for a review (conditional requests:
+            /// an unchanged answer costs nothing against the rate limit).
+            #[serde(with = "duration_serde")]
+            review_poll: Duration = Duration::from_secs(60), Kind::Duration;
         }
 
         /// Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).

@@ -26,6 +26,7 @@ use crate::validate::{Gate, GateKind, GateOptions};
 use super::budget::{DailyLedger, Limits, Spent};
 use super::metrics::spend_of;
 use super::redact::Redactor;
+use super::review::ReviewSource;
 use super::run::{EngineError, Event, Job, Outcome, Services, Settings, StopReason, run_spec};
 
 /// What only the caller can make for each loop, in that loop's thread: a store of its own and
@@ -37,6 +38,10 @@ pub trait LoopFactory: Sync {
     fn store(&self) -> Result<Store, Self::Error>;
     /// Builds an agent of this kind.
     fn agent(&self, kind: AgentKind) -> Result<Box<dyn Agent>, Self::Error>;
+    /// The review host the loops poll (a pull request's reviews), if any.
+    fn review(&self) -> Option<&dyn ReviewSource> {
+        None
+    }
 }
 
 /// Settings given for the whole run (on the command line): they win over a spec's front matter.
@@ -451,8 +456,7 @@ fn run_one<F: LoopFactory>(
         redactor: schedule.redactor,
         cancel,
         daily: schedule.daily,
-        // The review host is wired in with the forge's client (`src/github/`).
-        review: None,
+        review: schedule.factory.review(),
     };
     run_spec(&services, &job, events).map_err(|error| LoopError::Engine {
         spec: spec.id.to_string(),
@@ -714,7 +718,7 @@ pub fn settings(config: &Config, spec: &Spec, pinned: Pinned, hidden_env: &[Stri
             .iter()
             .find(|c| c.required && c.after == CheckpointAfter::Complete)
             .map_or(Duration::from_secs(24 * 3600), |c| c.timeout),
-        review_poll: REVIEW_POLL,
+        review_poll: config.github.review_poll,
         hostile_after: 2,
         worktree_root: None,
         keep_worktree: config.r#loop.keep_worktrees,

@@ -203,6 +203,15 @@ impl GitHub {
         lock(&self.calls).clone()
     }
 
+    /// The web address commit ids are appended to for a link: `https://github.com/OWNER/REPO/commit`
+    /// (the API host without `api.` and `/api/v3` on GitHub Enterprise).
+    pub fn commit_url(&self) -> String {
+        let t = &self.opts.target;
+        let web = t.api_url.trim_end_matches('/').trim_end_matches("/api/v3");
+        let web = web.replacen("://api.github.com", "://github.com", 1);
+        format!("{web}/{}/{}/commit", t.owner, t.repo)
+    }
+
     /// `{api_url}/repos/{owner}/{repo}{rest}`.
     pub(super) fn repo_url(&self, rest: &str) -> String {
         let t = &self.opts.target;

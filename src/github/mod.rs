@@ -11,6 +11,7 @@ mod client;
 mod error;
 mod host;
 pub mod pull;
+pub mod source;
 pub mod target;
 
 use serde::{Deserialize, Serialize};

@@ -109,6 +109,8 @@ fn valid_fixture_sets_every_section() {
     );
     assert_eq!(c.github.merge_method, "squash");
     assert_eq!(c.github.secondary_wait, Duration::from_secs(120));
+    assert!(c.github.pr);
+    assert_eq!(c.github.review_poll, Duration::from_secs(5));
     assert_eq!(c.checkpoints.len(), 2);
     assert_eq!(c.checkpoints[0].after, CheckpointAfter::Iteration);
     assert!(!c.checkpoints[0].required);
@@ -148,13 +150,13 @@ fn valid_fixture_sets_every_section() {
 
     // Origins name the line of each key.
     assert_eq!(loaded.origins["loop.max_iterations"], repo_origin(3));
-    assert_eq!(loaded.origins["secrets.redact"], repo_origin(116));
+    assert_eq!(loaded.origins["secrets.redact"], repo_origin(118));
     assert_eq!(loaded.origins["validate.custom.audit"], repo_origin(62));
     assert_eq!(
         loaded.origins["prices.claude-sonnet-5-5.output"],
-        repo_origin(110)
+        repo_origin(112)
     );
-    assert_eq!(loaded.origins["checkpoints"], repo_origin(100));
+    assert_eq!(loaded.origins["checkpoints"], repo_origin(102));
     assert_eq!(
         loaded.origins["loop.max_iterations"].to_string(),
         "file:/repo/.mmm/config.toml:3"
@@ -441,6 +443,8 @@ fn default_file_is_stable() {
     labels = ["mmm"]
     # Open pull requests as drafts.
     draft = true
+    # Open and keep the spec's pull request current during `git mmm run` (as --pr).
+    pr = false
     # Merge the pull request when it is approved.
     merge_on_approval = false
     # The repository, owner/name (default: GITHUB_REPOSITORY, else the remote's URL).
@@ -459,6 +463,8 @@ fn default_file_is_stable() {
     merge_method = "merge"
     # The first wait after a secondary rate limit that gives no retry-after (then doubling, for a bounded number of tries).
     secondary_wait = "1m"
+    # How often a required checkpoint asks GitHub for a review (conditional requests: an unchanged answer costs nothing against the rate limit).
+    review_poll = "1m"
 
     # Sharing mmm's history through a git remote (`git mmm sync`, `git mmm run --push`).
     [sync]

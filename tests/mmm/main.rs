@@ -15,6 +15,7 @@ mod hooks;
 mod hostile;
 mod install;
 mod pr;
+mod pr_loop;
 mod ranking;
 mod reliable;
 mod rewritten;

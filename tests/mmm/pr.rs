@@ -98,7 +98,11 @@ fn pr_opens_a_draft_finds_it_again_and_marks_it_ready_at_completion() {
     assert_eq!(fake.pulls().len(), 1, "found, not duplicated");
     let mine = bot_status_comments(&fake, 1);
     assert_eq!(mine.len(), 1);
-    assert!(mine[0].contains("Iteration 2: **failed**"), "{}", mine[0]);
+    assert!(
+        mine[0].contains("**failed** after 2 iterations"),
+        "{}",
+        mine[0]
+    );
     let planted: Vec<_> = fake
         .comments(1)
         .into_iter()

@@ -327,6 +327,17 @@ impl FakeGitHub {
         id
     }
 
+    /// Moves each open pull request's head to its branch's tip in the bare repository, as
+    /// GitHub does on a push (reviews added after this are on the new head).
+    pub fn sync_heads(&self) {
+        let mut st = self.lock();
+        for p in st.pulls.iter_mut().filter(|p| p.state == "open") {
+            if let Some(sha) = rev_parse(&self.bare, &p.head) {
+                p.head_sha = sha;
+            }
+        }
+    }
+
     /// The pull requests, in the order they were opened.
     pub fn pulls(&self) -> Vec<Pull> {
         self.lock().pulls.clone()
