@@ -178,7 +178,6 @@ fn run_specs(ctx: &Ctx, specs: Vec<String>, with: RunWith) -> CliResult {
             pr: false,
             lease: false,
             fresh: false,
-            lease: false,
         },
     )
 }
